@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the system packages the test suite needs when they are missing: PostgreSQL (the
+# suite starts its own throwaway cluster), PgBouncer (the pooler test) and Chromium (the
+# status page test). Only apt-get; nothing is downloaded from elsewhere.
+set -euo pipefail
+
+need=()
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
+if ! command -v initdb >/dev/null 2>&1 && [ -z "$pg_bin" ]; then need+=(postgresql); fi
+if ! command -v pgbouncer >/dev/null 2>&1; then need+=(pgbouncer); fi
+if ! command -v chromium >/dev/null 2>&1; then need+=(chromium); fi
+
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != "0" ]; then
+    echo "missing system packages: ${need[*]} (run as root, or install them with apt-get)" >&2
+    exit 1
+  fi
+  echo "installing system packages: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# Debian's postgresql package starts a cluster of its own; the suite uses its own, so leave
+# whatever runs alone.

@@ -1,0 +1,3 @@
+from cronkeeper.cli import main
+
+main()

@@ -1,0 +1,307 @@
+"""Configuration, read once at the entry point and passed down.
+
+Environment names are part of the public contract (see the README's table); every value is
+validated here so that a typo fails at start-up with a message naming the variable, instead
+of at 01:00 in the middle of a cron.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from cronkeeper.durations import parse_duration
+from cronkeeper.redact import Redactor
+from cronkeeper.storage.url import database_password, normalize_database_url
+
+__all__ = ["DEFAULT_JOBS", "JobSpec", "Settings"]
+
+JOB_NAMES = ("sync-notion", "collect-daily", "collect-mixpanel", "collect-benchmarks")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What the scheduler and the health check know about one job."""
+
+    name: str
+    schedule: str
+    window: timedelta
+    max_runtime: timedelta
+    monitored: bool
+
+
+_HOUR = timedelta(hours=1)
+_DAY = timedelta(days=1)
+DEFAULT_JOBS: tuple[JobSpec, ...] = (
+    JobSpec("sync-notion", "0 0 * * *", _DAY, _HOUR, monitored=False),
+    JobSpec("collect-daily", "0 1 * * *", _DAY, _HOUR, monitored=True),
+    JobSpec("collect-mixpanel", "30 1 * * *", _DAY, _HOUR, monitored=True),
+    JobSpec("collect-benchmarks", "0 2 * * 1", timedelta(days=7), _HOUR, monitored=True),
+)
+DEFAULT_MONITORED = ("collect-daily", "collect-mixpanel", "collect-benchmarks")
+DEFAULT_CONVERSION_TYPES = ("purchase", "offsite_conversion.fb_pixel_purchase", "lead")
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+def _split(value: Any, sep: str = ",") -> Any:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(sep) if part.strip())
+    return value
+
+
+def _pairs(value: str, sep: str, what: str) -> dict[str, str]:
+    """``"a=1,b=2"`` → ``{"a": "1", "b": "2"}``, naming the job names it does not know."""
+    out: dict[str, str] = {}
+    for item in (p.strip() for p in value.split(sep)):
+        if not item:
+            continue
+        name, eq, raw = item.partition("=")
+        if not eq or not raw.strip():
+            raise ValueError(f"{what}: expected NAME=VALUE, got {item!r}")
+        name = name.strip()
+        if name not in JOB_NAMES:
+            raise ValueError(f"{what}: unknown job {name!r}; jobs are {', '.join(JOB_NAMES)}")
+        out[name] = raw.strip()
+    return out
+
+
+def _env(*names: str) -> Any:
+    return Field(validation_alias=AliasChoices(*names))
+
+
+class Settings(BaseSettings):
+    """Every setting of cronkeeper. Field docs double as the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
+    )
+
+    database_url: str = Field(
+        default="sqlite:///cronkeeper.db", validation_alias=AliasChoices("DATABASE_URL")
+    )
+    cron_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("CRON_SECRET")
+    )
+    timezone: str = Field(default="UTC", validation_alias=AliasChoices("CRONKEEPER_TIMEZONE"))
+
+    meta_access_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("META_ACCESS_TOKEN")
+    )
+    meta_api_base: str = Field(
+        default="https://graph.facebook.com", validation_alias=AliasChoices("META_API_BASE")
+    )
+    meta_api_version: str = Field(default="v24.0", validation_alias=AliasChoices("META_API_VERSION"))
+    meta_ad_account_ids: CommaList = Field(
+        default=(), validation_alias=AliasChoices("META_AD_ACCOUNT_IDS")
+    )
+    meta_conversion_action_types: CommaList = Field(
+        default=DEFAULT_CONVERSION_TYPES,
+        validation_alias=AliasChoices("META_CONVERSION_ACTION_TYPES"),
+    )
+
+    mixpanel_service_account: str | None = Field(
+        default=None, validation_alias=AliasChoices("MIXPANEL_SERVICE_ACCOUNT")
+    )
+    mixpanel_service_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("MIXPANEL_SERVICE_SECRET")
+    )
+    mixpanel_project_id: CommaList = Field(
+        default=(), validation_alias=AliasChoices("MIXPANEL_PROJECT_ID")
+    )
+    mixpanel_events: CommaList = Field(default=(), validation_alias=AliasChoices("MIXPANEL_EVENTS"))
+    mixpanel_api_base: str = Field(
+        default="https://mixpanel.com/api/query",
+        validation_alias=AliasChoices("MIXPANEL_API_BASE"),
+    )
+
+    notion_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("NOTION_TOKEN")
+    )
+    notion_data_source_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("NOTION_DATA_SOURCE_ID")
+    )
+    notion_api_base: str = Field(
+        default="https://api.notion.com", validation_alias=AliasChoices("NOTION_API_BASE")
+    )
+    notion_version: str = Field(
+        default="2025-09-03", validation_alias=AliasChoices("NOTION_VERSION")
+    )
+    notion_prop_name: str = Field(
+        default="Name", validation_alias=AliasChoices("NOTION_PROP_NAME")
+    )
+    notion_prop_ad_account: str = Field(
+        default="Meta Ad Account ID", validation_alias=AliasChoices("NOTION_PROP_AD_ACCOUNT")
+    )
+    notion_prop_industry: str = Field(
+        default="Industry", validation_alias=AliasChoices("NOTION_PROP_INDUSTRY")
+    )
+    notion_prop_active: str = Field(
+        default="Active", validation_alias=AliasChoices("NOTION_PROP_ACTIVE")
+    )
+    notion_prop_mixpanel_project: str = Field(
+        default="Mixpanel Project ID", validation_alias=AliasChoices("NOTION_PROP_MIXPANEL_PROJECT")
+    )
+
+    # Operations (not in the seed; prefixed so they cannot collide with anything else).
+    monitored_jobs: CommaList = Field(
+        default=DEFAULT_MONITORED, validation_alias=AliasChoices("CRONKEEPER_MONITORED_JOBS")
+    )
+    job_windows: str = Field(default="", validation_alias=AliasChoices("CRONKEEPER_JOB_WINDOWS"))
+    max_runtime: str = Field(default="", validation_alias=AliasChoices("CRONKEEPER_MAX_RUNTIME"))
+    schedules: str = Field(default="", validation_alias=AliasChoices("CRONKEEPER_SCHEDULES"))
+    ledger_timeout: float = Field(
+        default=5.0, gt=0, le=60, validation_alias=AliasChoices("CRONKEEPER_LEDGER_TIMEOUT")
+    )
+    concurrency: int = Field(
+        default=4, ge=1, le=64, validation_alias=AliasChoices("CRONKEEPER_CONCURRENCY")
+    )
+    max_retries: int = Field(
+        default=2, ge=0, le=10, validation_alias=AliasChoices("CRONKEEPER_MAX_RETRIES")
+    )
+    http_timeout: float = Field(
+        default=30.0, gt=0, le=600, validation_alias=AliasChoices("CRONKEEPER_HTTP_TIMEOUT")
+    )
+    max_wait: float = Field(
+        default=60.0, ge=0, le=3600, validation_alias=AliasChoices("CRONKEEPER_MAX_WAIT")
+    )
+    lease_ttl: float = Field(
+        default=60.0, ge=5, le=3600, validation_alias=AliasChoices("CRONKEEPER_LEASE_TTL")
+    )
+    alert_webhook_url: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("ALERT_WEBHOOK_URL")
+    )
+
+    @field_validator(
+        "meta_ad_account_ids",
+        "meta_conversion_action_types",
+        "mixpanel_project_id",
+        "mixpanel_events",
+        "monitored_jobs",
+        mode="before",
+    )
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        return _split(value)
+
+    @field_validator("meta_ad_account_ids")
+    @classmethod
+    def _account_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        ids = tuple(v.removeprefix("act_") for v in value)
+        bad = [v for v in ids if not v.isdigit()]
+        if bad:
+            raise ValueError(f"ad account ids must be digits, with or without act_: {bad}")
+        return ids
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        normalize_database_url(value or "sqlite:///cronkeeper.db")  # raises a clear ValueError
+        return value or "sqlite:///cronkeeper.db"
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}: use an IANA name such as UTC or Asia/Seoul"
+            ) from None
+        return value
+
+    @field_validator("monitored_jobs")
+    @classmethod
+    def _monitored(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [v for v in value if v not in JOB_NAMES]
+        if unknown:
+            raise ValueError(f"unknown job(s) {unknown}; jobs are {', '.join(JOB_NAMES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _jobs_parse(self) -> Settings:
+        self.jobs  # noqa: B018 - validates the per-job overrides at load time
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def jobs(self) -> tuple[JobSpec, ...]:
+        """The four jobs with this configuration's schedules, windows and runtimes applied."""
+        windows = {
+            k: parse_duration(v)
+            for k, v in _pairs(self.job_windows, ",", "CRONKEEPER_JOB_WINDOWS").items()
+        }
+        schedules = _pairs(self.schedules, ";", "CRONKEEPER_SCHEDULES")
+        runtime_default: timedelta | None = None
+        runtimes: dict[str, timedelta] = {}
+        if self.max_runtime.strip() and "=" not in self.max_runtime:
+            runtime_default = parse_duration(self.max_runtime)
+        else:
+            runtimes = {
+                k: parse_duration(v)
+                for k, v in _pairs(self.max_runtime, ",", "CRONKEEPER_MAX_RUNTIME").items()
+            }
+        for name, expr in schedules.items():
+            if len(expr.split()) != 5:
+                raise ValueError(
+                    f"CRONKEEPER_SCHEDULES: {name}={expr!r} is not a 5-field cron expression"
+                )
+        return tuple(
+            JobSpec(
+                name=spec.name,
+                schedule=schedules.get(spec.name, spec.schedule),
+                window=windows.get(spec.name, spec.window),
+                max_runtime=runtimes.get(spec.name, runtime_default or spec.max_runtime),
+                monitored=spec.name in self.monitored_jobs,
+            )
+            for spec in DEFAULT_JOBS
+        )
+
+    def job(self, name: str) -> JobSpec:
+        for spec in self.jobs:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    @property
+    def monitored(self) -> tuple[JobSpec, ...]:
+        """Monitored jobs in configuration order (the order of ``missing`` in health)."""
+        by_name = {spec.name: spec for spec in self.jobs}
+        return tuple(by_name[name] for name in self.monitored_jobs)
+
+    @property
+    def async_database_url(self) -> str:
+        return normalize_database_url(self.database_url)
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret value, for redaction. Never log or return this."""
+        values: list[str] = []
+        for secret in (
+            self.cron_secret,
+            self.meta_access_token,
+            self.mixpanel_service_secret,
+            self.notion_token,
+            self.alert_webhook_url,
+        ):
+            if secret is not None and secret.get_secret_value():
+                values.append(secret.get_secret_value())
+        password = database_password(self.database_url)
+        if password:
+            values.append(password)
+        return tuple(values)
+
+    @property
+    def redactor(self) -> Redactor:
+        return Redactor(self.secret_values())

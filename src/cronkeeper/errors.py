@@ -1,0 +1,92 @@
+"""One exception tree for everything cronkeeper raises on purpose.
+
+    CronkeeperError
+    ├── ConfigError            configuration is missing or invalid
+    ├── StorageError           the database could not be reached or refused a statement
+    ├── FetchError             an HTTP call to a source API failed for good
+    │   ├── PermanentFetchError    a 4xx no wait can fix (Meta 190 expired token, 100 bad param)
+    │   ├── RetriesExhausted       still failing after every allowed retry
+    │   └── WaitTooLong            the API asked to wait longer than ``max_wait``
+    ├── PayloadError           an API answered with a malformed or unexpected body
+    ├── UnknownJob             no job by that name
+    └── AlreadyRunning         another process holds the job's lease
+
+Every message says what failed, for which unit, and what to do; none carries a secret
+(URLs and texts pass through :mod:`cronkeeper.redact` before they reach an exception).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyRunning",
+    "ConfigError",
+    "CronkeeperError",
+    "FetchError",
+    "PayloadError",
+    "PermanentFetchError",
+    "RetriesExhausted",
+    "StorageError",
+    "UnknownJob",
+    "WaitTooLong",
+]
+
+
+class CronkeeperError(Exception):
+    """Base of every error cronkeeper raises on purpose."""
+
+
+class ConfigError(CronkeeperError):
+    """Configuration is missing or invalid."""
+
+
+class StorageError(CronkeeperError):
+    """The database could not be reached or refused a statement."""
+
+
+class FetchError(CronkeeperError):
+    """An HTTP call to a source API failed for good.
+
+    ``url`` is already redacted; ``status`` is the last HTTP status seen (``None`` when no
+    response arrived); ``attempts`` is how many requests were sent.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str = "",
+        status: int | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+        self.attempts = attempts
+
+
+class PermanentFetchError(FetchError):
+    """A client error that no wait can fix (expired token, invalid parameter, 404 …)."""
+
+
+class RetriesExhausted(FetchError):
+    """Every attempt failed with a retryable error."""
+
+
+class WaitTooLong(FetchError):
+    """The API asked for a wait above ``max_wait``; the call fails at once instead."""
+
+    def __init__(self, message: str, *, wait_seconds: float, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.wait_seconds = wait_seconds
+
+
+class PayloadError(CronkeeperError):
+    """An API answered with a body that does not have the documented shape."""
+
+
+class UnknownJob(CronkeeperError):
+    """No job is registered under that name."""
+
+
+class AlreadyRunning(CronkeeperError):
+    """Another process holds the lease of this job; no run was recorded."""

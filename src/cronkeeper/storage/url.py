@@ -1,0 +1,76 @@
+"""Turn the ``DATABASE_URL`` a user writes into the async SQLAlchemy URL we connect with.
+
+Users paste what their provider shows them: ``postgres://`` (Heroku, Supabase),
+``postgresql://…?sslmode=require``, or a plain ``sqlite:///file.db``. The async driver is
+our business, not theirs, so it is chosen here (psycopg 3 for PostgreSQL, aiosqlite for
+SQLite). Error messages never repeat the password.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+__all__ = ["database_password", "is_postgres", "normalize_database_url", "safe_url"]
+
+DEFAULT_URL = "sqlite:///cronkeeper.db"
+# Query parameters some providers add that libpq does not know; they would make it refuse
+# to connect ("invalid connection option"), so they are dropped.
+_NON_LIBPQ_PARAMS = ("pgbouncer", "connection_limit", "pool_timeout", "schema", "supa")
+
+
+def _parse(raw: str) -> URL:
+    text = (raw or DEFAULT_URL).strip()
+    if text.startswith("postgres://"):
+        text = "postgresql://" + text.removeprefix("postgres://")
+    try:
+        return make_url(text)
+    except ArgumentError:
+        scheme = text.split("://", 1)[0] if "://" in text else "?"
+        raise ValueError(
+            f"DATABASE_URL is not a valid URL (scheme {scheme!r}); expected "
+            "sqlite:///relative.db, sqlite:////absolute/path.db or postgresql://user:pass@host/db"
+        ) from None
+
+
+def normalize_database_url(raw: str) -> str:
+    """The async SQLAlchemy URL (as a string, password included) for ``raw``."""
+    url = _parse(raw)
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        if url.database in (None, ""):
+            raise ValueError(
+                "DATABASE_URL names no SQLite file: use sqlite:///relative.db or "
+                "sqlite:////absolute/path.db"
+            )
+        url = url.set(drivername="sqlite+aiosqlite")
+    elif backend == "postgresql":
+        if not url.host and "host" not in url.query:
+            raise ValueError("DATABASE_URL names no PostgreSQL host: postgresql://user:pass@host/db")
+        query = {k: v for k, v in url.query.items() if k not in _NON_LIBPQ_PARAMS}
+        url = url.set(drivername="postgresql+psycopg", query=query)
+    else:
+        raise ValueError(
+            f"DATABASE_URL scheme {url.drivername!r} is not supported: use sqlite:///file.db "
+            "or postgresql://user:pass@host/db (postgres:// works too)"
+        )
+    return url.render_as_string(hide_password=False)
+
+
+def is_postgres(raw: str) -> bool:
+    return _parse(raw).get_backend_name() == "postgresql"
+
+
+def safe_url(raw: str) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    try:
+        return _parse(raw).render_as_string(hide_password=True)
+    except ValueError:
+        return "<invalid DATABASE_URL>"
+
+
+def database_password(raw: str) -> str | None:
+    try:
+        return _parse(raw).password
+    except ValueError:
+        return None
