@@ -100,7 +100,9 @@ class Settings(BaseSettings):
     meta_api_base: str = Field(
         default="https://graph.facebook.com", validation_alias=AliasChoices("META_API_BASE")
     )
-    meta_api_version: str = Field(default="v24.0", validation_alias=AliasChoices("META_API_VERSION"))
+    meta_api_version: str = Field(
+        default="v24.0", validation_alias=AliasChoices("META_API_VERSION")
+    )
     meta_ad_account_ids: CommaList = Field(
         default=(), validation_alias=AliasChoices("META_AD_ACCOUNT_IDS")
     )
@@ -136,9 +138,7 @@ class Settings(BaseSettings):
     notion_version: str = Field(
         default="2025-09-03", validation_alias=AliasChoices("NOTION_VERSION")
     )
-    notion_prop_name: str = Field(
-        default="Name", validation_alias=AliasChoices("NOTION_PROP_NAME")
-    )
+    notion_prop_name: str = Field(default="Name", validation_alias=AliasChoices("NOTION_PROP_NAME"))
     notion_prop_ad_account: str = Field(
         default="Meta Ad Account ID", validation_alias=AliasChoices("NOTION_PROP_AD_ACCOUNT")
     )

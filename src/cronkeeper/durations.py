@@ -1,4 +1,4 @@
-"""Parse and format the short durations used in configuration and the CLI (``90s``, ``24h``, ``7d``)."""
+"""Parse and format short durations (``90s``, ``24h``, ``7d``) for configuration and the CLI."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
 
 
 def parse_duration(text: str | float | int | timedelta) -> timedelta:
-    """``"24h"`` → 24 hours. A bare number is seconds. Raises ``ValueError`` with the accepted forms."""
+    """``"24h"`` → 24 hours; a bare number is seconds; ``ValueError`` names the accepted forms."""
     if isinstance(text, timedelta):
         return text
     if isinstance(text, int | float):

@@ -16,9 +16,24 @@ __all__ = ["MAX_ERROR_MESSAGE", "REDACTED", "Redactor", "redact", "truncate"]
 REDACTED = "[REDACTED]"
 MAX_ERROR_MESSAGE = 4000
 
-_SECRET_KEYS = (
-    r"access_token|client_secret|secret|password|passwd|pwd|api_key|apikey|token|"
-    r"refresh_token|fb_exchange_token|appsecret_proof|signature|sig"
+# Names of secret-bearing keys, not secrets.
+_SECRET_KEYS = "|".join(
+    (
+        "access_token",
+        "client_secret",
+        "secret",
+        "password",
+        "passwd",
+        "pwd",
+        "api_key",
+        "apikey",
+        "token",
+        "refresh_token",
+        "fb_exchange_token",
+        "appsecret_proof",
+        "signature",
+        "sig",
+    )
 )
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # query strings and form bodies: access_token=abc&...

@@ -46,7 +46,9 @@ def normalize_database_url(raw: str) -> str:
         url = url.set(drivername="sqlite+aiosqlite")
     elif backend == "postgresql":
         if not url.host and "host" not in url.query:
-            raise ValueError("DATABASE_URL names no PostgreSQL host: postgresql://user:pass@host/db")
+            raise ValueError(
+                "DATABASE_URL names no PostgreSQL host: postgresql://user:pass@host/db"
+            )
         query = {k: v for k, v in url.query.items() if k not in _NON_LIBPQ_PARAMS}
         url = url.set(drivername="postgresql+psycopg", query=query)
     else:
