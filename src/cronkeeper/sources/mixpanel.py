@@ -1,0 +1,137 @@
+"""Mixpanel Query API: daily totals of the configured events, one query per project and day.
+
+The answer of ``GET /events`` is ``{"data": {"series": [D], "values": {event: {D: n}}}}``.
+Mixpanel leaves out events (and days) without any occurrence, so absence is a count of 0;
+the parser still returns one record per requested event, which makes a re-run overwrite a
+stale count with 0 instead of leaving it behind.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING
+
+import httpx
+
+from cronkeeper.errors import ConfigError, PayloadError
+from cronkeeper.redact import redact
+from cronkeeper.sources._payload import decode_json, describe, non_negative_int
+
+if TYPE_CHECKING:
+    from cronkeeper.config import Settings
+    from cronkeeper.http import HttpContext
+
+__all__ = ["MixpanelClient", "MixpanelCount", "parse_event_counts"]
+
+
+@dataclass(frozen=True)
+class MixpanelCount:
+    """How many times one event happened in one project on one day."""
+
+    project_id: str
+    event: str
+    date: date
+    count: int
+
+
+def parse_event_counts(
+    payload: object, *, project_id: str, events: Sequence[str], day: date
+) -> list[MixpanelCount]:
+    """One record per requested event (duplicates once, in request order) for ``day``.
+
+    Raises :class:`PayloadError` naming the project and the field when the answer does not
+    have the documented shape or a count is not a non-negative integer.
+    """
+    unit = f"Mixpanel project {project_id}"
+    if not isinstance(payload, dict):
+        raise PayloadError(f"{unit}: expected a JSON object, got {describe(payload)}")
+    data = payload.get("data")
+    if not isinstance(data, dict):
+        raise PayloadError(f"{unit}: field 'data': expected an object, got {describe(data)}")
+    series = data.get("series")
+    if series is not None and not (
+        isinstance(series, list) and all(isinstance(d, str) for d in series)
+    ):
+        raise PayloadError(
+            f"{unit}: field 'data.series': expected a list of dates, got {describe(series)}"
+        )
+    values = data.get("values")
+    if not isinstance(values, dict):
+        raise PayloadError(
+            f"{unit}: field 'data.values': expected an object of events, got {describe(values)}"
+        )
+    key = day.isoformat()
+    records: list[MixpanelCount] = []
+    for event in dict.fromkeys(events):
+        by_day = values.get(event)
+        where = f"{unit}: event {event!r}"
+        if by_day is None:
+            count = 0
+        elif not isinstance(by_day, dict):
+            raise PayloadError(
+                f"{where}: field 'data.values': expected an object of daily counts, "
+                f"got {describe(by_day)}"
+            )
+        else:
+            raw = by_day.get(key)
+            if isinstance(raw, str):  # counts are JSON integers; a string is not one
+                raise PayloadError(f"{where} on {key}: expected an integer count, got {raw!r}")
+            count = non_negative_int(raw, f"{where} on {key}")
+        records.append(MixpanelCount(project_id=project_id, event=event, date=day, count=count))
+    return records
+
+
+class MixpanelClient:
+    """Calls the Query API's ``/events`` endpoint with a service account."""
+
+    def __init__(self, http: HttpContext, *, base: str, service_account: str, secret: str) -> None:
+        self._http = http
+        self._base = base.rstrip("/")
+        self._auth = httpx.BasicAuth(service_account, secret)
+        self._secrets = (service_account, secret)
+
+    @classmethod
+    def from_settings(cls, http: HttpContext, settings: Settings) -> MixpanelClient:
+        """The client for this configuration; ``ConfigError`` without the service account."""
+        secret = settings.mixpanel_service_secret
+        if not settings.mixpanel_service_account or secret is None:
+            raise ConfigError(
+                "MIXPANEL_SERVICE_ACCOUNT and MIXPANEL_SERVICE_SECRET must both be set: "
+                "collect-mixpanel cannot call Mixpanel"
+            )
+        return cls(
+            http,
+            base=settings.mixpanel_api_base,
+            service_account=settings.mixpanel_service_account,
+            secret=secret.get_secret_value(),
+        )
+
+    async def event_counts(
+        self, project_id: str, events: Sequence[str], day: date
+    ) -> list[MixpanelCount]:
+        """Counts of ``events`` in ``project_id`` on ``day``; no request when ``events`` is
+        empty. Raises :class:`PayloadError` or the HTTP layer's :class:`FetchError` family."""
+        if not events:
+            return []
+        wanted = list(dict.fromkeys(events))
+        params = {
+            "project_id": project_id,
+            "event": json.dumps(wanted, separators=(",", ":"), ensure_ascii=False),
+            "type": "general",
+            "unit": "day",
+            "from_date": day.isoformat(),
+            "to_date": day.isoformat(),
+        }
+        unit = f"Mixpanel project {project_id}"
+        try:
+            response = await self._http.fetch(
+                "GET", f"{self._base}/events", params=params, auth=self._auth
+            )
+            return parse_event_counts(
+                decode_json(response, unit), project_id=project_id, events=wanted, day=day
+            )
+        except PayloadError as exc:
+            raise PayloadError(redact(str(exc), (self._secrets[1],))) from None
