@@ -1,0 +1,264 @@
+"""Retry decisions as pure functions: what a failed attempt means and how long to wait.
+
+Kept free of I/O so that every rule of the SPEC's Retry section can be proved by a table
+test, and so that :mod:`cronkeeper.http.retry` only has to wire these answers into tenacity.
+
+Only two outcomes are ever retried: a fault that a later attempt can outlive (timeouts,
+dropped connections, 408, 429, 5xx) and Meta's throttling or transient errors, which Meta
+sends as HTTP 400/403 with a JSON ``error.code``. Every other client error fails at once,
+because no wait fixes an expired token or an invalid parameter and waiting only burns the
+run's time budget.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal, NamedTuple
+
+import httpx
+
+__all__ = [
+    "BUC_HEADER",
+    "META_THROTTLE_CODES",
+    "META_TRANSIENT_CODES",
+    "MetaError",
+    "Reason",
+    "Verdict",
+    "api_error_text",
+    "buc_wait_seconds",
+    "classify",
+    "classify_exception",
+    "meta_error",
+    "parse_retry_after",
+]
+
+Reason = Literal[
+    "timeout",
+    "connection",
+    "status_408",
+    "status_429",
+    "status_5xx",
+    "meta_throttle",
+    "meta_transient",
+]
+
+BUC_HEADER = "X-Business-Use-Case-Usage"
+RETRY_AFTER_HEADER = "Retry-After"
+
+# https://developers.facebook.com/docs/graph-api/overview/rate-limiting and error reference.
+META_THROTTLE_CODES = frozenset({4, 17, 32, 341, 613, *range(80000, 80015)})
+META_TRANSIENT_CODES = frozenset({1, 2})
+
+_DELTA_SECONDS = re.compile(r"\d+(?:\.\d+)?")
+_WHITESPACE = re.compile(r"\s+")
+
+
+class MetaError(NamedTuple):
+    """The parts of a Graph API ``{"error": {...}}`` body that decide a retry."""
+
+    code: int
+    subcode: int | None
+    is_transient: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How one attempt ended.
+
+    ``server_wait`` is what the server asked for (``None`` means it asked nothing, so the
+    policy's default wait applies); ``wait_source`` names the header that carried the ask, so
+    an error can tell the operator where the number came from.
+    """
+
+    kind: Literal["ok", "retry", "fail"]
+    reason: Reason | None = None
+    server_wait: float | None = None
+    wait_source: str | None = None
+    meta: MetaError | None = None
+
+
+def _json(body: bytes | str | Any) -> Any:
+    """Decode a body if it is text; a malformed body is simply 'not JSON', never an error."""
+    if isinstance(body, bytes | bytearray | str):
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            return None
+    return body
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def parse_retry_after(value: str, now: datetime) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value, or ``None`` when it cannot be read.
+
+    ``None`` (not 0) for garbage, so the caller falls back to its default wait instead of
+    hammering a server whose ask it could not understand. A date in the past means the server
+    is ready again: 0.
+    """
+    text = value.strip()
+    if not text:
+        return None
+    if _DELTA_SECONDS.fullmatch(text):
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (ValueError, TypeError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000" means UTC with no claim about local time
+        when = when.replace(tzinfo=UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def buc_wait_seconds(header: str) -> float | None:
+    """Seconds Meta says a business stays throttled, from ``X-Business-Use-Case-Usage``.
+
+    The header maps business ids to usage entries; any one throttled entry blocks the call,
+    so the longest ``estimated_time_to_regain_access`` (minutes) wins. ``None`` when nothing
+    is throttled or the header is unreadable.
+    """
+    data = _json(header)
+    if not isinstance(data, dict):
+        return None
+    minutes: list[float] = []
+    for entries in data.values():
+        for entry in entries if isinstance(entries, list) else [entries]:
+            if isinstance(entry, dict):
+                value = _number(entry.get("estimated_time_to_regain_access"))
+                if value is not None and value > 0:
+                    minutes.append(value)
+    return max(minutes) * 60.0 if minutes else None
+
+
+def meta_error(body: bytes | str | Any) -> MetaError | None:
+    """The Graph API error in ``body`` (raw or already decoded), or ``None`` if it has none."""
+    data = _json(body)
+    if not isinstance(data, dict):
+        return None
+    error = data.get("error")
+    if not isinstance(error, dict):
+        return None
+    code = _int(error.get("code"))
+    if code is None:
+        return None
+    message = error.get("message")
+    return MetaError(
+        code=code,
+        subcode=_int(error.get("error_subcode")),
+        is_transient=error.get("is_transient") is True,
+        message=message if isinstance(message, str) else "",
+    )
+
+
+def api_error_text(body: bytes | str | Any) -> str:
+    """The API's own words about the failure, unredacted and uncut (the caller does both).
+
+    Knows the shapes of the APIs cronkeeper calls (Meta ``error.message``, Notion
+    ``message``, Mixpanel ``error``) and falls back to the body itself.
+    """
+    meta = meta_error(body)
+    if meta is not None:
+        code = f"{meta.code}/{meta.subcode}" if meta.subcode is not None else str(meta.code)
+        return f"Meta error {code}: {meta.message}".rstrip(": ")
+    data = _json(body)
+    if isinstance(data, dict):
+        for key in ("message", "error", "detail"):
+            value = data.get(key)
+            if isinstance(value, str) and value.strip():
+                return _WHITESPACE.sub(" ", value).strip()
+    if isinstance(body, bytes | bytearray):
+        body = bytes(body[:2000]).decode("utf-8", errors="replace")
+    if isinstance(body, str):
+        return _WHITESPACE.sub(" ", body[:2000]).strip()
+    return ""
+
+
+def classify(
+    status: int, headers: Mapping[str, str], body: bytes | str | Any, now: datetime
+) -> Verdict:
+    """Decide whether a response is a success, a retryable failure or a permanent one.
+
+    For retryable failures, also say how long the server asked to wait: the longer of
+    ``Retry-After`` and (for throttling) Meta's business-use-case estimate, since retrying
+    before either has passed only earns another refusal.
+    """
+    if 200 <= status < 300:
+        return Verdict("ok")
+    meta = meta_error(body)
+    reason: Reason | None = None
+    if status == 408:
+        reason = "status_408"
+    elif status == 429:
+        reason = "status_429"
+    elif 500 <= status < 600:
+        reason = "status_5xx"
+    elif status in (400, 403) and meta is not None:
+        if meta.code in META_THROTTLE_CODES:
+            reason = "meta_throttle"
+        elif meta.code in META_TRANSIENT_CODES or meta.is_transient:
+            reason = "meta_transient"
+    if reason is None:
+        return Verdict("fail", meta=meta)
+
+    lowered = {key.lower(): value for key, value in headers.items()}
+    asks: list[tuple[float, str]] = []
+    retry_after = lowered.get(RETRY_AFTER_HEADER.lower())
+    if retry_after is not None:
+        seconds = parse_retry_after(retry_after, now)
+        if seconds is not None:
+            asks.append((seconds, RETRY_AFTER_HEADER))
+    buc = lowered.get(BUC_HEADER.lower())
+    if buc is not None and reason in ("meta_throttle", "status_429"):
+        seconds = buc_wait_seconds(buc)
+        if seconds is not None:
+            asks.append((seconds, BUC_HEADER))
+    if not asks:
+        return Verdict("retry", reason, meta=meta)
+    wait, source = max(asks)
+    return Verdict("retry", reason, server_wait=wait, wait_source=source, meta=meta)
+
+
+def classify_exception(exc: BaseException) -> Verdict:
+    """Decide whether an exception raised while sending or reading is worth another attempt.
+
+    ``TimeoutError`` is the per-attempt ``asyncio.timeout``; httpx's own timeouts are kept
+    apart from other transport errors only for the reason they report. Errors in the request
+    itself (bad URL, unsupported scheme, too many redirects) will not heal by waiting.
+    """
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return Verdict("retry", "timeout")
+    if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError | httpx.ProxyError):
+        return Verdict("retry", "connection")
+    return Verdict("fail")

@@ -1,0 +1,382 @@
+"""One HTTP call with the retries the SPEC allows, and nothing more.
+
+The decisions (retry or not, how long) live in :mod:`cronkeeper.http.classify`; this module
+sends the request, bounds each attempt with one overall deadline, and lets tenacity run the
+attempts with an injected ``sleep`` so tests never wait for real.
+
+Every error raised here is a :class:`~cronkeeper.errors.FetchError` whose text has been
+through the redactor: the Meta token travels in the query string, so any message that names
+the URL would otherwise carry it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_exception_type
+from tenacity.stop import stop_after_attempt
+
+from cronkeeper.errors import ConfigError, PermanentFetchError, RetriesExhausted, WaitTooLong
+from cronkeeper.http.classify import (
+    BUC_HEADER,
+    Verdict,
+    api_error_text,
+    classify,
+    classify_exception,
+)
+from cronkeeper.redact import Redactor, redact, truncate
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "MAX_API_MESSAGE",
+    "Clock",
+    "HttpContext",
+    "RetryEvent",
+    "RetryPolicy",
+    "Sleep",
+    "fetch_with_retry",
+    "utc_now",
+]
+
+logger = logging.getLogger("cronkeeper.http")
+
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], datetime]
+
+MAX_API_MESSAGE = 300
+_MAX_DOUBLINGS = 64  # past this, 2**n only risks an OverflowError; max_wait caps it anyway
+
+
+def utc_now() -> datetime:
+    """The default clock; injected so tests can pin the moment an HTTP-date is measured from."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard one call tries.
+
+    ``max_wait`` bounds every sleep: a server ask above it fails the call at once
+    (:class:`WaitTooLong`), and the default schedule, which keeps doubling past ``waits``,
+    is capped at it rather than turned into an error, since that wait is our own choice.
+    """
+
+    max_retries: int = 2
+    waits: tuple[float, ...] = (3.0, 6.0)
+    timeout: float = 30.0
+    max_wait: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ConfigError(f"max_retries must be 0 or more, got {self.max_retries}")
+        if not self.timeout > 0:
+            raise ConfigError(f"the per-attempt timeout must be above 0 s, got {self.timeout}")
+        if not self.max_wait >= 0:
+            raise ConfigError(f"max_wait must be 0 s or more, got {self.max_wait}")
+        if any(not wait >= 0 for wait in self.waits):
+            raise ConfigError(f"waits must all be 0 s or more, got {self.waits}")
+
+    def default_wait(self, retry_number: int) -> float:
+        """Wait before retry ``retry_number`` (1-based) when the server asked for nothing."""
+        if not self.waits:
+            return 0.0
+        if retry_number <= len(self.waits):
+            wait = self.waits[max(retry_number, 1) - 1]
+        else:
+            doublings = min(retry_number - len(self.waits), _MAX_DOUBLINGS)
+            wait = self.waits[-1] * 2.0**doublings
+        return min(wait, self.max_wait)
+
+
+DEFAULT_POLICY = RetryPolicy()
+_DEFAULT_REDACTOR = Redactor()
+
+
+@dataclass(frozen=True)
+class RetryEvent:
+    """One failed attempt that will be retried, for progress reporting and metrics."""
+
+    attempt: int
+    reason: str
+    wait: float
+    url: str
+
+
+class _AttemptFailed(Exception):
+    """A retryable failure, carried through tenacity to the wait and before-sleep hooks.
+
+    Never leaves this module: the last one becomes :class:`RetriesExhausted`.
+    """
+
+    def __init__(self, verdict: Verdict, status: int | None, detail: str) -> None:
+        super().__init__(detail)
+        self.verdict = verdict
+        self.status = status
+        self.detail = detail
+
+
+def _is_secret_key(name: str) -> bool:
+    # Ask the redactor's own patterns rather than keep a second list of secret key names.
+    probe = f"{name}=x"
+    return redact(probe) != probe
+
+
+def _call_redactor(
+    base: Redactor,
+    url: httpx.URL,
+    headers: httpx.Headers,
+    auth: httpx.Auth | tuple[str, str] | None,
+) -> Redactor:
+    """Extend ``base`` with every secret this call carries, in every spelling it may take.
+
+    The patterns already blank ``access_token=…`` in a URL; adding the values themselves also
+    catches them where a pattern cannot see a key (an API echoing the token in its error
+    message), and the percent-encoded forms catch them inside ``str(url)``.
+    """
+    secrets = set(base.secrets)
+    secrets.update(value for key, value in url.params.multi_items() if _is_secret_key(key))
+    for key in ("authorization", "proxy-authorization"):
+        value = headers.get(key)
+        if value:
+            secrets.update((value, value.partition(" ")[2]))
+    if isinstance(auth, tuple):
+        secrets.add(auth[1])
+    spellings = set(secrets)
+    for secret in secrets:
+        spellings.update((quote(secret, safe=""), quote_plus(secret, safe="")))
+        spellings.add(str(httpx.QueryParams({"k": secret}))[2:])  # httpx's own encoding
+    return Redactor(secrets=tuple(sorted(s for s in spellings if s)))
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{value:g}"
+
+
+class _Call:
+    """The state of one ``fetch_with_retry`` call, shared by the attempt and tenacity hooks."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        request: httpx.Request,
+        auth: httpx.Auth | tuple[str, str] | None,
+        policy: RetryPolicy,
+        now: Clock,
+        on_retry: Callable[[RetryEvent], None] | None,
+        redactor: Redactor,
+    ) -> None:
+        self.client = client
+        self.request = request
+        self.auth = auth
+        self.policy = policy
+        self.now = now
+        self.on_retry = on_retry
+        self.redact = _call_redactor(redactor, request.url, request.headers, auth)
+        self.method = request.method
+        self.url = self.redact(str(request.url))
+        self.attempts = 0
+
+    def _api_message(self, body: bytes) -> str:
+        # Redact before cutting, so a secret cut in half cannot slip past the redactor.
+        return truncate(self.redact(api_error_text(body)), MAX_API_MESSAGE)
+
+    async def attempt(self) -> httpx.Response:
+        self.attempts += 1
+        try:
+            # One deadline over connect, headers and the whole body: httpx's timeouts are per
+            # operation, so a server trickling a byte every few seconds would never trip them.
+            async with asyncio.timeout(self.policy.timeout):
+                response = await self.client.send(
+                    self.request,
+                    auth=self.auth if self.auth is not None else httpx.USE_CLIENT_DEFAULT,
+                )
+        except (TimeoutError, httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise self._transport_failure(exc) from None
+        verdict = classify(response.status_code, response.headers, response.content, self.now())
+        if verdict.kind == "ok":
+            return response
+        status = response.status_code
+        api_message = self._api_message(response.content)
+        got = f"HTTP {status}" + (f" ({api_message})" if api_message else "")
+        if verdict.kind == "fail":
+            raise PermanentFetchError(
+                f"{self.method} {self.url} failed with {got}; not retried, since no wait fixes"
+                f" a client error: {self._hint(verdict, status)}",
+                url=self.url,
+                status=status,
+                attempts=self.attempts,
+            )
+        if verdict.server_wait is not None and verdict.server_wait > self.policy.max_wait:
+            meta = verdict.meta is not None or verdict.wait_source == BUC_HEADER
+            raise WaitTooLong(
+                f"{self.method} {self.url}: {'Meta' if meta else 'the API'} asked to wait"
+                f" {_seconds(verdict.server_wait)} s (above max_wait"
+                f" {_seconds(self.policy.max_wait)} s) in {verdict.wait_source} after {got};"
+                " not waiting: this unit is skipped, run it again later",
+                wait_seconds=verdict.server_wait,
+                url=self.url,
+                status=status,
+                attempts=self.attempts,
+            )
+        raise _AttemptFailed(verdict, status, got)
+
+    def _transport_failure(self, exc: BaseException) -> Exception:
+        verdict = classify_exception(exc)
+        if isinstance(exc, TimeoutError):
+            detail = f"no complete answer within the {_seconds(self.policy.timeout)} s timeout"
+        else:
+            text = truncate(self.redact(str(exc)), MAX_API_MESSAGE)
+            detail = type(exc).__name__ + (f" ({text})" if text else "")
+        if verdict.kind == "retry":
+            return _AttemptFailed(verdict, None, detail)
+        return PermanentFetchError(
+            f"{self.method} {self.url} could not be sent: {detail}; not retried, fix the"
+            " request (URL, scheme, redirects)",
+            url=self.url,
+            status=None,
+            attempts=self.attempts,
+        )
+
+    @staticmethod
+    def _hint(verdict: Verdict, status: int) -> str:
+        if verdict.meta is not None and verdict.meta.code == 190:
+            return "the Meta access token is invalid or expired, renew META_ACCESS_TOKEN"
+        if verdict.meta is not None and verdict.meta.code == 100:
+            return "Meta rejected a parameter, check the ad account id and the fields"
+        if status in (401, 403):
+            return "check the credentials and their permissions"
+        if status == 404:
+            return "check the id in the URL"
+        return "check the request"
+
+    def wait(self, state: RetryCallState) -> float:
+        failure = self._failure(state)
+        if failure.verdict.server_wait is not None:
+            return failure.verdict.server_wait  # never earlier than the server asked
+        return self.policy.default_wait(state.attempt_number)
+
+    def before_sleep(self, state: RetryCallState) -> None:
+        failure = self._failure(state)
+        reason = failure.verdict.reason or "connection"
+        wait = float(state.upcoming_sleep)
+        logger.warning(
+            "%s %s: attempt %d of %d failed (%s: %s); retrying in %s s",
+            self.method,
+            self.url,
+            state.attempt_number,
+            self.policy.max_retries + 1,
+            reason,
+            failure.detail,
+            _seconds(wait),
+        )
+        if self.on_retry is not None:
+            self.on_retry(
+                RetryEvent(attempt=state.attempt_number, reason=reason, wait=wait, url=self.url)
+            )
+
+    def exhausted(self, error: RetryError) -> RetriesExhausted:
+        failure = error.last_attempt.exception()
+        detail = failure.detail if isinstance(failure, _AttemptFailed) else "unknown failure"
+        status = failure.status if isinstance(failure, _AttemptFailed) else None
+        plural = "s" if self.attempts != 1 else ""
+        return RetriesExhausted(
+            f"{self.method} {self.url} still failing after {self.attempts} attempt{plural};"
+            f" last: {detail}. The API is down, slow or throttling: this unit is skipped,"
+            " run it again later",
+            url=self.url,
+            status=status,
+            attempts=self.attempts,
+        )
+
+    @staticmethod
+    def _failure(state: RetryCallState) -> _AttemptFailed:
+        failure = state.outcome.exception() if state.outcome is not None else None
+        if not isinstance(failure, _AttemptFailed):  # the retry predicate lets nothing else by
+            raise TypeError(f"unexpected retry outcome: {type(failure).__name__}")
+        return failure
+
+
+async def fetch_with_retry(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    params: Mapping[str, str] | None = None,
+    json: Any = None,
+    headers: Mapping[str, str] | None = None,
+    auth: httpx.Auth | tuple[str, str] | None = None,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    sleep: Sleep = asyncio.sleep,
+    now: Clock = utc_now,
+    on_retry: Callable[[RetryEvent], None] | None = None,
+    redactor: Redactor = _DEFAULT_REDACTOR,
+) -> httpx.Response:
+    """Send one request, retrying what a later attempt can fix, and return the 2xx response.
+
+    ``auth=None`` keeps the client's own auth. Raises :class:`PermanentFetchError` for errors
+    no wait fixes (tried once), :class:`WaitTooLong` when the server asks for more than
+    ``policy.max_wait`` (nothing is slept), :class:`RetriesExhausted` otherwise.
+    """
+    request = client.build_request(method, url, params=params, json=json, headers=headers)
+    call = _Call(client, request, auth, policy, now, on_retry, redactor)
+
+    async def sleep_seconds(seconds: float) -> None:
+        await sleep(float(seconds))  # tenacity hands over a float subclass; callers get a float
+
+    retrying = AsyncRetrying(
+        sleep=sleep_seconds,
+        stop=stop_after_attempt(policy.max_retries + 1),
+        wait=call.wait,
+        retry=retry_if_exception_type(_AttemptFailed),
+        before_sleep=call.before_sleep,
+    )
+    try:
+        response: httpx.Response = await retrying(call.attempt)
+    except RetryError as error:
+        raise call.exhausted(error) from None
+    return response
+
+
+@dataclass(frozen=True)
+class HttpContext:
+    """What source API clients receive: one client and the retry settings behind one method."""
+
+    client: httpx.AsyncClient
+    policy: RetryPolicy = DEFAULT_POLICY
+    sleep: Sleep = asyncio.sleep
+    now: Clock = utc_now
+    on_retry: Callable[[RetryEvent], None] | None = None
+    redactor: Redactor = _DEFAULT_REDACTOR
+
+    async def fetch(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        auth: httpx.Auth | tuple[str, str] | None = None,
+    ) -> httpx.Response:
+        """:func:`fetch_with_retry` with this context's client and settings."""
+        return await fetch_with_retry(
+            self.client,
+            method,
+            url,
+            params=params,
+            json=json,
+            headers=headers,
+            auth=auth,
+            policy=self.policy,
+            sleep=self.sleep,
+            now=self.now,
+            on_retry=self.on_retry,
+            redactor=self.redactor,
+        )
