@@ -45,7 +45,12 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     # Authorization header values: Bearer/Basic/Token credentials
     (re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=\-]{8,}"), rf"\1 {REDACTED}"),
-    (re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)([^\"'\n,}]+)"), rf"\1{REDACTED}"),
+    (
+        re.compile(
+            r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(?:(?:Bearer|Basic|Token)\s+)?[^\s\"',}]+"
+        ),
+        rf"\1{REDACTED}",
+    ),
     # userinfo in URLs: scheme://user:password@host
     (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@]*):([^@\s/]+)@"), rf"\1:{REDACTED}@"),
 )

@@ -1,0 +1,84 @@
+"""The FastAPI application: health, runs, job triggers, liveness."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Query
+from fastapi.responses import JSONResponse
+
+from cronkeeper import __version__
+from cronkeeper.api.deps import Authorized, ServiceDep
+from cronkeeper.errors import StorageError
+from cronkeeper.service import Service
+from cronkeeper.storage.schema import RUN_STATUSES
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("cronkeeper.api")
+
+DB_DOWN = {"healthy": False, "error": "database unavailable"}
+
+router = APIRouter(prefix="/api/cron", dependencies=[Authorized])
+
+
+@router.get("/health", summary="Are the monitored crons healthy?")
+async def health(
+    service: ServiceDep,
+    strict: Annotated[bool, Query(description="answer 503 when unhealthy")] = False,
+) -> JSONResponse:
+    try:
+        report = await service.health()
+    except StorageError as exc:
+        log.error("health check failed: %s", exc)
+        return JSONResponse(DB_DOWN, status_code=500)
+    status_code = 503 if strict and not report.healthy else 200
+    return JSONResponse(report.as_json(), status_code=status_code)
+
+
+@router.get("/runs", summary="Recent runs, newest first")
+async def runs(
+    service: ServiceDep,
+    job: Annotated[str | None, Query(max_length=100)] = None,
+    status: Annotated[str | None, Query(pattern="^(" + "|".join(RUN_STATUSES) + ")$")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> JSONResponse:
+    try:
+        rows = await service.ledger.recent_runs(cron_name=job, status=status, limit=limit)
+    except StorageError as exc:
+        log.error("listing runs failed: %s", exc)
+        return JSONResponse({"error": "database unavailable"}, status_code=500)
+    return JSONResponse({"runs": [row.as_json() for row in rows]})
+
+
+def create_app(service: Service, *, own_service: bool = True) -> FastAPI:
+    """The app around ``service``; with ``own_service`` it disposes of the engine at shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await service.prepare()
+        except Exception as exc:  # the app still starts; health answers 500 until the DB is back
+            log.error("database not ready at start-up: %s", service.settings.redactor(str(exc)))
+        yield
+        if own_service:
+            await service.aclose()
+
+    app = FastAPI(
+        title="cronkeeper",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.service = service
+
+    @app.get("/healthz", summary="Liveness: the process answers (no auth, no database)")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    app.include_router(router)
+    return app

@@ -1,0 +1,32 @@
+"""FastAPI dependencies: the service and the bearer check, as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+
+from cronkeeper.api.auth import is_authorized
+from cronkeeper.service import Service
+
+__all__ = ["Authorized", "ServiceDep", "get_service", "require_bearer"]
+
+
+def get_service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def require_bearer(request: Request, service: ServiceDep) -> None:
+    if not is_authorized(request.headers.get("authorization"), service.settings.cron_secret):
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail="missing or invalid bearer token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+Authorized = Depends(require_bearer)

@@ -1,0 +1,91 @@
+"""Are the crons healthy? A pure function of each job's latest run, its window and the time.
+
+Rules (SPEC "Health"): a job is ``ok`` when its latest run started inside its window and
+ended ``success`` or ``partial``, or is still ``running`` and younger than ``max_runtime``.
+``missing`` lists the monitored jobs with no run started inside their window, in
+configuration order. ``healthy`` is every check ``ok``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from cronkeeper.config import JobSpec
+from cronkeeper.ledger.models import RunRow
+
+__all__ = ["CheckResult", "HealthReport", "evaluate_health"]
+
+Reason = Literal["never-ran", "missing", "failed", "stuck"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    run: RunRow | None
+    ok: bool
+    in_window: bool
+    stuck: bool
+    reason: Reason | None
+
+    def as_json(self) -> dict[str, Any]:
+        run = self.run
+        return {
+            "lastRun": run.started_at.isoformat() if run else None,
+            "status": run.status if run else None,
+            "ok": self.ok,
+            "finishedAt": run.finished_at.isoformat() if run and run.finished_at else None,
+            "recordsCount": run.records_count if run else None,
+            "durationSeconds": run.duration_seconds if run else None,
+            "stuck": self.stuck,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    checks: tuple[CheckResult, ...]
+    missing: tuple[str, ...]
+
+    @property
+    def healthy(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "healthy": self.healthy,
+            "checks": {check.name: check.as_json() for check in self.checks},
+            "missing": list(self.missing),
+        }
+
+
+def _check(spec: JobSpec, run: RunRow | None, now: datetime) -> CheckResult:
+    if run is None:
+        return CheckResult(spec.name, None, False, False, False, "never-ran")
+    age = now - run.started_at
+    in_window = age <= spec.window
+    stuck = run.status == "running" and age > spec.max_runtime
+    if run.status == "running":
+        ok = in_window and not stuck
+    else:
+        ok = in_window and run.status in ("success", "partial")
+    reason: Reason | None = None
+    if not ok:
+        if stuck:
+            reason = "stuck"
+        elif not in_window:
+            reason = "missing"
+        else:
+            reason = "failed"
+    return CheckResult(spec.name, run, ok, in_window, stuck, reason)
+
+
+def evaluate_health(
+    specs: Sequence[JobSpec], latest: Mapping[str, RunRow | None], now: datetime
+) -> HealthReport:
+    """The health of ``specs`` (monitored jobs, in configuration order) at ``now``."""
+    checks = tuple(_check(spec, latest.get(spec.name), now) for spec in specs)
+    missing = tuple(check.name for check in checks if not check.in_window)
+    return HealthReport(checks, missing)

@@ -1,0 +1,79 @@
+"""Plain data about runs, and the pure rule that turns a run's units into its status."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+__all__ = ["FinalStatus", "RunRow", "RunSummary", "Skipped", "summarize"]
+
+FinalStatus = Literal["success", "error", "partial"]
+FINAL_STATUSES: tuple[FinalStatus, ...] = ("success", "error", "partial")
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One row of ``cron_runs``."""
+
+    id: str
+    cron_name: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    records_count: int
+    error_message: str | None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return round((self.finished_at - self.started_at).total_seconds(), 3)
+
+    def as_json(self) -> dict[str, Any]:
+        """The camelCase shape the HTTP API and the CLI print."""
+        return {
+            "id": self.id,
+            "cronName": self.cron_name,
+            "startedAt": self.started_at.isoformat(),
+            "finishedAt": self.finished_at.isoformat() if self.finished_at else None,
+            "status": self.status,
+            "recordsCount": self.records_count,
+            "durationSeconds": self.duration_seconds,
+            "errorMessage": self.error_message,
+        }
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A unit of work (account, project, page) that could not be stored, and why."""
+
+    unit: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    status: FinalStatus
+    records_count: int
+    error_message: str | None
+
+
+def summarize(
+    *,
+    records_count: int,
+    units_stored: int,
+    skipped: Sequence[Skipped],
+    unit_label: str = "units",
+) -> RunSummary:
+    """``success`` when nothing was skipped; ``partial`` when some units were stored and some
+    skipped; ``error`` when units were skipped and none stored. The message names every
+    skipped unit and its reason."""
+    if not skipped:
+        return RunSummary("success", records_count, None)
+    total = units_stored + len(skipped)
+    lines = [f"skipped {len(skipped)} of {total} {unit_label}:"]
+    lines += [f"- {s.unit}: {s.reason}" for s in skipped]
+    status: FinalStatus = "partial" if units_stored > 0 else "error"
+    return RunSummary(status, records_count, "\n".join(lines))

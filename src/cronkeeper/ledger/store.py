@@ -1,0 +1,277 @@
+"""The ledger: ``cron_runs`` rows written around every job run, and read back for health.
+
+Recording history must never stop the work: every write is bounded by a timeout and a
+failure is logged and swallowed (``start_cron_run`` then returns ``None``, and
+``complete_cron_run(None, …)`` does nothing). Reads for health and the API raise
+:class:`~cronkeeper.errors.StorageError` instead, because there the caller must answer 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy import Row, func, select, union_all, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cronkeeper.clock import Clock, utcnow
+from cronkeeper.errors import StorageError
+from cronkeeper.ledger.models import FINAL_STATUSES, RunRow, Skipped, summarize
+from cronkeeper.redact import Redactor, truncate
+from cronkeeper.storage.schema import RUN_STATUSES, cron_runs
+
+__all__ = ["Ledger", "RunTracker"]
+
+log = logging.getLogger("cronkeeper.ledger")
+T = TypeVar("T")
+_COLUMNS = (
+    cron_runs.c.id,
+    cron_runs.c.cron_name,
+    cron_runs.c.started_at,
+    cron_runs.c.finished_at,
+    cron_runs.c.status,
+    cron_runs.c.records_count,
+    cron_runs.c.error_message,
+)
+
+
+def _row(row: Row[Any]) -> RunRow:
+    return RunRow(
+        id=str(row.id),
+        cron_name=row.cron_name,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        status=row.status,
+        records_count=row.records_count or 0,
+        error_message=row.error_message,
+    )
+
+
+@dataclass
+class RunTracker:
+    """What a job reports while it runs; turned into the run's final row on exit."""
+
+    cron_name: str
+    run_id: str | None
+    unit_label: str = "units"
+    records_count: int = 0
+    units_stored: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def stored(self, records: int = 0) -> None:
+        """One unit (account, project, page) stored with ``records`` rows."""
+        self.units_stored += 1
+        self.records_count += records
+
+    def skip(self, unit: str, reason: str) -> None:
+        self.skipped.append(Skipped(unit, reason))
+
+
+class Ledger:
+    """``start_cron_run`` / ``complete_cron_run`` and the queries health needs."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        timeout: float = 5.0,
+        clock: Clock = utcnow,
+        redactor: Redactor | None = None,
+    ) -> None:
+        self.engine = engine
+        self.timeout = timeout
+        self.clock = clock
+        self.redactor = redactor or Redactor()
+
+    async def _bounded(self, work: Awaitable[T]) -> T:
+        return await asyncio.wait_for(work, self.timeout)
+
+    def _describe(self, exc: BaseException) -> str:
+        if isinstance(exc, TimeoutError):
+            return f"no answer within {self.timeout:g} s"
+        # SQLAlchemy messages carry the statement and its parameters; the first line is enough.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return truncate(self.redactor(f"{type(exc).__name__}: {first}"), 500)
+
+    # -- writes: never raise ------------------------------------------------------------
+
+    async def start_cron_run(self, cron_name: str) -> str | None:
+        """Insert a ``running`` row; its id, or ``None`` if the database did not take it."""
+        run_id = str(uuid.uuid4())
+        now = self.clock()
+
+        async def insert() -> None:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    cron_runs.insert().values(
+                        id=run_id,
+                        cron_name=cron_name,
+                        started_at=now,
+                        status="running",
+                        records_count=0,
+                        created_at=now,
+                    )
+                )
+
+        try:
+            await self._bounded(insert())
+        except Exception as exc:
+            log.error(
+                "could not record the start of %s (the job runs anyway): %s",
+                cron_name,
+                self._describe(exc),
+            )
+            return None
+        return run_id
+
+    async def complete_cron_run(
+        self,
+        run_id: str | None,
+        status: str,
+        records_count: int,
+        error_message: str | None = None,
+    ) -> bool:
+        """Close a run. Returns whether the row was updated; never raises for the database."""
+        if status not in FINAL_STATUSES:
+            raise ValueError(f"status must be one of {FINAL_STATUSES}, not {status!r}")
+        if run_id is None:
+            return False
+        message = self.redactor.message(error_message) if error_message else None
+
+        async def close() -> int:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(
+                    update(cron_runs)
+                    .where(cron_runs.c.id == run_id)
+                    .values(
+                        status=status,
+                        records_count=max(0, records_count),
+                        error_message=message,
+                        finished_at=self.clock(),
+                    )
+                )
+                return result.rowcount
+
+        try:
+            return await self._bounded(close()) == 1
+        except Exception as exc:
+            log.error(
+                "could not record the end of run %s as %s: %s",
+                run_id,
+                status,
+                self._describe(exc),
+            )
+            return False
+
+    @asynccontextmanager
+    async def track(
+        self, cron_name: str, *, unit_label: str = "units", run_id: str | None = None
+    ) -> AsyncIterator[RunTracker]:
+        """Record one run of ``cron_name`` around the block.
+
+        Ends ``success``/``partial``/``error`` from what the block reported, or ``error`` with
+        the exception text if it raised (the exception propagates; the ledger adds none of
+        its own). Pass ``run_id`` when the row was already started (by the lease holder).
+        """
+        if run_id is None:
+            run_id = await self.start_cron_run(cron_name)
+        tracker = RunTracker(cron_name=cron_name, run_id=run_id, unit_label=unit_label)
+        try:
+            yield tracker
+        except BaseException as exc:
+            text = str(exc) or type(exc).__name__
+            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+                text = "the run was cancelled before it finished"
+            await asyncio.shield(
+                self.complete_cron_run(
+                    run_id, "error", tracker.records_count, f"{type(exc).__name__}: {text}"
+                )
+            )
+            raise
+        summary = summarize(
+            records_count=tracker.records_count,
+            units_stored=tracker.units_stored,
+            skipped=tracker.skipped,
+            unit_label=unit_label,
+        )
+        await self.complete_cron_run(
+            run_id, summary.status, summary.records_count, summary.error_message
+        )
+
+    # -- reads: raise StorageError ------------------------------------------------------
+
+    async def _read(self, statement: Any) -> list[RunRow]:
+        async def query() -> list[RunRow]:
+            async with self.engine.connect() as conn:
+                result = await conn.execute(statement)
+                return [_row(r) for r in result]
+
+        try:
+            return await self._bounded(query())
+        except Exception as exc:
+            raise StorageError(f"database unavailable ({self._describe(exc)})") from None
+
+    async def latest_runs(self, cron_names: Sequence[str]) -> dict[str, RunRow | None]:
+        """The latest run of each job, in one statement and one round trip.
+
+        One ``ORDER BY started_at DESC LIMIT 1`` per job, glued with ``UNION ALL``: each arm
+        is a single descent of ``idx_cron_runs_name_started``, so the cost depends on the
+        number of jobs, not on the size of the history.
+        """
+        latest: dict[str, RunRow | None] = dict.fromkeys(cron_names)
+        if not cron_names:
+            return latest
+        arms = [
+            select(*_COLUMNS)
+            .where(cron_runs.c.cron_name == name)
+            .order_by(cron_runs.c.started_at.desc())
+            .limit(1)
+            .subquery(f"latest_{i}")
+            for i, name in enumerate(cron_names)
+        ]
+        statement = union_all(*(select(arm) for arm in arms))
+        for row in await self._read(statement):
+            latest[row.cron_name] = row
+        return latest
+
+    async def recent_runs(
+        self,
+        *,
+        cron_name: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+    ) -> list[RunRow]:
+        """Newest first, optionally for one job and/or one status."""
+        if status is not None and status not in RUN_STATUSES:
+            raise ValueError(f"status must be one of {RUN_STATUSES}, not {status!r}")
+        statement = select(*_COLUMNS).order_by(cron_runs.c.started_at.desc()).limit(limit)
+        if cron_name is not None:
+            statement = statement.where(cron_runs.c.cron_name == cron_name)
+        if status is not None:
+            statement = statement.where(cron_runs.c.status == status)
+        return await self._read(statement)
+
+    async def get_run(self, run_id: str) -> RunRow | None:
+        try:
+            uuid.UUID(run_id)
+        except ValueError:
+            return None
+        rows = await self._read(select(*_COLUMNS).where(cron_runs.c.id == run_id))
+        return rows[0] if rows else None
+
+    async def count_runs(self) -> int:
+        async def query() -> int:
+            async with self.engine.connect() as conn:
+                return int(
+                    (await conn.execute(select(func.count()).select_from(cron_runs))).scalar_one()
+                )
+
+        try:
+            return await self._bounded(query())
+        except Exception as exc:
+            raise StorageError(f"database unavailable ({self._describe(exc)})") from None

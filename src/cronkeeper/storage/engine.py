@@ -1,0 +1,132 @@
+"""Engines and migrations: the only place that knows which database is underneath."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from cronkeeper.storage.url import normalize_database_url
+
+__all__ = ["create_engine", "current_revision", "head_revision", "is_sqlite", "upgrade"]
+
+log = logging.getLogger("cronkeeper.storage")
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def create_engine(database_url: str, *, timeout: float = 5.0, **kwargs: Any) -> AsyncEngine:
+    """An async engine for ``database_url`` (the user's form; the driver is chosen here).
+
+    PostgreSQL: psycopg 3 with server-side prepared statements off, so the same URL works
+    through PgBouncer/Supavisor in transaction mode (Supabase's port 6543); connections are
+    checked before use so a restarted server costs one failed request, not a restart of ours.
+    SQLite: WAL so readers never wait for the writer, and a busy timeout instead of
+    "database is locked" when two processes write at once.
+    """
+    url = make_url(normalize_database_url(database_url))
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": timeout}, **kwargs)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+            cursor.close()
+
+        return engine
+    connect_args = {
+        "prepare_threshold": None,
+        "connect_timeout": max(1, round(timeout)),
+        "application_name": "cronkeeper",
+    }
+    options: dict[str, Any] = {
+        "pool_pre_ping": True,
+        "pool_size": 5,
+        "max_overflow": 10,
+        "pool_timeout": timeout,
+        "pool_recycle": 1800,
+    }
+    options.update(kwargs)
+    return create_async_engine(url, connect_args=connect_args, **options)
+
+
+def _alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", "cronkeeper:migrations")
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def _current(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    async with engine.connect() as conn:
+        return await conn.run_sync(_current)
+
+
+def _upgrade(connection: Connection) -> None:
+    command.upgrade(_alembic_config(connection), "head")
+
+
+async def upgrade(engine: AsyncEngine) -> str:
+    """Apply every pending migration; returns the revision the database is now at."""
+    async with engine.begin() as conn:
+        await conn.run_sync(_upgrade)
+    return head_revision()
+
+
+_upgraded: set[str] = set()
+_upgrade_lock = asyncio.Lock()
+
+
+async def ensure_schema(engine: AsyncEngine) -> None:
+    """SQLite's first use creates its own schema; PostgreSQL is migrated explicitly.
+
+    On PostgreSQL a missing schema is reported, not fixed: creating tables and RLS on a shared
+    server is an operator's decision (``cronkeeper db upgrade``).
+    """
+    key = str(engine.url)
+    if key in _upgraded:
+        return
+    async with _upgrade_lock:
+        if key in _upgraded:
+            return
+        if is_sqlite(engine):
+            if await current_revision(engine) != head_revision():
+                log.info("creating or upgrading the SQLite schema at %s", engine.url.database)
+                await upgrade(engine)
+        else:
+            current = await current_revision(engine)
+            if current != head_revision():
+                log.error(
+                    "database schema is at %s, this version needs %s: run `cronkeeper db upgrade`",
+                    current or "nothing",
+                    head_revision(),
+                )
+                return
+        _upgraded.add(key)
