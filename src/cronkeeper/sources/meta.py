@@ -202,7 +202,7 @@ class MetaClient:
             return await self._collect(account, day, unit)
         except PayloadError as exc:
             # Belt and braces: the parsers never quote URLs, but the token must not leak.
-            raise PayloadError(redact(str(exc), (self._token,))) from None
+            raise PayloadError(self._http.redactor(redact(str(exc), (self._token,)))) from None
 
     async def _collect(self, account: str, day: date, unit: str) -> MetaInsight | None:
         url = f"{self._base}/{self._version}/act_{account}/insights"

@@ -134,4 +134,4 @@ class MixpanelClient:
                 decode_json(response, unit), project_id=project_id, events=wanted, day=day
             )
         except PayloadError as exc:
-            raise PayloadError(redact(str(exc), (self._secrets[1],))) from None
+            raise PayloadError(self._http.redactor(redact(str(exc), (self._secrets[1],)))) from None

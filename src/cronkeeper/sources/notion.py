@@ -149,7 +149,10 @@ def parse_query_page(
         if page.get("object", "page") != "page" or page.get("in_trash") or page.get("archived"):
             continue
         outcome = _page(page, props)
-        (accounts if isinstance(outcome, NotionAccount) else skipped).append(outcome)
+        if isinstance(outcome, NotionAccount):
+            accounts.append(outcome)
+        else:
+            skipped.append(outcome)
     return accounts, skipped, cursor if has_more else None
 
 
@@ -340,7 +343,7 @@ class NotionClient:
         try:
             return await self._query_all()
         except PayloadError as exc:
-            raise PayloadError(redact(str(exc), (self._token,))) from None
+            raise PayloadError(self._http.redactor(redact(str(exc), (self._token,)))) from None
 
     async def _query_all(self) -> NotionListing:
         accounts: list[NotionAccount] = []
