@@ -39,9 +39,9 @@ _ENV_NAMES = ("DATABASE_URL", "CRON_SECRET", "ALERT_WEBHOOK_URL")
 def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's environment or .env file."""
     for name in list(os.environ):
-        if name in _ENV_NAMES or name.startswith(_ENV_PREFIXES):
-            if name != "CRONKEEPER_TEST_BACKENDS":
-                monkeypatch.delenv(name, raising=False)
+        keep = name == "CRONKEEPER_TEST_BACKENDS"
+        if (name in _ENV_NAMES or name.startswith(_ENV_PREFIXES)) and not keep:
+            monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
 
 

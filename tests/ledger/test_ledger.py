@@ -1,4 +1,4 @@
-"""The ledger on SQLite and PostgreSQL: rows written, statuses, redaction, and never failing a cron."""
+"""The ledger on SQLite and PostgreSQL: rows, statuses, redaction, and never failing a cron."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ async def test_error_message_is_redacted_and_truncated(ledger: Ledger) -> None:
 
 
 async def test_database_check_constraints_reject_bad_rows(engine: AsyncEngine) -> None:
-    with pytest.raises(Exception, match="(?i)check"):
+    with pytest.raises(Exception, match=r"(?i)check"):
         async with engine.begin() as conn:
             await conn.execute(
                 text(
@@ -78,7 +78,7 @@ async def test_database_check_constraints_reject_bad_rows(engine: AsyncEngine) -
                     else "INSERT INTO cron_runs (cron_name, status) VALUES ('x', 'weird')"
                 )
             )
-    with pytest.raises(Exception, match="(?i)check"):
+    with pytest.raises(Exception, match=r"(?i)check"):
         async with engine.begin() as conn:
             await conn.execute(
                 text(
@@ -189,7 +189,9 @@ async def test_ledger_calls_with_the_database_down_return_within_the_timeout(
     try:
         started = time.monotonic()
         run_id = await ledger.start_cron_run("collect-daily")
-        closed = await ledger.complete_cron_run("8d7a3c1e-1111-4c1e-9a6e-000000000001", "success", 1)
+        closed = await ledger.complete_cron_run(
+            "8d7a3c1e-1111-4c1e-9a6e-000000000001", "success", 1
+        )
         async with ledger.track("collect-daily") as run:
             run.stored(1)
         elapsed = time.monotonic() - started
@@ -214,7 +216,9 @@ async def test_ledger_failure_is_logged_without_the_password(
     assert "hunter2hunter2" not in caplog.text
 
 
-async def test_rows_are_stored_in_utc_and_read_back_aware(engine: AsyncEngine, ledger: Ledger) -> None:
+async def test_rows_are_stored_in_utc_and_read_back_aware(
+    engine: AsyncEngine, ledger: Ledger
+) -> None:
     run_id = await ledger.start_cron_run("collect-daily")
     async with engine.connect() as conn:
         started = (await conn.execute(select(cron_runs.c.started_at))).scalar_one()

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, func, select, union_all, update
+from sqlalchemy import CompoundSelect, Row, func, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.clock import Clock, utcnow
@@ -50,6 +50,19 @@ def _row(row: Row[Any]) -> RunRow:
         records_count=row.records_count or 0,
         error_message=row.error_message,
     )
+
+
+def latest_runs_statement(cron_names: Sequence[str]) -> CompoundSelect[Any]:
+    """The health query: one ``ORDER BY started_at DESC LIMIT 1`` arm per job, ``UNION ALL``."""
+    arms = [
+        select(*_COLUMNS)
+        .where(cron_runs.c.cron_name == name)
+        .order_by(cron_runs.c.started_at.desc())
+        .limit(1)
+        .subquery(f"latest_{i}")
+        for i, name in enumerate(cron_names)
+    ]
+    return union_all(*(select(arm) for arm in arms))
 
 
 @dataclass
@@ -226,16 +239,7 @@ class Ledger:
         latest: dict[str, RunRow | None] = dict.fromkeys(cron_names)
         if not cron_names:
             return latest
-        arms = [
-            select(*_COLUMNS)
-            .where(cron_runs.c.cron_name == name)
-            .order_by(cron_runs.c.started_at.desc())
-            .limit(1)
-            .subquery(f"latest_{i}")
-            for i, name in enumerate(cron_names)
-        ]
-        statement = union_all(*(select(arm) for arm in arms))
-        for row in await self._read(statement):
+        for row in await self._read(latest_runs_statement(cron_names)):
             latest[row.cron_name] = row
         return latest
 

@@ -1,0 +1,106 @@
+"""The schema as the design asks for it: DDL, RLS, and a health query that rides the index."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cronkeeper.ledger import Ledger
+from cronkeeper.ledger.store import latest_runs_statement
+from cronkeeper.storage.engine import current_revision, head_revision, upgrade
+from tests.support.pg import PgCluster
+
+
+async def test_upgrade_is_idempotent_and_reaches_head(engine: AsyncEngine) -> None:
+    assert await current_revision(engine) == head_revision()
+    assert await upgrade(engine) == head_revision()
+
+
+async def test_health_query_uses_the_name_started_index(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            await conn.execute(
+                text(
+                    "INSERT INTO cron_runs (cron_name, started_at, status) "
+                    "SELECT 'job-' || (g % 23), now() - g * interval '1 minute', 'success' "
+                    "FROM generate_series(1, 20000) AS g"
+                )
+            )
+            await conn.execute(text("ANALYZE cron_runs"))
+    ledger = Ledger(engine)
+    names = ["collect-daily", "collect-mixpanel", "collect-benchmarks"]
+    await ledger.latest_runs(names)  # it runs
+    stmt = latest_runs_statement(names)
+    sql = str(stmt.compile(engine.sync_engine, compile_kwargs={"literal_binds": True}))
+    async with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            plan = "\n".join(r[0] for r in await conn.execute(text("EXPLAIN " + sql)))
+            assert "idx_cron_runs_name_started" in plan
+            assert "Seq Scan" not in plan
+            assert "Sort" not in plan
+        else:
+            plan = "\n".join(
+                str(r[-1]) for r in await conn.execute(text("EXPLAIN QUERY PLAN " + sql))
+            )
+            assert "idx_cron_runs_name_started" in plan
+            assert "TEMP B-TREE" not in plan
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_postgres_ddl_matches_the_design(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        columns = {
+            r.column_name: (r.data_type, r.column_default, r.is_nullable)
+            for r in await conn.execute(
+                text(
+                    "SELECT column_name, data_type, column_default, is_nullable "
+                    "FROM information_schema.columns WHERE table_name = 'cron_runs'"
+                )
+            )
+        }
+        index = (
+            await conn.execute(
+                text(
+                    "SELECT indexdef FROM pg_indexes WHERE indexname = 'idx_cron_runs_name_started'"
+                )
+            )
+        ).scalar_one()
+        rls = (
+            await conn.execute(
+                text("SELECT relrowsecurity FROM pg_class WHERE relname = 'cron_runs'")
+            )
+        ).scalar_one()
+    assert columns["id"][:2] == ("uuid", "gen_random_uuid()")
+    assert columns["started_at"] == ("timestamp with time zone", "now()", "NO")
+    assert columns["status"][1] == "'running'::text"
+    assert columns["records_count"][:2] == ("integer", "0")
+    assert columns["created_at"][:2] == ("timestamp with time zone", "now()")
+    assert "(cron_name, started_at DESC)" in index
+    assert rls is True
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_rls_keeps_a_role_without_bypassrls_from_reading_cron_runs(
+    database_url: str, pg_cluster: PgCluster
+) -> None:
+    db = database_url.rsplit("/", 1)[1]
+    pg_cluster.psql(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ck_anon') THEN "
+        "CREATE ROLE ck_anon LOGIN NOBYPASSRLS; END IF; END $$;",
+        db=db,
+    )
+    pg_cluster.psql(
+        "INSERT INTO cron_runs (cron_name, status) VALUES ('collect-daily', 'success');"
+        "GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA public TO ck_anon;",
+        db=db,
+    )
+    owner_url = pg_cluster.url(db)
+    anon_url = owner_url.replace("postgres@", "ck_anon@", 1)
+    with psycopg.connect(owner_url) as owner:
+        assert owner.execute("SELECT count(*) FROM cron_runs").fetchone() == (1,)
+    with psycopg.connect(anon_url) as anon:
+        assert anon.execute("SELECT count(*) FROM cron_runs").fetchone() == (0,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+            anon.execute("INSERT INTO cron_runs (cron_name) VALUES ('forged')")

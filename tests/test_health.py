@@ -1,0 +1,117 @@
+"""Health evaluation is a pure function: the seed's JSON for every situation a job can be in."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from cronkeeper.config import DEFAULT_JOBS, Settings
+from cronkeeper.health import evaluate_health
+from cronkeeper.ledger import RunRow
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+SPECS = Settings(_env_file=None).monitored
+
+
+def run(name: str, *, ago: timedelta, status: str = "success", took: float = 30.0) -> RunRow:
+    started = NOW - ago
+    finished = None if status == "running" else started + timedelta(seconds=took)
+    return RunRow("id-" + name, name, started, finished, status, 10, None)
+
+
+def test_monitored_jobs_default_to_the_seeds_three_in_order() -> None:
+    assert [s.name for s in SPECS] == ["collect-daily", "collect-mixpanel", "collect-benchmarks"]
+    assert [s.window for s in SPECS] == [timedelta(days=1), timedelta(days=1), timedelta(days=7)]
+    assert not next(s for s in DEFAULT_JOBS if s.name == "sync-notion").monitored
+
+
+def test_all_jobs_ran_recently_is_healthy_with_the_seeds_keys() -> None:
+    latest = {
+        "collect-daily": run("collect-daily", ago=timedelta(hours=2)),
+        "collect-mixpanel": run("collect-mixpanel", ago=timedelta(hours=1), status="partial"),
+        "collect-benchmarks": run("collect-benchmarks", ago=timedelta(days=6)),
+    }
+    report = evaluate_health(SPECS, latest, NOW).as_json()
+    assert report["healthy"] is True
+    assert report["missing"] == []
+    daily = report["checks"]["collect-daily"]
+    assert daily["lastRun"] == "2026-11-27T10:00:00+00:00"
+    assert (daily["status"], daily["ok"]) == ("success", True)
+    assert daily["durationSeconds"] == 30.0
+    assert report["checks"]["collect-mixpanel"]["ok"] is True  # partial still counts as ran
+
+
+def test_a_failed_latest_run_is_not_ok_but_not_missing() -> None:
+    latest = {"collect-daily": run("collect-daily", ago=timedelta(hours=1), status="error")}
+    report = evaluate_health(SPECS, latest, NOW)
+    check = report.as_json()["checks"]["collect-daily"]
+    assert (check["ok"], check["status"], check["reason"]) == (False, "error", "failed")
+    assert "collect-daily" not in report.missing
+    assert report.healthy is False
+
+
+def test_a_running_job_younger_than_max_runtime_is_ok() -> None:
+    latest = {"collect-daily": run("collect-daily", ago=timedelta(minutes=10), status="running")}
+    check = evaluate_health(SPECS, latest, NOW).as_json()["checks"]["collect-daily"]
+    assert (check["status"], check["ok"], check["stuck"], check["finishedAt"]) == (
+        "running",
+        True,
+        False,
+        None,
+    )
+
+
+def test_a_running_job_past_max_runtime_is_stuck() -> None:
+    latest = {"collect-daily": run("collect-daily", ago=timedelta(hours=2), status="running")}
+    check = evaluate_health(SPECS, latest, NOW).as_json()["checks"]["collect-daily"]
+    assert (check["ok"], check["stuck"], check["reason"]) == (False, True, "stuck")
+
+
+def test_jobs_that_never_ran_are_missing_in_configuration_order() -> None:
+    report = evaluate_health(SPECS, {}, NOW).as_json()
+    assert report["missing"] == ["collect-daily", "collect-mixpanel", "collect-benchmarks"]
+    assert report["checks"]["collect-daily"] == {
+        "lastRun": None,
+        "status": None,
+        "ok": False,
+        "finishedAt": None,
+        "recordsCount": None,
+        "durationSeconds": None,
+        "stuck": False,
+        "reason": "never-ran",
+    }
+    reordered = Settings(
+        _env_file=None, monitored_jobs="collect-benchmarks,collect-daily"
+    ).monitored
+    assert evaluate_health(reordered, {}, NOW).missing == ("collect-benchmarks", "collect-daily")
+
+
+@pytest.mark.parametrize(
+    ("job", "ago", "ok"),
+    [
+        ("collect-daily", timedelta(hours=23, minutes=59), True),
+        ("collect-daily", timedelta(hours=24, seconds=1), False),
+        ("collect-benchmarks", timedelta(days=6, hours=23), True),
+        ("collect-benchmarks", timedelta(days=7, seconds=1), False),
+    ],
+)
+def test_window_is_24h_but_7_days_for_benchmarks(job: str, ago: timedelta, ok: bool) -> None:
+    report = evaluate_health(SPECS, {job: run(job, ago=ago)}, NOW)
+    check = report.as_json()["checks"][job]
+    assert check["ok"] is ok
+    assert (job in report.missing) is (not ok)
+    if not ok:
+        assert check["reason"] == "missing"
+
+
+def test_windows_and_max_runtime_are_configurable() -> None:
+    specs = Settings(
+        _env_file=None,
+        job_windows="collect-daily=2h",
+        max_runtime="collect-daily=5m",
+    ).monitored
+    old = {"collect-daily": run("collect-daily", ago=timedelta(hours=3))}
+    assert evaluate_health(specs, old, NOW).missing[0] == "collect-daily"
+    slow = {"collect-daily": run("collect-daily", ago=timedelta(minutes=6), status="running")}
+    assert evaluate_health(specs, slow, NOW).checks[0].stuck is True
