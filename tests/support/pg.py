@@ -316,6 +316,10 @@ class PgCluster:
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` of the server log (for failure messages)."""
+        return _tail(self.log_file, lines)
+
     def _tool(self, name: str) -> str:
         return str(self.bin_dir / name)
 
