@@ -44,7 +44,9 @@ def checkbox(value: bool) -> dict[str, Any]:
     return {"id": "c%3B", "type": "checkbox", "checkbox": value}
 
 
-def notion_page(page_id: str = "59833787-2cf9-4fdf-8782-e53db20768a5", **props: Any) -> dict:
+def notion_page(
+    page_id: str = "59833787-2cf9-4fdf-8782-e53db20768a5", **props: Any
+) -> dict[str, Any]:
     properties: dict[str, Any] = {
         "Name": rich("Acme Shoes", "title"),
         "Meta Ad Account ID": rich("act_1234567890"),
@@ -229,7 +231,7 @@ def test_a_page_without_properties_is_skipped_without_a_name() -> None:
 
 def test_property_names_come_from_the_configuration() -> None:
     props = NotionProps.from_settings(
-        Settings(NOTION_PROP_NAME="Client", NOTION_PROP_AD_ACCOUNT="광고 계정", _env_file=None)  # type: ignore[call-arg]
+        Settings(NOTION_PROP_NAME="Client", NOTION_PROP_AD_ACCOUNT="광고 계정", _env_file=None)
     )
     page = notion_page()
     page["properties"]["Client"] = page["properties"].pop("Name")
