@@ -19,6 +19,7 @@ from cronkeeper.http.classify import (
     meta_error,
     parse_retry_after,
 )
+from cronkeeper.http.logs import RedactingFilter, protect_httpx_log
 from cronkeeper.http.retry import (
     DEFAULT_POLICY,
     Clock,
@@ -39,6 +40,7 @@ __all__ = [
     "HttpContext",
     "MetaError",
     "Reason",
+    "RedactingFilter",
     "RetryEvent",
     "RetryPolicy",
     "Sleep",
@@ -50,5 +52,6 @@ __all__ = [
     "fetch_with_retry",
     "meta_error",
     "parse_retry_after",
+    "protect_httpx_log",
     "utc_now",
 ]

@@ -31,6 +31,7 @@ from cronkeeper.http.classify import (
     classify,
     classify_exception,
 )
+from cronkeeper.http.logs import protect_httpx_log
 from cronkeeper.redact import Redactor, redact, truncate
 
 __all__ = [
@@ -179,6 +180,7 @@ class _Call:
         self.now = now
         self.on_retry = on_retry
         self.redact = _call_redactor(redactor, request.url, request.headers, auth)
+        protect_httpx_log(self.redact.secrets)
         self.method = request.method
         self.url = self.redact(str(request.url))
         self.attempts = 0
@@ -303,6 +305,19 @@ class _Call:
         return failure
 
 
+def _merged_params(
+    client: httpx.AsyncClient, url: str, params: Mapping[str, str] | None
+) -> httpx.QueryParams | None:
+    """The query to send: the client's, then the URL's own, then ``params``, later keys winning.
+
+    httpx 0.28 lets ``params`` replace a query already in the URL, which would silently drop
+    e.g. the ``access_token`` of a Meta ``paging.next`` URL given more parameters.
+    """
+    if not params and not client.params:
+        return None  # leave the URL exactly as given
+    return client.params.merge(httpx.URL(url).params).merge(params or {})
+
+
 async def fetch_with_retry(
     client: httpx.AsyncClient,
     method: str,
@@ -324,7 +339,9 @@ async def fetch_with_retry(
     no wait fixes (tried once), :class:`WaitTooLong` when the server asks for more than
     ``policy.max_wait`` (nothing is slept), :class:`RetriesExhausted` otherwise.
     """
-    request = client.build_request(method, url, params=params, json=json, headers=headers)
+    request = client.build_request(
+        method, url, params=_merged_params(client, url, params), json=json, headers=headers
+    )
     call = _Call(client, request, auth, policy, now, on_retry, redactor)
 
     async def sleep_seconds(seconds: float) -> None:
