@@ -1,0 +1,164 @@
+"""Deterministic numbers for the simulators: the same (seed, unit, date) gives the same data
+in every process and on every machine (SHA-256 based, never Python's salted ``hash()``).
+
+Tests of the collectors compute their expectations with these same functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from decimal import Decimal
+
+from cronkeeper.sandbox.faults import stable_fraction
+
+__all__ = [
+    "DEFAULT_CONVERSION_ACTIONS",
+    "MetaDay",
+    "date_range",
+    "meta_day",
+    "mixpanel_count",
+]
+
+#: The action types the spec counts as conversions by default.
+DEFAULT_CONVERSION_ACTIONS: tuple[str, ...] = (
+    "purchase",
+    "offsite_conversion.fb_pixel_purchase",
+    "lead",
+)
+
+
+def date_range(since: date, until: date) -> list[date]:
+    """Every day from ``since`` to ``until``, both included."""
+    return [since + timedelta(days=i) for i in range((until - since).days + 1)]
+
+
+@dataclass(frozen=True)
+class MetaDay:
+    """One insights row in exact integers (spend in cents), before Meta's string formatting."""
+
+    account_id: str
+    date_start: date
+    date_stop: date
+    spend_cents: int
+    impressions: int
+    clicks: int
+    reach: int
+    actions: tuple[tuple[str, int], ...]
+    currency: str = "USD"
+
+    @property
+    def spend(self) -> Decimal:
+        return Decimal(self.spend_cents) / 100
+
+    def action(self, action_type: str) -> int:
+        return sum(v for t, v in self.actions if t == action_type)
+
+    def conversions(self, action_types: Iterable[str] = DEFAULT_CONVERSION_ACTIONS) -> int:
+        wanted = set(action_types)
+        return sum(v for t, v in self.actions if t in wanted)
+
+    def split(self, parts: int) -> list[MetaDay]:
+        """``parts`` rows with the same dates whose metrics sum exactly to this row's."""
+        if parts < 1:
+            raise ValueError("parts must be >= 1")
+        spend = _split(self.spend_cents, parts)
+        impressions = _split(self.impressions, parts)
+        clicks = _split(self.clicks, parts)
+        reach = _split(self.reach, parts)
+        actions = {t: _split(v, parts) for t, v in self.actions}
+        return [
+            replace(
+                self,
+                spend_cents=spend[i],
+                impressions=impressions[i],
+                clicks=clicks[i],
+                reach=reach[i],
+                actions=tuple((t, vs[i]) for t, vs in actions.items() if vs[i]),
+            )
+            for i in range(parts)
+        ]
+
+    @classmethod
+    def total(cls, days: list[MetaDay]) -> MetaDay:
+        """The aggregate row Meta returns for a multi-day ``time_range`` without increments."""
+        if not days:
+            raise ValueError("no days to add up")
+        actions: dict[str, int] = {}
+        for day in days:
+            for t, v in day.actions:
+                actions[t] = actions.get(t, 0) + v
+        return replace(
+            days[0],
+            date_start=min(d.date_start for d in days),
+            date_stop=max(d.date_stop for d in days),
+            spend_cents=sum(d.spend_cents for d in days),
+            impressions=sum(d.impressions for d in days),
+            clicks=sum(d.clicks for d in days),
+            reach=sum(d.reach for d in days),
+            actions=tuple(actions.items()),
+        )
+
+    def to_row(self, fields: set[str] | None = None) -> dict[str, object]:
+        """The row as Meta sends it: every number a string; only ``fields`` (and the dates)."""
+        row: dict[str, object] = {
+            "account_id": self.account_id,
+            "account_currency": self.currency,
+            "spend": f"{self.spend_cents // 100}.{self.spend_cents % 100:02d}",
+            "impressions": str(self.impressions),
+            "clicks": str(self.clicks),
+            "reach": str(self.reach),
+            "actions": [{"action_type": t, "value": str(v)} for t, v in self.actions],
+        }
+        if self.impressions:
+            row["ctr"] = f"{100 * self.clicks / self.impressions:.6f}"
+            row["cpm"] = f"{1000 * self.spend_cents / 100 / self.impressions:.6f}"
+        if self.clicks:
+            row["cpc"] = f"{self.spend_cents / 100 / self.clicks:.6f}"
+        if fields is not None:
+            row = {k: v for k, v in row.items() if k in fields}
+        row["date_start"] = self.date_start.isoformat()
+        row["date_stop"] = self.date_stop.isoformat()
+        return row
+
+
+def _split(total: int, parts: int) -> list[int]:
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def meta_day(account_id: str, day: date, *, seed: int = 0, currency: str = "USD") -> MetaDay:
+    """The insights of one ad account on one day."""
+
+    def u(name: str) -> float:
+        return stable_fraction("meta", seed, account_id, day.isoformat(), name)
+
+    scale = 0.3 + 2.0 * stable_fraction("meta-scale", seed, account_id)
+    impressions = round((500 + 59_500 * u("impressions")) * scale)
+    clicks = round(impressions * (0.004 + 0.031 * u("ctr")))
+    cpm_cents = 200 + 2_800 * u("cpm")
+    spend_cents = round(impressions * cpm_cents / 1000)
+    reach = round(impressions * (0.55 + 0.4 * u("reach")))
+    actions = (
+        ("purchase", round(clicks * 0.08 * u("purchase"))),
+        ("lead", round(clicks * 0.05 * u("lead"))),
+        ("link_click", round(clicks * (0.6 + 0.3 * u("link_click")))),
+    )
+    return MetaDay(
+        account_id=account_id,
+        date_start=day,
+        date_stop=day,
+        spend_cents=spend_cents,
+        impressions=impressions,
+        clicks=clicks,
+        reach=reach,
+        actions=tuple((t, v) for t, v in actions if v),
+        currency=currency,
+    )
+
+
+def mixpanel_count(project_id: str, event: str, day: date, *, seed: int = 0) -> int:
+    """The ``general`` count of one event in one project on one day."""
+    base = 20 + 4_980 * stable_fraction("mixpanel-base", seed, project_id, event)
+    return round(base * (0.7 + 0.6 * stable_fraction("mixpanel", seed, project_id, event, day)))

@@ -1,0 +1,158 @@
+"""A local Mixpanel Query API: ``GET /api/query/events`` with service-account Basic auth.
+
+Clients use ``{base_url}/api/query`` as ``MIXPANEL_API_BASE``. The unit key of a request is its
+``project_id``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+from cronkeeper.sandbox._asgi import Reply, SimRequest, Simulator, json_reply
+from cronkeeper.sandbox.data import date_range, mixpanel_count
+from cronkeeper.sandbox.faults import Fault, FaultMix
+
+__all__ = ["MixpanelProject", "MixpanelSimulator"]
+
+_PATH = "/api/query/events"
+_STATUS_MESSAGES = {
+    408: "Request timed out",
+    429: "Query rate limit exceeded",
+    500: "Internal server error",
+    502: "Bad gateway",
+    503: "Service unavailable",
+    504: "Gateway timeout",
+}
+
+
+@dataclass(frozen=True)
+class MixpanelProject:
+    """A project the service account may query; ``absent_events`` never appear in ``values``."""
+
+    project_id: str
+    absent_events: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "project_id", str(self.project_id).strip())
+        object.__setattr__(self, "absent_events", frozenset(self.absent_events))
+
+
+class MixpanelSimulator(Simulator):
+    """Mixpanel event counts with deterministic data
+    (:func:`~cronkeeper.sandbox.data.mixpanel_count`)."""
+
+    def __init__(
+        self,
+        projects: Iterable[MixpanelProject | str | int],
+        *,
+        service_account: str = "sandbox.mp-service-account",
+        service_secret: str = "sandbox-mixpanel-secret",  # noqa: S107 - fake
+        seed: int = 0,
+        latency: float = 0.0,
+        scripts: Mapping[str | int, Sequence[Fault | None]] | None = None,
+        always: Mapping[str | int, Fault] | None = None,
+        mix: FaultMix | None = None,
+    ) -> None:
+        self.service_account = service_account
+        self.service_secret = service_secret
+        self.seed = seed
+        self.projects: dict[str, MixpanelProject] = {}
+        for project in projects:
+            proj = (
+                project if isinstance(project, MixpanelProject) else MixpanelProject(str(project))
+            )
+            self.projects[proj.project_id] = proj
+        super().__init__(latency=latency, scripts=scripts, always=always, mix=mix)
+
+    def expected_count(self, project_id: str | int, event: str, day: date) -> int:
+        """The count served for that event and day (0 when configured absent)."""
+        project = self.projects.get(str(project_id))
+        if project is not None and event in project.absent_events:
+            return 0
+        return mixpanel_count(str(project_id), event, day, seed=self.seed)
+
+    # -- Simulator ----------------------------------------------------------------------------
+
+    def route_key(self, request: SimRequest) -> str | None:
+        if request.path.rstrip("/") != _PATH:
+            return None
+        return request.query.get("project_id") or None
+
+    def status_reply(self, status: int) -> Reply:
+        return _error(status, _STATUS_MESSAGES.get(status, f"HTTP {status}"))
+
+    def handle(self, request: SimRequest, key: str | None) -> Reply:
+        if request.path.rstrip("/") != _PATH:
+            return _error(404, f"Unknown endpoint {request.path}")
+        if request.method != "GET":
+            return _error(405, f"Method {request.method} not allowed")
+        if not self._authorised(request.headers.get("authorization", "")):
+            return _error(401, "Unable to authenticate request").with_headers(
+                ("WWW-Authenticate", 'Basic realm="Mixpanel"')
+            )
+        if key is None:
+            return _error(400, "project_id is required when authenticating as a service account")
+        project = self.projects.get(key)
+        if project is None:
+            return _error(403, f"Permission denied: no access to project {key}")
+        events = _parse_events(request.query.get("event"))
+        if events is None:
+            return _error(400, "event must be a JSON list of event names")
+        kind = request.query.get("type", "general")
+        if kind not in ("general", "unique", "average"):
+            return _error(400, f"type must be general, unique or average, not {kind}")
+        unit = request.query.get("unit", "day")
+        if unit != "day":
+            return _error(400, f"the sandbox serves unit=day only, not {unit}")
+        try:
+            since = date.fromisoformat(request.query["from_date"])
+            until = date.fromisoformat(request.query["to_date"])
+        except (KeyError, ValueError):
+            return _error(400, "from_date and to_date must be dates formatted as YYYY-MM-DD")
+        if since > until:
+            return _error(400, "from_date must not be after to_date")
+        days = [d.isoformat() for d in date_range(since, until)]
+        values = {
+            event: {
+                d: mixpanel_count(key, event, date.fromisoformat(d), seed=self.seed) for d in days
+            }
+            for event in events
+            if event not in project.absent_events
+        }
+        return json_reply(
+            200, {"data": {"series": days, "values": values}, "legend_size": len(values)}
+        )
+
+    def _authorised(self, header: str) -> bool:
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, sep, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        user_ok = hmac.compare_digest(user.encode(), self.service_account.encode())
+        secret_ok = hmac.compare_digest(secret.encode(), self.service_secret.encode())
+        return bool(sep) and user_ok and secret_ok
+
+
+def _error(status: int, message: str) -> Reply:
+    return json_reply(status, {"error": message, "status": "error"})
+
+
+def _parse_events(raw: str | None) -> list[str] | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(e, str) for e in value):
+        return None
+    return list(dict.fromkeys(value))
