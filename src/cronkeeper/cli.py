@@ -1,2 +1,271 @@
+"""The ``cronkeeper`` command.
+
+Exit codes are part of the contract: ``run`` 0 success, 3 partial, 1 error, 75 already
+running; ``health`` 0 healthy, 1 unhealthy, 2 database error; 2 for bad configuration or
+usage everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, NoReturn, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from cronkeeper.config import Settings
+from cronkeeper.errors import AlreadyRunning, StorageError, UnknownJob
+from cronkeeper.ledger import RunRow
+from cronkeeper.logs import configure_logging
+from cronkeeper.storage.url import safe_url
+
+__all__ = ["app", "main"]
+
+T = TypeVar("T")
+MIN_SECRET_LENGTH = 16
+
+app = typer.Typer(
+    help="Scheduled marketing-data collection with a run ledger and a health check.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def load_settings(*, verbose: bool = False) -> Settings:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        lines = []
+        for problem in exc.errors():
+            where = ".".join(str(p) for p in problem["loc"]) or "configuration"
+            lines.append(f"{where.upper()}: {problem['msg']}")
+        fail("invalid configuration:\n  " + "\n  ".join(lines))
+    configure_logging(settings.redactor, logging.DEBUG if verbose else logging.INFO)
+    return settings
+
+
+def run_async(factory: Callable[[], Awaitable[T]]) -> T:
+    async def wrapper() -> T:
+        return await factory()
+
+    return asyncio.run(wrapper())
+
+
+def parse_day(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        fail(f"invalid date {value!r}: use YYYY-MM-DD")
+
+
+@app.command()
+def run(
+    job: Annotated[
+        str,
+        typer.Argument(help="sync-notion, collect-daily, collect-mixpanel or collect-benchmarks"),
+    ],
+    day: Annotated[
+        str | None, typer.Option("--date", help="report date YYYY-MM-DD (default: yesterday)")
+    ] = None,
+) -> None:
+    """Run one job now and record it in the ledger (exit 0 success, 3 partial, 1 error, 75 busy)."""
+    from cronkeeper.runner import EXIT_ALREADY_RUNNING, EXIT_CODES, run_job
+    from cronkeeper.service import Service
+
+    settings = load_settings()
+    report_day = parse_day(day)
+
+    async def go() -> int:
+        service = Service.from_settings(settings)
+        try:
+            await service.prepare()
+            result = await run_job(service, job, report_day)
+        except UnknownJob as exc:
+            fail(str(exc))
+        except AlreadyRunning as exc:
+            err.print(f"[yellow]{exc}[/]; no run recorded", highlight=False)
+            return EXIT_ALREADY_RUNNING
+        finally:
+            await service.aclose()
+        out.print_json(json.dumps(result.as_json()))
+        return EXIT_CODES[result.status]
+
+    raise typer.Exit(run_async(go))
+
+
+@app.command()
+def health() -> None:
+    """Print the health JSON (exit 0 healthy, 1 unhealthy, 2 database error)."""
+    from cronkeeper.service import Service
+
+    settings = load_settings()
+
+    async def go() -> int:
+        service = Service.from_settings(settings)
+        try:
+            await service.prepare()
+            report = await service.health()
+        except StorageError as exc:
+            out.print_json(json.dumps({"healthy": False, "error": "database unavailable"}))
+            err.print(f"[red]{settings.redactor(str(exc))}[/]", highlight=False)
+            return 2
+        finally:
+            await service.aclose()
+        out.print_json(json.dumps(report.as_json()))
+        return 0 if report.healthy else 1
+
+    raise typer.Exit(run_async(go))
+
+
+STATUS_STYLE = {"success": "green", "partial": "yellow", "error": "red", "running": "cyan"}
+
+
+@app.command()
+def runs(
+    job: Annotated[str | None, typer.Option(help="only this job")] = None,
+    status: Annotated[str | None, typer.Option(help="running, success, error or partial")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Show the most recent runs, newest first."""
+    from cronkeeper.service import Service
+
+    settings = load_settings()
+
+    async def go() -> int:
+        service = Service.from_settings(settings)
+        try:
+            await service.prepare()
+            rows = await service.ledger.recent_runs(cron_name=job, status=status, limit=limit)
+        except StorageError as exc:
+            err.print(f"[red]{settings.redactor(str(exc))}[/]", highlight=False)
+            return 2
+        except ValueError as exc:
+            fail(str(exc))
+        finally:
+            await service.aclose()
+        if as_json:
+            out.print_json(json.dumps([r.as_json() for r in rows]))
+            return 0
+        print_runs(rows, settings)
+        return 0
+
+    raise typer.Exit(run_async(go))
+
+
+def print_runs(rows: Sequence[RunRow], settings: Settings) -> None:
+    table = Table(title=f"Recent runs ({settings.timezone})")
+    for column in ("started", "job", "status", "records", "duration", "error"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        started: datetime = row.started_at.astimezone(settings.tz)
+        duration = f"{row.duration_seconds:.1f}s" if row.duration_seconds is not None else "—"
+        style = STATUS_STYLE.get(row.status, "")
+        message = (row.error_message or "").splitlines()
+        table.add_row(
+            started.strftime("%Y-%m-%d %H:%M:%S"),
+            row.cron_name,
+            f"[{style}]{row.status}[/]",
+            str(row.records_count),
+            duration,
+            " ".join(message)[:160],
+        )
+    out.print(table)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema (safe to run from several replicas at once)."""
+    from cronkeeper.storage.engine import create_engine, upgrade
+
+    settings = load_settings()
+
+    async def go() -> str:
+        engine = create_engine(settings.database_url, timeout=max(settings.ledger_timeout, 30))
+        try:
+            return await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        revision = run_async(go)
+    except Exception as exc:
+        fail(
+            f"migration failed on {safe_url(settings.database_url)}: "
+            f"{settings.redactor(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}",
+            1,
+        )
+    out.print(f"database {safe_url(settings.database_url)} is at revision {revision}")
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(help="address to listen on (0.0.0.0 in a container)")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    scheduler: Annotated[
+        bool, typer.Option("--scheduler", help="also run the jobs on their schedules")
+    ] = False,
+) -> None:
+    """Serve the HTTP API (health, runs, triggers) with uvicorn."""
+    import uvicorn
+
+    from cronkeeper.api.app import create_app
+    from cronkeeper.service import Service
+
+    settings = load_settings()
+    secret = settings.cron_secret.get_secret_value() if settings.cron_secret else ""
+    if len(secret) < MIN_SECRET_LENGTH:
+        fail(
+            f"CRON_SECRET must be set to at least {MIN_SECRET_LENGTH} characters before serving "
+            "(every endpoint but /healthz checks it); generate one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    service = Service.from_settings(settings)
+    api = create_app(service)
+    uvicorn.run(api, host=host, port=port, log_level="info", access_log=False, lifespan="on")
+
+
+@app.command()
+def demo(
+    database: Annotated[Path, typer.Option(help="SQLite file for the demo ledger and data")] = Path(
+        ".demo/cronkeeper.db"
+    ),
+) -> None:
+    """Run all four jobs against local API simulators, then show the runs and the health JSON."""
+    from cronkeeper.demo import run_demo
+    from cronkeeper.redact import Redactor
+
+    configure_logging(Redactor(), logging.WARNING)
+    database = database.expanduser().resolve()
+    database.parent.mkdir(parents=True, exist_ok=True)
+    ok = run_async(lambda: run_demo(database, out))
+    raise typer.Exit(0 if ok else 1)
+
+
 def main() -> None:
-    print("cronkeeper")
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cronkeeper.clock import Clock, utcnow
+from cronkeeper.clock import Clock, Sleep, utcnow
+from cronkeeper.clock import sleep as real_sleep
 from cronkeeper.config import Settings
 from cronkeeper.health import HealthReport, evaluate_health
-from cronkeeper.ledger import Ledger
+from cronkeeper.http import RetryEvent, RetryPolicy
+from cronkeeper.lease import LeaseManager
+from cronkeeper.ledger import Ledger, RunRow
 from cronkeeper.storage.engine import create_engine, ensure_schema
 
-__all__ = ["Service"]
+__all__ = ["RunObserver", "Service"]
+
+log = logging.getLogger("cronkeeper.service")
+
+
+class RunObserver:
+    """Hooks for what happens around runs (metrics, alerts). Every hook is optional."""
+
+    async def run_finished(self, run: RunRow, previous: RunRow | None) -> None:
+        """A run ended; ``previous`` is the job's run before it (to notice recoveries)."""
+
+    async def run_abandoned(self, cron_name: str, run_ids: list[str]) -> None:
+        """Runs of a dead process were closed as ``error``."""
+
+    def retry(self, cron_name: str, event: RetryEvent) -> None:
+        """An HTTP call is about to be retried."""
 
 
 @dataclass
@@ -20,17 +40,33 @@ class Service:
     settings: Settings
     engine: AsyncEngine
     ledger: Ledger
+    leases: LeaseManager
     clock: Clock
+    sleep: Sleep = real_sleep
+    observers: list[RunObserver] = field(default_factory=list)
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, clock: Clock = utcnow, engine: AsyncEngine | None = None
+        cls,
+        settings: Settings,
+        *,
+        clock: Clock = utcnow,
+        sleep: Sleep = real_sleep,
+        engine: AsyncEngine | None = None,
     ) -> Service:
         engine = engine or create_engine(settings.database_url, timeout=settings.ledger_timeout)
         ledger = Ledger(
             engine, timeout=settings.ledger_timeout, clock=clock, redactor=settings.redactor
         )
-        return cls(settings=settings, engine=engine, ledger=ledger, clock=clock)
+        leases = LeaseManager(
+            engine, ttl=settings.lease_ttl, timeout=settings.ledger_timeout, clock=clock
+        )
+        return cls(settings, engine, ledger, leases, clock, sleep)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        s = self.settings
+        return RetryPolicy(max_retries=s.max_retries, timeout=s.http_timeout, max_wait=s.max_wait)
 
     async def prepare(self) -> None:
         """Create the SQLite schema on first use; on PostgreSQL, report a stale one."""
@@ -41,6 +77,14 @@ class Service:
         specs = self.settings.monitored
         latest = await self.ledger.latest_runs([spec.name for spec in specs])
         return evaluate_health(specs, latest, self.clock())
+
+    async def notify(self, hook: Callable[[RunObserver], Awaitable[None]]) -> None:
+        """Call a hook on every observer; an observer's failure never reaches the job."""
+        for observer in self.observers:
+            try:
+                await hook(observer)
+            except Exception:
+                log.exception("run observer %s failed", type(observer).__name__)
 
     async def aclose(self) -> None:
         await self.engine.dispose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query
@@ -12,7 +13,8 @@ from fastapi.responses import JSONResponse
 
 from cronkeeper import __version__
 from cronkeeper.api.deps import Authorized, ServiceDep
-from cronkeeper.errors import StorageError
+from cronkeeper.errors import AlreadyRunning, StorageError, UnknownJob
+from cronkeeper.runner import run_job
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import RUN_STATUSES
 
@@ -52,6 +54,26 @@ async def runs(
         log.error("listing runs failed: %s", exc)
         return JSONResponse({"error": "database unavailable"}, status_code=500)
     return JSONResponse({"runs": [row.as_json() for row in rows]})
+
+
+@router.api_route(
+    "/{job}",
+    methods=["GET", "POST"],
+    summary="Run a job now (for system cron, Vercel-style cron callers, or by hand)",
+    responses={404: {"description": "unknown job"}, 409: {"description": "already running"}},
+)
+async def trigger(
+    service: ServiceDep,
+    job: str,
+    day: Annotated[date | None, Query(alias="date", description="report date, YYYY-MM-DD")] = None,
+) -> JSONResponse:
+    try:
+        result = await run_job(service, job, day)
+    except UnknownJob as exc:
+        return JSONResponse({"error": str(exc)}, status_code=404)
+    except AlreadyRunning as exc:
+        return JSONResponse({"error": str(exc), "cronName": job}, status_code=409)
+    return JSONResponse(result.as_json(), status_code=500 if result.status == "error" else 200)
 
 
 def create_app(service: Service, *, own_service: bool = True) -> FastAPI:

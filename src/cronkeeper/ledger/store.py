@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.clock import Clock, utcnow
 from cronkeeper.errors import StorageError
-from cronkeeper.ledger.models import FINAL_STATUSES, RunRow, Skipped, summarize
+from cronkeeper.ledger.models import FINAL_STATUSES, RunRow, RunSummary, Skipped, summarize
 from cronkeeper.redact import Redactor, truncate
 from cronkeeper.storage.schema import RUN_STATUSES, cron_runs
 
@@ -75,6 +75,8 @@ class RunTracker:
     records_count: int = 0
     units_stored: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    summary: RunSummary | None = None
+    """Set when the run ended: what was (or would have been) written to the ledger."""
 
     def stored(self, records: int = 0) -> None:
         """One unit (account, project, page) stored with ``records`` rows."""
@@ -181,6 +183,30 @@ class Ledger:
             )
             return False
 
+    async def close_abandoned(self, cron_name: str, *, reason: str) -> list[str]:
+        """Close every ``running`` row of ``cron_name`` as ``error``; their ids.
+
+        Called by the holder of the job's lease before it starts its own run: while it holds
+        the lease no other run of the job is alive, so any row still ``running`` belongs to a
+        process that died (killed, OOM, host lost) and would otherwise look stuck forever.
+        """
+
+        async def close() -> list[str]:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(
+                    update(cron_runs)
+                    .where(cron_runs.c.cron_name == cron_name, cron_runs.c.status == "running")
+                    .values(status="error", finished_at=self.clock(), error_message=reason)
+                    .returning(cron_runs.c.id)
+                )
+                return [str(r[0]) for r in result]
+
+        try:
+            return await self._bounded(close())
+        except Exception as exc:
+            log.error("could not close abandoned runs of %s: %s", cron_name, self._describe(exc))
+            return []
+
     @asynccontextmanager
     async def track(
         self, cron_name: str, *, unit_label: str = "units", run_id: str | None = None
@@ -200,10 +226,10 @@ class Ledger:
             text = str(exc) or type(exc).__name__
             if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
                 text = "the run was cancelled before it finished"
+            message = self.redactor.message(f"{type(exc).__name__}: {text}")
+            tracker.summary = RunSummary("error", tracker.records_count, message)
             await asyncio.shield(
-                self.complete_cron_run(
-                    run_id, "error", tracker.records_count, f"{type(exc).__name__}: {text}"
-                )
+                self.complete_cron_run(run_id, "error", tracker.records_count, message)
             )
             raise
         summary = summarize(
@@ -212,6 +238,12 @@ class Ledger:
             skipped=tracker.skipped,
             unit_label=unit_label,
         )
+        summary = RunSummary(
+            summary.status,
+            summary.records_count,
+            self.redactor.message(summary.error_message) if summary.error_message else None,
+        )
+        tracker.summary = summary
         await self.complete_cron_run(
             run_id, summary.status, summary.records_count, summary.error_message
         )

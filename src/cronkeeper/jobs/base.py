@@ -1,0 +1,51 @@
+"""What every job is given, and what it must do.
+
+A job is ``async def run(ctx: JobContext, day: date, run: RunTracker) -> None``. It collects
+the data of ``day`` (always explicit: re-runs and backfills pass their own), writes it with
+idempotent upserts in one transaction per unit, and reports each unit to ``run``:
+``run.stored(records)`` after a unit was committed, ``run.skip(unit, reason)`` when a unit
+failed after its retries. The ledger turns that into ``success``/``partial``/``error``. A job
+raises only when it cannot work at all (missing configuration, database down); the run is
+then ``error`` with that message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cronkeeper.clock import Clock
+from cronkeeper.config import Settings
+from cronkeeper.http import HttpContext
+from cronkeeper.ledger import RunTracker
+
+__all__ = ["Job", "JobContext", "JobFunc", "report_date"]
+
+
+@dataclass(frozen=True)
+class JobContext:
+    settings: Settings
+    engine: AsyncEngine
+    http: HttpContext
+    clock: Clock
+
+
+JobFunc = Callable[[JobContext, date, RunTracker], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    unit_label: str
+    """What one unit is, for messages: ``accounts``, ``projects``, ``pages``, ``industries``."""
+    run: JobFunc
+    description: str
+
+
+def report_date(now: datetime, tz: ZoneInfo) -> date:
+    """Yesterday in the configured time zone: the last complete day."""
+    return now.astimezone(tz).date() - timedelta(days=1)

@@ -1,0 +1,123 @@
+"""Run one job once: lease, ledger, HTTP client, the job, observers — in that order."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import httpx
+
+from cronkeeper import __version__
+from cronkeeper.errors import CronkeeperError
+from cronkeeper.http import HttpContext, RetryEvent
+from cronkeeper.jobs import JobContext, get_job, report_date
+from cronkeeper.ledger import FinalStatus, RunTracker
+from cronkeeper.service import Service
+
+__all__ = ["EXIT_ALREADY_RUNNING", "EXIT_CODES", "RunResult", "run_job"]
+
+log = logging.getLogger("cronkeeper.runner")
+
+EXIT_CODES: dict[str, int] = {"success": 0, "partial": 3, "error": 1}
+EXIT_ALREADY_RUNNING = 75  # EX_TEMPFAIL: try again later
+ABANDONED = "abandoned: the process running it stopped before it finished (lease expired)"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str | None
+    cron_name: str
+    day: date
+    status: FinalStatus
+    records_count: int
+    error_message: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "runId": self.run_id,
+            "cronName": self.cron_name,
+            "date": self.day.isoformat(),
+            "status": self.status,
+            "recordsCount": self.records_count,
+            "errorMessage": self.error_message,
+        }
+
+
+async def run_job(service: Service, name: str, day: date | None = None) -> RunResult:
+    """Run ``name`` for ``day`` (default: yesterday in the configured zone).
+
+    Raises :class:`~cronkeeper.errors.UnknownJob` and
+    :class:`~cronkeeper.errors.AlreadyRunning` (no run is recorded then); every other
+    failure ends up in the result and the ledger as ``error``.
+    """
+    job = get_job(name)
+    settings = service.settings
+    day = day or report_date(service.clock(), settings.tz)
+    async with service.leases.hold(name) as lease:
+        if lease.acquired:
+            abandoned = await service.ledger.close_abandoned(name, reason=ABANDONED)
+            if abandoned:
+                log.warning("closed %d abandoned run(s) of %s", len(abandoned), name)
+                await service.notify(lambda o: o.run_abandoned(name, abandoned))
+        previous = await _latest(service, name)
+        tracker: RunTracker | None = None
+
+        def on_retry(event: RetryEvent) -> None:
+            for observer in service.observers:
+                observer.retry(name, event)
+
+        async with httpx.AsyncClient(
+            headers={"User-Agent": f"cronkeeper/{__version__}"}, follow_redirects=False
+        ) as client:
+            http = HttpContext(
+                client=client,
+                policy=service.retry_policy,
+                sleep=service.sleep,
+                now=service.clock,
+                on_retry=on_retry,
+                redactor=settings.redactor,
+            )
+            ctx = JobContext(
+                settings=settings, engine=service.engine, http=http, clock=service.clock
+            )
+            try:
+                async with service.ledger.track(name, unit_label=job.unit_label) as tracker:
+                    log.info("running %s for %s", name, day.isoformat())
+                    await job.run(ctx, day, tracker)
+            except CronkeeperError as exc:
+                log.error("%s failed: %s", name, settings.redactor(str(exc)))
+            except Exception as exc:
+                log.error(
+                    "%s failed unexpectedly: %s: %s",
+                    name,
+                    type(exc).__name__,
+                    settings.redactor(str(exc)),
+                )
+    assert tracker is not None
+    assert tracker.summary is not None
+    summary = tracker.summary
+    result = RunResult(
+        tracker.run_id, name, day, summary.status, summary.records_count, summary.error_message
+    )
+    log.info("%s ended %s with %d records", name, result.status, result.records_count)
+    if tracker.run_id is not None:
+        finished = await _get(service, tracker.run_id)
+        if finished is not None:
+            await service.notify(lambda o: o.run_finished(finished, previous))
+    return result
+
+
+async def _latest(service: Service, name: str) -> Any:
+    try:
+        return (await service.ledger.latest_runs([name]))[name]
+    except CronkeeperError:
+        return None
+
+
+async def _get(service: Service, run_id: str) -> Any:
+    try:
+        return await service.ledger.get_run(run_id)
+    except CronkeeperError:
+        return None
