@@ -83,7 +83,9 @@ async def run_job(service: Service, name: str, day: date | None = None) -> RunRe
                 settings=settings, engine=service.engine, http=http, clock=service.clock
             )
             try:
-                async with service.ledger.track(name, unit_label=job.unit_label) as tracker:
+                async with service.ledger.track(
+                    name, unit_label=job.unit_label, report_date=day
+                ) as tracker:
                     log.info("running %s for %s", name, day.isoformat())
                     await job.run(ctx, day, tracker)
             except CronkeeperError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 __all__ = ["FinalStatus", "RunRow", "RunSummary", "Skipped", "summarize"]
@@ -24,6 +24,7 @@ class RunRow:
     status: str
     records_count: int
     error_message: str | None
+    report_date: date | None = None
 
     @property
     def duration_seconds(self) -> float | None:
@@ -42,6 +43,7 @@ class RunRow:
             "recordsCount": self.records_count,
             "durationSeconds": self.duration_seconds,
             "errorMessage": self.error_message,
+            "reportDate": self.report_date.isoformat() if self.report_date else None,
         }
 
 

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, TypeVar
 
 from sqlalchemy import CompoundSelect, Row, func, select, union_all, update
@@ -37,6 +38,7 @@ _COLUMNS = (
     cron_runs.c.status,
     cron_runs.c.records_count,
     cron_runs.c.error_message,
+    cron_runs.c.report_date,
 )
 
 
@@ -49,6 +51,7 @@ def _row(row: Row[Any]) -> RunRow:
         status=row.status,
         records_count=row.records_count or 0,
         error_message=row.error_message,
+        report_date=row.report_date,
     )
 
 
@@ -115,7 +118,9 @@ class Ledger:
 
     # -- writes: never raise ------------------------------------------------------------
 
-    async def start_cron_run(self, cron_name: str) -> str | None:
+    async def start_cron_run(
+        self, cron_name: str, *, report_date: date | None = None
+    ) -> str | None:
         """Insert a ``running`` row; its id, or ``None`` if the database did not take it."""
         run_id = str(uuid.uuid4())
         now = self.clock()
@@ -130,6 +135,7 @@ class Ledger:
                         status="running",
                         records_count=0,
                         created_at=now,
+                        report_date=report_date,
                     )
                 )
 
@@ -209,16 +215,19 @@ class Ledger:
 
     @asynccontextmanager
     async def track(
-        self, cron_name: str, *, unit_label: str = "units", run_id: str | None = None
+        self,
+        cron_name: str,
+        *,
+        unit_label: str = "units",
+        report_date: date | None = None,
     ) -> AsyncIterator[RunTracker]:
         """Record one run of ``cron_name`` around the block.
 
         Ends ``success``/``partial``/``error`` from what the block reported, or ``error`` with
         the exception text if it raised (the exception propagates; the ledger adds none of
-        its own). Pass ``run_id`` when the row was already started (by the lease holder).
+        its own). ``report_date`` is the date the run collects (backfills skip done dates).
         """
-        if run_id is None:
-            run_id = await self.start_cron_run(cron_name)
+        run_id = await self.start_cron_run(cron_name, report_date=report_date)
         tracker = RunTracker(cron_name=cron_name, run_id=run_id, unit_label=unit_label)
         try:
             yield tracker

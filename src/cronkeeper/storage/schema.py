@@ -89,11 +89,13 @@ cron_runs = Table(
     Column("records_count", Integer, server_default="0"),
     Column("error_message", Text),
     Column("created_at", UtcDateTime),
+    Column("report_date", Date),
     CheckConstraint(
         "status IN ('running','success','error','partial')", name="cron_runs_status_check"
     ),
     CheckConstraint("records_count >= 0", name="cron_runs_records_count_check"),
     Index("idx_cron_runs_name_started", "cron_name", "started_at"),
+    Index("idx_cron_runs_name_report_date", "cron_name", "report_date"),
 )
 
 cron_leases = Table(
