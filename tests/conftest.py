@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.config import Settings
 from cronkeeper.storage.engine import create_engine, upgrade
-from tests.support.pg import PgCluster, start_postgres
+from tests.support.pg import PgBouncer, PgCluster, start_pgbouncer, start_postgres
 
 BACKENDS = tuple(
     b.strip()
@@ -72,9 +72,40 @@ def fresh_postgres_database(cluster: PgCluster) -> str:
     return name
 
 
-@pytest.fixture(params=BACKENDS)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "pooler: also run this test through PgBouncer in transaction mode (Supabase's pooler)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrise ``backend`` over the backends; tests marked ``pooler`` get PgBouncer too."""
+    if "backend" not in metafunc.fixturenames:
+        return
+    explicit = any(
+        "backend" in str(marker.args[0]) for marker in metafunc.definition.iter_markers("parametrize")
+    )
+    if explicit:
+        return
+    backends = list(BACKENDS)
+    if metafunc.definition.get_closest_marker("pooler") and "postgresql" in BACKENDS:
+        backends.append("pgbouncer")
+    metafunc.parametrize("backend", backends, indirect=True)
+
+
+@pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(pg_cluster: PgCluster) -> Iterator[PgBouncer]:
+    bouncer = start_pgbouncer(pg_cluster)
+    try:
+        yield bouncer
+    finally:
+        bouncer.cleanup()
 
 
 @pytest.fixture
@@ -95,7 +126,11 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
         return
     cluster: PgCluster = request.getfixturevalue("pg_cluster")
     name = fresh_postgres_database(cluster)
-    yield cluster.url(name)
+    if backend == "pgbouncer":
+        bouncer: PgBouncer = request.getfixturevalue("pgbouncer")
+        yield bouncer.url(name)
+    else:
+        yield cluster.url(name)
     if not cluster.is_running():
         cluster.start()
     cluster.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

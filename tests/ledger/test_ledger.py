@@ -17,6 +17,8 @@ from cronkeeper.storage.engine import create_engine
 from cronkeeper.storage.schema import cron_runs
 from tests.conftest import FakeClock
 
+pytestmark = pytest.mark.pooler
+
 
 @pytest.fixture
 def ledger(engine: AsyncEngine, clock: FakeClock) -> Ledger:
