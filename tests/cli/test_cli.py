@@ -1,0 +1,121 @@
+"""The ``cronkeeper`` command as a user runs it: a real process, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import SECRET
+from tests.support.pg import free_port, wait_for_port
+
+CLI = [sys.executable, "-m", "cronkeeper"]
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("CRON", "DATABASE"))}
+    full_env.update(env or {})
+    return subprocess.run(
+        [*CLI, *args],
+        env=full_env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_db_upgrade_then_health_is_unhealthy_with_exit_1(database_url: str) -> None:
+    env = {"DATABASE_URL": database_url}
+    upgraded = cli("db", "upgrade", env=env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "is at revision" in upgraded.stdout
+    result = cli("health", env=env)
+    assert result.returncode == 1
+    body = json.loads(result.stdout)
+    assert body["healthy"] is False
+    assert body["missing"] == ["collect-daily", "collect-mixpanel", "collect-benchmarks"]
+
+
+def test_health_exits_2_when_the_database_is_unreachable() -> None:
+    result = cli(
+        "health",
+        env={
+            "DATABASE_URL": "postgresql://u:hunter2hunter2@127.0.0.1:1/x",
+            "CRONKEEPER_LEDGER_TIMEOUT": "1",
+        },
+    )
+    assert result.returncode == 2
+    assert json.loads(result.stdout) == {"healthy": False, "error": "database unavailable"}
+    assert "hunter2hunter2" not in result.stdout + result.stderr
+
+
+def test_bad_configuration_exits_2_naming_the_variable(tmp_path: Path) -> None:
+    result = cli("health", env={"CRONKEEPER_TIMEZONE": "Mars/Base"}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "CRONKEEPER_TIMEZONE" in result.stderr
+    assert "unknown time zone" in result.stderr
+
+
+def test_run_rejects_unknown_jobs_and_bad_dates(tmp_path: Path) -> None:
+    unknown = cli("run", "collect-weekly", cwd=tmp_path)
+    assert unknown.returncode == 2
+    assert "collect-weekly" in unknown.stderr
+    bad_date = cli("run", "collect-daily", "--date", "2026-13-01", cwd=tmp_path)
+    assert bad_date.returncode == 2
+    assert "YYYY-MM-DD" in bad_date.stderr
+
+
+@pytest.mark.parametrize("secret", [None, "short"])
+def test_serve_refuses_to_start_without_a_long_enough_secret(
+    secret: str | None, tmp_path: Path
+) -> None:
+    env = {"CRON_SECRET": secret} if secret else {}
+    result = cli("serve", "--port", str(free_port()), env=env, cwd=tmp_path, timeout=30)
+    assert result.returncode == 2
+    assert "CRON_SECRET must be set to at least 16 characters" in result.stderr
+
+
+def test_serve_on_the_sqlite_default_answers_health_like_the_readme_says(tmp_path: Path) -> None:
+    """The newcomer path: no DATABASE_URL, a secret, `cronkeeper serve`, then curl."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRON", "DATABASE"))}
+    env["CRON_SECRET"] = SECRET
+    process = subprocess.Popen(
+        [*CLI, "serve", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_port("127.0.0.1", port, timeout=30)
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
+        denied = httpx.get(f"{base}/api/cron/health")
+        assert denied.status_code == 401
+        answer = httpx.get(f"{base}/api/cron/health", headers={"Authorization": f"Bearer {SECRET}"})
+        assert answer.status_code == 200
+        assert answer.json()["missing"] == [
+            "collect-daily",
+            "collect-mixpanel",
+            "collect-benchmarks",
+        ]
+        assert (tmp_path / "cronkeeper.db").exists()
+    finally:
+        process.terminate()
+        try:
+            output, _ = process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+    assert SECRET not in output
