@@ -39,8 +39,11 @@ def serve_apps(
     running: list[tuple[uvicorn.Server, threading.Thread, socket.socket]] = []
     try:
         for app in apps:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say
+            # they are TCP; without it every keep-alive answer waits ~40 ms for a delayed ACK.
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.bind((_HOST, 0))
             config = uvicorn.Config(
                 app,

@@ -1,0 +1,189 @@
+"""serve_app's life cycle, and the faults that are about connections and time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from cronkeeper.sandbox import (
+    Fault,
+    FaultMix,
+    MetaAccount,
+    MetaSimulator,
+    MixpanelSimulator,
+    serve_app,
+    serve_apps,
+)
+from tests.sandbox.helpers import Serve, meta_params
+
+TOKEN = "meta-token"
+
+
+def _sim(**kwargs: Any) -> MetaSimulator:
+    return MetaSimulator(
+        [MetaAccount("111"), MetaAccount("222"), MetaAccount("333")],
+        access_token=TOKEN,
+        **kwargs,
+    )
+
+
+def _url(base: str, account: str) -> str:
+    return f"{base}/v24.0/act_{account}/insights"
+
+
+def test_serve_app_serves_on_loopback_and_stops() -> None:
+    sim = _sim()
+    with serve_app(sim.app) as base:
+        assert base.startswith("http://127.0.0.1:")
+        assert httpx.get(_url(base, "111"), params=meta_params()).status_code == 200
+
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(_url(base, "111"), params=meta_params(), timeout=1)
+
+
+def test_serve_apps_gives_each_app_its_own_port() -> None:
+    meta, mixpanel = _sim(), MixpanelSimulator(["1"])
+    with serve_apps(meta.app, mixpanel.app) as (meta_url, mixpanel_url):
+        assert meta_url != mixpanel_url
+        assert httpx.get(_url(meta_url, "111"), params=meta_params()).status_code == 200
+        assert httpx.get(f"{mixpanel_url}/api/query/events").status_code == 401
+    assert len(mixpanel.log) == 1
+    assert len(meta.log) == 1
+
+
+async def test_hang_exceeds_a_client_timeout_while_others_are_answered(serve: Serve) -> None:
+    sim = _sim(scripts={"111": [Fault.hang(5)]})
+    base = serve(sim)
+
+    async with httpx.AsyncClient(timeout=0.2) as client:
+
+        async def prompt() -> float:
+            await asyncio.sleep(0.05)  # let the hung request arrive first
+            started = time.monotonic()
+            response = await client.get(_url(base, "222"), params=meta_params())
+            assert response.status_code == 200
+            return time.monotonic() - started
+
+        hung = client.get(_url(base, "111"), params=meta_params())
+        results = await asyncio.gather(hung, prompt(), return_exceptions=True)
+
+    assert isinstance(results[0], httpx.ReadTimeout)
+    assert isinstance(results[1], float)
+    assert results[1] < 0.2
+    assert sim.records_for("111")[0].fault == "hang:5"
+
+
+async def test_hang_answers_normally_after_the_delay(serve: Serve) -> None:
+    base = serve(_sim(scripts={"111": [Fault.hang(0.1)]}))
+    async with httpx.AsyncClient(timeout=2) as client:
+        started = time.monotonic()
+        response = await client.get(_url(base, "111"), params=meta_params())
+
+    assert response.status_code == 200
+    assert time.monotonic() - started >= 0.1
+
+
+@pytest.mark.parametrize("after_headers", [False, True])
+def test_drop_is_a_transport_error_and_the_server_keeps_going(
+    serve: Serve, after_headers: bool
+) -> None:
+    sim = _sim(scripts={"111": [Fault.drop(after_headers=after_headers)]})
+    base = serve(sim)
+
+    with httpx.Client() as client:
+        with pytest.raises(httpx.RemoteProtocolError):
+            client.get(_url(base, "111"), params=meta_params())
+        assert client.get(_url(base, "111"), params=meta_params()).status_code == 200
+
+    assert [r.status for r in sim.records_for("111")] == [0, 200]
+
+
+def test_latency_delays_every_answer(serve: Serve) -> None:
+    sim = _sim(latency=0.05)
+    base = serve(sim)
+
+    with httpx.Client() as client:
+        for _ in range(3):
+            client.get(_url(base, "111"), params=meta_params())
+
+    gaps = sim.attempt_gaps("111")
+    assert len(gaps) == 2
+    assert all(gap >= 0.05 for gap in gaps)
+
+
+async def test_max_in_flight_sees_every_concurrent_request(serve: Serve) -> None:
+    sim = _sim(latency=0.1)
+    base = serve(sim)
+
+    async with httpx.AsyncClient() as client:
+        await asyncio.gather(
+            *(client.get(_url(base, "111"), params=meta_params()) for _ in range(6))
+        )
+
+    assert sim.log.max_in_flight == 6
+    assert sim.log.in_flight == 0
+
+
+async def test_max_in_flight_shows_a_client_side_bound(serve: Serve) -> None:
+    sim = _sim(latency=0.05)
+    base = serve(sim)
+    bound = asyncio.Semaphore(2)
+
+    async with httpx.AsyncClient() as client:
+
+        async def one(account: str) -> int:
+            async with bound:
+                response = await client.get(_url(base, account), params=meta_params())
+                return response.status_code
+
+        statuses = await asyncio.gather(*(one(a) for a in ["111", "222", "333"] * 2))
+
+    assert statuses == [200] * 6
+    assert sim.log.max_in_flight == 2
+    assert len(sim.log) == 6
+
+
+def test_arrival_times_are_ordered_and_in_the_callers_clock(serve: Serve) -> None:
+    sim = _sim()
+    base = serve(sim)
+    started = time.monotonic()
+    with httpx.Client() as client:
+        for account in ("111", "222", "111"):
+            client.get(_url(base, account), params=meta_params())
+    ended = time.monotonic()
+
+    records = sim.log.records
+    assert [r.key for r in records] == ["111", "222", "111"]
+    assert started <= records[0].at <= records[1].at <= records[2].at <= ended
+    assert sim.log.keys() == ["111", "222"]
+    assert 0 < sim.attempt_gaps("act_111")[0] < ended - started
+
+
+def test_seeded_mix_gives_the_same_status_sequence_on_two_servers(serve: Serve) -> None:
+    def statuses() -> list[int]:
+        sim = _sim(mix=FaultMix(p429=0.3, p5xx=0.2, seed=7))
+        base = serve(sim)
+        with httpx.Client() as client:
+            for account in ["111", "222"] * 10:
+                client.get(_url(base, account), params=meta_params())
+        return [r.status for r in sim.log.records]
+
+    first, second = statuses(), statuses()
+
+    assert first == second
+    assert {429, 200} <= set(first)
+    assert any(s >= 500 for s in first)
+
+
+def test_clearing_the_log_resets_the_peak(serve: Serve) -> None:
+    sim = _sim()
+    base = serve(sim)
+    httpx.get(_url(base, "111"), params=meta_params())
+    sim.log.clear()
+
+    assert len(sim.log) == 0
+    assert sim.log.max_in_flight == 0
