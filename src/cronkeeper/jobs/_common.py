@@ -1,0 +1,77 @@
+"""What the four jobs share: describing a failure for the ledger, and running units side by side.
+
+A unit's failure becomes a ``run.skip`` reason: the text must say what failed and why, in one
+line, without the SQL and bound parameters SQLAlchemy appends to its messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
+
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from cronkeeper.errors import CronkeeperError, StorageError
+
+__all__ = ["describe_failure", "for_each", "storage_error"]
+
+T = TypeVar("T")
+_MAX_REASON = 500
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        # Not str(exc): "(psycopg.errors.X) message\n[SQL: …]\n[parameters: …]" shows the data.
+        text = str(exc.orig).strip() or text
+    line = text.splitlines()[0].strip() if text else ""
+    return line[:_MAX_REASON] + ("…" if len(line) > _MAX_REASON else "")
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A one-line reason for a unit that failed with ``exc``.
+
+    Our own errors already say what failed and what to do; anything else (a driver error, a
+    timeout) gets its type name so the operator knows where to look.
+    """
+    if isinstance(exc, CronkeeperError):
+        return str(exc).strip() or type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        return "the database did not answer in time"
+    line = _first_line(exc)
+    if isinstance(exc, SQLAlchemyError | OSError):
+        return f"could not write to the database ({type(exc).__name__}: {line})"
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+def storage_error(what: str, exc: BaseException) -> StorageError:
+    """A :class:`StorageError` for a statement the whole job depends on."""
+    return StorageError(f"{what}: {describe_failure(exc)}")
+
+
+async def for_each(
+    items: Iterable[T],
+    work: Callable[[T], Awaitable[None]],
+    *,
+    limit: int,
+    on_error: Callable[[T, Exception], None],
+) -> None:
+    """Run ``work`` for every item, at most ``limit`` at a time, until every item is done.
+
+    A failing item is handed to ``on_error`` and never cancels the others: one account's
+    expired token must not cost the other accounts their data. Cancellation from outside (the
+    run itself cancelled) still propagates.
+    """
+    semaphore = asyncio.Semaphore(max(1, limit))
+
+    async def one(item: T) -> None:
+        async with semaphore:
+            try:
+                await work(item)
+            except Exception as exc:
+                on_error(item, exc)
+
+    async with asyncio.TaskGroup() as group:
+        for item in items:
+            group.create_task(one(item))

@@ -1,0 +1,88 @@
+"""collect-daily: yesterday's Meta insights, one row per ad account (unit: one ad account).
+
+Accounts come from ``META_AD_ACCOUNT_IDS`` when it is set, else from the active rows of
+``accounts`` (filled by sync-notion). Each account is one call chain (its pages and its
+retries) and one transaction; at most ``CRONKEEPER_CONCURRENCY`` accounts are in flight, so
+one account waiting out a 429 holds one slot, never the others.
+
+An account that still fails after its retries (HTTP, throttling, an expired token, a
+malformed page) is skipped and named in the run's message; nothing of it is written, and the
+other accounts carry on. A write that fails is a skipped account too. An account for which
+Meta has no row (no delivery that day) is stored with 0 records: there is nothing to write.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import select
+
+from cronkeeper.errors import ConfigError
+from cronkeeper.jobs._common import describe_failure, for_each, storage_error
+from cronkeeper.jobs.base import JobContext
+from cronkeeper.ledger import RunTracker
+from cronkeeper.sources import MetaClient, MetaInsight
+from cronkeeper.storage.schema import accounts, meta_daily_insights
+from cronkeeper.storage.upsert import upsert
+
+__all__ = ["ad_accounts", "insight_row", "run"]
+
+
+async def ad_accounts(ctx: JobContext) -> list[str]:
+    """The ad account ids (digits) to collect, sorted; ``ConfigError`` when there are none."""
+    configured = ctx.settings.meta_ad_account_ids
+    if configured:
+        return sorted(set(configured))
+    try:
+        async with ctx.engine.connect() as conn:
+            result = await conn.execute(
+                select(accounts.c.meta_ad_account_id).where(accounts.c.active.is_(True))
+            )
+            ids = sorted({str(r[0]) for r in result})
+    except Exception as exc:
+        raise storage_error("could not read the active accounts", exc) from exc
+    if not ids:
+        raise ConfigError(
+            "no Meta ad account to collect: the accounts table has no active account and"
+            " META_AD_ACCOUNT_IDS is not set; run sync-notion first or set META_AD_ACCOUNT_IDS"
+        )
+    return ids
+
+
+def insight_row(insight: MetaInsight, collected_at: datetime) -> dict[str, object]:
+    """The ``meta_daily_insights`` row of one account-day (money stays Decimal)."""
+    return {
+        "ad_account_id": insight.ad_account_id,
+        "date": insight.date,
+        "spend": insight.spend,
+        "impressions": insight.impressions,
+        "clicks": insight.clicks,
+        "reach": insight.reach,
+        "conversions": insight.conversions,
+        "currency": insight.currency,
+        "collected_at": collected_at,
+    }
+
+
+async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
+    client = MetaClient.from_settings(ctx.http, ctx.settings)
+    ids = await ad_accounts(ctx)
+
+    async def collect(account: str) -> None:
+        insight = await client.daily_insights(account, day)
+        if insight is None:
+            run.stored(0)
+            return
+        try:
+            async with ctx.engine.begin() as conn:
+                written = await upsert(
+                    conn, meta_daily_insights, [insight_row(insight, ctx.clock())]
+                )
+        except Exception as exc:
+            raise storage_error("fetched, but could not store the row", exc) from exc
+        run.stored(written)
+
+    def failed(account: str, exc: Exception) -> None:
+        run.skip(f"act_{account}", describe_failure(exc))
+
+    await for_each(ids, collect, limit=ctx.settings.concurrency, on_error=failed)

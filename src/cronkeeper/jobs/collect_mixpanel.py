@@ -1,0 +1,86 @@
+"""collect-mixpanel: yesterday's counts of the configured events (unit: one Mixpanel project).
+
+Projects come from ``MIXPANEL_PROJECT_ID`` (a comma list) when it is set, else from the
+distinct Mixpanel project ids of the active accounts. One query per project and day, all the
+configured events at once; the Query API allows 60 an hour, so at most two projects are
+queried at a time. Every configured event gets a row, absent ones with a count of 0, so a
+re-run overwrites a stale count instead of leaving it behind.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import select
+
+from cronkeeper.errors import ConfigError
+from cronkeeper.jobs._common import describe_failure, for_each, storage_error
+from cronkeeper.jobs.base import JobContext
+from cronkeeper.ledger import RunTracker
+from cronkeeper.sources import MixpanelClient
+from cronkeeper.storage.schema import accounts, mixpanel_daily_events
+from cronkeeper.storage.upsert import upsert
+
+__all__ = ["MAX_PARALLEL_PROJECTS", "projects", "run"]
+
+MAX_PARALLEL_PROJECTS = 2
+
+
+async def projects(ctx: JobContext) -> list[str]:
+    """The project ids to query, sorted; ``ConfigError`` when there are none."""
+    configured = ctx.settings.mixpanel_project_id
+    if configured:
+        return sorted(set(configured))
+    try:
+        async with ctx.engine.connect() as conn:
+            result = await conn.execute(
+                select(accounts.c.mixpanel_project_id)
+                .where(accounts.c.active.is_(True), accounts.c.mixpanel_project_id.is_not(None))
+                .distinct()
+            )
+            ids = sorted({str(r[0]) for r in result if str(r[0]).strip()})
+    except Exception as exc:
+        raise storage_error("could not read the accounts' Mixpanel projects", exc) from exc
+    if not ids:
+        raise ConfigError(
+            "no Mixpanel project to query: MIXPANEL_PROJECT_ID is not set and no active"
+            " account has a Mixpanel project id; set one or fill 'Mixpanel Project ID' in Notion"
+        )
+    return ids
+
+
+async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
+    events = ctx.settings.mixpanel_events
+    if not events:
+        raise ConfigError(
+            "MIXPANEL_EVENTS is empty: list the events to count, comma-separated"
+            " (e.g. MIXPANEL_EVENTS=signup,purchase)"
+        )
+    client = MixpanelClient.from_settings(ctx.http, ctx.settings)
+    ids = await projects(ctx)
+
+    async def collect(project: str) -> None:
+        counts = await client.event_counts(project, events, day)
+        now = ctx.clock()
+        rows = [
+            {
+                "project_id": c.project_id,
+                "event": c.event,
+                "date": c.date,
+                "count": c.count,
+                "collected_at": now,
+            }
+            for c in counts
+        ]
+        try:
+            async with ctx.engine.begin() as conn:
+                written = await upsert(conn, mixpanel_daily_events, rows)
+        except Exception as exc:
+            raise storage_error("fetched, but could not store the counts", exc) from exc
+        run.stored(written)
+
+    def failed(project: str, exc: Exception) -> None:
+        run.skip(f"project {project}", describe_failure(exc))
+
+    limit = min(MAX_PARALLEL_PROJECTS, ctx.settings.concurrency)
+    await for_each(ids, collect, limit=limit, on_error=failed)
