@@ -1,0 +1,252 @@
+"""What the benchmark scripts share: timing, statistics, tables, the machine, the doc.
+
+Each script in ``bench/`` rewrites only its own section of ``docs/benchmarks.md``, between
+``<!-- bench:NAME:start -->`` and ``<!-- bench:NAME:end -->``, so running one never clobbers
+another's figures. Everything here is loopback-only and bounded in time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import platform
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DOC = REPO_ROOT / "docs" / "benchmarks.md"
+VENV_BIN = REPO_ROOT / ".venv" / "bin"
+console = Console()
+
+__all__ = [
+    "DOC",
+    "REPO_ROOT",
+    "Served",
+    "Stats",
+    "console",
+    "free_port",
+    "machine_lines",
+    "markdown_table",
+    "measure",
+    "ms",
+    "percentile",
+    "print_table",
+    "repo_on_path",
+    "run_command",
+    "serve_cronkeeper",
+    "update_section",
+]
+
+
+def repo_on_path() -> None:
+    """Make ``tests.support.pg`` importable (the throwaway PostgreSQL of the test suite)."""
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+
+
+# -- statistics ---------------------------------------------------------------------------------
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by linear interpolation between closest ranks."""
+    if not samples:
+        return math.nan
+    ordered = sorted(samples)
+    rank = (len(ordered) - 1) * q / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+@dataclass(frozen=True)
+class Stats:
+    n: int
+    median: float
+    p99: float
+    mean: float
+
+    @classmethod
+    def of(cls, samples: Sequence[float]) -> Stats:
+        if not samples:
+            return cls(0, math.nan, math.nan, math.nan)
+        return cls(
+            len(samples),
+            statistics.median(samples),
+            percentile(samples, 99),
+            statistics.fmean(samples),
+        )
+
+
+async def measure(
+    call: Callable[[], Awaitable[object]],
+    *,
+    iterations: int,
+    warmup: int = 10,
+    budget: float = 10.0,
+    minimum: int = 5,
+) -> list[float]:
+    """Seconds per call, after ``warmup`` calls; stops at ``iterations`` or after ``budget``
+    seconds (but never with fewer than ``minimum`` samples)."""
+    for _ in range(warmup):
+        await call()
+    samples: list[float] = []
+    deadline = time.perf_counter() + budget
+    while len(samples) < iterations:
+        start = time.perf_counter()
+        await call()
+        samples.append(time.perf_counter() - start)
+        if len(samples) >= minimum and time.perf_counter() > deadline:
+            break
+    return samples
+
+
+def ms(seconds: float, digits: int = 2) -> str:
+    return "—" if math.isnan(seconds) else f"{seconds * 1000:.{digits}f}"
+
+
+# -- output -------------------------------------------------------------------------------------
+
+
+def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    table = Table(title=title)
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def run_command() -> str:
+    """How this script was started, relative to the repository (for the doc)."""
+    script = Path(sys.argv[0]).resolve()
+    with contextlib.suppress(ValueError):
+        script = script.relative_to(REPO_ROOT)
+    return shlex.join([".venv/bin/python", str(script), *sys.argv[1:]])
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def machine_lines(postgres: str | None = None) -> list[str]:
+    """Date and machine, as Markdown bullet lines."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    lines = [
+        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- machine: {cpus} CPUs (nproc), {_cpu_model()}, Linux {platform.release()}",
+        f"- Python {platform.python_version()} ({platform.python_implementation()})",
+    ]
+    if postgres:
+        lines.append(f"- PostgreSQL {postgres}")
+    return lines
+
+
+_INTRO = """# Benchmarks
+
+Generated sections: each script in `bench/` rewrites only its own part of this file.
+"""
+
+
+def update_section(name: str, body: str) -> None:
+    """Replace the text between this benchmark's markers in ``docs/benchmarks.md``."""
+    start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
+    text = DOC.read_text() if DOC.exists() else _INTRO
+    block = f"{start}\n{body.strip()}\n{end}"
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        _, after = rest.split(end, 1)
+        text = before + block + after
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(text)
+    console.print(f"[dim]updated the {name} section of {DOC.relative_to(REPO_ROOT)}[/]")
+
+
+# -- processes and ports ------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class Served:
+    base_url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@contextlib.contextmanager
+def serve_cronkeeper(
+    env: Mapping[str, str], workdir: Path, *, start_timeout: float = 30.0
+) -> Iterator[Served]:
+    """``cronkeeper serve`` as a subprocess on a free loopback port; stopped (by its pid) on
+    exit, SIGKILL if it does not stop within 10 s."""
+    port = free_port()
+    log = workdir / f"serve-{port}.log"
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("CRONKEEPER_", "META_"))}
+    full_env.update(env)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(VENV_BIN / "cronkeeper"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=workdir,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + start_timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"cronkeeper serve exited {process.returncode}:\n{log.read_text()}"
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/healthz", timeout=1.0).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cronkeeper serve did not answer within {start_timeout} s")
+            time.sleep(0.1)
+        yield Served(base, process, log)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
