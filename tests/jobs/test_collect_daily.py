@@ -1,0 +1,279 @@
+"""collect-daily against the Meta simulator over real HTTP, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from cronkeeper.sandbox import Fault, MetaAccount, MetaSimulator
+from cronkeeper.storage.schema import accounts, meta_daily_insights
+from tests.jobs.conftest import Sandbox
+from tests.jobs.helpers import DAY, META_TOKEN, Harness
+
+ACCOUNTS = ("1001", "1002", "1003", "1004")
+
+
+def meta(sandbox: Sandbox, harness: Harness, sim: MetaSimulator, **overrides: Any) -> Any:
+    values: dict[str, Any] = {
+        "meta_access_token": META_TOKEN,
+        "meta_api_base": sandbox.meta(sim),
+        "meta_api_version": "v24.0",
+        "meta_ad_account_ids": ACCOUNTS,
+    }
+    values.update(overrides)
+    return harness.settings(**values)
+
+
+def simulator(*accounts: MetaAccount | str, **kwargs: Any) -> MetaSimulator:
+    return MetaSimulator(accounts or ACCOUNTS, access_token=META_TOKEN, **kwargs)
+
+
+async def stored_accounts(harness: Harness) -> list[str]:
+    return [r["ad_account_id"] for r in await harness.rows(meta_daily_insights, "ad_account_id")]
+
+
+def expected_row(sim: MetaSimulator, account: str, collected_at: datetime) -> dict[str, Any]:
+    day = sim.expected(account, DAY)
+    return {
+        "ad_account_id": account,
+        "date": DAY,
+        "spend": day.spend,
+        "impressions": day.impressions,
+        "clicks": day.clicks,
+        "reach": day.reach,
+        "conversions": Decimal(day.conversions()),
+        "currency": day.currency,
+        "collected_at": collected_at,
+    }
+
+
+async def test_stores_one_row_per_account_with_metas_numbers(
+    sandbox: Sandbox, harness: Harness
+) -> None:
+    sim = simulator(
+        MetaAccount("1001"), MetaAccount("1002", currency="EUR"), "1003", MetaAccount("1004")
+    )
+    outcome = await harness.run("collect-daily", meta(sandbox, harness, sim))
+
+    assert (outcome.status, outcome.summary.records_count, outcome.message) == ("success", 4, "")
+    rows = await harness.rows(meta_daily_insights, "ad_account_id")
+    assert rows == [expected_row(sim, a, harness.clock()) for a in ACCOUNTS]
+    assert rows[1]["currency"] == "EUR"
+    assert all(isinstance(r["spend"], Decimal) for r in rows)
+    # conversions are purchase + lead only: link_click is in the data but not configured
+    day = sim.expected("1001", DAY)
+    assert day.action("link_click") > 0
+    assert rows[0]["conversions"] == day.action("purchase") + day.action("lead")
+
+
+async def test_conversion_action_types_are_configurable(sandbox: Sandbox, harness: Harness) -> None:
+    sim = simulator("1001")
+    settings = meta(
+        sandbox,
+        harness,
+        sim,
+        meta_ad_account_ids=("1001",),
+        meta_conversion_action_types=("link_click",),
+    )
+    await harness.run("collect-daily", settings)
+
+    (row,) = await harness.rows(meta_daily_insights)
+    assert row["conversions"] == sim.expected("1001", DAY).action("link_click")
+
+
+async def test_a_day_split_over_pages_is_summed(sandbox: Sandbox, harness: Harness) -> None:
+    sim = simulator(MetaAccount("1001", pages=3))
+    outcome = await harness.run(
+        "collect-daily", meta(sandbox, harness, sim, meta_ad_account_ids=("act_1001",))
+    )
+
+    assert outcome.status == "success"
+    assert len(sim.records_for("1001")) == 3
+    assert "after" in sim.records_for("1001")[2].query
+    assert await harness.rows(meta_daily_insights) == [expected_row(sim, "1001", harness.clock())]
+
+
+async def test_an_account_without_delivery_is_stored_with_no_row(
+    sandbox: Sandbox, harness: Harness
+) -> None:
+    sim = simulator(MetaAccount("1001"), MetaAccount("1002", no_delivery=True))
+    outcome = await harness.run(
+        "collect-daily", meta(sandbox, harness, sim, meta_ad_account_ids=("1001", "1002"))
+    )
+
+    assert (outcome.status, outcome.summary.records_count) == ("success", 1)
+    assert await stored_accounts(harness) == ["1001"]
+
+
+async def test_retried_faults_end_in_success_after_the_waits(
+    sandbox: Sandbox, harness: Harness
+) -> None:
+    sim = simulator()
+    sim.script("1001", Fault.status(429, retry_after="7"), Fault.status(503))
+    sim.script("1002", Fault.meta_throttle(17))
+    outcome = await harness.run("collect-daily", meta(sandbox, harness, sim))
+
+    assert (outcome.status, outcome.summary.records_count) == ("success", 4)
+    assert sorted(harness.sleep.waits) == [3.0, 6.0, 7.0]
+    assert len(sim.records_for("1001")) == 3
+
+
+async def test_one_account_always_failing_is_partial_and_named(
+    sandbox: Sandbox, harness: Harness
+) -> None:
+    sim = simulator(always={"1003": Fault.status(500)})
+    outcome = await harness.run("collect-daily", meta(sandbox, harness, sim))
+
+    assert (outcome.status, outcome.summary.records_count) == ("partial", 3)
+    assert outcome.row.status == "partial"
+    assert outcome.message.startswith("skipped 1 of 4 ad accounts:")
+    assert "- act_1003: " in outcome.message
+    assert "still failing after 3 attempts" in outcome.message
+    assert "HTTP 500" in outcome.message
+    assert META_TOKEN not in outcome.message
+    assert len(sim.records_for("1003")) == 3
+    assert await stored_accounts(harness) == [
+        "1001",
+        "1002",
+        "1004",
+    ]
+
+
+async def test_every_account_failing_is_an_error(sandbox: Sandbox, harness: Harness) -> None:
+    sim = simulator(always={a: Fault.status(503) for a in ACCOUNTS})
+    outcome = await harness.run("collect-daily", meta(sandbox, harness, sim))
+
+    assert (outcome.status, outcome.summary.records_count) == ("error", 0)
+    assert all(f"act_{a}" in outcome.message for a in ACCOUNTS)
+    assert await harness.count(meta_daily_insights) == 0
+
+
+async def test_expired_token_skips_the_account_after_exactly_one_request(
+    sandbox: Sandbox, harness: Harness
+) -> None:
+    sim = simulator(always={"1002": Fault.expired_token()})
+    outcome = await harness.run("collect-daily", meta(sandbox, harness, sim))
+
+    assert outcome.status == "partial"
+    assert len(sim.records_for("1002")) == 1
+    assert "act_1002" in outcome.message
+    assert "renew META_ACCESS_TOKEN" in outcome.message
+    assert harness.sleep.waits == []
+
+
+async def test_a_malformed_page_fails_only_its_account_and_writes_nothing_of_it(
+    sandbox: Sandbox, harness: Harness
+) -> None:
+    sim = simulator(MetaAccount("1001", pages=2), "1002", "1003", "1004")
+    sim.script("1001", None, Fault.malformed("shape"))  # the second page is broken
+    sim.script("1004", Fault.malformed("html"))
+    outcome = await harness.run("collect-daily", meta(sandbox, harness, sim))
+
+    assert (outcome.status, outcome.summary.records_count) == ("partial", 2)
+    assert "- act_1001: Meta ad account 1001: field 'data'" in outcome.message
+    assert "- act_1004: Meta ad account 1004: the answer is not JSON" in outcome.message
+    assert await stored_accounts(harness) == [
+        "1002",
+        "1003",
+    ]
+
+
+async def test_rerunning_the_same_date_changes_no_row_count(
+    sandbox: Sandbox, harness: Harness
+) -> None:
+    sim = simulator(MetaAccount("1001", pages=2), "1002", "1003", "1004")
+    settings = meta(sandbox, harness, sim)
+    first = await harness.run("collect-daily", settings)
+    before = await harness.rows(meta_daily_insights, "ad_account_id")
+    harness.clock.advance(hours=1)
+    second = await harness.run("collect-daily", settings)
+    after = await harness.rows(meta_daily_insights, "ad_account_id")
+
+    assert (first.status, second.status) == ("success", "success")
+    assert len(after) == len(before) == 4
+    assert [{**r, "collected_at": None} for r in after] == [
+        {**r, "collected_at": None} for r in before
+    ]
+    assert {r["collected_at"] for r in after} == {harness.clock()}
+
+
+async def test_concurrency_is_bounded_by_the_setting(sandbox: Sandbox, harness: Harness) -> None:
+    many = tuple(str(2000 + i) for i in range(12))
+    sim = simulator(*many, latency=0.05)
+    settings = meta(sandbox, harness, sim, meta_ad_account_ids=many, concurrency=3)
+    outcome = await harness.run("collect-daily", settings)
+
+    assert (outcome.status, outcome.summary.records_count) == ("success", 12)
+    assert sim.log.max_in_flight == 3
+
+
+async def test_an_account_waiting_for_its_retry_does_not_hold_up_the_others(
+    sandbox: Sandbox, harness: Harness
+) -> None:
+    """The slow account's wait only returns once every other account was requested: a job
+    that processed accounts one after another would never get there."""
+    sim = simulator()
+    sim.script("1001", Fault.status(503))
+    others = {"1002", "1003", "1004"}
+
+    async def hold(_: float) -> None:
+        deadline = time.monotonic() + 5
+        while not others <= set(sim.log.keys()):
+            assert time.monotonic() < deadline, "the other accounts waited for 1001's retry"
+            await asyncio.sleep(0.01)
+
+    harness.sleep.hook = hold
+    outcome = await harness.run("collect-daily", meta(sandbox, harness, sim, concurrency=2))
+
+    assert (outcome.status, outcome.summary.records_count) == ("success", 4)
+    assert sim.log.keys()[0] == "1001"
+
+
+async def test_accounts_come_from_the_active_accounts_table_when_not_configured(
+    sandbox: Sandbox, harness: Harness
+) -> None:
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    await harness.insert(
+        accounts,
+        [
+            {"id": p, "name": p, "meta_ad_account_id": ad, "active": active, "updated_at": now}
+            for p, ad, active in (("p1", "1003", True), ("p2", "1001", True), ("p3", "1002", False))
+        ],
+    )
+    sim = simulator()
+    outcome = await harness.run(
+        "collect-daily", meta(sandbox, harness, sim, meta_ad_account_ids=())
+    )
+
+    assert (outcome.status, outcome.summary.records_count) == ("success", 2)
+    assert sorted(sim.log.keys()) == ["1001", "1003"]
+
+
+async def test_no_account_anywhere_is_an_error_that_says_what_to_do(
+    sandbox: Sandbox, harness: Harness
+) -> None:
+    sim = simulator()
+    outcome = await harness.run(
+        "collect-daily", meta(sandbox, harness, sim, meta_ad_account_ids=())
+    )
+
+    assert outcome.status == "error"
+    assert "ConfigError" in outcome.message
+    assert "run sync-notion first or set META_AD_ACCOUNT_IDS" in outcome.message
+    assert len(sim.log) == 0
+
+
+async def test_missing_token_is_an_error_before_any_request(
+    sandbox: Sandbox, harness: Harness
+) -> None:
+    sim = simulator()
+    outcome = await harness.run(
+        "collect-daily", meta(sandbox, harness, sim, meta_access_token=None)
+    )
+
+    assert outcome.status == "error"
+    assert "META_ACCESS_TOKEN is not set" in outcome.message
+    assert len(sim.log) == 0
