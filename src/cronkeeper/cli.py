@@ -257,7 +257,7 @@ def demo(
     from cronkeeper.demo import run_demo
     from cronkeeper.redact import Redactor
 
-    configure_logging(Redactor(), logging.WARNING)
+    configure_logging(Redactor(), logging.ERROR)
     database = database.expanduser().resolve()
     database.parent.mkdir(parents=True, exist_ok=True)
     ok = run_async(lambda: run_demo(database, out))

@@ -16,16 +16,33 @@ from typing import Any
 from rich.console import Console
 
 from cronkeeper.config import Settings
+from cronkeeper.http import RetryEvent
 from cronkeeper.jobs import report_date
 from cronkeeper.runner import RunResult, run_job
 from cronkeeper.sandbox import demo_world
-from cronkeeper.service import Service
+from cronkeeper.service import RunObserver, Service
 
 __all__ = ["DEMO_ORDER", "run_demo"]
 
 DEMO_ORDER = ("sync-notion", "collect-daily", "collect-mixpanel", "collect-benchmarks")
 DEMO_SECRET = "demo-secret-change-me-0123456789"  # noqa: S105 - printed for the local demo only
 STYLE = {"success": "green", "partial": "yellow", "error": "red"}
+
+
+class _ShowRetries(RunObserver):
+    """Prints each retry as it happens, so the waits the APIs ask for are visible."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def retry(self, cron_name: str, event: RetryEvent) -> None:
+        endpoint = event.url.rsplit("/", 2)[-2] if "/" in event.url else event.url
+        self.console.print(
+            f"    ↻ {endpoint}: attempt {event.attempt} failed ({event.reason}), "
+            f"retrying in {event.wait:g} s",
+            style="dim",
+            highlight=False,
+        )
 
 
 async def run_demo(database: Path, console: Console, *, day: date | None = None) -> bool:
@@ -44,6 +61,7 @@ async def run_demo(database: Path, console: Console, *, day: date | None = None)
         values.update(world.environment(endpoints))
         settings = Settings(_env_file=None, **values)
         service = Service.from_settings(settings)
+        service.observers.append(_ShowRetries(console))
         try:
             await service.prepare()
             report_day = day or report_date(service.clock(), settings.tz)
@@ -51,13 +69,13 @@ async def run_demo(database: Path, console: Console, *, day: date | None = None)
                 f"report date: {report_day.isoformat()} (yesterday, {settings.timezone})\n"
             )
             for name in DEMO_ORDER:
-                console.print(f"→ {name} …", end=" ")
+                console.print(f"→ {name} …")
                 started = time.monotonic()
                 result = await run_job(service, name, report_day)
                 results.append(result)
                 style = STYLE[result.status]
                 console.print(
-                    f"[{style}]{result.status}[/] · {result.records_count} records · "
+                    f"  [{style}]{result.status}[/] · {result.records_count} records · "
                     f"{time.monotonic() - started:.1f}s",
                     highlight=False,
                 )

@@ -194,6 +194,9 @@ def api_error_text(body: bytes | str | Any) -> str:
         return f"Meta error {code}: {meta.message}".rstrip(": ")
     data = _json(body)
     if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict):  # Meta's shape without a code, as some 5xx answers have
+            data = error
         for key in ("message", "error", "detail"):
             value = data.get(key)
             if isinstance(value, str) and value.strip():

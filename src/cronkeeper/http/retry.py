@@ -182,7 +182,8 @@ class _Call:
         self.redact = _call_redactor(redactor, request.url, request.headers, auth)
         protect_httpx_log(self.redact.secrets)
         self.method = request.method
-        self.url = self.redact(str(request.url))
+        # Messages name the endpoint, not the query: it is long, and it is where tokens travel.
+        self.url = self.redact(str(request.url.copy_with(query=None, fragment=None)))
         self.attempts = 0
 
     def _api_message(self, body: bytes) -> str:
