@@ -1,0 +1,336 @@
+"""Re-collect a range of dates, one ledger run per date, resumable.
+
+A date is *done* when the job has a ``success`` run recorded for it (``cron_runs.report_date``);
+a re-run skips done dates, so an interrupted backfill (Ctrl-C, a lost pod, a job already
+running elsewhere) is resumed by running the same command again. ``partial`` and ``error``
+dates are not done: the next run retries them. ``force`` re-runs every date; the jobs write
+with idempotent upserts, so that changes no row count.
+
+Policy: a date that ends ``error`` or ``partial`` is reported and the backfill goes on (one
+bad day of an API should not block thirty good ones); a job already running elsewhere stops
+it (exit 75, like ``cronkeeper run``), because every following date would meet the same lease.
+Dates after the last complete day (yesterday in the configured zone) are refused: collecting
+a day that is not over would record it as done with half its data.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any, Literal, Protocol
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cronkeeper.errors import AlreadyRunning, StorageError, UnknownJob
+from cronkeeper.jobs.base import report_date
+from cronkeeper.scheduler import RunJob, default_run
+from cronkeeper.service import Service
+from cronkeeper.storage.schema import cron_runs
+
+__all__ = [
+    "BackfillProgress",
+    "BackfillReport",
+    "DateOutcome",
+    "PlainProgress",
+    "RichProgress",
+    "backfill",
+    "date_range",
+    "done_dates",
+    "make_progress",
+]
+
+log = logging.getLogger("cronkeeper.backfill")
+
+OutcomeStatus = Literal["success", "partial", "error", "skipped", "busy"]
+# The exit codes of ``cronkeeper run`` (the CLI contract in SPEC.md).
+_EXIT = {"success": 0, "partial": 3, "error": 1}
+EXIT_ALREADY_RUNNING = 75
+_RUN_STATUSES: dict[str, OutcomeStatus] = {
+    "success": "success",
+    "partial": "partial",
+    "error": "error",
+}
+
+
+@dataclass(frozen=True)
+class DateOutcome:
+    day: date
+    status: OutcomeStatus
+    """A run's status; ``skipped`` (already done) or ``busy`` (running elsewhere: stopped)."""
+    records_count: int = 0
+    error_message: str | None = None
+    run_id: str | None = None
+
+    def line(self, job: str, position: int, total: int) -> str:
+        """The plain progress line: ``2026-11-01 collect-daily success 120 records (3/30)``."""
+        where = f"({position}/{total})"
+        head = f"{self.day.isoformat()} {job}"
+        if self.status == "skipped":
+            return f"{head} skipped: already collected {where}"
+        if self.status == "busy":
+            return f"{head} already running elsewhere: backfill stopped {where}"
+        text = f"{head} {self.status} {self.records_count} records"
+        if self.error_message:
+            text += f": {' '.join(self.error_message.split())[:200]}"
+        return f"{text} {where}"
+
+
+@dataclass
+class BackfillReport:
+    job: str
+    since: date
+    until: date
+    force: bool
+    outcomes: list[DateOutcome] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return (self.until - self.since).days + 1
+
+    def with_status(self, *statuses: OutcomeStatus) -> list[DateOutcome]:
+        return [o for o in self.outcomes if o.status in statuses]
+
+    @property
+    def stopped_at(self) -> date | None:
+        """The date at which the job was found running elsewhere (the backfill stopped)."""
+        busy = self.with_status("busy")
+        return busy[0].day if busy else None
+
+    @property
+    def exit_code(self) -> int:
+        """75 stopped (run it again later), else 1 any error, 3 any partial, 0 all collected."""
+        if self.stopped_at is not None:
+            return EXIT_ALREADY_RUNNING
+        for status in ("error", "partial"):
+            if self.with_status(status):
+                return _EXIT[status]
+        return 0
+
+    def summary(self) -> str:
+        ran = self.with_status("success", "partial", "error")
+        counts = ", ".join(
+            f"{len(self.with_status(s))} {s}"
+            for s in ("success", "partial", "error")
+            if self.with_status(s)
+        )
+        text = (
+            f"{self.job} {self.since.isoformat()}…{self.until.isoformat()}: "
+            f"{len(ran)} run{'s' if len(ran) != 1 else ''}"
+            + (f" ({counts})" if counts else "")
+            + f", {len(self.with_status('skipped'))} already collected"
+        )
+        failed = self.with_status("partial", "error")
+        if failed:
+            text += "; to retry: " + ", ".join(o.day.isoformat() for o in failed)
+        if self.stopped_at is not None:
+            left = self.total - len(self.outcomes) + 1
+            text += (
+                f"; stopped at {self.stopped_at.isoformat()} ({left} date(s) left): "
+                "the job is running elsewhere, run the same command again later"
+            )
+        return text
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "since": self.since.isoformat(),
+            "until": self.until.isoformat(),
+            "force": self.force,
+            "exitCode": self.exit_code,
+            "dates": [
+                {
+                    "date": o.day.isoformat(),
+                    "status": o.status,
+                    "recordsCount": o.records_count,
+                    "errorMessage": o.error_message,
+                    "runId": o.run_id,
+                }
+                for o in self.outcomes
+            ],
+        }
+
+
+class BackfillProgress(Protocol):
+    """What a backfill reports as it goes (a Rich bar on a terminal, lines otherwise)."""
+
+    def start(self, job: str, total: int) -> None: ...
+    def running(self, day: date) -> None: ...
+    def advance(self, outcome: DateOutcome, position: int) -> None: ...
+    def stop(self) -> None: ...
+
+
+class PlainProgress:
+    """One line per date, for logs and pipes (no cursor movement, no colour)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.job = ""
+        self.total = 0
+
+    def start(self, job: str, total: int) -> None:
+        self.job, self.total = job, total
+
+    def running(self, day: date) -> None:
+        pass
+
+    def advance(self, outcome: DateOutcome, position: int) -> None:
+        line = outcome.line(self.job, position, self.total)
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    def stop(self) -> None:
+        pass
+
+
+class RichProgress:
+    """A progress bar; dates that did not end ``success`` are printed above it."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.task: TaskID | None = None
+        self.job = ""
+        self.total = 0
+
+    def start(self, job: str, total: int) -> None:
+        self.job, self.total = job, total
+        self.task = self.progress.add_task(job, total=total)
+        self.progress.start()
+
+    def running(self, day: date) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, description=f"{self.job} {day.isoformat()}")
+
+    def advance(self, outcome: DateOutcome, position: int) -> None:
+        if outcome.status not in ("success", "skipped"):
+            style = {"partial": "yellow", "error": "red"}.get(outcome.status, "cyan")
+            self.progress.console.print(
+                f"[{style}]{outcome.line(self.job, position, self.total)}[/]", highlight=False
+            )
+        if self.task is not None:
+            self.progress.update(self.task, completed=position)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def make_progress(console: Console) -> BackfillProgress:
+    """A Rich bar when ``console`` is a terminal, plain lines otherwise."""
+    return RichProgress(console) if console.is_terminal else PlainProgress(console)
+
+
+def date_range(since: date, until: date) -> list[date]:
+    return [since + timedelta(days=i) for i in range((until - since).days + 1)]
+
+
+async def done_dates(engine: AsyncEngine, job: str, since: date, until: date) -> set[date]:
+    """The dates in ``[since, until]`` that ``job`` has a ``success`` run recorded for.
+
+    Raises :class:`StorageError` when the ledger cannot be read: without it nothing can be
+    skipped, and a backfill that cannot record its runs should not start either.
+    """
+    statement = (
+        select(cron_runs.c.report_date)
+        .distinct()
+        .where(
+            cron_runs.c.cron_name == job,
+            cron_runs.c.status == "success",
+            cron_runs.c.report_date.between(since, until),
+        )
+    )
+    try:
+        async with engine.connect() as conn:
+            return {row[0] for row in await conn.execute(statement)}
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise StorageError(
+            f"database unavailable, cannot tell which dates are done ({type(exc).__name__}: "
+            f"{first[:300]})"
+        ) from None
+
+
+async def backfill(
+    service: Service,
+    job: str,
+    since: date,
+    until: date | None = None,
+    *,
+    force: bool = False,
+    run: RunJob | None = None,
+    progress: BackfillProgress | None = None,
+) -> BackfillReport:
+    """Run ``job`` once per date from ``since`` to ``until`` (default: yesterday), in order.
+
+    Raises :class:`UnknownJob`, ``ValueError`` for a range that is empty or not over yet, and
+    :class:`StorageError` when the ledger cannot say which dates are done.
+    """
+    names = [spec.name for spec in service.settings.jobs]
+    if job not in names:
+        raise UnknownJob(f"no job named {job!r}; jobs are {', '.join(names)}")
+    tz = service.settings.tz
+    last_complete = report_date(service.clock(), tz)
+    until = until or last_complete
+    if since > until:
+        raise ValueError(f"--since {since} is after --until {until}")
+    if until > last_complete:
+        raise ValueError(
+            f"{until} is not over yet in {service.settings.timezone}: the last complete day "
+            f"is {last_complete}"
+        )
+    run = run or default_run()
+    days = date_range(since, until)
+    done = set() if force else await done_dates(service.engine, job, since, until)
+    report = BackfillReport(job, since, until, force)
+    if progress is not None:
+        progress.start(job, len(days))
+    try:
+        for position, day in enumerate(days, 1):
+            if day in done:
+                outcome = DateOutcome(day, "skipped")
+            else:
+                if progress is not None:
+                    progress.running(day)
+                outcome = await _run_one(service, job, day, run)
+            report.outcomes.append(outcome)
+            if progress is not None:
+                progress.advance(outcome, position)
+            if outcome.status == "busy":
+                break
+    finally:
+        if progress is not None:
+            progress.stop()
+    log.info("backfill %s", report.summary())
+    return report
+
+
+async def _run_one(service: Service, job: str, day: date, run: RunJob) -> DateOutcome:
+    try:
+        result = await run(service, job, day)
+    except AlreadyRunning as exc:
+        return DateOutcome(day, "busy", error_message=str(exc))
+    except UnknownJob:
+        raise
+    except Exception as exc:  # the runner records failures itself; this is a bug or an outage
+        message = service.settings.redactor(f"{type(exc).__name__}: {exc}")
+        log.error("backfill of %s for %s failed: %s", job, day.isoformat(), message)
+        return DateOutcome(day, "error", error_message=message)
+    status = _RUN_STATUSES.get(result.status, "error")
+    return DateOutcome(day, status, result.records_count, result.error_message, result.run_id)
