@@ -261,6 +261,7 @@ class Simulator(abc.ABC):
         at = time.monotonic()
         wall = datetime.now(UTC)
         self.log.enter()
+        counted = True
         try:
             body = await _read_body(receive)
             if body is None:
@@ -291,13 +292,18 @@ class Simulator(abc.ABC):
             delay = self.latency + (fault.seconds if fault is not None else 0.0)
             if delay > 0 and await _client_left_within(receive, delay):
                 return
+            # Leave the in-flight count *before* the answer goes out: a client that holds its
+            # answer must never find its request still counted.
+            counted = False
+            self.log.leave()
             if reply is None:
                 assert fault is not None
                 await _drop(send, receive, after_headers=fault.after_headers)
                 return
             await _send_reply(send, reply)
         finally:
-            self.log.leave()
+            if counted:
+                self.log.leave()
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
