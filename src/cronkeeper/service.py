@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -68,9 +69,22 @@ class Service:
         s = self.settings
         return RetryPolicy(max_retries=s.max_retries, timeout=s.http_timeout, max_wait=s.max_wait)
 
-    async def prepare(self) -> None:
-        """Create the SQLite schema on first use; on PostgreSQL, report a stale one."""
-        await ensure_schema(self.engine)
+    async def prepare(self) -> bool:
+        """Create the SQLite schema on first use; on PostgreSQL, report a stale one.
+
+        Never raises: with the database down the jobs still run (and the ledger logs what it
+        could not record), and health answers "database unavailable". Returns whether the
+        database answered.
+        """
+        try:
+            await asyncio.wait_for(
+                ensure_schema(self.engine), max(self.settings.ledger_timeout, 30)
+            )
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            log.error("database unavailable at start-up: %s", self.settings.redactor(first))
+            return False
+        return True
 
     async def health(self) -> HealthReport:
         """Raises :class:`~cronkeeper.errors.StorageError` when the database cannot answer."""

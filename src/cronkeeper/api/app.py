@@ -81,10 +81,7 @@ def create_app(service: Service, *, own_service: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        try:
-            await service.prepare()
-        except Exception as exc:  # the app still starts; health answers 500 until the DB is back
-            log.error("database not ready at start-up: %s", service.settings.redactor(str(exc)))
+        await service.prepare()  # never raises: health answers 500 until the database is back
         yield
         if own_service:
             await service.aclose()
