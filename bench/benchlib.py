@@ -38,6 +38,7 @@ __all__ = [
     "Served",
     "Stats",
     "console",
+    "cpu_busy",
     "free_port",
     "machine_lines",
     "markdown_table",
@@ -49,6 +50,7 @@ __all__ = [
     "run_command",
     "serve_cronkeeper",
     "update_section",
+    "wait_until_quiet",
 ]
 
 
@@ -250,3 +252,31 @@ def serve_cronkeeper(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(5)
+
+
+def _cpu_times() -> tuple[int, int]:
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def cpu_busy(seconds: float = 1.0) -> float:
+    """Share of all CPUs busy over ``seconds`` (other processes included), 0-1."""
+    busy0, total0 = _cpu_times()
+    time.sleep(seconds)
+    busy1, total1 = _cpu_times()
+    return (busy1 - busy0) / max(1, total1 - total0)
+
+
+def wait_until_quiet(limit: float = 0.15, patience: float = 60.0) -> str:
+    """Wait up to ``patience`` s for the machine to be idle (< ``limit`` busy over 1 s).
+
+    Benchmarks on a shared 2-core machine are worthless while a test suite runs beside them;
+    the returned text (busy share when the run started) goes into the doc.
+    """
+    deadline = time.monotonic() + patience
+    busy = cpu_busy()
+    while busy > limit and time.monotonic() < deadline:
+        console.print(f"[yellow]machine {busy:.0%} busy; waiting for it to settle…[/]")
+        busy = cpu_busy(2.0)
+    return f"{busy:.0%} of the CPUs busy (other processes) just before the run"

@@ -9,6 +9,8 @@ seconds old; then ``VACUUM ANALYZE``. At each size it measures the median and p9
   (b) ``GET /api/cron/health`` over HTTP against ``cronkeeper serve`` (a real uvicorn in its
       own process), one keep-alive httpx client, requests one after another,
   (c) the bare health query (``latest_runs_statement``) executed through the engine,
+  (c1) the same statement in one round trip: an AUTOCOMMIT engine without pool pre-ping (the
+      production engine adds a pre-ping, a ``BEGIN`` and a ``ROLLBACK``: four round trips),
   (d) the naive query on the same data, with index scans switched off for its sessions
       (``enable_indexscan``, ``enable_bitmapscan``, ``enable_indexonlyscan`` = off, set as
       connection options): ``DISTINCT ON (cron_name) … ORDER BY cron_name, started_at DESC``
@@ -36,6 +38,7 @@ import httpx
 from benchlib import (
     Stats,
     console,
+    cpu_busy,
     machine_lines,
     markdown_table,
     measure,
@@ -45,6 +48,7 @@ from benchlib import (
     run_command,
     serve_cronkeeper,
     update_section,
+    wait_until_quiet,
 )
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
@@ -86,8 +90,8 @@ def naive_group_by(names: tuple[str, ...]) -> str:
     )
 
 
-async def fill(engine: AsyncEngine, cluster: PgCluster, low: int, high: int) -> float:
-    """Add rows ``low``..``high``; row g starts g×10 s ago on job ``g mod 24``. Seconds taken."""
+async def fill(engine: AsyncEngine, cluster: PgCluster, db: str, size: int) -> float:
+    """Rows 1..``size``; row g starts g×10 s ago on job ``g mod 24``. Seconds taken."""
     names = ", ".join(f"'{n}'" for n in ALL_JOBS)
     statement = text(
         "INSERT INTO cron_runs "
@@ -97,144 +101,184 @@ async def fill(engine: AsyncEngine, cluster: PgCluster, low: int, high: int) -> 
         "now() - g * interval '10 seconds' + interval '5 seconds', "
         "CASE WHEN g % 37 = 0 THEN 'error' WHEN g % 41 = 0 THEN 'partial' ELSE 'success' END, "
         "g % 1000, now() - g * interval '10 seconds' "
-        "FROM generate_series(CAST(:low AS bigint), CAST(:high AS bigint)) AS g"
+        "FROM generate_series(1, CAST(:size AS bigint)) AS g"
     )
     start = time.perf_counter()
     async with engine.begin() as conn:
-        await conn.execute(statement, {"low": low, "high": high})
-    cluster.psql("VACUUM ANALYZE cron_runs", timeout=1800)
+        await conn.execute(statement, {"size": size})
+    cluster.psql("VACUUM ANALYZE cron_runs", db=db, timeout=3600)
     return time.perf_counter() - start
 
 
-def explain(cluster: PgCluster, sql: str, options: str = "") -> str:
-    return cluster.psql(f"{options}EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}")
+def explain(cluster: PgCluster, db: str, sql: str, options: str = "") -> str:
+    return cluster.psql(f"{options}EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}", db=db)
 
 
 def plan_summary(plan: str) -> str:
-    nodes = sorted({m.strip() for m in re.findall(r"->\s+([A-Za-z ]+?)(?: using| on|  |\n)", plan)})
-    hits = sum(int(x) for x in re.findall(r"shared hit=(\d+)", plan.split("\n")[0]))
-    reads = sum(int(x) for x in re.findall(r"read=(\d+)", plan.split("\n")[0]))
+    scans = re.findall(r"(Index Scan|Index Only Scan|Seq Scan|Bitmap Heap Scan)", plan)
+    counts = {name: scans.count(name) for name in dict.fromkeys(scans)}
+    hits = re.search(r"Buffers: shared hit=(\d+)", plan)
     execution = re.search(r"Execution Time: ([\d.]+) ms", plan)
-    parts = [f"nodes: {', '.join(nodes) or '—'}"]
-    if hits or reads:
-        parts.append(f"buffers at the top: {hits} hit, {reads} read")
+    parts = [", ".join(f"{n}× {name}" for name, n in counts.items()) or "no scan node"]
+    if hits:
+        parts.append(f"{hits.group(1)} shared buffers touched")
     if execution:
-        parts.append(f"execution {execution.group(1)} ms")
+        parts.append(f"execution {execution.group(1)} ms server-side")
     return "; ".join(parts)
+
+
+class Size:
+    """One history size: its own database, engines, service and ``cronkeeper serve``."""
+
+    def __init__(self, cluster: PgCluster, size: int) -> None:
+        self.size = size
+        self.db = f"bench_{size}"
+        cluster.create_database(self.db)
+        self.url = cluster.url(self.db)
+        self.settings = Settings(_env_file=None, database_url=self.url, cron_secret=SECRET)  # type: ignore[call-arg]
+        self.engine = create_engine(self.url)
+        self.service = Service.from_settings(self.settings, engine=self.engine)
+        self.names = tuple(spec.name for spec in self.settings.monitored)
+        self.statement = latest_runs_statement(self.names)
+        async_url = self.url.replace("postgresql://", "postgresql+psycopg://", 1)
+        self.naive_engine = create_async_engine(
+            async_url, connect_args={"options": NO_INDEX, "prepare_threshold": None}
+        )
+        self.one_trip_engine = create_async_engine(
+            async_url, connect_args={"prepare_threshold": None}, isolation_level="AUTOCOMMIT"
+        )
+        self.base_url: str | None = None
+        self.samples: dict[str, list[float]] = {key: [] for key, _ in MEASURES}
+
+    def calls(
+        self, client: httpx.AsyncClient
+    ) -> list[tuple[str, Callable[[], Awaitable[None]], bool]]:
+        """(measure, call, is_naive) for every measure at this size."""
+
+        async def in_process() -> None:
+            report = await self.service.health()
+            assert report.healthy, report.as_json()
+
+        async def over_http() -> None:
+            response = await client.get(f"{self.base_url}/api/cron/health")
+            if response.status_code != 200 or not response.json()["healthy"]:
+                raise RuntimeError(f"health answered {response.status_code}: {response.text}")
+
+        def run(statement: Any, engine: AsyncEngine) -> Callable[[], Awaitable[None]]:
+            async def call() -> None:
+                async with engine.connect() as conn:
+                    (await conn.execute(statement)).all()
+
+            return call
+
+        out: list[tuple[str, Callable[[], Awaitable[None]], bool]] = [
+            ("in_process", in_process, False)
+        ]
+        if self.base_url is not None:
+            out.append(("http", over_http, False))
+        out += [
+            ("bare", run(self.statement, self.engine), False),
+            ("one_trip", run(self.statement, self.one_trip_engine), False),
+            ("distinct_on", run(text(naive_distinct_on(self.names)), self.naive_engine), True),
+            ("group_by", run(text(naive_group_by(self.names)), self.naive_engine), True),
+            ("distinct_on_idx", run(text(naive_distinct_on(self.names)), self.engine), True),
+        ]
+        return out
+
+    async def aclose(self) -> None:
+        await self.service.aclose()
+        await self.naive_engine.dispose()
+        await self.one_trip_engine.dispose()
 
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", default="1000,100000,1000000", help="comma list of sizes")
     parser.add_argument("--iterations", type=int, default=300, help="per health measurement")
-    parser.add_argument("--naive-iterations", type=int, default=60)
-    parser.add_argument("--budget", type=float, default=8.0, help="max seconds per measurement")
+    parser.add_argument("--naive-iterations", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds over the sizes")
+    parser.add_argument("--budget", type=float, default=10.0, help="max seconds per measurement")
     parser.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
     args = parser.parse_args()
     sizes = sorted({int(s.replace("_", "")) for s in args.rows.split(",") if s.strip()})
+    rounds = max(1, args.rounds)
 
     console.print("[bold]starting a throwaway PostgreSQL cluster…[/]")
     cluster = start_postgres(settings={"shared_buffers": "256MB", "work_mem": "16MB"})
     workdir = Path(tempfile.mkdtemp(prefix="cronkeeper-bench-"))
-    results: list[dict[str, Any]] = []
-    health_plan = ""
-    naive_plan = ""
     http_note = ""
     try:
-        url = cluster.url()
-        settings = Settings(_env_file=None, database_url=url, cron_secret=SECRET)  # type: ignore[call-arg]
-        engine = create_engine(url)
-        await upgrade(engine)
-        service = Service.from_settings(settings, engine=engine)
-        names = tuple(spec.name for spec in settings.monitored)
-        statement = latest_runs_statement(names)
-        async_url = url.replace("postgresql://", "postgresql+psycopg://", 1)
-        naive_engine = create_async_engine(
-            async_url, connect_args={"options": NO_INDEX, "prepare_threshold": None}
-        )
-        async with engine.connect() as conn:
+        levels: list[Size] = []
+        for size in sizes:
+            level = Size(cluster, size)
+            await upgrade(level.engine)
+            seconds = await fill(level.engine, cluster, level.db, size)
+            console.print(f"{size:>12,} rows in database {level.db} (filled in {seconds:.1f} s)")
+            levels.append(level)
+        async with levels[0].engine.connect() as conn:
             pg_version = str((await conn.execute(text("SHOW server_version"))).scalar_one())
 
-        async def bare() -> None:
-            async with engine.connect() as conn:
-                (await conn.execute(statement)).all()
-
-        def raw(sql: str, eng: AsyncEngine) -> Callable[[], Awaitable[None]]:
-            async def call() -> None:
-                async with eng.connect() as conn:
-                    (await conn.execute(text(sql))).all()
-
-            return call
-
-        async def in_process() -> None:
-            report = await service.health()
-            assert report.healthy, report.as_json()
-
+        busy = wait_until_quiet()
+        console.print(busy)
         with contextlib.ExitStack() as stack:
-            served = None
-            try:
-                served = stack.enter_context(
-                    serve_cronkeeper({"DATABASE_URL": url, "CRON_SECRET": SECRET}, workdir)
-                )
-            except Exception as exc:
-                http_note = f"HTTP not measured: `cronkeeper serve` did not start ({exc!s:.300})"
-                console.print(f"[yellow]{http_note}[/]")
-            async_client = httpx.AsyncClient(
-                headers={"Authorization": f"Bearer {SECRET}"}, timeout=30
-            )
-
-            async def over_http() -> None:
-                assert served is not None
-                response = await async_client.get(f"{served.base_url}/api/cron/health")
-                if response.status_code != 200 or not response.json()["healthy"]:
-                    raise RuntimeError(f"health answered {response.status_code}: {response.text}")
-
-            filled = 0
-            for size in sizes:
-                seconds = await fill(engine, cluster, filled + 1, size)
-                filled = size
-                console.print(f"{size:>10,} rows (filled in {seconds:.1f} s)")
-                row: dict[str, Any] = {"rows": size}
-                row["in_process"] = Stats.of(
-                    await measure(in_process, iterations=args.iterations, budget=args.budget)
-                )
-                if served is not None:
-                    row["http"] = Stats.of(
-                        await measure(over_http, iterations=args.iterations, budget=args.budget)
-                    )
-                row["bare"] = Stats.of(
-                    await measure(bare, iterations=args.iterations, budget=args.budget)
-                )
-                for key, sql, eng in (
-                    ("distinct_on", naive_distinct_on(names), naive_engine),
-                    ("group_by", naive_group_by(names), naive_engine),
-                    ("distinct_on_idx", naive_distinct_on(names), engine),
-                ):
-                    row[key] = Stats.of(
-                        await measure(
-                            raw(sql, eng),
-                            iterations=args.naive_iterations,
-                            warmup=2,
-                            budget=args.budget,
+            for level in levels:
+                try:
+                    served = stack.enter_context(
+                        serve_cronkeeper(
+                            {"DATABASE_URL": level.url, "CRON_SECRET": SECRET}, workdir
                         )
                     )
-                results.append(row)
-            await async_client.aclose()
+                    level.base_url = served.base_url
+                except Exception as exc:
+                    http_note = (
+                        f"HTTP not measured: `cronkeeper serve` did not start ({exc!s:.300})"
+                    )
+                    console.print(f"[yellow]{http_note}[/]")
+                    break
+            if http_note:
+                for level in levels:
+                    level.base_url = None
+            client = httpx.AsyncClient(headers={"Authorization": f"Bearer {SECRET}"}, timeout=60)
+            # Rounds interleave the sizes so that a slow spell of the machine (another process
+            # waking up) lands on every size alike instead of on whichever ran then.
+            for r in range(rounds):
+                console.print(f"round {r + 1}/{rounds}")
+                for level in levels:
+                    for key, call, naive in level.calls(client):
+                        wanted = (args.naive_iterations if naive else args.iterations) // rounds
+                        level.samples[key] += await measure(
+                            call,
+                            iterations=max(1, wanted),
+                            warmup=1 if naive else 5,
+                            budget=args.budget / rounds,
+                            minimum=2 if naive else 5,
+                        )
+            await client.aclose()
+        busy_after = f"{cpu_busy():.0%} busy just after"
+        largest = levels[-1]
         compiled = str(
-            statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+            largest.statement.compile(
+                dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
+            )
         )
-        health_plan = explain(cluster, compiled)
+        health_plan = explain(cluster, largest.db, compiled)
         naive_plan = explain(
             cluster,
-            naive_distinct_on(names),
+            largest.db,
+            naive_distinct_on(largest.names),
             "SET enable_indexscan=off; SET enable_bitmapscan=off; SET enable_indexonlyscan=off; ",
         )
-        await service.aclose()
-        await naive_engine.dispose()
+        for level in levels:
+            await level.aclose()
     finally:
         cluster.cleanup()
 
-    report(results, sizes, pg_version, http_note, health_plan, naive_plan, args.no_doc)
+    results = [
+        {"rows": level.size, **{k: Stats.of(v) for k, v in level.samples.items() if v}}
+        for level in levels
+    ]
+    load = f"- machine load: {busy}; {busy_after}"
+    report(results, sizes, pg_version, http_note, health_plan, naive_plan, load, args.no_doc)
     return 0
 
 
@@ -242,6 +286,7 @@ MEASURES = (
     ("in_process", "(a) Service.health()"),
     ("http", "(b) GET /api/cron/health"),
     ("bare", "(c) bare health query"),
+    ("one_trip", "(c1) same, 1 round trip"),
     ("distinct_on", "(d) naive DISTINCT ON, no index"),
     ("group_by", "(d) naive GROUP BY + join, no index"),
     ("distinct_on_idx", "(e) DISTINCT ON, index allowed"),
@@ -255,6 +300,7 @@ def report(
     http_note: str,
     health_plan: str,
     naive_plan: str,
+    load: str,
     no_doc: bool,
 ) -> None:
     base = results[0]
@@ -274,7 +320,7 @@ def report(
     target = next((r for r in results if r["rows"] == 1_000_000), results[-1])
     verdicts: list[str] = []
     met = True
-    for key in ("in_process", "http", "bare"):
+    for key in ("in_process", "http", "bare", "one_trip"):
         if key not in base:
             continue
         ratio = target[key].median / base[key].median
@@ -305,6 +351,10 @@ def report(
         f"Command: `{run_command()}`",
         "",
         *machine_lines(pg_version),
+        load,
+        "- cluster: `shared_buffers=256MB`, `work_mem=16MB`, one database per size, filled"
+        " with `INSERT … SELECT generate_series` then `VACUUM ANALYZE`; sizes measured in"
+        " interleaved rounds",
         "",
         "Cells: median / p99 in ms, (×ratio of medians to the smallest size, samples).",
         "",
