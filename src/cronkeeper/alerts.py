@@ -1,0 +1,330 @@
+"""Alerts to a Slack-compatible incoming webhook (``ALERT_WEBHOOK_URL``).
+
+A message goes out when a run ends ``error`` or ``partial``, when runs of a dead process are
+found abandoned, and when a job recovers (a ``success`` right after an ``error`` or
+``partial``). A success after a success says nothing: an alert channel that talks every
+night is a channel nobody reads.
+
+The payload is ``{"text": "..."}``, which Slack, Mattermost and Discord's ``/slack``
+endpoint all accept. Text taken from runs (error messages) is redacted, cut to 500
+characters and escaped the way Slack asks (``&``, ``<``, ``>``), so an API error that
+happens to contain ``<!channel>`` cannot ping anyone.
+
+Delivery must never hurt the job: every attempt has a total timeout, retries (tenacity,
+fixed short waits) cover connection errors, timeouts, 408, 429 and 5xx, the whole delivery
+is bounded by ``timeout × attempts + waits``, and a failure is logged as a WARNING, never
+raised. The webhook URL is itself the credential (Slack's
+``hooks.slack.com/services/T…/B…/…``): logs name only its scheme and host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState
+from tenacity.stop import stop_after_attempt
+
+from cronkeeper import __version__
+from cronkeeper.clock import Clock, Sleep, utcnow
+from cronkeeper.config import Settings
+from cronkeeper.errors import ConfigError
+from cronkeeper.http import parse_retry_after, protect_httpx_log
+from cronkeeper.ledger import RunRow
+from cronkeeper.redact import Redactor, truncate
+from cronkeeper.service import RunObserver, Service
+
+__all__ = [
+    "MAX_EXCERPT",
+    "WebhookAlerter",
+    "abandoned_text",
+    "alerter_from_settings",
+    "finished_text",
+    "install_alerts",
+    "safe_destination",
+]
+
+log = logging.getLogger("cronkeeper.alerts")
+
+MAX_EXCERPT = 500
+MAX_EXCERPT_LINES = 6
+MAX_LISTED_IDS = 5
+RECOVERED_FROM = ("error", "partial")
+
+ClientFactory = Callable[[], httpx.AsyncClient]
+
+
+# -- messages (pure) ----------------------------------------------------------------------
+
+
+def _slack_escape(text: str) -> str:
+    """Slack's three control characters; anything else is shown as written."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _excerpt(message: str | None, redactor: Redactor) -> str:
+    """The first lines of a run's error message: redacted, then cut, then escaped."""
+    if not message or not message.strip():
+        return "no error message recorded"
+    lines = [line.rstrip() for line in redactor(message).splitlines() if line.strip()]
+    kept = lines[:MAX_EXCERPT_LINES]
+    if len(lines) > len(kept):
+        more = len(lines) - len(kept)
+        kept.append(f"… and {more} more line{'s' if more != 1 else ''}")
+    return _slack_escape(truncate("\n".join(kept), MAX_EXCERPT))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+def _records(count: int) -> str:
+    return f"{count} record{'s' if count != 1 else ''}"
+
+
+def finished_text(run: RunRow, previous: RunRow | None, redactor: Redactor) -> str | None:
+    """The message for a run that ended, or ``None`` when there is nothing to say."""
+    at = _iso(run.finished_at or run.started_at)
+    job = run.cron_name
+    if run.status == "error":
+        return (
+            f":red_circle: {job} failed (run {run.id}, {_records(run.records_count)})"
+            f" at {at}: {_excerpt(run.error_message, redactor)}"
+        )
+    if run.status == "partial":
+        return (
+            f":large_yellow_circle: {job} partial: {_records(run.records_count)}"
+            f" (run {run.id}) at {at}: {_excerpt(run.error_message, redactor)}"
+        )
+    if run.status == "success" and previous is not None and previous.status in RECOVERED_FROM:
+        return (
+            f":large_green_circle: {job} recovered at {at}: run {run.id} succeeded with"
+            f" {_records(run.records_count)} after a run that ended {previous.status}"
+            f" (started {_iso(previous.started_at)})"
+        )
+    return None
+
+
+def abandoned_text(cron_name: str, run_ids: Sequence[str], at: datetime) -> str:
+    """The message for runs whose process died before they finished."""
+    count = len(run_ids)
+    listed = ", ".join(run_ids[:MAX_LISTED_IDS])
+    if count > MAX_LISTED_IDS:
+        listed += f" and {count - MAX_LISTED_IDS} more"
+    runs = "run was" if count == 1 else "runs were"
+    return (
+        f":warning: {cron_name}: {count} abandoned {runs} closed as error at {_iso(at)}"
+        f" (the process running them stopped before they finished): {listed}"
+    )
+
+
+def safe_destination(url: str) -> str:
+    """What a log line may say about a webhook: scheme and host (with port), nothing else."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return "an unparseable URL"
+    port = f":{parsed.port}" if parsed.port is not None else ""
+    return f"{parsed.scheme}://{parsed.host}{port}"
+
+
+# -- delivery ----------------------------------------------------------------------------
+
+
+class _Retryable(Exception):
+    """An attempt failed in a way a later attempt may fix; ``asked`` is a server's wait."""
+
+    def __init__(self, detail: str, asked: float | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.asked = asked
+
+
+class _Rejected(Exception):
+    """The webhook refused the message (4xx): retrying the same payload cannot help."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class WebhookAlerter(RunObserver):
+    """Posts run alerts to one webhook; a :class:`~cronkeeper.service.RunObserver`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock = utcnow,
+        timeout: float = 5.0,
+        retries: int = 2,
+        waits: Sequence[float] = (1.0, 2.0),
+        sleep: Sleep = asyncio.sleep,
+        redactor: Redactor | None = None,
+        client_factory: ClientFactory | None = None,
+    ) -> None:
+        try:
+            parsed = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError):
+            parsed = None
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+            # The URL is a secret: the message must not echo it.
+            raise ConfigError("ALERT_WEBHOOK_URL must be an absolute http:// or https:// URL")
+        if not timeout > 0:
+            raise ConfigError(f"the alert timeout must be above 0 s, got {timeout}")
+        if retries < 0:
+            raise ConfigError(f"alert retries must be 0 or more, got {retries}")
+        if any(not wait >= 0 for wait in waits):
+            raise ConfigError(f"alert waits must all be 0 s or more, got {tuple(waits)}")
+        self.url = url
+        self.destination = safe_destination(url)
+        self.clock = clock
+        self.timeout = timeout
+        self.retries = retries
+        self.waits = tuple(waits) or (0.0,)
+        self.sleep = sleep
+        spellings = tuple({url, str(parsed)})
+        base = redactor or Redactor()
+        self.redactor = Redactor(secrets=(*base.secrets, *spellings))
+        self.client_factory = client_factory or self._default_client
+        # httpx logs every request's full URL at INFO: teach its filter this secret too.
+        protect_httpx_log(spellings)
+
+    @property
+    def budget(self) -> float:
+        """The longest one delivery may take: every attempt's timeout plus every wait."""
+        return self.timeout * (self.retries + 1) + self.retries * max(self.waits) + 0.5
+
+    def _default_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(self.timeout),
+            follow_redirects=False,
+            headers={"User-Agent": f"cronkeeper/{__version__}"},
+        )
+
+    def _scheduled_wait(self, retry_number: int) -> float:
+        return self.waits[min(retry_number, len(self.waits)) - 1]
+
+    # -- RunObserver hooks
+
+    async def run_finished(self, run: RunRow, previous: RunRow | None) -> None:
+        text = finished_text(run, previous, self.redactor)
+        if text is not None:
+            await self.send(text, about=run.cron_name)
+
+    async def run_abandoned(self, cron_name: str, run_ids: list[str]) -> None:
+        if run_ids:
+            await self.send(abandoned_text(cron_name, run_ids, self.clock()), about=cron_name)
+
+    # -- delivery
+
+    async def send(self, text: str, *, about: str = "cronkeeper") -> bool:
+        """Post ``text``; whether the webhook took it. Never raises (except cancellation)."""
+        payload = {"text": text}
+        attempts = 0
+
+        async def post(client: httpx.AsyncClient) -> None:
+            nonlocal attempts
+            attempts += 1
+            await self._post(client, payload)
+
+        async def sleep_seconds(seconds: float) -> None:
+            await self.sleep(float(seconds))
+
+        def wait(state: RetryCallState) -> float:
+            scheduled = self._scheduled_wait(state.attempt_number)
+            failure = state.outcome.exception() if state.outcome is not None else None
+            asked = failure.asked if isinstance(failure, _Retryable) else None
+            return max(scheduled, asked or 0.0)
+
+        def retryable(state: RetryCallState) -> bool:
+            failure = state.outcome.exception() if state.outcome is not None else None
+            if not isinstance(failure, _Retryable):
+                return False
+            # Never earlier than the server asked; never longer than the budget allows.
+            return failure.asked is None or failure.asked <= max(self.waits)
+
+        try:
+            async with asyncio.timeout(self.budget), self.client_factory() as client:
+                retrying = AsyncRetrying(
+                    stop=stop_after_attempt(self.retries + 1),
+                    wait=wait,
+                    retry=retryable,
+                    sleep=sleep_seconds,
+                    reraise=True,
+                )
+                await retrying(post, client)
+        except (_Retryable, _Rejected) as exc:
+            self._warn(about, attempts, exc.detail)
+            return False
+        except TimeoutError:
+            self._warn(about, attempts, f"no delivery within {self.budget:g} s")
+            return False
+        except Exception as exc:  # a webhook must never fail a job, whatever goes wrong
+            detail = truncate(self.redactor(f"{type(exc).__name__}: {exc}"), 300)
+            self._warn(about, attempts, detail)
+            return False
+        log.info("alert about %s delivered to %s", about, self.destination)
+        return True
+
+    def _warn(self, about: str, attempts: int, detail: str) -> None:
+        plural = "s" if attempts != 1 else ""
+        log.warning(
+            "alert about %s not delivered to %s after %d attempt%s: %s",
+            about,
+            self.destination,
+            attempts,
+            plural,
+            detail,
+        )
+
+    async def _post(self, client: httpx.AsyncClient, payload: dict[str, str]) -> None:
+        try:
+            # One deadline over connect, headers and body (httpx's are per operation).
+            async with asyncio.timeout(self.timeout):
+                response = await client.post(self.url, json=payload)
+        except (TimeoutError, httpx.TimeoutException):
+            raise _Retryable(f"no answer within {self.timeout:g} s") from None
+        except httpx.TransportError as exc:
+            text = truncate(self.redactor(str(exc)), 200)
+            raise _Retryable(type(exc).__name__ + (f" ({text})" if text else "")) from None
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        body = truncate(self.redactor(response.text.strip()), 200)
+        got = f"HTTP {status}" + (f" ({body})" if body else "")
+        if status in (408, 429) or status >= 500:
+            retry_after = response.headers.get("Retry-After")
+            asked = parse_retry_after(retry_after, self.clock()) if retry_after else None
+            if asked is not None and asked > max(self.waits):
+                got += f"; the webhook asked to wait {asked:g} s, more than alerts may wait"
+            raise _Retryable(got, asked)
+        raise _Rejected(got + "; not retried, check the webhook (revoked, archived, moved?)")
+
+
+# -- wiring ------------------------------------------------------------------------------
+
+
+def alerter_from_settings(
+    settings: Settings, *, clock: Clock = utcnow, sleep: Sleep = asyncio.sleep
+) -> WebhookAlerter | None:
+    """The alerter ``ALERT_WEBHOOK_URL`` asks for, or ``None`` when it is unset or empty.
+
+    Raises :class:`~cronkeeper.errors.ConfigError` for a URL that is not http(s).
+    """
+    secret = settings.alert_webhook_url
+    url = secret.get_secret_value().strip() if secret is not None else ""
+    if not url:
+        return None
+    return WebhookAlerter(url, clock=clock, sleep=sleep, redactor=settings.redactor)
+
+
+def install_alerts(service: Service) -> WebhookAlerter | None:
+    """Add the configured alerter (if any) to ``service``'s observers."""
+    alerter = alerter_from_settings(service.settings, clock=service.clock, sleep=service.sleep)
+    if alerter is not None:
+        service.observers.append(alerter)
+    return alerter

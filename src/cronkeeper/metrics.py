@@ -1,0 +1,321 @@
+"""Prometheus metrics: ``GET /metrics``, bearer-protected like every other cron endpoint.
+
+Two sources, because they answer different questions:
+
+* **The ledger, read at scrape time** (last run's start, status, duration and records, last
+  success, health per monitored job). Every replica reports every job, whichever process
+  ran it, and the figures survive restarts. A custom collector's ``collect()`` is
+  synchronous, so the route reads the ledger first (two index-only statements, run
+  concurrently and bounded by the ledger timeout) and renders that snapshot. When the
+  database cannot answer, ``cronkeeper_database_up`` is 0, the ledger series are left out,
+  and the scrape still answers 200: a scrape that fails would hide the process metrics too.
+* **This process's events** (:class:`MetricsObserver`): runs by status, retries by reason
+  and abandoned runs, as counters, which is what ``rate()`` and ``increase()`` need.
+
+Each app gets its own :class:`~prometheus_client.CollectorRegistry` (with the process,
+platform and GC collectors), never the global one, so several apps in one process (tests,
+the demo) do not collide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import typing
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI, Response
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.registry import Collector
+from sqlalchemy import CompoundSelect, select, union_all
+
+from cronkeeper.api.deps import Authorized
+from cronkeeper.config import JobSpec
+from cronkeeper.health import HealthReport, evaluate_health
+from cronkeeper.http import Reason, RetryEvent
+from cronkeeper.ledger import RunRow
+from cronkeeper.ledger.models import FINAL_STATUSES
+from cronkeeper.redact import truncate
+from cronkeeper.service import RunObserver, Service
+from cronkeeper.storage.schema import RUN_STATUSES, cron_runs
+
+__all__ = [
+    "CONTENT_TYPE",
+    "LedgerCollector",
+    "LedgerSnapshot",
+    "MetricsObserver",
+    "install_metrics",
+    "last_success_statement",
+    "read_last_successes",
+    "read_snapshot",
+]
+
+log = logging.getLogger("cronkeeper.metrics")
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+"""``text/plain; version=0.0.4``: what every Prometheus server and agent reads."""
+
+
+# -- ledger figures, read at scrape time ------------------------------------------------
+
+
+def last_success_statement(cron_names: Sequence[str]) -> CompoundSelect[Any]:
+    """Each job's latest ``success`` run, one ``ORDER BY started_at DESC LIMIT 1`` arm per job.
+
+    Same shape as :func:`cronkeeper.ledger.store.latest_runs_statement`: each arm walks
+    ``idx_cron_runs_name_started`` backwards from the newest run and stops at the first
+    success, so the cost depends on how many runs failed since then, not on the history.
+    """
+    arms = [
+        select(cron_runs.c.cron_name, cron_runs.c.started_at, cron_runs.c.finished_at)
+        .where(cron_runs.c.cron_name == name, cron_runs.c.status == "success")
+        .order_by(cron_runs.c.started_at.desc())
+        .limit(1)
+        .subquery(f"success_{i}")
+        for i, name in enumerate(cron_names)
+    ]
+    return union_all(*(select(arm) for arm in arms))
+
+
+async def read_last_successes(
+    service: Service, cron_names: Sequence[str]
+) -> dict[str, datetime | None]:
+    """When each job last ended ``success`` (its ``finished_at``), ``None`` if it never did.
+
+    Raises whatever the driver raises, or :class:`TimeoutError` past the ledger timeout.
+    """
+    found: dict[str, datetime | None] = dict.fromkeys(cron_names)
+    if not cron_names:
+        return found
+
+    async def query() -> None:
+        async with service.engine.connect() as conn:
+            result = await conn.execute(last_success_statement(cron_names))
+            for row in result:
+                found[row.cron_name] = row.finished_at or row.started_at
+
+    await asyncio.wait_for(query(), service.ledger.timeout)
+    return found
+
+
+@dataclass(frozen=True)
+class LedgerSnapshot:
+    """What the ledger said at one scrape; ``database_up`` False means nothing else is known."""
+
+    jobs: tuple[JobSpec, ...]
+    database_up: bool
+    latest: Mapping[str, RunRow | None] = field(default_factory=dict)
+    last_success: Mapping[str, datetime | None] = field(default_factory=dict)
+    health: HealthReport | None = None
+
+
+async def read_snapshot(service: Service) -> LedgerSnapshot:
+    """Read the ledger for one scrape; never raises for the database."""
+    jobs = service.settings.jobs
+    try:
+        latest, successes = await _read_ledger(service, [spec.name for spec in jobs])
+    except Exception as exc:
+        log.warning("metrics: the ledger could not be read: %s", _describe(service, exc))
+        return LedgerSnapshot(jobs, database_up=False)
+    health = evaluate_health(service.settings.monitored, latest, service.clock())
+    return LedgerSnapshot(jobs, True, latest, successes, health)
+
+
+async def _read_ledger(
+    service: Service, names: Sequence[str]
+) -> tuple[dict[str, RunRow | None], dict[str, datetime | None]]:
+    # Both statements at once: a scrape waits one ledger timeout at most, not two.
+    latest, successes = await asyncio.gather(
+        service.ledger.latest_runs(names),
+        read_last_successes(service, names),
+        return_exceptions=True,
+    )
+    if isinstance(latest, BaseException):
+        raise latest
+    if isinstance(successes, BaseException):
+        raise successes
+    return latest, successes
+
+
+def _describe(service: Service, exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {service.ledger.timeout:g} s"
+    lines = str(exc).strip().splitlines()
+    first = lines[0] if lines else ""
+    return truncate(service.settings.redactor(f"{type(exc).__name__}: {first}"), 300)
+
+
+class LedgerCollector(Collector):
+    """Renders one :class:`LedgerSnapshot` as gauges (a fresh one per scrape, so no race)."""
+
+    def __init__(self, snapshot: LedgerSnapshot) -> None:
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.snapshot
+        up = GaugeMetricFamily("cronkeeper_up", "1: the cronkeeper process answers scrapes.")
+        up.add_metric([], 1)
+        yield up
+        db = GaugeMetricFamily(
+            "cronkeeper_database_up",
+            "1 when the run ledger answered this scrape; 0 leaves out every ledger series.",
+        )
+        db.add_metric([], 1 if snap.database_up else 0)
+        yield db
+        if not snap.database_up:
+            return
+        start = GaugeMetricFamily(
+            "cronkeeper_last_run_start_timestamp_seconds",
+            "Unix time the job's latest run started (absent if it never ran).",
+            labels=["job"],
+        )
+        duration = GaugeMetricFamily(
+            "cronkeeper_last_run_duration_seconds",
+            "Duration of the job's latest run (absent while it is still running).",
+            labels=["job"],
+        )
+        records = GaugeMetricFamily(
+            "cronkeeper_last_run_records",
+            "Rows the job's latest run wrote (records_count).",
+            labels=["job"],
+        )
+        status = GaugeMetricFamily(
+            "cronkeeper_last_run_status",
+            "1 for the status of the job's latest run, 0 for the others (all 0: never ran).",
+            labels=["job", "status"],
+        )
+        success = GaugeMetricFamily(
+            "cronkeeper_last_success_timestamp_seconds",
+            "Unix time the job's latest successful run finished (absent if it never succeeded).",
+            labels=["job"],
+        )
+        for spec in snap.jobs:
+            job = spec.name
+            run = snap.latest.get(job)
+            if run is not None:
+                start.add_metric([job], run.started_at.timestamp())
+                if run.duration_seconds is not None:
+                    duration.add_metric([job], run.duration_seconds)
+                records.add_metric([job], run.records_count)
+            for name in RUN_STATUSES:
+                status.add_metric([job, name], 1 if run is not None and run.status == name else 0)
+            succeeded = snap.last_success.get(job)
+            if succeeded is not None:
+                success.add_metric([job], succeeded.timestamp())
+        yield from (start, duration, records, status, success)
+        if snap.health is not None:
+            healthy = GaugeMetricFamily(
+                "cronkeeper_job_healthy",
+                "1 when the monitored job passes the health check of GET /api/cron/health.",
+                labels=["job"],
+            )
+            for check in snap.health.checks:
+                healthy.add_metric([check.name], 1 if check.ok else 0)
+            yield healthy
+
+
+class _Scrape(Collector):
+    """The app's registry plus one scrape's ledger figures, rendered as one exposition."""
+
+    def __init__(self, *collectors: Collector) -> None:
+        self.collectors = collectors
+
+    def collect(self) -> Iterable[Metric]:
+        for collector in self.collectors:
+            yield from collector.collect()
+
+
+# -- this process's events ---------------------------------------------------------------
+
+
+class MetricsObserver(RunObserver):
+    """Counts what happens around runs in this process, on its own registry.
+
+    Every known label combination starts at 0, so ``rate()`` and ``increase()`` see the
+    first event instead of a series that appears out of nowhere.
+    """
+
+    def __init__(
+        self, job_names: Sequence[str], *, registry: CollectorRegistry | None = None
+    ) -> None:
+        self.registry = registry or new_registry()
+        self.runs = Counter(
+            "cronkeeper_runs",
+            "Runs this process finished, by job and final status.",
+            ["job", "status"],
+            registry=self.registry,
+        )
+        self.retries = Counter(
+            "cronkeeper_retries",
+            "HTTP calls to source APIs retried by this process, by job and reason.",
+            ["job", "reason"],
+            registry=self.registry,
+        )
+        self.abandoned = Counter(
+            "cronkeeper_abandoned_runs",
+            "Runs of dead processes this process closed as error, by job.",
+            ["job"],
+            registry=self.registry,
+        )
+        for job in job_names:
+            for status in FINAL_STATUSES:
+                self.runs.labels(job, status)
+            for reason in typing.get_args(Reason):
+                self.retries.labels(job, reason)
+            self.abandoned.labels(job)
+
+    async def run_finished(self, run: RunRow, previous: RunRow | None) -> None:
+        self.runs.labels(run.cron_name, run.status).inc()
+
+    async def run_abandoned(self, cron_name: str, run_ids: list[str]) -> None:
+        if run_ids:
+            self.abandoned.labels(cron_name).inc(len(run_ids))
+
+    def retry(self, cron_name: str, event: RetryEvent) -> None:
+        self.retries.labels(cron_name, event.reason).inc()
+
+
+def new_registry() -> CollectorRegistry:
+    """A registry of its own, with the process, platform and garbage-collector metrics."""
+    registry = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+def install_metrics(app: FastAPI, service: Service) -> MetricsObserver:
+    """Add ``GET /metrics`` (bearer-protected) to ``app`` and observe ``service``'s runs.
+
+    ``app`` is normally ``create_app(service)``; the bearer check reads
+    ``app.state.service``, which is set here when the app has none yet.
+    """
+    if getattr(app.state, "service", None) is None:
+        app.state.service = service
+    observer = MetricsObserver([spec.name for spec in service.settings.jobs])
+
+    @app.get(
+        "/metrics",
+        dependencies=[Authorized],
+        summary="Prometheus metrics (text format 0.0.4)",
+        response_class=Response,
+    )
+    async def metrics() -> Response:
+        snapshot = await read_snapshot(service)
+        body = generate_latest(_Scrape(observer.registry, LedgerCollector(snapshot)))
+        return Response(body, media_type=CONTENT_TYPE)
+
+    service.observers.append(observer)
+    return observer
