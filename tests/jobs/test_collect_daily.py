@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import text
+
 from cronkeeper.sandbox import Fault, MetaAccount, MetaSimulator
 from cronkeeper.storage.schema import accounts, meta_daily_insights
 from tests.jobs.conftest import Sandbox
@@ -277,3 +279,36 @@ async def test_missing_token_is_an_error_before_any_request(
     assert outcome.status == "error"
     assert "META_ACCESS_TOKEN is not set" in outcome.message
     assert len(sim.log) == 0
+
+
+REFUSE_1003 = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_1003 BEFORE INSERT ON meta_daily_insights"
+        " WHEN NEW.ad_account_id = '1003'"
+        " BEGIN SELECT RAISE(ABORT, 'simulated storage failure'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_1003() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " IF NEW.ad_account_id = '1003' THEN RAISE EXCEPTION 'simulated storage failure';"
+        " END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_1003 BEFORE INSERT ON meta_daily_insights"
+        " FOR EACH ROW EXECUTE FUNCTION refuse_1003()",
+    ],
+}
+
+
+async def test_a_row_the_database_refuses_skips_only_that_account(
+    sandbox: Sandbox, harness: Harness, backend: str
+) -> None:
+    async with harness.engine.begin() as conn:
+        for statement in REFUSE_1003[backend]:
+            await conn.execute(text(statement))
+    sim = simulator()
+    outcome = await harness.run("collect-daily", meta(sandbox, harness, sim))
+
+    assert (outcome.status, outcome.summary.records_count) == ("partial", 3)
+    (line,) = [x for x in outcome.message.splitlines() if x.startswith("- act_1003: ")]
+    assert "fetched, but could not store the row" in line
+    assert "simulated storage failure" in line
+    assert "INSERT" not in line  # no SQL, no parameters
+    assert await stored_accounts(harness) == ["1001", "1002", "1004"]
