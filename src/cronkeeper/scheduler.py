@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cronkeeper.config import JobSpec
 from cronkeeper.errors import AlreadyRunning, ConfigError
 from cronkeeper.jobs.base import report_date
+from cronkeeper.runner import run_job
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import cron_runs
 
@@ -79,14 +80,6 @@ class RunOutcome(Protocol):
 
 RunJob = Callable[[Service, str, date], Awaitable[RunOutcome]]
 """``run_job``'s shape: tests pass a fake that needs no HTTP."""
-
-
-def default_run() -> RunJob:
-    # Imported late: the runner pulls in the job registry and the HTTP stack, which the pure
-    # calendar functions here (and their tests) have no use for.
-    from cronkeeper.runner import run_job
-
-    return run_job
 
 
 # -- the calendar ---------------------------------------------------------------------------
@@ -344,7 +337,7 @@ class CronScheduler:
         self,
         service: Service,
         *,
-        run: RunJob | None = None,
+        run: RunJob = run_job,
         misfire_grace: timedelta = DEFAULT_MISFIRE_GRACE,
         jobs: Sequence[JobSpec] | None = None,
     ) -> None:
@@ -352,7 +345,7 @@ class CronScheduler:
         self.tz = service.settings.tz
         self.misfire_grace = misfire_grace
         self.specs = tuple(jobs if jobs is not None else service.settings.jobs)
-        self._run = run or default_run()
+        self._run = run
         try:
             self.crons = {spec.name: CronExpression.parse(spec.schedule) for spec in self.specs}
         except ValueError as exc:
@@ -469,6 +462,13 @@ class CronScheduler:
     @property
     def running(self) -> bool:
         return self._scheduler is not None
+
+    @property
+    def apscheduler(self) -> AsyncIOScheduler:
+        """The running APScheduler (to inspect or nudge its jobs); only after :meth:`start`."""
+        if self._scheduler is None:
+            raise RuntimeError("the scheduler is not running")
+        return self._scheduler
 
     def next_run_times(self) -> dict[str, datetime | None]:
         """Each job's next fire as APScheduler has it (empty before :meth:`start`)."""

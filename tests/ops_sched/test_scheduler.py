@@ -1,0 +1,360 @@
+"""The scheduler on SQLite and PostgreSQL: firing with a test clock, catch-up, time zones,
+failures that never stop it, and the real AsyncIOScheduler's registration."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cronkeeper.clock import utcnow
+from cronkeeper.errors import ConfigError
+from cronkeeper.jobs.base import report_date
+from cronkeeper.scheduler import CronScheduler, Fire
+from cronkeeper.service import Service
+from cronkeeper.storage.schema import cron_runs
+from tests.conftest import FakeClock, make_settings
+from tests.ops_sched.fakes import FakeRun, insert_run
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+
+
+def make_service(
+    database_url: str, engine: AsyncEngine, clock: FakeClock, **settings: Any
+) -> Service:
+    return Service.from_settings(
+        make_settings(database_url, **settings), clock=clock, engine=engine
+    )
+
+
+def scheduler(
+    service: Service, run: FakeRun, *only: str, grace: timedelta = timedelta(hours=1)
+) -> CronScheduler:
+    jobs = [s for s in service.settings.jobs if not only or s.name in only]
+    return CronScheduler(service, run=run, misfire_grace=grace, jobs=jobs)
+
+
+async def test_tick_fires_each_job_on_its_cron_expression(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    clock = FakeClock(utc(2026, 11, 19, 23, 59))  # Thursday
+    service = make_service(database_url, engine, clock)
+    run = FakeRun()
+    sched = scheduler(service, run)
+
+    fired: list[tuple[str, list[str]]] = []
+    for minute in range(0, 3 * 60, 15):  # Friday 00:00 … 02:45, every quarter of an hour
+        clock.now = utc(2026, 11, 20) + timedelta(minutes=minute)
+        names = [f.name for f in await sched.tick()]
+        if names:
+            fired.append((clock.now.strftime("%H:%M"), names))
+    assert fired == [
+        ("00:00", ["sync-notion"]),
+        ("01:00", ["collect-daily"]),
+        ("01:30", ["collect-mixpanel"]),
+    ]  # collect-benchmarks is weekly: Monday 02:00
+    assert run.calls == [
+        ("sync-notion", date(2026, 11, 19)),
+        ("collect-daily", date(2026, 11, 19)),
+        ("collect-mixpanel", date(2026, 11, 19)),
+    ]
+
+    # Nobody ticked over the weekend: Monday 02:00 runs each job once, for Sunday.
+    run.calls.clear()
+    clock.now = utc(2026, 11, 23, 2, 0)
+    assert [f.name for f in await sched.tick()] == [
+        "sync-notion",
+        "collect-daily",
+        "collect-mixpanel",
+        "collect-benchmarks",
+    ]
+    assert sorted(run.calls) == sorted(
+        (name, date(2026, 11, 22))
+        for name in ("sync-notion", "collect-daily", "collect-mixpanel", "collect-benchmarks")
+    )
+
+
+async def test_tick_honours_the_configured_time_zone(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    # 01:00 in Seoul is 16:00 UTC the day before; the report date is yesterday *in Seoul*.
+    clock = FakeClock(utc(2026, 11, 19, 15, 30))
+    service = make_service(database_url, engine, clock, timezone="Asia/Seoul")
+    run = FakeRun()
+    sched = scheduler(service, run, "collect-daily")
+
+    assert await sched.tick(utc(2026, 11, 19, 15, 59)) == []
+    assert await sched.tick(utc(2026, 11, 19, 16, 0)) == [
+        Fire("collect-daily", utc(2026, 11, 19, 16, 0))
+    ]
+    assert run.calls == [("collect-daily", date(2026, 11, 19))]
+
+
+async def test_tick_in_paris_around_the_october_change_fires_once_a_day(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    clock = FakeClock(utc(2026, 10, 23, 12))
+    service = make_service(
+        database_url,
+        engine,
+        clock,
+        timezone="Europe/Paris",
+        schedules="collect-daily=30 2 * * *",
+    )
+    run = FakeRun()
+    sched = scheduler(service, run, "collect-daily")
+    fired = []
+    moment = clock.now
+    while moment < utc(2026, 10, 27, 12):  # every 10 minutes through the repeated hour
+        moment += timedelta(minutes=10)
+        clock.now = moment
+        fired += [f.slot.astimezone(UTC) for f in await sched.tick()]
+    assert fired == [
+        utc(2026, 10, 24, 0, 30),  # 02:30 CEST
+        utc(2026, 10, 25, 0, 30),  # 02:30 CEST, the first of the two 02:30s that night
+        utc(2026, 10, 26, 1, 30),  # 02:30 CET
+        utc(2026, 10, 27, 1, 30),
+    ]
+    assert run.days() == [date(2026, 10, d) for d in (23, 24, 25, 26)]
+
+
+async def test_catch_up_runs_a_missed_fire_once_even_when_three_slots_were_missed(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    clock = FakeClock(utc(2026, 11, 20, 11, 10))
+    service = make_service(database_url, engine, clock, schedules="collect-daily=0 * * * *")
+    await insert_run(engine, "collect-daily", utc(2026, 11, 20, 8), report_date=date(2026, 11, 19))
+    run = FakeRun()
+    sched = scheduler(service, run, "collect-daily")
+    # Down from 08:30 to 11:10: the 09:00, 10:00 and 11:00 slots were missed.
+    assert await sched.catch_up() == [Fire("collect-daily", utc(2026, 11, 20, 11))]
+    assert run.calls == [("collect-daily", date(2026, 11, 19))]
+    # Started again a minute later: the slot is served now.
+    clock.advance(minutes=1)
+    assert await sched.catch_up() == []
+    assert len(run.calls) == 1
+
+
+async def test_catch_up_does_not_run_a_fire_older_than_the_grace(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    clock = FakeClock(utc(2026, 11, 20, 2, 30))  # 01:00 slot is 90 min old
+    service = make_service(database_url, engine, clock)
+    run = FakeRun()
+    assert await scheduler(service, run, "collect-daily").catch_up() == []
+    assert await scheduler(service, run, "collect-daily", grace=timedelta(hours=2)).catch_up() == [
+        Fire("collect-daily", utc(2026, 11, 20, 1))
+    ]
+    assert run.calls == [("collect-daily", date(2026, 11, 19))]
+
+
+async def test_catch_up_does_not_run_when_a_run_already_happened_after_the_slot(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    clock = FakeClock(utc(2026, 11, 20, 1, 30))
+    service = make_service(database_url, engine, clock)
+    await insert_run(
+        engine, "collect-daily", utc(2026, 11, 20, 1, 0, 2), report_date=date(2026, 11, 19)
+    )
+    run = FakeRun()
+    assert await scheduler(service, run, "collect-daily").catch_up() == []
+    assert run.calls == []
+
+
+async def test_catch_up_runs_when_the_run_after_the_slot_was_for_another_date(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    # A manual `cronkeeper run --date 2026-10-01` at 01:05 does not collect yesterday.
+    clock = FakeClock(utc(2026, 11, 20, 1, 30))
+    service = make_service(database_url, engine, clock)
+    await insert_run(
+        engine, "collect-daily", utc(2026, 11, 20, 1, 5), report_date=date(2026, 10, 1)
+    )
+    run = FakeRun()
+    assert await scheduler(service, run, "collect-daily").catch_up() == [
+        Fire("collect-daily", utc(2026, 11, 20, 1))
+    ]
+
+
+async def test_catch_up_runs_missed_jobs_one_after_another_oldest_slot_first(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    clock = FakeClock(utc(2026, 11, 23, 2, 10))  # Monday; every job's slot < 1h… but notion's
+    service = make_service(database_url, engine, clock)
+    run = FakeRun()
+    missed = await scheduler(service, run, grace=timedelta(hours=3)).catch_up()
+    assert [f.name for f in missed] == [
+        "sync-notion",
+        "collect-daily",
+        "collect-mixpanel",
+        "collect-benchmarks",
+    ]
+    assert run.names() == [f.name for f in missed]
+    assert set(run.days()) == {date(2026, 11, 22)}
+
+
+async def test_start_catches_up_in_the_background_and_registers_the_jobs(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    # APScheduler keeps real time, so this test does too: a daily slot 20 minutes ago.
+    now = utcnow()
+    slot = (now - timedelta(minutes=20)).replace(second=0, microsecond=0)
+    clock = FakeClock(now)
+    service = make_service(
+        database_url, engine, clock, schedules=f"collect-daily={slot.minute} {slot.hour} * * *"
+    )
+    run = FakeRun()
+    sched = scheduler(service, run, "collect-daily")
+    await sched.start()
+    try:
+        await asyncio.wait_for(run.called.wait(), 10)
+        assert sched.running
+        assert sched.next_run_times() == {"collect-daily": slot + timedelta(days=1)}
+    finally:
+        await sched.shutdown(wait=True)
+    assert run.calls == [("collect-daily", report_date(slot, UTC))]
+    assert not sched.running
+
+
+async def test_already_running_elsewhere_is_swallowed_and_logged(
+    database_url: str, engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock(utc(2026, 11, 20, 0, 59))
+    service = make_service(database_url, engine, clock)
+    run = FakeRun(busy={"collect-daily"})
+    sched = scheduler(service, run, "collect-daily")
+    with caplog.at_level(logging.INFO, logger="cronkeeper.scheduler"):
+        assert await sched.tick(utc(2026, 11, 20, 1)) == [
+            Fire("collect-daily", utc(2026, 11, 20, 1))
+        ]
+    assert run.calls == [("collect-daily", date(2026, 11, 19))]
+    assert "collect-daily is already running elsewhere" in caplog.text
+    assert await sched.fire("collect-daily") is None
+
+
+async def test_a_failing_job_never_stops_the_scheduler_or_the_other_jobs(
+    database_url: str, engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock(utc(2026, 11, 23, 1, 59))
+    service = make_service(database_url, engine, clock, schedules="collect-daily=0 2 * * *")
+    run = FakeRun(crash={date(2026, 11, 22)})
+    sched = scheduler(service, run, "collect-daily", "collect-benchmarks")
+    with caplog.at_level(logging.ERROR, logger="cronkeeper.scheduler"):
+        fired = await sched.tick(utc(2026, 11, 23, 2))
+    assert {f.name for f in fired} == {"collect-daily", "collect-benchmarks"}
+    assert sorted(run.names()) == ["collect-benchmarks", "collect-daily"]
+    assert "scheduled run of collect-daily for 2026-11-22 failed: RuntimeError" in caplog.text
+    # Next day, everything runs again.
+    run.crash.clear()
+    assert [f.name for f in await sched.tick(utc(2026, 11, 24, 2))] == ["collect-daily"]
+
+
+async def test_a_slot_served_by_another_replica_is_not_run_again(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    clock = FakeClock(utc(2026, 11, 20, 1, 0, 3))
+    service = make_service(database_url, engine, clock)
+    await insert_run(
+        engine, "collect-daily", utc(2026, 11, 20, 1, 0, 1), report_date=date(2026, 11, 19)
+    )
+    run = FakeRun()
+    assert await scheduler(service, run, "collect-daily").fire("collect-daily") is None
+    assert run.calls == []
+
+
+async def test_shutdown_cancels_a_running_job_and_its_run_is_recorded(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    clock = FakeClock(utc(2026, 11, 20, 1, 0))
+    service = make_service(database_url, engine, clock)
+    run = FakeRun(block=asyncio.Event())
+    sched = scheduler(service, run, "collect-daily")
+    task = asyncio.create_task(sched.fire("collect-daily"))
+    await asyncio.wait_for(run.inside.wait(), 10)
+    await sched.shutdown()
+    assert task.cancelled()
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(cron_runs.c.status, cron_runs.c.error_message))).all()
+    assert len(rows) == 1
+    assert rows[0].status == "error"
+    assert "cancelled" in rows[0].error_message
+
+
+def test_an_invalid_schedule_fails_at_start_up_naming_it(database_url: str) -> None:
+    service = Service.from_settings(
+        make_settings(database_url, schedules="collect-daily=61 * * * *")
+    )
+    with pytest.raises(ConfigError, match=r"CRONKEEPER_SCHEDULES: .*'61 \* \* \* \*'.*minute 61"):
+        CronScheduler(service, run=FakeRun())
+
+
+async def test_the_real_apscheduler_registers_jobs_in_the_configured_zone(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    service = Service.from_settings(
+        make_settings(database_url, timezone="Asia/Seoul"), engine=engine
+    )
+    sched = CronScheduler(service, run=FakeRun())
+    await sched.start(catch_up=False)
+    try:
+        jobs = {job.id: job for job in sched.apscheduler.get_jobs()}
+        assert set(jobs) == {
+            "sync-notion",
+            "collect-daily",
+            "collect-mixpanel",
+            "collect-benchmarks",
+        }
+        for job in jobs.values():
+            assert (job.max_instances, job.coalesce, job.misfire_grace_time) == (1, True, 3600)
+        daily = jobs["collect-daily"].next_run_time
+        assert (daily.hour, daily.minute, daily.utcoffset()) == (1, 0, timedelta(hours=9))
+        assert (daily.astimezone(UTC).hour, daily.astimezone(UTC).minute) == (16, 0)
+        assert timedelta(0) < daily - utcnow() <= timedelta(days=1)
+        weekly = jobs["collect-benchmarks"].next_run_time
+        assert (weekly.isoweekday(), weekly.hour) == (1, 2)  # Monday 02:00 KST
+        assert timedelta(0) < weekly - utcnow() <= timedelta(days=7)
+    finally:
+        await sched.shutdown()
+
+
+async def test_the_real_apscheduler_calls_fire_which_runs_the_job(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    service = Service.from_settings(make_settings(database_url), engine=engine)
+    run = FakeRun()
+    sched = CronScheduler(service, run=run, jobs=[service.settings.job("collect-daily")])
+    await sched.start(catch_up=False)
+    try:
+        sched.apscheduler.modify_job("collect-daily", next_run_time=datetime.now(UTC))
+        await asyncio.wait_for(run.called.wait(), 10)
+    finally:
+        await sched.shutdown(wait=True)
+    # Fired off-schedule, it collects the report date of the latest slot (yesterday here).
+    expected = report_date(_latest_daily_slot(), UTC)
+    assert run.calls == [("collect-daily", expected)]
+
+
+def _latest_daily_slot() -> datetime:
+    now = utcnow()
+    slot = now.replace(hour=1, minute=0, second=0, microsecond=0)
+    return slot if slot <= now else slot - timedelta(days=1)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_catch_up_with_the_real_runner_records_the_report_date(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    """The default ``run`` is ``run_job``: the weekly job needs no API, so it runs for real."""
+    clock = FakeClock(utc(2026, 11, 23, 2, 5))
+    service = make_service(database_url, engine, clock)
+    sched = CronScheduler(service, jobs=[service.settings.job("collect-benchmarks")])
+    assert await sched.catch_up() == [Fire("collect-benchmarks", utc(2026, 11, 23, 2))]
+    rows = await service.ledger.recent_runs(cron_name="collect-benchmarks")
+    assert [(r.status, r.report_date) for r in rows] == [("success", date(2026, 11, 22))]
