@@ -1,0 +1,92 @@
+"""What the status page reads: only the newest runs of each job, never the whole history.
+
+Every read is one ``WHERE cron_name = … ORDER BY started_at DESC LIMIT n`` arm per job, glued
+with ``UNION ALL`` (the pattern of the health query): each arm is a short walk down
+``idx_cron_runs_name_started``, on SQLite and PostgreSQL alike, so the page costs the same with
+a thousand rows or ten million.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import CompoundSelect, Row, Select, select, union_all
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cronkeeper.errors import StorageError
+from cronkeeper.ledger import RunRow
+from cronkeeper.storage.schema import cron_runs
+
+__all__ = ["last_runs_statement", "read_runs", "recent_runs_statement"]
+
+_COLUMNS = (
+    cron_runs.c.id,
+    cron_runs.c.cron_name,
+    cron_runs.c.started_at,
+    cron_runs.c.finished_at,
+    cron_runs.c.status,
+    cron_runs.c.records_count,
+    cron_runs.c.error_message,
+    cron_runs.c.report_date,
+)
+
+
+def last_runs_statement(
+    cron_names: Sequence[str], per_job: int, *, status: str | None = None
+) -> CompoundSelect[Any]:
+    """The newest ``per_job`` runs of each job (optionally of one status), newest first."""
+    if not cron_names:
+        raise ValueError("at least one job name is needed")
+    arms = []
+    for i, name in enumerate(cron_names):
+        arm = select(*_COLUMNS).where(cron_runs.c.cron_name == name)
+        if status is not None:
+            arm = arm.where(cron_runs.c.status == status)
+        arms.append(arm.order_by(cron_runs.c.started_at.desc()).limit(per_job).subquery(f"j{i}"))
+    return union_all(*(select(arm) for arm in arms))
+
+
+def recent_runs_statement(
+    cron_names: Sequence[str], limit: int, *, status: str | None = None
+) -> Select[Any]:
+    """The newest ``limit`` runs across ``cron_names``.
+
+    Not a plain ``ORDER BY started_at DESC LIMIT n`` over the table: no index leads with
+    ``started_at``, so that would sort the whole history. The newest ``limit`` overall are
+    among the newest ``limit`` of each job, and each of those is an index walk.
+    """
+    arms = last_runs_statement(cron_names, limit, status=status).subquery("recent")
+    return select(arms).order_by(arms.c.started_at.desc()).limit(limit)
+
+
+def _run(row: Row[Any]) -> RunRow:
+    return RunRow(
+        id=str(row.id),
+        cron_name=row.cron_name,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        status=row.status,
+        records_count=row.records_count or 0,
+        error_message=row.error_message,
+        report_date=row.report_date,
+    )
+
+
+async def read_runs(
+    engine: AsyncEngine, statements: Sequence[Any], *, seconds: float
+) -> list[list[RunRow]]:
+    """Run ``statements`` on one connection within ``seconds``; rows of each, in order.
+
+    Raises :class:`StorageError` (with no driver text) when the database cannot answer.
+    """
+
+    async def query() -> list[list[RunRow]]:
+        async with engine.connect() as conn:
+            return [[_run(r) for r in await conn.execute(s)] for s in statements]
+
+    try:
+        return await asyncio.wait_for(query(), seconds)
+    except Exception as exc:
+        raise StorageError(f"database unavailable ({type(exc).__name__})") from None

@@ -1,0 +1,307 @@
+"""The status page's routes: ``/status``, ``/status/runs/{id}``, login and logout.
+
+Server-rendered with Jinja2 (autoescaping on: error messages come from third-party APIs and
+are shown as text, never as markup), no JavaScript, one stylesheet inlined and allowed by its
+hash in the Content-Security-Policy, so the page runs no script at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from collections.abc import Mapping
+from importlib.resources import files
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
+
+from cronkeeper.durations import format_duration
+from cronkeeper.errors import StorageError
+from cronkeeper.service import Service
+from cronkeeper.storage.schema import RUN_STATUSES
+from cronkeeper.web.auth import (
+    SESSION_COOKIE,
+    FailureLimiter,
+    Sessions,
+    safe_next,
+    secret_matches,
+)
+from cronkeeper.web.queries import last_runs_statement, read_runs, recent_runs_statement
+from cronkeeper.web.view import STRIP_LENGTH, Clockface, build_jobs, format_seconds, run_state
+
+__all__ = ["RECENT_LIMIT", "StatusPage", "install_status_page"]
+
+log = logging.getLogger("cronkeeper.web")
+
+RECENT_LIMIT = 50
+COOKIE_PATH = "/status"
+STATES = (*RUN_STATUSES, "stuck")
+
+_CSS = files("cronkeeper.web").joinpath("static/status.css").read_text(encoding="utf-8")
+_CSS_HASH = base64.b64encode(hashlib.sha256(_CSS.encode("utf-8")).digest()).decode("ascii")
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        f"default-src 'none'; style-src 'sha256-{_CSS_HASH}'; img-src 'self' data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("cronkeeper.web", "templates"),
+        autoescape=select_autoescape(["html"], default=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals["css"] = Markup(_CSS)  # noqa: S704 - our own stylesheet, hashed in the CSP
+    env.filters["seconds"] = format_seconds
+    env.filters["duration"] = format_duration
+    env.globals["seconds_or_dash"] = format_seconds
+    env.globals["count_or_dash"] = _count
+    env.filters["summary"] = _summary
+    return env
+
+
+def _summary(text: str | None, limit: int = 160) -> str:
+    """A message on one line for the table: its lines joined, cut at ``limit``."""
+    if not text or not text.strip():
+        return ""
+    parts = (part.strip().removeprefix("- ") for part in text.strip().splitlines())
+    line = " · ".join(part for part in parts if part)
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+def _count(value: float | None) -> str:
+    return "—" if value is None else f"{round(value):,}"
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+class StatusPage:
+    """The page's state for one app: the service, the session signer, the failure limiter."""
+
+    def __init__(self, service: Service, *, limiter: FailureLimiter | None = None) -> None:
+        self.service = service
+        self.sessions = Sessions(service.settings.cron_secret, service.clock)
+        self.limiter = limiter or FailureLimiter(service.clock)
+        self.templates = _environment()
+        self.router = APIRouter(include_in_schema=False)
+        self.router.add_api_route("/status", self.status, methods=["GET"])
+        self.router.add_api_route("/status/runs/{run_id}", self.run, methods=["GET"])
+        self.router.add_api_route("/status/login", self.login_form, methods=["GET"])
+        self.router.add_api_route("/status/login", self.login, methods=["POST"])
+        self.router.add_api_route("/status/logout", self.logout, methods=["POST"])
+
+    # -- rendering ------------------------------------------------------------------------
+
+    def _clock(self) -> Clockface:
+        return Clockface(self.service.settings.timezone, self.service.clock())
+
+    def render(
+        self,
+        name: str,
+        context: Mapping[str, Any],
+        *,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+    ) -> HTMLResponse:
+        html = self.templates.get_template(name).render(clock=self._clock(), **context)
+        return HTMLResponse(html, status_code=status_code, headers={**_HEADERS, **(headers or {})})
+
+    def _signed_in(self, request: Request) -> bool:
+        return self.sessions.valid(request.cookies.get(SESSION_COOKIE))
+
+    def _to_login(self, request: Request) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        location = "/status/login"
+        if target != "/status":
+            location += "?" + urlencode({"next": target})
+        return RedirectResponse(location, status_code=303, headers={"Cache-Control": "no-store"})
+
+    def _unavailable(self, exc: StorageError) -> HTMLResponse:
+        log.error("status page: %s", exc)
+        return self.render(
+            "error.html",
+            {
+                "title": "Database unavailable",
+                "message": "The run ledger cannot be read right now. The crons keep running; "
+                "this page shows their history again as soon as the database answers.",
+            },
+            status_code=503,
+            headers={"Retry-After": "30"},
+        )
+
+    # -- pages ----------------------------------------------------------------------------
+
+    async def status(
+        self, request: Request, job: str | None = None, status: str | None = None
+    ) -> Response:
+        if not self._signed_in(request):
+            return self._to_login(request)
+        settings = self.service.settings
+        names = [spec.name for spec in settings.jobs]
+        job_filter = job if job in names else None
+        state_filter = status if status in STATES else None
+        # "stuck" is a judgement, not a stored status: read running rows, keep the stuck ones.
+        stored_filter = "running" if state_filter == "stuck" else state_filter
+        try:
+            strips, recent = await read_runs(
+                self.service.engine,
+                [
+                    last_runs_statement(names, STRIP_LENGTH),
+                    recent_runs_statement(
+                        [job_filter] if job_filter else names, RECENT_LIMIT, status=stored_filter
+                    ),
+                ],
+                seconds=settings.ledger_timeout,
+            )
+        except StorageError as exc:
+            return self._unavailable(exc)
+        clock = self._clock()
+        by_job: dict[str, list[Any]] = {name: [] for name in names}
+        for row in strips:
+            by_job[row.cron_name].append(row)
+        for rows in by_job.values():
+            rows.sort(key=lambda r: r.started_at, reverse=True)
+        jobs = build_jobs(settings.jobs, by_job, clock)
+        specs = {spec.name: spec for spec in settings.jobs}
+        table = [(row, run_state(row, specs.get(row.cron_name), clock.now)) for row in recent]
+        if state_filter is not None:
+            table = [(row, state) for row, state in table if state == state_filter]
+        monitored = [j for j in jobs if j.badge != "unmonitored"]
+        return self.render(
+            "status.html",
+            {
+                "jobs": jobs,
+                "table": table,
+                "names": names,
+                "states": STATES,
+                "job_filter": job_filter,
+                "state_filter": state_filter,
+                "failing": [j for j in monitored if j.badge == "not-ok"],
+                "monitored": monitored,
+                "recent_limit": RECENT_LIMIT,
+                "strip_length": STRIP_LENGTH,
+            },
+        )
+
+    async def run(self, request: Request, run_id: str) -> Response:
+        if not self._signed_in(request):
+            return self._to_login(request)
+        try:
+            row = await self.service.ledger.get_run(run_id)
+        except StorageError as exc:
+            return self._unavailable(exc)
+        if row is None:
+            return self.render(
+                "error.html",
+                {"title": "Run not found", "message": "There is no run with that id."},
+                status_code=404,
+            )
+        specs = {spec.name: spec for spec in self.service.settings.jobs}
+        state = run_state(row, specs.get(row.cron_name), self.service.clock())
+        return self.render("run.html", {"run": row, "state": state})
+
+    # -- access ---------------------------------------------------------------------------
+
+    def _login_page(
+        self,
+        next_path: str,
+        *,
+        error: str | None = None,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+    ) -> HTMLResponse:
+        return self.render(
+            "login.html",
+            {"next": next_path, "error": error, "enabled": self.sessions.enabled},
+            status_code=status_code,
+            headers=headers,
+        )
+
+    def _cross_site(self, request: Request) -> HTMLResponse | None:
+        """Refuse a form post another site made (browsers say so in ``Sec-Fetch-Site``)."""
+        if request.headers.get("sec-fetch-site") != "cross-site":
+            return None
+        return self.render(
+            "error.html",
+            {"title": "Refused", "message": "Use the forms on the status page itself."},
+            status_code=403,
+        )
+
+    async def login_form(self, request: Request, next: str | None = None) -> Response:
+        target = safe_next(next)
+        if self._signed_in(request):
+            return RedirectResponse(target, status_code=303)
+        return self._login_page(target)
+
+    async def login(self, request: Request) -> Response:
+        refused = self._cross_site(request)
+        if refused is not None:
+            return refused
+        form = await request.form()
+        submitted = form.get("secret")
+        secret = submitted if isinstance(submitted, str) else ""
+        raw_next = form.get("next")
+        target = safe_next(raw_next if isinstance(raw_next, str) else None)
+        client = _client(request)
+        wait = self.limiter.retry_after(client)
+        if wait is not None:
+            minutes = max(1, round(wait / 60))
+            return self._login_page(
+                target,
+                error=f"Too many wrong secrets. Try again in about {minutes} min.",
+                status_code=429,
+                headers={"Retry-After": str(wait)},
+            )
+        if not self.sessions.enabled:
+            return self._login_page(
+                target, error="Sign-in is disabled: CRON_SECRET is not set.", status_code=401
+            )
+        if not secret_matches(secret, self.service.settings.cron_secret):
+            self.limiter.failed(client)
+            log.warning("status page: wrong secret from %s", client)
+            return self._login_page(target, error="That is not the secret.", status_code=401)
+        self.limiter.succeeded(client)
+        response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
+        response.set_cookie(
+            SESSION_COOKIE,
+            self.sessions.issue(),
+            max_age=self.sessions.max_age,
+            path=COOKIE_PATH,
+            secure=request.url.scheme == "https",
+            httponly=True,
+            samesite="strict",
+        )
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        refused = self._cross_site(request)
+        if refused is not None:
+            return refused
+        response = RedirectResponse("/status/login", status_code=303)
+        response.delete_cookie(
+            SESSION_COOKIE,
+            path=COOKIE_PATH,
+            secure=request.url.scheme == "https",
+            httponly=True,
+            samesite="strict",
+        )
+        return response
+
+
+def install_status_page(app: FastAPI, service: Service) -> None:
+    """Add ``/status`` (and its login) to ``app``, reading ``service``'s ledger and settings."""
+    app.include_router(StatusPage(service).router)
