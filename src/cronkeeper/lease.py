@@ -87,8 +87,9 @@ class LeaseManager:
                     },
                     where=cron_leases.c.expires_at < now,
                 )
-                result = await conn.execute(statement)
-                return result.rowcount
+                # RETURNING, not rowcount: drivers disagree on rowcount for INSERT … ON CONFLICT.
+                result = await conn.execute(statement.returning(cron_leases.c.holder))
+                return len(result.all())
 
         try:
             claimed = await asyncio.wait_for(claim(), self.timeout)

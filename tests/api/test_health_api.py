@@ -12,6 +12,8 @@ from cronkeeper.config import Settings
 from cronkeeper.service import Service
 from tests.conftest import SECRET, FakeClock, make_settings
 
+pytestmark = pytest.mark.pooler  # also through PgBouncer in transaction mode
+
 AUTH = {"Authorization": f"Bearer {SECRET}"}
 
 

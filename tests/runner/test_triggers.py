@@ -1,0 +1,273 @@
+"""Running a job on demand: the HTTP trigger, the CLI's exit codes, one run at a time."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import insert
+
+from cronkeeper.api.app import create_app
+from cronkeeper.runner import ABANDONED
+from cronkeeper.sandbox import Fault, MetaSimulator, serve_app
+from cronkeeper.service import Service
+from cronkeeper.storage.schema import cron_leases
+from tests.conftest import SECRET, FakeClock, make_settings
+
+pytestmark = pytest.mark.pooler  # also through PgBouncer in transaction mode
+
+AUTH = {"Authorization": f"Bearer {SECRET}"}
+TOKEN = "meta-token-for-trigger-tests"
+GOOD, BAD = "111", "222"
+
+
+@pytest.fixture
+def meta_sim() -> MetaSimulator:
+    return MetaSimulator([GOOD, BAD], access_token=TOKEN, always={BAD: Fault.meta_error(100)})
+
+
+@pytest.fixture
+def meta_url(meta_sim: MetaSimulator) -> Iterator[str]:
+    with serve_app(meta_sim.app) as url:
+        yield url
+
+
+def settings_for(
+    database_url: str, meta_url: str, accounts: str = f"{GOOD},{BAD}"
+) -> dict[str, str]:
+    return {
+        "DATABASE_URL": database_url,
+        "CRON_SECRET": SECRET,
+        "META_API_BASE": meta_url,
+        "META_ACCESS_TOKEN": TOKEN,
+        "META_AD_ACCOUNT_IDS": accounts,
+    }
+
+
+async def api_client(env: dict[str, str], clock: FakeClock) -> tuple[httpx.AsyncClient, Service]:
+    settings = make_settings(
+        env["DATABASE_URL"], **{k: v for k, v in env.items() if k != "DATABASE_URL"}
+    )
+    service = Service.from_settings(settings, clock=clock)
+    await service.prepare()
+    transport = httpx.ASGITransport(app=create_app(service))
+    return httpx.AsyncClient(transport=transport, base_url="http://t"), service
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_trigger_runs_the_job_and_answers_the_contract(
+    database_url: str, meta_url: str, clock: FakeClock, method: str
+) -> None:
+    client, service = await api_client(settings_for(database_url, meta_url), clock)
+    async with client:
+        response = await client.request(
+            method, "/api/cron/collect-daily?date=2026-11-19", headers=AUTH
+        )
+    body = response.json()
+    assert response.status_code == 200
+    assert set(body) >= {"runId", "cronName", "status", "recordsCount", "errorMessage"}
+    assert (body["cronName"], body["status"], body["recordsCount"]) == (
+        "collect-daily",
+        "partial",
+        1,
+    )
+    assert "act_222" in body["errorMessage"]
+    assert TOKEN not in response.text
+    row = await service.ledger.get_run(body["runId"])
+    assert row is not None and row.status == "partial"
+    assert str(row.report_date) == "2026-11-19"
+    await service.aclose()
+
+
+async def test_trigger_answers_500_when_the_run_ends_error(
+    database_url: str, meta_url: str, clock: FakeClock
+) -> None:
+    client, service = await api_client(settings_for(database_url, meta_url, accounts=BAD), clock)
+    async with client:
+        response = await client.post("/api/cron/collect-daily", headers=AUTH)
+    assert response.status_code == 500
+    assert response.json()["status"] == "error"
+    await service.aclose()
+
+
+async def test_trigger_of_an_unknown_job_is_404_and_records_nothing(
+    database_url: str, meta_url: str, clock: FakeClock
+) -> None:
+    client, service = await api_client(settings_for(database_url, meta_url), clock)
+    async with client:
+        response = await client.post("/api/cron/collect-weekly", headers=AUTH)
+        unauthorised = await client.post("/api/cron/collect-daily")
+    assert response.status_code == 404
+    assert "collect-daily" in response.json()["error"]
+    assert unauthorised.status_code == 401
+    assert await service.ledger.count_runs() == 0
+    await service.aclose()
+
+
+async def test_trigger_while_the_job_runs_elsewhere_is_409_and_records_no_run(
+    database_url: str, meta_url: str, clock: FakeClock
+) -> None:
+    client, service = await api_client(settings_for(database_url, meta_url), clock)
+    lease = await service.leases.try_acquire("collect-daily", holder="other-replica")
+    assert lease.acquired
+    async with client:
+        response = await client.post("/api/cron/collect-daily", headers=AUTH)
+        other_job = await client.post("/api/cron/collect-benchmarks", headers=AUTH)
+    assert response.status_code == 409
+    assert response.json()["cronName"] == "collect-daily"
+    assert other_job.status_code == 200  # leases are per job
+    runs = await service.ledger.recent_runs(cron_name="collect-daily")
+    assert runs == []
+    await service.aclose()
+
+
+# -- the CLI, as separate processes ---------------------------------------------------------
+
+CLI = [sys.executable, "-m", "cronkeeper"]
+
+
+def cli_env(env: dict[str, str]) -> dict[str, str]:
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CRON", "DATABASE", "META_", "MIXPANEL_", "NOTION_"))
+    }
+    base.update(env)
+    return base
+
+
+def run_cli(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        env=cli_env(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_cli_run_exit_codes_success_partial_error(
+    database_url: str, meta_url: str, tmp_path: Path
+) -> None:
+    env = settings_for(database_url, meta_url)
+    assert (
+        run_cli(env, "run", "collect-daily", "--date", "2026-11-19", cwd=tmp_path).returncode == 3
+    )
+    assert (
+        run_cli(env, "run", "collect-benchmarks", "--date", "2026-11-19", cwd=tmp_path).returncode
+        == 0
+    )
+    only_bad = settings_for(database_url, meta_url, accounts=BAD)
+    failed = run_cli(only_bad, "run", "collect-daily", "--date", "2026-11-19", cwd=tmp_path)
+    assert failed.returncode == 1
+    assert TOKEN not in failed.stdout + failed.stderr
+
+
+async def test_cli_run_exits_75_when_the_job_is_already_running(
+    database_url: str, meta_url: str, tmp_path: Path
+) -> None:
+    env = settings_for(database_url, meta_url)
+    service = Service.from_settings(make_settings(database_url))
+    async with service.engine.begin() as conn:
+        now = datetime.now(UTC)
+        await conn.execute(
+            insert(cron_leases).values(
+                job_name="collect-daily",
+                holder="elsewhere",
+                acquired_at=now,
+                expires_at=now + timedelta(minutes=5),
+            )
+        )
+    result = run_cli(env, "run", "collect-daily", cwd=tmp_path)
+    assert result.returncode == 75
+    assert "already running" in result.stderr
+    assert await service.ledger.count_runs() == 0
+    await service.aclose()
+
+
+def test_two_processes_triggering_at_once_produce_exactly_one_run(
+    database_url: str, tmp_path: Path
+) -> None:
+    slow = MetaSimulator([GOOD], access_token=TOKEN, latency=1.5)
+    with serve_app(slow.app) as url:
+        env = cli_env(settings_for(database_url, url, accounts=GOOD))
+        args = [*CLI, "run", "collect-daily", "--date", "2026-11-19"]
+        first = subprocess.Popen(
+            args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        second = subprocess.Popen(
+            args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        codes = sorted([first.wait(timeout=60), second.wait(timeout=60)])
+    assert codes == [0, 75]
+    assert len(slow.log.records) == 1
+
+    import asyncio
+
+    async def count() -> int:
+        service = Service.from_settings(make_settings(database_url))
+        try:
+            return await service.ledger.count_runs()
+        finally:
+            await service.aclose()
+
+    assert asyncio.run(count()) == 1
+
+
+def test_a_killed_run_leaves_a_lease_that_expires_and_a_row_closed_as_abandoned(
+    database_url: str, tmp_path: Path
+) -> None:
+    hanging = MetaSimulator([GOOD], access_token=TOKEN, always={GOOD: Fault.hang(60)})
+    with serve_app(hanging.app) as url:
+        env = cli_env(
+            settings_for(database_url, url, accounts=GOOD) | {"CRONKEEPER_LEASE_TTL": "5"}
+        )
+        args = [*CLI, "run", "collect-daily", "--date", "2026-11-19"]
+        victim = subprocess.Popen(
+            args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 30
+        while not hanging.log.records and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert hanging.log.records, "the job never called the API"
+        killed_at = time.monotonic()
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+
+        # The lease is still held: a new run right away is refused without a ledger row.
+        hanging.always(GOOD, None)
+        busy = subprocess.run(
+            args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert busy.returncode == 75
+
+        time.sleep(max(0.0, killed_at + 5.5 - time.monotonic()))
+        after = subprocess.run(
+            args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert after.returncode == 0, after.stderr
+
+    import asyncio
+
+    async def rows() -> list[tuple[str, str | None]]:
+        service = Service.from_settings(make_settings(database_url))
+        try:
+            runs = await service.ledger.recent_runs(cron_name="collect-daily")
+            return [(r.status, r.error_message) for r in runs]
+        finally:
+            await service.aclose()
+
+    (newest_status, _), (dead_status, dead_message) = asyncio.run(rows())
+    assert newest_status == "success"
+    assert dead_status == "error"
+    assert dead_message == ABANDONED
