@@ -35,7 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.errors import AlreadyRunning, StorageError, UnknownJob
 from cronkeeper.jobs.base import report_date
-from cronkeeper.scheduler import RunJob, default_run
+from cronkeeper.runner import EXIT_ALREADY_RUNNING, EXIT_CODES, run_job
+from cronkeeper.scheduler import RunJob
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import cron_runs
 
@@ -54,9 +55,6 @@ __all__ = [
 log = logging.getLogger("cronkeeper.backfill")
 
 OutcomeStatus = Literal["success", "partial", "error", "skipped", "busy"]
-# The exit codes of ``cronkeeper run`` (the CLI contract in SPEC.md).
-_EXIT = {"success": 0, "partial": 3, "error": 1}
-EXIT_ALREADY_RUNNING = 75
 _RUN_STATUSES: dict[str, OutcomeStatus] = {
     "success": "success",
     "partial": "partial",
@@ -115,7 +113,7 @@ class BackfillReport:
             return EXIT_ALREADY_RUNNING
         for status in ("error", "partial"):
             if self.with_status(status):
-                return _EXIT[status]
+                return EXIT_CODES[status]
         return 0
 
     def summary(self) -> str:
@@ -274,7 +272,7 @@ async def backfill(
     until: date | None = None,
     *,
     force: bool = False,
-    run: RunJob | None = None,
+    run: RunJob = run_job,
     progress: BackfillProgress | None = None,
 ) -> BackfillReport:
     """Run ``job`` once per date from ``since`` to ``until`` (default: yesterday), in order.
@@ -295,7 +293,6 @@ async def backfill(
             f"{until} is not over yet in {service.settings.timezone}: the last complete day "
             f"is {last_complete}"
         )
-    run = run or default_run()
     days = date_range(since, until)
     done = set() if force else await done_dates(service.engine, job, since, until)
     report = BackfillReport(job, since, until, force)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -25,15 +25,17 @@ SEOUL = ZoneInfo("Asia/Seoul")
 HOUR = timedelta(hours=1)
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, sec: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, sec, tzinfo=UTC)
 
 
-def fires(expr: str, tz: ZoneInfo, start: datetime, end: datetime) -> list[datetime]:
+def fires(expr: str, tz: tzinfo, start: datetime, end: datetime) -> list[datetime]:
+    """Every fire in ``(start, end]``, in UTC."""
     out = []
     moment = start
-    while (moment := next_fire(expr, tz, moment)) is not None and moment <= end:  # type: ignore[assignment]
-        out.append(moment.astimezone(UTC))
+    while (fire := next_fire(expr, tz, moment)) is not None and fire <= end:
+        out.append(fire.astimezone(UTC))
+        moment = fire
     return out
 
 

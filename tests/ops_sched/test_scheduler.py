@@ -7,6 +7,7 @@ import asyncio
 import logging
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -22,8 +23,8 @@ from tests.conftest import FakeClock, make_settings
 from tests.ops_sched.fakes import FakeRun, insert_run
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, sec: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, sec, tzinfo=UTC)
 
 
 def make_service(
@@ -219,7 +220,7 @@ async def test_start_catches_up_in_the_background_and_registers_the_jobs(
         assert sched.next_run_times() == {"collect-daily": slot + timedelta(days=1)}
     finally:
         await sched.shutdown(wait=True)
-    assert run.calls == [("collect-daily", report_date(slot, UTC))]
+    assert run.calls == [("collect-daily", report_date(slot, ZoneInfo("UTC")))]
     assert not sched.running
 
 
@@ -337,7 +338,7 @@ async def test_the_real_apscheduler_calls_fire_which_runs_the_job(
     finally:
         await sched.shutdown(wait=True)
     # Fired off-schedule, it collects the report date of the latest slot (yesterday here).
-    expected = report_date(_latest_daily_slot(), UTC)
+    expected = report_date(_latest_daily_slot(), ZoneInfo("UTC"))
     assert run.calls == [("collect-daily", expected)]
 
 
