@@ -89,6 +89,7 @@ def run(
     ] = None,
 ) -> None:
     """Run one job now and record it in the ledger (exit 0 success, 3 partial, 1 error, 75 busy)."""
+    from cronkeeper.alerts import install_alerts
     from cronkeeper.runner import EXIT_ALREADY_RUNNING, EXIT_CODES, run_job
     from cronkeeper.service import Service
 
@@ -98,6 +99,7 @@ def run(
     async def go() -> int:
         service = Service.from_settings(settings)
         try:
+            install_alerts(service)
             await service.prepare()
             result = await run_job(service, job, report_day)
         except UnknownJob as exc:
@@ -231,6 +233,7 @@ def serve(
     """Serve the HTTP API (health, runs, triggers) with uvicorn."""
     import uvicorn
 
+    from cronkeeper.alerts import install_alerts
     from cronkeeper.api.app import create_app
     from cronkeeper.service import Service
 
@@ -243,6 +246,7 @@ def serve(
             "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
         )
     service = Service.from_settings(settings)
+    install_alerts(service)
     api = create_app(service)
     uvicorn.run(api, host=host, port=port, log_level="info", access_log=False, lifespan="on")
 

@@ -197,7 +197,7 @@ class Settings(BaseSettings):
     @classmethod
     def _account_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         ids = tuple(v.removeprefix("act_") for v in value)
-        bad = [v for v in ids if not v.isdigit()]
+        bad = [v for v in ids if not (v.isascii() and v.isdigit())]
         if bad:
             raise ValueError(f"ad account ids must be digits, with or without act_: {bad}")
         return ids

@@ -8,12 +8,16 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from cronkeeper.sandbox import Fault, MetaAccount, MetaSimulator
 from cronkeeper.storage.schema import accounts, meta_daily_insights
 from tests.jobs.conftest import Sandbox
 from tests.jobs.helpers import DAY, META_TOKEN, Harness
+
+# The whole module also runs through PgBouncer in transaction mode (Supabase's pooler).
+pytestmark = pytest.mark.pooler
 
 ACCOUNTS = ("1001", "1002", "1003", "1004")
 
@@ -301,7 +305,7 @@ async def test_a_row_the_database_refuses_skips_only_that_account(
     sandbox: Sandbox, harness: Harness, backend: str
 ) -> None:
     async with harness.engine.begin() as conn:
-        for statement in REFUSE_1003[backend]:
+        for statement in REFUSE_1003["sqlite" if backend == "sqlite" else "postgresql"]:
             await conn.execute(text(statement))
     sim = simulator()
     outcome = await harness.run("collect-daily", meta(sandbox, harness, sim))

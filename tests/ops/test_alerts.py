@@ -28,7 +28,7 @@ from cronkeeper.alerts import (
     install_alerts,
 )
 from cronkeeper.config import Settings
-from cronkeeper.errors import AlreadyRunning, ConfigError
+from cronkeeper.errors import ConfigError
 from cronkeeper.ledger import RunRow
 from cronkeeper.redact import Redactor
 from cronkeeper.runner import run_job
@@ -403,18 +403,6 @@ async def test_a_dead_webhook_does_not_fail_the_observers_caller(
     assert len(receiver.texts) == 1
 
 
-# LeaseManager.try_acquire checks INSERT … ON CONFLICT's rowcount, which psycopg 3.3 with
-# SQLAlchemy 2.1 reports as -1: on PostgreSQL every run_job raises AlreadyRunning. Strict, so
-# this marker must go when the lease counts RETURNING rows instead.
-LEASE_ROWCOUNT_BUG = pytest.mark.xfail(
-    strict=True, raises=AlreadyRunning, reason="lease claim reads rowcount -1 on psycopg"
-)
-REAL_RUN_BACKENDS = pytest.mark.parametrize(
-    "backend", ["sqlite", pytest.param("postgresql", marks=LEASE_ROWCOUNT_BUG)], indirect=True
-)
-
-
-@REAL_RUN_BACKENDS
 async def test_runs_of_a_real_job_alert_and_a_dead_webhook_fails_none_of_them(
     database_url: str, clock: FakeClock, receiver: Receiver
 ) -> None:

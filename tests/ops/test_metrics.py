@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.api.app import create_app
 from cronkeeper.config import Settings
-from cronkeeper.errors import AlreadyRunning
 from cronkeeper.http import RetryEvent
 from cronkeeper.ledger import RunRow
 from cronkeeper.metrics import MetricsObserver, install_metrics, last_success_statement
@@ -381,17 +380,7 @@ async def test_database_up_follows_a_postgres_restart(
 
 # -- end to end: a real run through the runner ------------------------------------------------
 
-# LeaseManager.try_acquire checks INSERT … ON CONFLICT's rowcount, which psycopg 3.3 with
-# SQLAlchemy 2.1 reports as -1: on PostgreSQL every run_job raises AlreadyRunning. Strict, so
-# this marker must go when the lease counts RETURNING rows instead.
-LEASE_ROWCOUNT_BUG = pytest.mark.xfail(
-    strict=True, raises=AlreadyRunning, reason="lease claim reads rowcount -1 on psycopg"
-)
 
-
-@pytest.mark.parametrize(
-    "backend", ["sqlite", pytest.param("postgresql", marks=LEASE_ROWCOUNT_BUG)], indirect=True
-)
 async def test_a_real_run_shows_in_the_ledger_figures_and_the_counters(
     database_url: str, clock: FakeClock
 ) -> None:

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from cronkeeper import __version__
 from cronkeeper.api.deps import Authorized, ServiceDep
 from cronkeeper.errors import AlreadyRunning, StorageError, UnknownJob
+from cronkeeper.metrics import install_metrics
 from cronkeeper.runner import run_job
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import RUN_STATUSES
@@ -100,4 +101,5 @@ def create_app(service: Service, *, own_service: bool = True) -> FastAPI:
         return {"status": "ok"}
 
     app.include_router(router)
+    install_metrics(app, service)
     return app
