@@ -84,7 +84,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" not in metafunc.fixturenames:
         return
     explicit = any(
-        "backend" in str(marker.args[0]) for marker in metafunc.definition.iter_markers("parametrize")
+        "backend" in str(marker.args[0])
+        for marker in metafunc.definition.iter_markers("parametrize")
     )
     if explicit:
         return
