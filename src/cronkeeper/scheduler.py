@@ -351,7 +351,6 @@ class CronScheduler:
         except ValueError as exc:
             raise ConfigError(f"CRONKEEPER_SCHEDULES: {exc}") from None
         self._scheduler: AsyncIOScheduler | None = None
-        self._started_at: datetime | None = None
         self._last_tick = service.clock()
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -378,13 +377,17 @@ class CronScheduler:
         slot = slot or self.crons[name].previous(now, self.tz) or now
         day = report_date(slot, self.tz)
         if await self._served(name, slot, day):
-            log.info("%s: the %s slot was already served (another replica?)", name, slot)
+            log.info(
+                "%s: its %s slot was already served (another replica?)", name, slot.isoformat()
+            )
             return None
         redact = self.service.settings.redactor
         try:
             result = await self._run(self.service, name, day)
         except AlreadyRunning:
-            log.info("%s is already running elsewhere; this fire (%s) is skipped", name, slot)
+            log.info(
+                "%s is already running elsewhere; its %s fire is skipped", name, slot.isoformat()
+            )
             return None
         except Exception as exc:
             log.error(
@@ -410,9 +413,15 @@ class CronScheduler:
             async with asyncio.timeout(self.service.settings.ledger_timeout):
                 started = await last_started_for(self.service.engine, name, day)
         except Exception as exc:  # the run itself copes with a database that is down
-            log.warning("could not read the ledger before running %s: %s", name, exc)
+            log.warning("could not read the ledger before running %s: %s", name, self._why(exc))
             return False
         return started is not None and started >= slot
+
+    def _why(self, exc: BaseException) -> str:
+        if isinstance(exc, TimeoutError):
+            return f"no answer within {self.service.settings.ledger_timeout:g} s"
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return self.service.settings.redactor(f"{type(exc).__name__}: {first}"[:500])
 
     async def tick(self, now: datetime | None = None) -> list[Fire]:
         """Fire every job with a slot since the previous tick (coalesced); the fires run.
@@ -446,7 +455,11 @@ class CronScheduler:
                         self.service.engine, spec.name, report_date(slot, self.tz)
                     )
             except Exception as exc:
-                log.warning("catch-up of %s skipped: the ledger cannot be read: %s", spec.name, exc)
+                log.warning(
+                    "catch-up of %s skipped: the ledger cannot be read: %s",
+                    spec.name,
+                    self._why(exc),
+                )
                 continue
             when = missed_fire(cron, self.tz, last, now, self.misfire_grace)
             if when is not None:
@@ -485,7 +498,7 @@ class CronScheduler:
         if self._scheduler is not None:
             raise RuntimeError("the scheduler is already running")
         now = self.service.clock()
-        self._started_at = self._last_tick = now
+        self._last_tick = now
         scheduler = AsyncIOScheduler(timezone=self.tz)
         grace = max(1, int(self.misfire_grace.total_seconds()))
         for spec in self.specs:

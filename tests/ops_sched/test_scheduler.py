@@ -359,3 +359,18 @@ async def test_catch_up_with_the_real_runner_records_the_report_date(
     assert await sched.catch_up() == [Fire("collect-benchmarks", utc(2026, 11, 23, 2))]
     rows = await service.ledger.recent_runs(cron_name="collect-benchmarks")
     assert [(r.status, r.report_date) for r in rows] == [("success", date(2026, 11, 22))]
+
+
+async def test_run_forever_starts_and_stops_cleanly_on_its_stop_event(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    service = Service.from_settings(make_settings(database_url), engine=engine)
+    sched = CronScheduler(service, run=FakeRun())
+    stop = asyncio.Event()
+    task = asyncio.create_task(sched.run_forever(stop=stop))
+    await asyncio.sleep(0)  # one turn: run_forever starts, then waits for the event
+    assert sched.running
+    assert set(sched.next_run_times()) == {s.name for s in service.settings.jobs}
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert not sched.running
