@@ -62,6 +62,8 @@ class Throughput:
     pairs: int
     seconds: float
     latency: Stats
+    cpu: float
+    """CPU seconds this process (the client side: ledger, SQLAlchemy, driver) spent."""
 
     @property
     def per_second(self) -> float:
@@ -87,14 +89,14 @@ async def pairs(ledger: Ledger, backend: str, total: int, tasks: int, budget: fl
 
     for _ in range(20):  # warm up the pool and the caches
         await ledger.complete_cron_run(await ledger.start_cron_run("warmup"), "success", 0)
-    begin = time.perf_counter()
+    begin, cpu = time.perf_counter(), time.process_time()
     async with asyncio.TaskGroup() as group:
         for n in range(tasks):
             group.create_task(worker(n))
-    elapsed = time.perf_counter() - begin
+    elapsed, cpu = time.perf_counter() - begin, time.process_time() - cpu
     if failures:
         raise RuntimeError(f"{failures} ledger writes failed on {backend}")
-    return Throughput(backend, tasks, len(samples), elapsed, Stats.of(samples))
+    return Throughput(backend, tasks, len(samples), elapsed, Stats.of(samples), cpu)
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,15 @@ async def main() -> int:
 def report(
     results: list[Throughput], outages: list[Outage], version: str, args: argparse.Namespace
 ) -> None:
-    headers = ["backend", "tasks", "pairs", "pairs/s", "pair median ms", "pair p99 ms"]
+    headers = [
+        "backend",
+        "tasks",
+        "pairs",
+        "pairs/s",
+        "pair median ms",
+        "pair p99 ms",
+        "client CPU ms/pair",
+    ]
     rows = [
         [
             r.backend,
@@ -207,6 +217,7 @@ def report(
             f"{r.per_second:,.0f}",
             ms(r.latency.median),
             ms(r.latency.p99),
+            ms(r.cpu / r.pairs),
         ]
         for r in results
     ]
