@@ -19,7 +19,7 @@ from cronkeeper.errors import StorageError
 from cronkeeper.ledger import RunRow
 from cronkeeper.storage.schema import cron_runs
 
-__all__ = ["last_runs_statement", "read_runs", "recent_runs_statement"]
+__all__ = ["FILTER_DEPTH", "last_runs_statement", "read_runs", "recent_runs_statement"]
 
 _COLUMNS = (
     cron_runs.c.id,
@@ -32,33 +32,40 @@ _COLUMNS = (
     cron_runs.c.report_date,
 )
 
+FILTER_DEPTH = 1000
+"""How far back a status filter looks, in runs per job."""
 
-def last_runs_statement(
-    cron_names: Sequence[str], per_job: int, *, status: str | None = None
-) -> CompoundSelect[Any]:
-    """The newest ``per_job`` runs of each job (optionally of one status), newest first."""
+
+def last_runs_statement(cron_names: Sequence[str], per_job: int) -> CompoundSelect[Any]:
+    """The newest ``per_job`` runs of each job (newest first within each job)."""
     if not cron_names:
         raise ValueError("at least one job name is needed")
     arms = []
     for i, name in enumerate(cron_names):
         arm = select(*_COLUMNS).where(cron_runs.c.cron_name == name)
-        if status is not None:
-            arm = arm.where(cron_runs.c.status == status)
         arms.append(arm.order_by(cron_runs.c.started_at.desc()).limit(per_job).subquery(f"j{i}"))
     return union_all(*(select(arm) for arm in arms))
 
 
 def recent_runs_statement(
-    cron_names: Sequence[str], limit: int, *, status: str | None = None
+    cron_names: Sequence[str], limit: int, *, status: str | None = None, depth: int = FILTER_DEPTH
 ) -> Select[Any]:
-    """The newest ``limit`` runs across ``cron_names``.
+    """The newest ``limit`` runs across ``cron_names``, optionally of one ``status``.
 
     Not a plain ``ORDER BY started_at DESC LIMIT n`` over the table: no index leads with
     ``started_at``, so that would sort the whole history. The newest ``limit`` overall are
     among the newest ``limit`` of each job, and each of those is an index walk.
+
+    A status filter looks among the newest ``depth`` runs of each job (about three years of
+    a daily job): a rare status filtered over the whole history would make the database read
+    every run of the job to find fifty, and the cost of the page would grow with the history.
     """
-    arms = last_runs_statement(cron_names, limit, status=status).subquery("recent")
-    return select(arms).order_by(arms.c.started_at.desc()).limit(limit)
+    per_job = limit if status is None else max(limit, depth)
+    arms = last_runs_statement(cron_names, per_job).subquery("recent")
+    statement = select(arms)
+    if status is not None:
+        statement = statement.where(arms.c.status == status)
+    return statement.order_by(arms.c.started_at.desc()).limit(limit)
 
 
 def _run(row: Row[Any]) -> RunRow:

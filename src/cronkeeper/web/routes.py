@@ -31,7 +31,12 @@ from cronkeeper.web.auth import (
     safe_next,
     secret_matches,
 )
-from cronkeeper.web.queries import last_runs_statement, read_runs, recent_runs_statement
+from cronkeeper.web.queries import (
+    FILTER_DEPTH,
+    last_runs_statement,
+    read_runs,
+    recent_runs_statement,
+)
 from cronkeeper.web.view import STRIP_LENGTH, Clockface, build_jobs, format_seconds, run_state
 
 __all__ = ["RECENT_LIMIT", "StatusPage", "install_status_page"]
@@ -193,6 +198,7 @@ class StatusPage:
                 "failing": [j for j in monitored if j.badge == "not-ok"],
                 "monitored": monitored,
                 "recent_limit": RECENT_LIMIT,
+                "filter_depth": FILTER_DEPTH,
                 "strip_length": STRIP_LENGTH,
             },
         )
