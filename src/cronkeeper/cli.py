@@ -247,8 +247,110 @@ def serve(
         )
     service = Service.from_settings(settings)
     install_alerts(service)
-    api = create_app(service)
+    api = create_app(service, scheduler=scheduler)
     uvicorn.run(api, host=host, port=port, log_level="info", access_log=False, lifespan="on")
+
+
+@app.command()
+def scheduler() -> None:
+    """Run every job on its schedule (CRONKEEPER_SCHEDULES, CRONKEEPER_TIMEZONE) until stopped."""
+    from cronkeeper.alerts import install_alerts
+    from cronkeeper.scheduler import CronScheduler
+    from cronkeeper.service import Service
+
+    settings = load_settings()
+
+    async def go() -> None:
+        service = Service.from_settings(settings)
+        try:
+            install_alerts(service)
+            await service.prepare()
+            await CronScheduler(service).run_forever()
+        finally:
+            await service.aclose()
+
+    run_async(go)
+
+
+@app.command()
+def backfill(
+    job: Annotated[str, typer.Argument(help="the job to re-collect")],
+    since: Annotated[str, typer.Option("--since", help="first date, YYYY-MM-DD")],
+    until: Annotated[
+        str | None, typer.Option("--until", help="last date (default: yesterday)")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="re-run dates already collected")] = False,
+) -> None:
+    """Re-collect a date range, one run per date; dates already `success` are skipped."""
+    from cronkeeper.alerts import install_alerts
+    from cronkeeper.backfill import backfill as run_backfill
+    from cronkeeper.backfill import make_progress
+    from cronkeeper.service import Service
+
+    settings = load_settings()
+    first, last = parse_day(since), parse_day(until)
+    assert first is not None
+
+    async def go() -> int:
+        service = Service.from_settings(settings)
+        try:
+            install_alerts(service)
+            await service.prepare()
+            report = await run_backfill(
+                service, job, first, last, force=force, progress=make_progress(out)
+            )
+        except (UnknownJob, ValueError) as exc:
+            fail(str(exc))
+        except StorageError as exc:
+            err.print(f"[red]{settings.redactor(str(exc))}[/]", highlight=False)
+            return 2
+        finally:
+            await service.aclose()
+        out.print(report.summary(), highlight=False, markup=False, soft_wrap=True)
+        return report.exit_code
+
+    raise typer.Exit(run_async(go))
+
+
+@app.command()
+def prune(
+    older_than: Annotated[str, typer.Option("--older-than", help="age, e.g. 90d")],
+    batch_size: Annotated[int, typer.Option(min=1, max=100_000)] = 1000,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="count, delete nothing")] = False,
+) -> None:
+    """Delete ledger rows older than --older-than (never a latest run, never a running one)."""
+    from cronkeeper.durations import format_duration, parse_duration
+    from cronkeeper.retention import prune as prune_runs
+    from cronkeeper.service import Service
+
+    settings = load_settings()
+    try:
+        age = parse_duration(older_than)
+    except ValueError as exc:
+        fail(f"--older-than: {exc}")
+
+    async def go() -> int:
+        service = Service.from_settings(settings)
+        try:
+            await service.prepare()
+            deleted = await prune_runs(
+                service.engine,
+                older_than=age,
+                now=service.clock(),
+                batch_size=batch_size,
+                dry_run=dry_run,
+                progress=lambda n: err.print(f"deleted {n} runs…", highlight=False),
+            )
+        except StorageError as exc:
+            err.print(f"[red]{settings.redactor(str(exc))}[/]", highlight=False)
+            return 2
+        finally:
+            await service.aclose()
+        verb = "would delete" if dry_run else "deleted"
+        out.print(f"{verb} {deleted} runs older than {format_duration(age)}", highlight=False)
+        return 0
+
+    raise typer.Exit(run_async(go))
 
 
 @app.command()

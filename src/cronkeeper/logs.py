@@ -43,3 +43,4 @@ def configure_logging(redactor: Redactor, level: int = logging.INFO) -> None:
     # httpx logs every request URL at INFO, token included: keep it at WARNING.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

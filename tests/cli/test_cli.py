@@ -119,3 +119,51 @@ def test_serve_on_the_sqlite_default_answers_health_like_the_readme_says(tmp_pat
             process.kill()
             output, _ = process.communicate()
     assert SECRET not in output
+
+
+def test_backfill_runs_one_run_per_date_and_skips_done_dates(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/ck.db"}
+    args = ("backfill", "collect-benchmarks", "--since", "2026-11-01", "--until", "2026-11-03")
+    first = cli(*args, env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    for day in ("2026-11-01", "2026-11-02", "2026-11-03"):
+        assert f"{day} collect-benchmarks success" in first.stdout  # plain lines, not a TTY
+    again = cli(*args, env=env, cwd=tmp_path)
+    assert again.returncode == 0
+    runs = json.loads(cli("runs", "--json", env=env, cwd=tmp_path).stdout)
+    assert len(runs) == 3  # the second backfill found every date done
+    forced = cli(*args, "--force", env=env, cwd=tmp_path)
+    assert forced.returncode == 0
+    assert len(json.loads(cli("runs", "--json", env=env, cwd=tmp_path).stdout)) == 6
+
+
+def test_prune_keeps_the_latest_run_and_validates_its_argument(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/ck.db"}
+    assert cli("run", "collect-benchmarks", env=env, cwd=tmp_path).returncode == 0
+    pruned = cli("prune", "--older-than", "0.001s", env=env, cwd=tmp_path)
+    assert pruned.returncode == 0, pruned.stderr
+    assert "deleted 0 runs" in pruned.stdout
+    bad = cli("prune", "--older-than", "soon", env=env, cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "invalid duration" in bad.stderr
+
+
+def test_serve_with_the_scheduler_starts_and_answers(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRON", "DATABASE"))}
+    env["CRON_SECRET"] = SECRET
+    process = subprocess.Popen(
+        [*CLI, "serve", "--port", str(port), "--scheduler"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_port("127.0.0.1", port, timeout=30)
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=15)
+    assert "Traceback" not in output

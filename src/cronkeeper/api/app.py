@@ -16,6 +16,7 @@ from cronkeeper.api.deps import Authorized, ServiceDep
 from cronkeeper.errors import AlreadyRunning, StorageError, UnknownJob
 from cronkeeper.metrics import install_metrics
 from cronkeeper.runner import run_job
+from cronkeeper.scheduler import CronScheduler
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import RUN_STATUSES
 
@@ -77,15 +78,27 @@ async def trigger(
     return JSONResponse(result.as_json(), status_code=500 if result.status == "error" else 200)
 
 
-def create_app(service: Service, *, own_service: bool = True) -> FastAPI:
-    """The app around ``service``; with ``own_service`` it disposes of the engine at shutdown."""
+def create_app(service: Service, *, own_service: bool = True, scheduler: bool = False) -> FastAPI:
+    """The app around ``service``.
+
+    ``own_service``: dispose of the engine at shutdown. ``scheduler``: also run every job on
+    its schedule in this process (``cronkeeper serve --scheduler``); with several replicas the
+    database lease lets only one of them run each fire.
+    """
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await service.prepare()  # never raises: health answers 500 until the database is back
-        yield
-        if own_service:
-            await service.aclose()
+        cron = CronScheduler(service) if scheduler else None
+        if cron is not None:
+            await cron.start()
+        try:
+            yield
+        finally:
+            if cron is not None:
+                await cron.shutdown()
+            if own_service:
+                await service.aclose()
 
     app = FastAPI(
         title="cronkeeper",
