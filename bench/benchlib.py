@@ -30,7 +30,8 @@ from rich.table import Table
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOC = REPO_ROOT / "docs" / "benchmarks.md"
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
-console = Console()
+# Wide enough for the tables when the output is a pipe or a log file, not a terminal.
+console = Console(width=None if sys.stdout.isatty() else 180)
 
 __all__ = [
     "DOC",
