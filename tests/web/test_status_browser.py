@@ -193,7 +193,10 @@ def test_screenshots_of_a_realistic_ledger(site: tuple[str, list[Row]], browser:
         page = context.new_page()
         sign_in(page, base)
         assert page.url == f"{base}/status"
-        # Nothing sticks out sideways: the layout fits the screen, phone included.
+        # The stylesheet applied (the CSP allows it by hash, and nothing else)...
+        ok_badge = page.locator("#job-collect-benchmarks .badge")
+        assert ok_badge.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(26, 127, 55)"
+        # ...and nothing sticks out sideways: the layout fits the screen, phone included.
         assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
         for job in JOBS:
             box = page.locator(f"#job-{job} .strip").bounding_box()

@@ -12,7 +12,7 @@ from cronkeeper.config import DEFAULT_JOBS, JobSpec
 from cronkeeper.ledger import RunRow
 from cronkeeper.web.auth import FailureLimiter, Sessions, safe_next, secret_matches, session_key
 from cronkeeper.web.charts import sparkline
-from cronkeeper.web.schedule import crontab_weekdays, next_run
+from cronkeeper.web.schedule import next_run
 from cronkeeper.web.view import Clockface, build_jobs, format_seconds, run_state
 from tests.conftest import FakeClock
 
@@ -158,41 +158,17 @@ def test_safe_next_only_returns_status_page_paths(target: str | None, expected: 
 # -- schedules --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("field", "expected"),
-    [
-        ("*", "*"),
-        ("1", "mon"),
-        ("0", "sun"),
-        ("7", "sun"),
-        ("1-5", "mon,tue,wed,thu,fri"),
-        ("5-7", "fri,sat,sun"),
-        ("*/2", "tue,thu,sat,sun"),
-        ("1-7/3", "mon,thu,sun"),
-        ("sat,sun", "sat,sun"),
-        ("MON-wed", "mon,tue,wed"),
-        ("0,6", "sat,sun"),
-    ],
-)
-def test_crontab_weekdays_count_from_sunday_like_cron(field: str, expected: str) -> None:
-    assert crontab_weekdays(field) == expected
-
-
-@pytest.mark.parametrize("field", ["8", "mon-", "5-1", "*/0", "funday"])
-def test_invalid_weekdays_are_refused(field: str) -> None:
-    with pytest.raises(ValueError):
-        crontab_weekdays(field)
-
-
 def test_next_run_follows_crontab_in_the_configured_zone() -> None:
     # Friday 2026-11-27 12:00 in Seoul.
     assert next_run("0 1 * * *", SEOUL, NOW) == datetime(2026, 11, 28, 1, 0, tzinfo=SEOUL)
     assert next_run("0 2 * * 1", SEOUL, NOW) == datetime(2026, 11, 30, 2, 0, tzinfo=SEOUL)
     assert next_run("0 2 * * 0", SEOUL, NOW) == datetime(2026, 11, 29, 2, 0, tzinfo=SEOUL)
     at_one = datetime(2026, 11, 27, 1, 0, tzinfo=SEOUL)
-    assert next_run("0 1 * * *", SEOUL, at_one) == at_one  # a run due right now is next
+    assert next_run("0 1 * * *", SEOUL, at_one) == at_one + timedelta(days=1)
     assert next_run("not a cron", SEOUL, NOW) is None
     assert next_run("61 * * * *", SEOUL, NOW) is None
+    # Day of month *or* day of week, as cron reads it: the 1st, or any Monday.
+    assert next_run("0 9 1 * 1", SEOUL, NOW) == datetime(2026, 11, 30, 9, 0, tzinfo=SEOUL)
     # Across a DST change the wall-clock time stays: 01:00 New York, EDT then EST.
     new_york = ZoneInfo("America/New_York")
     before = datetime(2026, 10, 31, 12, 0, tzinfo=new_york)
