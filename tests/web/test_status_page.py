@@ -408,3 +408,9 @@ async def test_a_database_outage_answers_503_with_a_plain_message(clock: FakeClo
             for leak in ("Traceback", "hunter2", "psycopg", "OperationalError", "127.0.0.1"):
                 assert leak not in response.text
     await service.aclose()
+
+
+async def test_the_login_form_sends_a_signed_in_person_on(signed_in: httpx.AsyncClient) -> None:
+    response = await signed_in.get("/status/login", params={"next": "/status?job=sync-notion"})
+    assert response.status_code == 303
+    assert response.headers["location"] == "/status?job=sync-notion"
