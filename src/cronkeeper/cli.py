@@ -229,6 +229,13 @@ def serve(
     scheduler: Annotated[
         bool, typer.Option("--scheduler", help="also run the jobs on their schedules")
     ] = False,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="proxies whose X-Forwarded-For/-Proto to trust (comma list or *), "
+            "so the status page sees client addresses and https behind a load balancer"
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (health, runs, triggers) with uvicorn."""
     import uvicorn
@@ -248,7 +255,16 @@ def serve(
     service = Service.from_settings(settings)
     install_alerts(service)
     api = create_app(service, scheduler=scheduler)
-    uvicorn.run(api, host=host, port=port, log_level="info", access_log=False, lifespan="on")
+    uvicorn.run(
+        api,
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        lifespan="on",
+        proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips,
+    )
 
 
 @app.command()

@@ -302,9 +302,13 @@ def install_metrics(app: FastAPI, service: Service) -> MetricsObserver:
     ``app`` is normally ``create_app(service)``; the bearer check reads
     ``app.state.service``, which is set here when the app has none yet.
     """
+    installed: MetricsObserver | None = getattr(app.state, "metrics_observer", None)
+    if installed is not None:  # create_app already did it: one route, one observer
+        return installed
     if getattr(app.state, "service", None) is None:
         app.state.service = service
     observer = MetricsObserver([spec.name for spec in service.settings.jobs])
+    app.state.metrics_observer = observer
 
     @app.get(
         "/metrics",

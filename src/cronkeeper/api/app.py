@@ -9,7 +9,7 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from cronkeeper import __version__
 from cronkeeper.api.deps import Authorized, ServiceDep
@@ -19,6 +19,7 @@ from cronkeeper.runner import run_job
 from cronkeeper.scheduler import CronScheduler
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import RUN_STATUSES
+from cronkeeper.web import install_status_page
 
 __all__ = ["create_app"]
 
@@ -113,6 +114,11 @@ def create_app(service: Service, *, own_service: bool = True, scheduler: bool = 
     async def healthz() -> dict[str, Any]:
         return {"status": "ok"}
 
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/status", status_code=307)
+
     app.include_router(router)
     install_metrics(app, service)
+    install_status_page(app, service)
     return app

@@ -310,4 +310,7 @@ class StatusPage:
 
 def install_status_page(app: FastAPI, service: Service) -> None:
     """Add ``/status`` (and its login) to ``app``, reading ``service``'s ledger and settings."""
+    if getattr(app.state, "status_page", False):  # create_app already did it
+        return
+    app.state.status_page = True
     app.include_router(StatusPage(service).router)
