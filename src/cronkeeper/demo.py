@@ -106,4 +106,9 @@ async def run_demo(database: Path, console: Console, *, day: date | None = None)
         highlight=False,
         soft_wrap=True,
     )
+    console.print(
+        "  then open http://127.0.0.1:8000/status and log in with that CRON_SECRET",
+        highlight=False,
+        soft_wrap=True,
+    )
     return all(r.status in ("success", "partial") for r in results)
