@@ -39,6 +39,7 @@ from benchlib import (
     repo_on_path,
     run_command,
     update_section,
+    wait_until_quiet,
 )
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -158,6 +159,8 @@ async def main() -> int:
     # The outage part logs one error per failed write by design; keep the table readable.
     logging.getLogger("cronkeeper.ledger").setLevel(logging.CRITICAL)
 
+    busy = wait_until_quiet()
+    console.print(busy)
     results: list[Throughput] = []
     workdir = Path(tempfile.mkdtemp(prefix="cronkeeper-bench-ledger-"))
     sqlite = create_engine(f"sqlite:///{workdir}/ledger.db", timeout=TIMEOUT)
@@ -193,12 +196,16 @@ async def main() -> int:
         port = hole.getsockname()[1]
         outages += await outage("blackhole port", f"postgresql://postgres@127.0.0.1:{port}/x")
 
-    report(results, outages, version, args)
+    report(results, outages, version, busy, args)
     return 0
 
 
 def report(
-    results: list[Throughput], outages: list[Outage], version: str, args: argparse.Namespace
+    results: list[Throughput],
+    outages: list[Outage],
+    version: str,
+    busy: str,
+    args: argparse.Namespace,
 ) -> None:
     headers = [
         "backend",
@@ -241,6 +248,7 @@ def report(
         f"Command: `{run_command()}`",
         "",
         *machine_lines(version),
+        f"- machine load: {busy}",
         "- PostgreSQL with durable settings (fsync, synchronous_commit, full_page_writes on);"
         " SQLite in WAL with synchronous=NORMAL (the engine's settings)",
         "",
