@@ -29,7 +29,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
@@ -49,6 +48,7 @@ from benchlib import (
     percentile,
     print_table,
     run_command,
+    scratch_dir,
     serve_cronkeeper,
     update_section,
     wait_until_quiet,
@@ -285,7 +285,7 @@ def main() -> int:
             parser.error("wrk is not installed (apt-get install wrk)")
         generators = ["python"]
 
-    workdir = Path(tempfile.mkdtemp(prefix="cronkeeper-bench-api-"))
+    workdir = scratch_dir("cronkeeper-bench-api-")
     url = f"sqlite:///{workdir}/ledger.db"
     asyncio.run(populate(url, args.rows))
     auth = {"Authorization": f"Bearer {SECRET}"}

@@ -7,16 +7,19 @@ another's figures. Everything here is loopback-only and bounded in time.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import math
 import os
 import platform
 import shlex
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,6 +52,7 @@ __all__ = [
     "print_table",
     "repo_on_path",
     "run_command",
+    "scratch_dir",
     "serve_cronkeeper",
     "update_section",
     "wait_until_quiet",
@@ -191,6 +195,13 @@ def update_section(name: str, body: str) -> None:
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(text)
     console.print(f"[dim]updated the {name} section of {DOC.relative_to(REPO_ROOT)}[/]")
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A fresh temporary directory, removed when the script exits (whatever the outcome)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 # -- processes and ports ------------------------------------------------------------------------

@@ -39,7 +39,6 @@ import json
 import logging
 import sqlite3
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -52,6 +51,7 @@ from benchlib import (
     markdown_table,
     print_table,
     run_command,
+    scratch_dir,
     update_section,
     wait_until_quiet,
 )
@@ -258,7 +258,7 @@ async def main() -> int:
     # any scheduler would hide its 9 s, nor last, where every list scheduler pays for it).
     failing = sorted(accounts)[(args.seed * 7919) % len(accounts)]
     day = date.today() - timedelta(days=1)
-    workdir = Path(tempfile.mkdtemp(prefix="cronkeeper-bench-daily-"))
+    workdir = scratch_dir("cronkeeper-bench-daily-")
     busy = wait_until_quiet()
     console.print(busy)
     outcomes: list[Outcome] = []

@@ -28,10 +28,8 @@ import asyncio
 import contextlib
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -46,6 +44,7 @@ from benchlib import (
     print_table,
     repo_on_path,
     run_command,
+    scratch_dir,
     serve_cronkeeper,
     update_section,
     wait_until_quiet,
@@ -205,7 +204,7 @@ async def main() -> int:
 
     console.print("[bold]starting a throwaway PostgreSQL cluster…[/]")
     cluster = start_postgres(settings={"shared_buffers": "256MB", "work_mem": "16MB"})
-    workdir = Path(tempfile.mkdtemp(prefix="cronkeeper-bench-"))
+    workdir = scratch_dir("cronkeeper-bench-")
     http_note = ""
     try:
         levels: list[Size] = []

@@ -22,12 +22,10 @@ import asyncio
 import logging
 import socket
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from benchlib import (
     Stats,
@@ -38,6 +36,7 @@ from benchlib import (
     print_table,
     repo_on_path,
     run_command,
+    scratch_dir,
     update_section,
     wait_until_quiet,
 )
@@ -162,7 +161,7 @@ async def main() -> int:
     busy = wait_until_quiet()
     console.print(busy)
     results: list[Throughput] = []
-    workdir = Path(tempfile.mkdtemp(prefix="cronkeeper-bench-ledger-"))
+    workdir = scratch_dir("cronkeeper-bench-ledger-")
     sqlite = create_engine(f"sqlite:///{workdir}/ledger.db", timeout=TIMEOUT)
     await upgrade(sqlite)
     for tasks in (1, args.concurrency):
