@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.clock import Clock, Sleep, utcnow
 from cronkeeper.clock import sleep as real_sleep
-from cronkeeper.config import Settings
+from cronkeeper.config import JobSpec, Settings
 from cronkeeper.health import HealthReport, evaluate_health
 from cronkeeper.http import RetryEvent, RetryPolicy
 from cronkeeper.lease import LeaseManager
@@ -45,6 +45,9 @@ class Service:
     clock: Clock
     sleep: Sleep = real_sleep
     observers: list[RunObserver] = field(default_factory=list)
+    _latest_in_flight: asyncio.Future[dict[str, RunRow | None]] | None = field(
+        default=None, init=False, repr=False
+    )
 
     @classmethod
     def from_settings(
@@ -87,10 +90,26 @@ class Service:
         return True
 
     async def health(self) -> HealthReport:
-        """Raises :class:`~cronkeeper.errors.StorageError` when the database cannot answer."""
+        """Raises :class:`~cronkeeper.errors.StorageError` when the database cannot answer.
+
+        Concurrent callers share one in-flight query (single flight): under a burst of
+        health checks the database sees one query at a time, and every caller still gets an
+        answer no older than its own request. Each evaluates it at its own ``now``.
+        """
         specs = self.settings.monitored
-        latest = await self.ledger.latest_runs([spec.name for spec in specs])
+        if self._latest_in_flight is None:
+            self._latest_in_flight = asyncio.ensure_future(self._read_latest(specs))
+            # Retrieved here too, in case every caller was cancelled before it finished.
+            self._latest_in_flight.add_done_callback(lambda f: f.cancelled() or f.exception())
+        flight = self._latest_in_flight
+        latest = await asyncio.shield(flight)
         return evaluate_health(specs, latest, self.clock())
+
+    async def _read_latest(self, specs: tuple[JobSpec, ...]) -> dict[str, RunRow | None]:
+        try:
+            return await self.ledger.latest_runs([spec.name for spec in specs])
+        finally:
+            self._latest_in_flight = None
 
     async def notify(self, hook: Callable[[RunObserver], Awaitable[None]]) -> None:
         """Call a hook on every observer; an observer's failure never reaches the job."""

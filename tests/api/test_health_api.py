@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -156,3 +157,26 @@ async def test_health_is_500_while_postgres_is_down_and_200_once_it_is_back(
     finally:
         cluster.start()
     assert (await client.get("/api/cron/health", headers=AUTH)).status_code == 200
+
+
+async def test_concurrent_health_checks_share_one_query(
+    settings: Settings, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = Service.from_settings(settings, clock=clock)
+    await service.prepare()
+    real = service.ledger.latest_runs
+    calls = 0
+
+    async def counted(names: list[str]) -> dict[str, object]:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)  # a query in flight while the others arrive
+        return await real(names)  # type: ignore[return-value]
+
+    monkeypatch.setattr(service.ledger, "latest_runs", counted)
+    reports = await asyncio.gather(*(service.health() for _ in range(20)))
+    assert calls == 1
+    assert all(r.missing == reports[0].missing for r in reports)
+    await service.health()  # the next burst queries again: nothing is cached
+    assert calls == 2
+    await service.aclose()

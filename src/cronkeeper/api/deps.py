@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
+# Dependencies are ``async def``: FastAPI runs plain ``def`` ones in a worker thread, a thread
+# hop per request for what is an attribute lookup and a constant-time compare.
 from fastapi import Depends, HTTPException, Request, status
 
 from cronkeeper.api.auth import is_authorized
@@ -12,7 +14,7 @@ from cronkeeper.service import Service
 __all__ = ["Authorized", "ServiceDep", "get_service", "require_bearer"]
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
     service: Service = request.app.state.service
     return service
 
@@ -20,7 +22,7 @@ def get_service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
-def require_bearer(request: Request, service: ServiceDep) -> None:
+async def require_bearer(request: Request, service: ServiceDep) -> None:
     if not is_authorized(request.headers.get("authorization"), service.settings.cron_secret):
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,

@@ -9,6 +9,7 @@ failure is logged and swallowed (``start_cron_run`` then returns ``None``, and
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Sequence
@@ -56,7 +57,16 @@ def _row(row: Row[Any]) -> RunRow:
 
 
 def latest_runs_statement(cron_names: Sequence[str]) -> CompoundSelect[Any]:
-    """The health query: one ``ORDER BY started_at DESC LIMIT 1`` arm per job, ``UNION ALL``."""
+    """The health query: one ``ORDER BY started_at DESC LIMIT 1`` arm per job, ``UNION ALL``.
+
+    Built once per set of job names: constructing it anew on every health request cost more
+    CPU (SQLAlchemy's cache key and result metadata) than running it.
+    """
+    return _latest_runs_statement(tuple(cron_names))
+
+
+@functools.lru_cache(maxsize=64)
+def _latest_runs_statement(cron_names: tuple[str, ...]) -> CompoundSelect[Any]:
     arms = [
         select(*_COLUMNS)
         .where(cron_runs.c.cron_name == name)
@@ -262,6 +272,8 @@ class Ledger:
     async def _read(self, statement: Any) -> list[RunRow]:
         async def query() -> list[RunRow]:
             async with self.engine.connect() as conn:
+                # Autocommit: a single read needs no BEGIN/ROLLBACK round trips around it.
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
                 result = await conn.execute(statement)
                 return [_row(r) for r in result]
 
