@@ -272,8 +272,10 @@ class Ledger:
     async def _read(self, statement: Any) -> list[RunRow]:
         async def query() -> list[RunRow]:
             async with self.engine.connect() as conn:
-                # Autocommit: a single read needs no BEGIN/ROLLBACK round trips around it.
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                if conn.dialect.name == "postgresql":
+                    # A single read needs no BEGIN/ROLLBACK round trips around it. (SQLite's
+                    # driver has no such round trips; switching its mode costs a thread hop.)
+                    await conn.execution_options(isolation_level="AUTOCOMMIT")
                 result = await conn.execute(statement)
                 return [_row(r) for r in result]
 
