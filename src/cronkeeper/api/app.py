@@ -27,10 +27,25 @@ log = logging.getLogger("cronkeeper.api")
 
 DB_DOWN = {"healthy": False, "error": "database unavailable"}
 
-router = APIRouter(prefix="/api/cron", dependencies=[Authorized])
+Responses = dict[int | str, dict[str, Any]]
+UNAUTHORISED: Responses = {401: {"description": "missing or invalid bearer token"}}
+DB_ERROR: Responses = {500: {"description": "database unavailable"}}
+router = APIRouter(prefix="/api/cron", dependencies=[Authorized], responses=UNAUTHORISED)
+TRIGGER: dict[str, Any] = {  # GET and POST, each with its own operationId
+    "summary": "Run a job now (for system cron, Vercel-style cron callers, or by hand)",
+    "responses": {
+        404: {"description": "unknown job"},
+        409: {"description": "already running"},
+        500: {"description": "the run ended error (the body is the run JSON)"},
+    },
+}
 
 
-@router.get("/health", summary="Are the monitored crons healthy?")
+@router.get(
+    "/health",
+    summary="Are the monitored crons healthy?",
+    responses={**DB_ERROR, 503: {"description": "unhealthy, with ?strict=1"}},
+)
 async def health(
     service: ServiceDep,
     strict: Annotated[bool, Query(description="answer 503 when unhealthy")] = False,
@@ -44,10 +59,11 @@ async def health(
     return JSONResponse(report.as_json(), status_code=status_code)
 
 
-@router.get("/runs", summary="Recent runs, newest first")
+@router.get("/runs", summary="Recent runs, newest first", responses=DB_ERROR)
 async def runs(
     service: ServiceDep,
-    job: Annotated[str | None, Query(max_length=100)] = None,
+    # No NUL: PostgreSQL refuses it in text, which would read as "database unavailable".
+    job: Annotated[str | None, Query(max_length=100, pattern="^[^\\x00]*$")] = None,
     status: Annotated[str | None, Query(pattern="^(" + "|".join(RUN_STATUSES) + ")$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> JSONResponse:
@@ -59,12 +75,8 @@ async def runs(
     return JSONResponse({"runs": [row.as_json() for row in rows]})
 
 
-@router.api_route(
-    "/{job}",
-    methods=["GET", "POST"],
-    summary="Run a job now (for system cron, Vercel-style cron callers, or by hand)",
-    responses={404: {"description": "unknown job"}, 409: {"description": "already running"}},
-)
+@router.get("/{job}", operation_id="trigger_job_get", **TRIGGER)
+@router.post("/{job}", operation_id="trigger_job_post", **TRIGGER)
 async def trigger(
     service: ServiceDep,
     job: str,

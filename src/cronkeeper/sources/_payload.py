@@ -53,6 +53,10 @@ def decode_json(response: httpx.Response, unit: str) -> object:
             f"{unit}: the answer is not JSON (HTTP {response.status_code}, {kind}, "
             f"{len(response.content)} bytes); the API may be down or behind a proxy"
         ) from None
+    except RecursionError:  # valid JSON, but nested deeper than the decoder can follow
+        raise PayloadError(
+            f"{unit}: the answer is JSON nested too deeply to read ({len(response.content)} bytes)"
+        ) from None
 
 
 def non_negative_decimal(value: object, where: str) -> Decimal:

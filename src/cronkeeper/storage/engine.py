@@ -14,6 +14,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from cronkeeper.storage.url import normalize_database_url
 
@@ -55,13 +56,9 @@ def create_engine(database_url: str, *, timeout: float = 5.0, **kwargs: Any) -> 
         "connect_timeout": max(1, round(timeout)),
         "application_name": "cronkeeper",
     }
-    options: dict[str, Any] = {
-        "pool_pre_ping": True,
-        "pool_size": 5,
-        "max_overflow": 10,
-        "pool_timeout": timeout,
-        "pool_recycle": 1800,
-    }
+    options: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 1800}
+    if kwargs.get("poolclass") is not NullPool:  # NullPool refuses the sizing arguments
+        options.update(pool_size=5, max_overflow=10, pool_timeout=timeout)
     options.update(kwargs)
     return create_async_engine(url, connect_args=connect_args, **options)
 
