@@ -59,6 +59,22 @@ def decode_json(response: httpx.Response, unit: str) -> object:
         ) from None
 
 
+def is_text(value: str) -> bool:
+    """Whether ``value`` can be stored: JSON allows lone surrogates (``"\\ud800"``), UTF-8 not."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def storable_text(value: str, where: str) -> str:
+    """``value`` if it is storable text, else a :class:`PayloadError` naming the field."""
+    if not is_text(value):
+        raise PayloadError(f"{where}: not valid Unicode text (a lone surrogate escape)")
+    return value
+
+
 def non_negative_decimal(value: object, where: str) -> Decimal:
     """A decimal from a numeric string (Meta's format) or a JSON number; ``None`` is 0."""
     if value is None:

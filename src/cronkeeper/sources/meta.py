@@ -23,6 +23,7 @@ from cronkeeper.sources._payload import (
     non_negative_decimal,
     non_negative_int,
     parse_day,
+    storable_text,
 )
 
 if TYPE_CHECKING:
@@ -111,6 +112,8 @@ def _row(row: object, where: str, account: str, wanted: frozenset[str]) -> MetaI
         raise PayloadError(
             f"{where}: field 'account_currency': expected a currency code, got {describe(currency)}"
         )
+    if currency is not None:
+        currency = storable_text(currency, f"{where}: field 'account_currency'")
     return MetaInsight(
         ad_account_id=account,
         date=parse_day(row.get("date_start"), f"{where}: field 'date_start'"),

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from cronkeeper.errors import ConfigError, PayloadError
 from cronkeeper.redact import redact
-from cronkeeper.sources._payload import decode_json, describe
+from cronkeeper.sources._payload import decode_json, describe, is_text, storable_text
 
 if TYPE_CHECKING:
     from cronkeeper.config import Settings
@@ -157,7 +157,7 @@ def parse_query_page(
 
 
 def _page(page: dict[str, object], props: NotionProps) -> NotionAccount | SkippedPage:
-    page_id = str(page["id"])
+    page_id = storable_text(str(page["id"]), "field 'id' of a result")
     properties = page.get("properties")
     if not isinstance(properties, dict):
         reason = f"field 'properties': expected an object, got {describe(properties)}"
@@ -237,8 +237,10 @@ def _text(prop: object, label: str) -> str | None:
     value = _scalar(prop, label)
     if value is None or isinstance(value, bool):
         return None
-    text = str(_whole(value, label)) if isinstance(value, float) else str(value)
-    return text.strip() or None
+    plain = str(_whole(value, label)) if isinstance(value, float) else str(value)
+    if not is_text(plain):
+        raise _Unusable(f"property {label!r}: not valid Unicode text (a lone surrogate escape)")
+    return plain.strip() or None
 
 
 def _whole(value: float, label: str) -> int:
