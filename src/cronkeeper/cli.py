@@ -102,7 +102,7 @@ def run(
             install_alerts(service)
             await service.prepare()
             result = await run_job(service, job, report_day)
-        except UnknownJob as exc:
+        except (UnknownJob, ValueError) as exc:
             fail(str(exc))
         except AlreadyRunning as exc:
             err.print(f"[yellow]{exc}[/]; no run recorded", highlight=False)

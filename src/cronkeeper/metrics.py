@@ -315,6 +315,7 @@ def install_metrics(app: FastAPI, service: Service) -> MetricsObserver:
         dependencies=[Authorized],
         summary="Prometheus metrics (text format 0.0.4)",
         response_class=Response,
+        responses={401: {"description": "missing or invalid bearer token"}},
     )
     async def metrics() -> Response:
         snapshot = await read_snapshot(service)

@@ -22,7 +22,21 @@ log = logging.getLogger("cronkeeper.runner")
 
 EXIT_CODES: dict[str, int] = {"success": 0, "partial": 3, "error": 1}
 EXIT_ALREADY_RUNNING = 75  # EX_TEMPFAIL: try again later
-ABANDONED = "abandoned: the process running it stopped before it finished (lease expired)"
+ABANDONED = (
+    "abandoned: its end was never recorded (the process stopped, or the database was"
+    " unreachable when it finished) and its lease expired"
+)
+EARLIEST_REPORT_DATE = date(2000, 1, 1)
+
+
+def check_report_date(day: date, today: date) -> None:
+    """Refuse dates no source has data for, with a message (``ValueError``)."""
+    if day < EARLIEST_REPORT_DATE:
+        raise ValueError(f"report date {day.isoformat()} is before {EARLIEST_REPORT_DATE}")
+    if day > today:
+        raise ValueError(
+            f"report date {day.isoformat()} is in the future (today is {today.isoformat()})"
+        )
 
 
 @dataclass(frozen=True)
@@ -48,13 +62,18 @@ class RunResult:
 async def run_job(service: Service, name: str, day: date | None = None) -> RunResult:
     """Run ``name`` for ``day`` (default: yesterday in the configured zone).
 
-    Raises :class:`~cronkeeper.errors.UnknownJob` and
-    :class:`~cronkeeper.errors.AlreadyRunning` (no run is recorded then); every other
-    failure ends up in the result and the ledger as ``error``.
+    Raises :class:`~cronkeeper.errors.UnknownJob`,
+    :class:`~cronkeeper.errors.AlreadyRunning` and ``ValueError`` for a date in the future or
+    before 2000 (no run is recorded then); every other failure ends up in the result and the
+    ledger as ``error``.
     """
     job = get_job(name)
     settings = service.settings
-    day = day or report_date(service.clock(), settings.tz)
+    now = service.clock()
+    if day is None:
+        day = report_date(now, settings.tz)
+    else:
+        check_report_date(day, now.astimezone(settings.tz).date())
     async with service.leases.hold(name) as lease:
         if lease.acquired:
             abandoned = await service.ledger.close_abandoned(name, reason=ABANDONED)

@@ -271,3 +271,16 @@ def test_a_killed_run_leaves_a_lease_that_expires_and_a_row_closed_as_abandoned(
     assert newest_status == "success"
     assert dead_status == "error"
     assert dead_message == ABANDONED
+
+
+@pytest.mark.parametrize("day", ["1999-12-31", "2999-01-01"])
+async def test_a_report_date_out_of_range_is_400_and_records_nothing(
+    database_url: str, meta_url: str, clock: FakeClock, day: str
+) -> None:
+    client, service = await api_client(settings_for(database_url, meta_url), clock)
+    async with client:
+        response = await client.post(f"/api/cron/collect-benchmarks?date={day}", headers=AUTH)
+    assert response.status_code == 400
+    assert day in response.json()["error"]
+    assert await service.ledger.count_runs() == 0
+    await service.aclose()

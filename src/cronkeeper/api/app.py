@@ -34,6 +34,7 @@ router = APIRouter(prefix="/api/cron", dependencies=[Authorized], responses=UNAU
 TRIGGER: dict[str, Any] = {  # GET and POST, each with its own operationId
     "summary": "Run a job now (for system cron, Vercel-style cron callers, or by hand)",
     "responses": {
+        400: {"description": "report date before 2000 or in the future"},
         404: {"description": "unknown job"},
         409: {"description": "already running"},
         500: {"description": "the run ended error (the body is the run JSON)"},
@@ -88,6 +89,8 @@ async def trigger(
         return JSONResponse({"error": str(exc)}, status_code=404)
     except AlreadyRunning as exc:
         return JSONResponse({"error": str(exc), "cronName": job}, status_code=409)
+    except ValueError as exc:  # a date before 2000 or in the future
+        return JSONResponse({"error": str(exc), "cronName": job}, status_code=400)
     return JSONResponse(result.as_json(), status_code=500 if result.status == "error" else 200)
 
 
