@@ -20,5 +20,10 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# The suite runs its throwaway clusters as the `postgres` OS user (PostgreSQL refuses root);
+# the Debian package creates it, a machine with the server binaries but not the package may not.
+if [ "$(id -u)" = "0" ] && ! id postgres >/dev/null 2>&1; then
+  useradd --system --user-group --home-dir /var/lib/postgresql --shell /bin/bash postgres
+fi
 # Debian's postgresql package starts a cluster of its own; the suite uses its own, so leave
 # whatever runs alone.
