@@ -8,6 +8,7 @@ of at 01:00 in the middle of a cron.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -236,7 +237,7 @@ class Settings(BaseSettings):
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    @property
+    @cached_property
     def jobs(self) -> tuple[JobSpec, ...]:
         """The four jobs with this configuration's schedules, windows and runtimes applied."""
         windows = {
@@ -275,7 +276,7 @@ class Settings(BaseSettings):
                 return spec
         raise KeyError(name)
 
-    @property
+    @cached_property
     def monitored(self) -> tuple[JobSpec, ...]:
         """Monitored jobs in configuration order (the order of ``missing`` in health)."""
         by_name = {spec.name: spec for spec in self.jobs}
