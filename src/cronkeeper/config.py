@@ -8,8 +8,8 @@ of at 01:00 in the middle of a cron.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import timedelta
+from functools import cached_property
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

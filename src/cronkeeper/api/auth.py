@@ -6,7 +6,7 @@ import hmac
 
 from pydantic import SecretStr
 
-__all__ = ["bearer_token", "is_authorized"]
+__all__ = ["bearer_token", "is_authorized", "secret_matches"]
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -20,12 +20,16 @@ def bearer_token(header: str | None) -> str | None:
     return token or None
 
 
-def is_authorized(header: str | None, secret: SecretStr | None) -> bool:
-    """Never authorises against an unset or empty secret; compares bytes in constant time."""
-    if secret is None:
+def secret_matches(candidate: str | None, secret: SecretStr | None) -> bool:
+    """Never matches an unset or empty secret; compares bytes in constant time."""
+    if secret is None or not candidate:
         return False
     expected = secret.get_secret_value()
-    token = bearer_token(header)
-    if not expected or token is None:
+    if not expected:
         return False
-    return hmac.compare_digest(token.encode("utf-8"), expected.encode("utf-8"))
+    return hmac.compare_digest(candidate.encode("utf-8"), expected.encode("utf-8"))
+
+
+def is_authorized(header: str | None, secret: SecretStr | None) -> bool:
+    """Whether ``header`` is ``Bearer <secret>``."""
+    return secret_matches(bearer_token(header), secret)

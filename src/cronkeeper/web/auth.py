@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from itsdangerous import BadSignature, TimestampSigner
 from pydantic import SecretStr
 
+from cronkeeper.api.auth import secret_matches
 from cronkeeper.clock import Clock
 
 __all__ = [
@@ -42,16 +43,6 @@ _SUBJECT = b"status"
 def session_key(secret: str) -> bytes:
     """The signing key: HMAC-SHA256 of a fixed purpose under the secret."""
     return hmac.new(secret.encode("utf-8"), _PURPOSE, hashlib.sha256).digest()
-
-
-def secret_matches(submitted: str, secret: SecretStr | None) -> bool:
-    """Constant-time comparison; an unset or empty secret matches nothing."""
-    if secret is None:
-        return False
-    expected = secret.get_secret_value()
-    if not expected or not submitted:
-        return False
-    return hmac.compare_digest(submitted.encode("utf-8"), expected.encode("utf-8"))
 
 
 class _ClockedSigner(TimestampSigner):
