@@ -27,11 +27,18 @@ from cronkeeper.ledger.models import FINAL_STATUSES, RunRow, RunSummary, Skipped
 from cronkeeper.redact import Redactor, truncate
 from cronkeeper.storage.schema import RUN_STATUSES, cron_runs
 
-__all__ = ["Ledger", "RunTracker"]
+__all__ = [
+    "RUN_COLUMNS",
+    "Ledger",
+    "RunTracker",
+    "last_runs_statement",
+    "latest_runs_statement",
+    "row_to_run",
+]
 
 log = logging.getLogger("cronkeeper.ledger")
 T = TypeVar("T")
-_COLUMNS = (
+RUN_COLUMNS = (
     cron_runs.c.id,
     cron_runs.c.cron_name,
     cron_runs.c.started_at,
@@ -43,7 +50,7 @@ _COLUMNS = (
 )
 
 
-def _row(row: Row[Any]) -> RunRow:
+def row_to_run(row: Row[Any]) -> RunRow:
     return RunRow(
         id=str(row.id),
         cron_name=row.cron_name,
@@ -56,8 +63,25 @@ def _row(row: Row[Any]) -> RunRow:
     )
 
 
+def last_runs_statement(cron_names: Sequence[str], per_job: int) -> CompoundSelect[Any]:
+    """The newest ``per_job`` runs of each job: one ``ORDER BY started_at DESC LIMIT n`` arm
+    per job, glued with ``UNION ALL``; each arm is a short walk down
+    ``idx_cron_runs_name_started``, so the cost does not grow with the history."""
+    if not cron_names:
+        raise ValueError("at least one job name is needed")
+    arms = [
+        select(*RUN_COLUMNS)
+        .where(cron_runs.c.cron_name == name)
+        .order_by(cron_runs.c.started_at.desc())
+        .limit(per_job)
+        .subquery(f"j{i}")
+        for i, name in enumerate(cron_names)
+    ]
+    return union_all(*(select(arm) for arm in arms))
+
+
 def latest_runs_statement(cron_names: Sequence[str]) -> CompoundSelect[Any]:
-    """The health query: one ``ORDER BY started_at DESC LIMIT 1`` arm per job, ``UNION ALL``.
+    """The health query: the latest run of each job, in one statement.
 
     Built once per set of job names: constructing it anew on every health request cost more
     CPU (SQLAlchemy's cache key and result metadata) than running it.
@@ -67,15 +91,7 @@ def latest_runs_statement(cron_names: Sequence[str]) -> CompoundSelect[Any]:
 
 @functools.lru_cache(maxsize=64)
 def _latest_runs_statement(cron_names: tuple[str, ...]) -> CompoundSelect[Any]:
-    arms = [
-        select(*_COLUMNS)
-        .where(cron_runs.c.cron_name == name)
-        .order_by(cron_runs.c.started_at.desc())
-        .limit(1)
-        .subquery(f"latest_{i}")
-        for i, name in enumerate(cron_names)
-    ]
-    return union_all(*(select(arm) for arm in arms))
+    return last_runs_statement(cron_names, 1)
 
 
 @dataclass
@@ -277,7 +293,7 @@ class Ledger:
                     # driver has no such round trips; switching its mode costs a thread hop.)
                     await conn.execution_options(isolation_level="AUTOCOMMIT")
                 result = await conn.execute(statement)
-                return [_row(r) for r in result]
+                return [row_to_run(r) for r in result]
 
         try:
             return await self._bounded(query())
@@ -308,7 +324,7 @@ class Ledger:
         """Newest first, optionally for one job and/or one status."""
         if status is not None and status not in RUN_STATUSES:
             raise ValueError(f"status must be one of {RUN_STATUSES}, not {status!r}")
-        statement = select(*_COLUMNS).order_by(cron_runs.c.started_at.desc()).limit(limit)
+        statement = select(*RUN_COLUMNS).order_by(cron_runs.c.started_at.desc()).limit(limit)
         if cron_name is not None:
             statement = statement.where(cron_runs.c.cron_name == cron_name)
         if status is not None:
@@ -320,7 +336,7 @@ class Ledger:
             uuid.UUID(run_id)
         except ValueError:
             return None
-        rows = await self._read(select(*_COLUMNS).where(cron_runs.c.id == run_id))
+        rows = await self._read(select(*RUN_COLUMNS).where(cron_runs.c.id == run_id))
         return rows[0] if rows else None
 
     async def count_runs(self) -> int:

@@ -12,39 +12,17 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import CompoundSelect, Row, Select, select, union_all
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.errors import StorageError
 from cronkeeper.ledger import RunRow
-from cronkeeper.storage.schema import cron_runs
+from cronkeeper.ledger.store import last_runs_statement, row_to_run
 
 __all__ = ["FILTER_DEPTH", "last_runs_statement", "read_runs", "recent_runs_statement"]
 
-_COLUMNS = (
-    cron_runs.c.id,
-    cron_runs.c.cron_name,
-    cron_runs.c.started_at,
-    cron_runs.c.finished_at,
-    cron_runs.c.status,
-    cron_runs.c.records_count,
-    cron_runs.c.error_message,
-    cron_runs.c.report_date,
-)
-
 FILTER_DEPTH = 1000
 """How far back a status filter looks, in runs per job."""
-
-
-def last_runs_statement(cron_names: Sequence[str], per_job: int) -> CompoundSelect[Any]:
-    """The newest ``per_job`` runs of each job (newest first within each job)."""
-    if not cron_names:
-        raise ValueError("at least one job name is needed")
-    arms = []
-    for i, name in enumerate(cron_names):
-        arm = select(*_COLUMNS).where(cron_runs.c.cron_name == name)
-        arms.append(arm.order_by(cron_runs.c.started_at.desc()).limit(per_job).subquery(f"j{i}"))
-    return union_all(*(select(arm) for arm in arms))
 
 
 def recent_runs_statement(
@@ -68,19 +46,6 @@ def recent_runs_statement(
     return statement.order_by(arms.c.started_at.desc()).limit(limit)
 
 
-def _run(row: Row[Any]) -> RunRow:
-    return RunRow(
-        id=str(row.id),
-        cron_name=row.cron_name,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        status=row.status,
-        records_count=row.records_count or 0,
-        error_message=row.error_message,
-        report_date=row.report_date,
-    )
-
-
 async def read_runs(
     engine: AsyncEngine, statements: Sequence[Any], *, seconds: float
 ) -> list[list[RunRow]]:
@@ -91,7 +56,7 @@ async def read_runs(
 
     async def query() -> list[list[RunRow]]:
         async with engine.connect() as conn:
-            return [[_run(r) for r in await conn.execute(s)] for s in statements]
+            return [[row_to_run(r) for r in await conn.execute(s)] for s in statements]
 
     try:
         return await asyncio.wait_for(query(), seconds)
