@@ -14,10 +14,11 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 from sqlalchemy import delete, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -26,11 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.clock import Clock, utcnow
 from cronkeeper.errors import AlreadyRunning
+from cronkeeper.storage.breaker import Breaker, BreakerOpen
 from cronkeeper.storage.schema import cron_leases
 
 __all__ = ["Lease", "LeaseManager", "new_holder_id"]
 
 log = logging.getLogger("cronkeeper.lease")
+T = TypeVar("T")
 
 
 def new_holder_id() -> str:
@@ -54,11 +57,25 @@ class LeaseManager:
         ttl: float = 60.0,
         timeout: float = 5.0,
         clock: Clock = utcnow,
+        breaker: Breaker | None = None,
     ) -> None:
         self.engine = engine
         self.ttl = timedelta(seconds=ttl)
         self.timeout = timeout
         self.clock = clock
+        self.breaker = breaker or Breaker()
+
+    async def _bounded(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Within the timeout, and not at all while the database is known to be unreachable."""
+        if not self.breaker.allow():
+            raise BreakerOpen("not attempted: the database did not answer moments ago")
+        try:
+            result = await asyncio.wait_for(work(), self.timeout)
+        except Exception as exc:
+            self.breaker.record(exc)
+            raise
+        self.breaker.record(None)
+        return result
 
     async def try_acquire(self, job_name: str, holder: str | None = None) -> Lease:
         """Claim the lease of ``job_name`` or raise :class:`AlreadyRunning`.
@@ -92,7 +109,7 @@ class LeaseManager:
                 return len(result.all())
 
         try:
-            claimed = await asyncio.wait_for(claim(), self.timeout)
+            claimed = await self._bounded(claim)
         except Exception as exc:
             log.error(
                 "could not claim the lease of %s (%s); running without the one-at-a-time guard",
@@ -122,7 +139,7 @@ class LeaseManager:
                 return result.rowcount
 
         try:
-            return await asyncio.wait_for(extend(), self.timeout) == 1
+            return await self._bounded(extend) == 1
         except Exception as exc:
             log.warning("could not renew the lease of %s: %s", lease.job_name, type(exc).__name__)
             return False
@@ -141,7 +158,7 @@ class LeaseManager:
                 )
 
         try:
-            await asyncio.wait_for(drop(), self.timeout)
+            await self._bounded(drop)
         except Exception as exc:  # it expires by itself after ttl
             log.warning("could not release the lease of %s: %s", lease.job_name, type(exc).__name__)
 

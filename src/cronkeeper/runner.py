@@ -131,6 +131,8 @@ async def run_job(service: Service, name: str, day: date | None = None) -> RunRe
 
 
 async def _latest(service: Service, name: str) -> Any:
+    if not service.ledger.breaker.allow():  # only for observers: not worth a timeout
+        return None
     try:
         return (await service.ledger.latest_runs([name]))[name]
     except CronkeeperError:
@@ -138,6 +140,8 @@ async def _latest(service: Service, name: str) -> Any:
 
 
 async def _get(service: Service, run_id: str) -> Any:
+    if not service.ledger.breaker.allow():
+        return None
     try:
         return await service.ledger.get_run(run_id)
     except CronkeeperError:

@@ -16,6 +16,7 @@ from cronkeeper.health import HealthReport, evaluate_health
 from cronkeeper.http import RetryEvent, RetryPolicy
 from cronkeeper.lease import LeaseManager
 from cronkeeper.ledger import Ledger, RunRow
+from cronkeeper.storage.breaker import Breaker
 from cronkeeper.storage.engine import create_engine, ensure_schema
 
 __all__ = ["RunObserver", "Service"]
@@ -59,11 +60,20 @@ class Service:
         engine: AsyncEngine | None = None,
     ) -> Service:
         engine = engine or create_engine(settings.database_url, timeout=settings.ledger_timeout)
+        breaker = Breaker()  # shared: one unanswered call spares the run's other ones
         ledger = Ledger(
-            engine, timeout=settings.ledger_timeout, clock=clock, redactor=settings.redactor
+            engine,
+            timeout=settings.ledger_timeout,
+            clock=clock,
+            redactor=settings.redactor,
+            breaker=breaker,
         )
         leases = LeaseManager(
-            engine, ttl=settings.lease_ttl, timeout=settings.ledger_timeout, clock=clock
+            engine,
+            ttl=settings.lease_ttl,
+            timeout=settings.ledger_timeout,
+            clock=clock,
+            breaker=breaker,
         )
         return cls(settings, engine, ledger, leases, clock, sleep)
 
@@ -84,9 +94,11 @@ class Service:
                 ensure_schema(self.engine), max(self.settings.ledger_timeout, 30)
             )
         except Exception as exc:
+            self.ledger.breaker.record(exc)
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             log.error("database unavailable at start-up: %s", self.settings.redactor(first))
             return False
+        self.ledger.breaker.record(None)
         return True
 
     async def health(self) -> HealthReport:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -167,3 +168,26 @@ def test_serve_with_the_scheduler_starts_and_answers(tmp_path: Path) -> None:
         process.terminate()
         output, _ = process.communicate(timeout=15)
     assert "Traceback" not in output
+
+
+def test_a_run_against_an_unreachable_database_is_delayed_about_one_timeout(
+    tmp_path: Path,
+) -> None:
+    """SPEC: an unreachable database delays a cron by about the ledger timeout, not more."""
+    import socket
+
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        port = silent.getsockname()[1]
+        env = {
+            "DATABASE_URL": f"postgresql://u:pw@127.0.0.1:{port}/db",
+            "CRONKEEPER_LEDGER_TIMEOUT": "1",
+        }
+        started = time.monotonic()
+        result = cli("run", "collect-benchmarks", env=env, cwd=tmp_path)
+        elapsed = time.monotonic() - started
+    assert result.returncode == 1  # the job itself needs the database: it ends error
+    # start-up (~1 s) + one ledger timeout (1 s) + the job's own read (1 s) + interpreter.
+    assert elapsed < 8, elapsed
+    assert "pw@" not in result.stdout + result.stderr

@@ -9,10 +9,13 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cronkeeper.lease import LeaseManager
 from cronkeeper.ledger import Ledger
 from cronkeeper.redact import Redactor
+from cronkeeper.storage.breaker import Breaker
 from cronkeeper.storage.engine import create_engine
 from cronkeeper.storage.schema import cron_runs
 from tests.conftest import FakeClock
@@ -226,3 +229,39 @@ async def test_rows_are_stored_in_utc_and_read_back_aware(
         started = (await conn.execute(select(cron_runs.c.started_at))).scalar_one()
     assert started.utcoffset() is not None and started.utcoffset().total_seconds() == 0
     assert run_id is not None
+
+
+async def test_after_one_unanswered_call_the_runs_bookkeeping_fails_fast(
+    blackhole_port: int,
+) -> None:
+    """An unreachable database costs a run one ledger timeout, not one per call."""
+    engine = create_engine(f"postgresql://u:pw@127.0.0.1:{blackhole_port}/db", timeout=0.5)
+    breaker = Breaker(cooldown=60)
+    ledger = Ledger(engine, timeout=0.5, breaker=breaker)
+    leases = LeaseManager(engine, timeout=0.5, breaker=breaker)
+    try:
+        first = time.monotonic()
+        assert await ledger.start_cron_run("collect-daily") is None
+        assert time.monotonic() - first >= 0.4  # the one timeout paid
+        rest = time.monotonic()
+        assert await ledger.start_cron_run("collect-daily") is None
+        assert await ledger.close_abandoned("collect-daily", reason="x") == []
+        assert (await leases.try_acquire("collect-daily")).acquired is False
+        assert time.monotonic() - rest < 0.2  # everything after it: at once
+    finally:
+        await asyncio.wait_for(engine.dispose(), 5)
+
+
+def test_the_breaker_closes_on_success_and_ignores_refused_rows() -> None:
+    now = [100.0]
+    breaker = Breaker(cooldown=30, monotonic=lambda: now[0])
+    breaker.record(IntegrityError("INSERT", {}, Exception("duplicate key")))
+    assert breaker.allow()  # a refused row says nothing about reachability
+    breaker.record(TimeoutError())
+    assert not breaker.allow()
+    now[0] += 31
+    assert breaker.allow()
+    breaker.record(OSError("connection refused"))
+    assert not breaker.allow()
+    breaker.record(None)
+    assert breaker.allow()

@@ -41,7 +41,7 @@ def describe_failure(exc: BaseException) -> str:
         return "the database did not answer in time"
     line = _first_line(exc)
     if isinstance(exc, SQLAlchemyError | OSError):
-        return f"could not write to the database ({type(exc).__name__}: {line})"
+        return f"the database failed ({type(exc).__name__}: {line})"
     return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
 
 

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -25,6 +25,7 @@ from cronkeeper.clock import Clock, utcnow
 from cronkeeper.errors import StorageError
 from cronkeeper.ledger.models import FINAL_STATUSES, RunRow, RunSummary, Skipped, summarize
 from cronkeeper.redact import Redactor, truncate
+from cronkeeper.storage.breaker import Breaker, BreakerOpen
 from cronkeeper.storage.schema import RUN_STATUSES, cron_runs
 
 __all__ = [
@@ -126,16 +127,33 @@ class Ledger:
         timeout: float = 5.0,
         clock: Clock = utcnow,
         redactor: Redactor | None = None,
+        breaker: Breaker | None = None,
     ) -> None:
         self.engine = engine
         self.timeout = timeout
         self.clock = clock
         self.redactor = redactor or Redactor()
+        self.breaker = breaker or Breaker()
 
-    async def _bounded(self, work: Awaitable[T]) -> T:
-        return await asyncio.wait_for(work, self.timeout)
+    async def _bounded(self, work: Callable[[], Awaitable[T]], *, gated: bool = False) -> T:
+        """Run ``work`` within the timeout; ``gated`` calls fail at once while the breaker is
+        open (the bookkeeping of a run), ungated ones always try (health, lists)."""
+        if gated and not self.breaker.allow():
+            raise BreakerOpen(
+                f"not attempted: the database did not answer moments ago "
+                f"(retried after {self.breaker.cooldown:g} s)"
+            )
+        try:
+            result = await asyncio.wait_for(work(), self.timeout)
+        except Exception as exc:
+            self.breaker.record(exc)
+            raise
+        self.breaker.record(None)
+        return result
 
     def _describe(self, exc: BaseException) -> str:
+        if isinstance(exc, BreakerOpen):
+            return str(exc)
         if isinstance(exc, TimeoutError):
             return f"no answer within {self.timeout:g} s"
         # SQLAlchemy messages carry the statement and its parameters; the first line is enough.
@@ -166,7 +184,7 @@ class Ledger:
                 )
 
         try:
-            await self._bounded(insert())
+            await self._bounded(insert, gated=True)
         except Exception as exc:
             log.error(
                 "could not record the start of %s (the job runs anyway): %s",
@@ -205,7 +223,8 @@ class Ledger:
                 return result.rowcount
 
         try:
-            return await self._bounded(close()) == 1
+            # Not gated: a run that was recorded must be closed if at all possible.
+            return await self._bounded(close) == 1
         except Exception as exc:
             log.error(
                 "could not record the end of run %s as %s: %s",
@@ -234,7 +253,7 @@ class Ledger:
                 return [str(r[0]) for r in result]
 
         try:
-            return await self._bounded(close())
+            return await self._bounded(close, gated=True)
         except Exception as exc:
             log.error("could not close abandoned runs of %s: %s", cron_name, self._describe(exc))
             return []
@@ -296,7 +315,7 @@ class Ledger:
                 return [row_to_run(r) for r in result]
 
         try:
-            return await self._bounded(query())
+            return await self._bounded(query)
         except Exception as exc:
             raise StorageError(f"database unavailable ({self._describe(exc)})") from None
 
@@ -347,6 +366,6 @@ class Ledger:
                 )
 
         try:
-            return await self._bounded(query())
+            return await self._bounded(query)
         except Exception as exc:
             raise StorageError(f"database unavailable ({self._describe(exc)})") from None

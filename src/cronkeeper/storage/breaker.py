@@ -1,0 +1,48 @@
+"""Fail fast after the database stopped answering, so a run pays the ledger timeout once.
+
+Each ledger or lease call is bounded by ``CRONKEEPER_LEDGER_TIMEOUT``; a run makes several,
+and with an unreachable database each would wait out its own timeout. After one call failed
+to reach the database, the breaker lets bookkeeping calls fail at once for ``cooldown``
+seconds. Reads that answer a person or a monitor (health, the runs list) are not gated: they
+always try, and their success closes the breaker again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from cronkeeper.errors import StorageError
+
+__all__ = ["Breaker", "BreakerOpen", "is_unreachable"]
+
+
+class BreakerOpen(StorageError):
+    """Not attempted: the database failed to answer moments ago."""
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not be reached (not that it refused a row)."""
+    if isinstance(exc, TimeoutError | OSError | OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+@dataclass
+class Breaker:
+    cooldown: float = 30.0
+    monotonic: Callable[[], float] = time.monotonic
+    _open_until: float = field(default=0.0, init=False)
+
+    def allow(self) -> bool:
+        return self.monotonic() >= self._open_until
+
+    def record(self, exc: BaseException | None) -> None:
+        """After a call: ``None`` for success (closes), or its exception (opens if unreachable)."""
+        if exc is None:
+            self._open_until = 0.0
+        elif is_unreachable(exc):
+            self._open_until = self.monotonic() + self.cooldown
