@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, TypeVar
 
-from sqlalchemy import CompoundSelect, Row, func, select, union_all, update
+from sqlalchemy import CompoundSelect, Row, Select, func, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.clock import Clock, utcnow
+from cronkeeper.config import JOB_NAMES
 from cronkeeper.errors import StorageError
 from cronkeeper.ledger.models import FINAL_STATUSES, RunRow, RunSummary, Skipped, summarize
 from cronkeeper.redact import Redactor, truncate
@@ -29,11 +30,13 @@ from cronkeeper.storage.breaker import Breaker, BreakerOpen
 from cronkeeper.storage.schema import RUN_STATUSES, cron_runs
 
 __all__ = [
+    "FILTER_DEPTH",
     "RUN_COLUMNS",
     "Ledger",
     "RunTracker",
     "last_runs_statement",
     "latest_runs_statement",
+    "recent_runs_statement",
     "row_to_run",
 ]
 
@@ -79,6 +82,31 @@ def last_runs_statement(cron_names: Sequence[str], per_job: int) -> CompoundSele
         for i, name in enumerate(cron_names)
     ]
     return union_all(*(select(arm) for arm in arms))
+
+
+FILTER_DEPTH = 1000
+"""How far back a status filter looks, in runs per job."""
+
+
+def recent_runs_statement(
+    cron_names: Sequence[str], limit: int, *, status: str | None = None, depth: int = FILTER_DEPTH
+) -> Select[Any]:
+    """The newest ``limit`` runs across ``cron_names``, optionally of one ``status``.
+
+    Not a plain ``ORDER BY started_at DESC LIMIT n`` over the table: no index leads with
+    ``started_at``, so that would sort the whole history. The newest ``limit`` overall are
+    among the newest ``limit`` of each job, and each of those is an index walk.
+
+    A status filter looks among the newest ``depth`` runs of each job (about three years of
+    a daily job): a rare status filtered over the whole history would make the database read
+    every run of the job to find fifty, and the cost of the page would grow with the history.
+    """
+    per_job = limit if status is None else max(limit, depth)
+    arms = last_runs_statement(cron_names, per_job).subquery("recent")
+    statement = select(arms)
+    if status is not None:
+        statement = statement.where(arms.c.status == status)
+    return statement.order_by(arms.c.started_at.desc()).limit(limit)
 
 
 def latest_runs_statement(cron_names: Sequence[str]) -> CompoundSelect[Any]:
@@ -339,16 +367,16 @@ class Ledger:
         cron_name: str | None = None,
         status: str | None = None,
         limit: int = 50,
+        cron_names: Sequence[str] = JOB_NAMES,
     ) -> list[RunRow]:
-        """Newest first, optionally for one job and/or one status."""
+        """Newest first, of one job or of ``cron_names`` (cronkeeper's jobs), optionally of
+        one status. Index walks per job (see :func:`recent_runs_statement`): the cost does not
+        grow with the history; a status filter looks at the newest ``FILTER_DEPTH`` runs of
+        each job."""
         if status is not None and status not in RUN_STATUSES:
             raise ValueError(f"status must be one of {RUN_STATUSES}, not {status!r}")
-        statement = select(*RUN_COLUMNS).order_by(cron_runs.c.started_at.desc()).limit(limit)
-        if cron_name is not None:
-            statement = statement.where(cron_runs.c.cron_name == cron_name)
-        if status is not None:
-            statement = statement.where(cron_runs.c.status == status)
-        return await self._read(statement)
+        names = [cron_name] if cron_name is not None else list(cron_names)
+        return await self._read(recent_runs_statement(names, limit, status=status))
 
     async def get_run(self, run_id: str) -> RunRow | None:
         try:

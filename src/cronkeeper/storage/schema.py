@@ -96,7 +96,6 @@ cron_runs = Table(
     CheckConstraint("records_count >= 0", name="cron_runs_records_count_check"),
     Index("idx_cron_runs_name_started", "cron_name", "started_at"),
     Index("idx_cron_runs_name_report_date", "cron_name", "report_date"),
-    Index("idx_cron_runs_started", "started_at"),
 )
 
 cron_leases = Table(
