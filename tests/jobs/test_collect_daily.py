@@ -238,6 +238,29 @@ async def test_an_account_waiting_for_its_retry_does_not_hold_up_the_others(
     assert sim.log.keys()[0] == "1001"
 
 
+async def test_an_account_waiting_out_a_retry_gives_its_slot_to_the_next_account(
+    sandbox: Sandbox, harness: Harness
+) -> None:
+    """At concurrency 1 the others can only be requested during 1001's wait if 1001 let go of
+    the one slot while sleeping; requests in flight never exceed the bound."""
+    sim = simulator()
+    sim.script("1001", Fault.status(429, retry_after="30"))
+    others = {"1002", "1003", "1004"}
+
+    async def hold(_: float) -> None:
+        deadline = time.monotonic() + 5
+        while not others <= set(sim.log.keys()):
+            assert time.monotonic() < deadline, "1001 kept the only slot while it waited"
+            await asyncio.sleep(0.01)
+
+    harness.sleep.hook = hold
+    outcome = await harness.run("collect-daily", meta(sandbox, harness, sim, concurrency=1))
+
+    assert (outcome.status, outcome.summary.records_count) == ("success", 4)
+    assert harness.sleep.waits == [30.0]
+    assert sim.log.max_in_flight == 1
+
+
 async def test_accounts_come_from_the_active_accounts_table_when_not_configured(
     sandbox: Sandbox, harness: Harness
 ) -> None:

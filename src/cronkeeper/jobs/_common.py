@@ -12,9 +12,10 @@ from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from cronkeeper.clock import Sleep
 from cronkeeper.errors import CronkeeperError, StorageError
 
-__all__ = ["describe_failure", "for_each", "storage_error"]
+__all__ = ["describe_failure", "for_each", "sleep_outside", "storage_error"]
 
 T = TypeVar("T")
 _MAX_REASON = 500
@@ -54,16 +55,17 @@ async def for_each(
     items: Iterable[T],
     work: Callable[[T], Awaitable[None]],
     *,
-    limit: int,
+    limit: int | asyncio.Semaphore,
     on_error: Callable[[T, Exception], None],
 ) -> None:
     """Run ``work`` for every item, at most ``limit`` at a time, until every item is done.
 
     A failing item is handed to ``on_error`` and never cancels the others: one account's
     expired token must not cost the other accounts their data. Cancellation from outside (the
-    run itself cancelled) still propagates.
+    run itself cancelled) still propagates. ``limit`` may be a semaphore the caller shares
+    (see :func:`sleep_outside`).
     """
-    semaphore = asyncio.Semaphore(max(1, limit))
+    semaphore = limit if isinstance(limit, asyncio.Semaphore) else asyncio.Semaphore(max(1, limit))
 
     async def one(item: T) -> None:
         async with semaphore:
@@ -75,3 +77,21 @@ async def for_each(
     async with asyncio.TaskGroup() as group:
         for item in items:
             group.create_task(one(item))
+
+
+def sleep_outside(slots: asyncio.Semaphore, sleep: Sleep) -> Sleep:
+    """A ``sleep`` that gives its unit's slot back while it waits out a retry.
+
+    A unit waiting for a ``Retry-After`` sends nothing; holding its slot would only keep
+    other units from their requests. The number of requests in flight stays bounded by the
+    semaphore: a unit takes a slot again before its next attempt.
+    """
+
+    async def wait(seconds: float) -> None:
+        slots.release()
+        try:
+            await sleep(seconds)
+        finally:
+            await slots.acquire()
+
+    return wait

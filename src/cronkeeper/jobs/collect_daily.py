@@ -2,8 +2,8 @@
 
 Accounts come from ``META_AD_ACCOUNT_IDS`` when it is set, else from the active rows of
 ``accounts`` (filled by sync-notion). Each account is one call chain (its pages and its
-retries) and one transaction; at most ``CRONKEEPER_CONCURRENCY`` accounts are in flight, so
-one account waiting out a 429 holds one slot, never the others.
+retries) and one transaction; at most ``CRONKEEPER_CONCURRENCY`` accounts have a request in
+flight, and an account waiting out a 429 or a retry wait gives its slot to the next one.
 
 An account that still fails after its retries (HTTP, throttling, an expired token, a
 malformed page) is skipped and named in the run's message; nothing of it is written, and the
@@ -13,12 +13,14 @@ Meta has no row (no delivery that day) is stored with 0 records: there is nothin
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from datetime import date, datetime
 
 from sqlalchemy import select
 
 from cronkeeper.errors import ConfigError
-from cronkeeper.jobs._common import describe_failure, for_each, storage_error
+from cronkeeper.jobs._common import describe_failure, for_each, sleep_outside, storage_error
 from cronkeeper.jobs.base import JobContext
 from cronkeeper.ledger import RunTracker
 from cronkeeper.sources import MetaClient, MetaInsight
@@ -65,7 +67,10 @@ def insight_row(insight: MetaInsight, collected_at: datetime) -> dict[str, objec
 
 
 async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
-    client = MetaClient.from_settings(ctx.http, ctx.settings)
+    slots = asyncio.Semaphore(ctx.settings.concurrency)
+    # An account waiting out a retry gives its slot to the next account meanwhile.
+    http = dataclasses.replace(ctx.http, sleep=sleep_outside(slots, ctx.http.sleep))
+    client = MetaClient.from_settings(http, ctx.settings)
     ids = await ad_accounts(ctx)
 
     async def collect(account: str) -> None:
@@ -85,4 +90,4 @@ async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
     def failed(account: str, exc: Exception) -> None:
         run.skip(f"act_{account}", describe_failure(exc))
 
-    await for_each(ids, collect, limit=ctx.settings.concurrency, on_error=failed)
+    await for_each(ids, collect, limit=slots, on_error=failed)
