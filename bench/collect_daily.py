@@ -12,13 +12,13 @@ For each run, from the simulator's request log:
 
 * **chain** of an account = its attempts × 50 ms + the wait each failed attempt required
   before the next (``Retry-After`` when sent, else the default 3 s, then 6 s);
-* **lower bound** at concurrency c = max(longest chain, sum of chains / c). An account holds
-  its concurrency slot for its whole chain (its waits included: a slot is one account's call
-  chain), so no schedule of c slots can finish before the sum of chains spread evenly over c
-  slots, nor before its longest chain;
-* **list schedule** = the same chains laid greedily, in the job's account order, on c slots
-  (what a perfect implementation of this algorithm, with zero overhead, would take; it can
-  lose up to the longest chain against the bound when that chain starts late);
+* **lower bound** at concurrency c = max(longest chain, sum of request latencies / c). An
+  account needs a concurrency slot only while a request is in flight (it gives the slot back
+  while it waits out a retry), so no schedule can finish before the requests' total latency
+  spread evenly over c slots, nor before the longest chain;
+* **list schedule** = the same requests laid greedily on c slots, each account's next attempt
+  ready once its wait is over (what a perfect implementation of this algorithm, with zero
+  overhead, would take);
 * checks: every retry of an account arrived at least (latency + required wait) after the
   attempt before it (``min slack`` ≥ 0: never earlier than the server asked), and the
   simulator's ``max_in_flight`` never exceeded c.
@@ -119,16 +119,27 @@ def chains(sim: MetaSimulator, accounts: list[str]) -> list[Chain]:
 
 
 def lower_bound(all_chains: list[Chain], slots: int) -> float:
-    return max(max(c.seconds for c in all_chains), sum(c.seconds for c in all_chains) / slots)
+    busy = sum(c.attempts * LATENCY for c in all_chains)
+    return max(max(c.seconds for c in all_chains), busy / slots)
 
 
 def list_schedule(all_chains: list[Chain], slots: int) -> float:
-    """Makespan of the chains started in order, each on the first free of ``slots``."""
+    """Zero-overhead makespan: each request takes the first free of ``slots`` for one latency;
+    between attempts an account holds no slot, and its next attempt is ready after its wait.
+    Ties go to the job's account order (what the job's FIFO semaphore does)."""
+    ready = [(0.0, i, 0) for i in range(len(all_chains))]
+    heapq.heapify(ready)
     free = [0.0] * slots
-    for chain in all_chains:
-        start = heapq.heappop(free)
-        heapq.heappush(free, start + chain.seconds)
-    return max(free)
+    end = 0.0
+    while ready:
+        at, i, attempt = heapq.heappop(ready)
+        finish = max(at, heapq.heappop(free)) + LATENCY
+        heapq.heappush(free, finish)
+        chain = all_chains[i]
+        if attempt + 1 < chain.attempts:
+            heapq.heappush(ready, (finish + chain.waits[attempt], i, attempt + 1))
+        end = max(end, finish)
+    return end
 
 
 @dataclass(frozen=True)
@@ -356,12 +367,12 @@ def report(
         "- *chain* of an account = attempts × 50 ms + the wait each failed attempt required"
         " (`Retry-After` when sent, else 3 s then 6 s); the always-failing account's chain is"
         " 3 × 50 ms + 3 s + 6 s = 9.15 s.",
-        "- *lower bound* = max(longest chain, Σ chains / concurrency). An account keeps its"
-        " slot through its waits (one slot = one account's call chain), so c slots cannot"
-        " finish before the total work spread evenly, nor before the longest chain.",
-        "- *list schedule* = the same chains started greedily in the job's order on c slots:"
-        " the zero-overhead time of the job's algorithm (Graham: at most bound × (2 − 1/c);"
-        " it exceeds the bound when a long chain starts late).",
+        "- *lower bound* = max(longest chain, Σ request latencies / concurrency). An account"
+        " holds a slot only while a request is in flight (it gives it back while it waits out"
+        " a retry), so c slots cannot finish before the total latency spread evenly, nor"
+        " before the longest chain.",
+        "- *list schedule* = the same requests laid greedily on c slots, each account's next"
+        " attempt ready once its wait is over: the zero-overhead time of the job's algorithm.",
         "- *min retry slack* = min over retries of (arrival gap − 50 ms − required wait):"
         " ≥ 0 means no retry came earlier than the server asked. *max in flight* is the"
         " simulator's own peak of concurrent requests.",

@@ -7,6 +7,7 @@ line, without the SQL and bound parameters SQLAlchemy appends to its messages.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
@@ -15,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from cronkeeper.clock import Sleep
 from cronkeeper.errors import CronkeeperError, StorageError
 
-__all__ = ["describe_failure", "for_each", "sleep_outside", "storage_error"]
+__all__ = ["Slots", "describe_failure", "for_each", "sleep_outside", "storage_error"]
 
 T = TypeVar("T")
 _MAX_REASON = 500
@@ -51,40 +52,79 @@ def storage_error(what: str, exc: BaseException) -> StorageError:
     return StorageError(f"{what}: {describe_failure(exc)}")
 
 
+class Slots:
+    """A semaphore whose waiters coming back from a retry wait go before new units.
+
+    With a plain FIFO semaphore, an account that gave its slot back to sleep out a
+    ``Retry-After`` would queue behind every account not yet started, and a run's longest
+    retry chain would finish last instead of overlapping the others. Here a returning unit
+    takes the next free slot; the number of holders never exceeds ``size``.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._free = max(1, size)
+        self._first: deque[asyncio.Future[None]] = deque()
+        self._rest: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self, *, first: bool = False) -> None:
+        if self._free > 0 and not self._first and not self._rest:
+            self._free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        (self._first if first else self._rest).append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the slot arrived as we were cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        for queue in (self._first, self._rest):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)  # hand the slot over directly
+                    return
+        self._free += 1
+
+
 async def for_each(
     items: Iterable[T],
     work: Callable[[T], Awaitable[None]],
     *,
-    limit: int | asyncio.Semaphore,
+    limit: int | Slots,
     on_error: Callable[[T, Exception], None],
 ) -> None:
     """Run ``work`` for every item, at most ``limit`` at a time, until every item is done.
 
     A failing item is handed to ``on_error`` and never cancels the others: one account's
     expired token must not cost the other accounts their data. Cancellation from outside (the
-    run itself cancelled) still propagates. ``limit`` may be a semaphore the caller shares
+    run itself cancelled) still propagates. ``limit`` may be :class:`Slots` the caller shares
     (see :func:`sleep_outside`).
     """
-    semaphore = limit if isinstance(limit, asyncio.Semaphore) else asyncio.Semaphore(max(1, limit))
+    slots = limit if isinstance(limit, Slots) else Slots(limit)
 
     async def one(item: T) -> None:
-        async with semaphore:
-            try:
-                await work(item)
-            except Exception as exc:
-                on_error(item, exc)
+        await slots.acquire()
+        try:
+            await work(item)
+        except Exception as exc:
+            on_error(item, exc)
+        finally:
+            slots.release()
 
     async with asyncio.TaskGroup() as group:
         for item in items:
             group.create_task(one(item))
 
 
-def sleep_outside(slots: asyncio.Semaphore, sleep: Sleep) -> Sleep:
+def sleep_outside(slots: Slots, sleep: Sleep) -> Sleep:
     """A ``sleep`` that gives its unit's slot back while it waits out a retry.
 
     A unit waiting for a ``Retry-After`` sends nothing; holding its slot would only keep
-    other units from their requests. The number of requests in flight stays bounded by the
-    semaphore: a unit takes a slot again before its next attempt.
+    other units from their requests. Requests in flight stay bounded: the unit takes a slot
+    again (ahead of units not yet started) before its next attempt.
     """
 
     async def wait(seconds: float) -> None:
@@ -92,6 +132,6 @@ def sleep_outside(slots: asyncio.Semaphore, sleep: Sleep) -> Sleep:
         try:
             await sleep(seconds)
         finally:
-            await slots.acquire()
+            await slots.acquire(first=True)
 
     return wait

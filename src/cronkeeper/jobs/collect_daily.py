@@ -13,14 +13,19 @@ Meta has no row (no delivery that day) is stored with 0 records: there is nothin
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from datetime import date, datetime
 
 from sqlalchemy import select
 
 from cronkeeper.errors import ConfigError
-from cronkeeper.jobs._common import describe_failure, for_each, sleep_outside, storage_error
+from cronkeeper.jobs._common import (
+    Slots,
+    describe_failure,
+    for_each,
+    sleep_outside,
+    storage_error,
+)
 from cronkeeper.jobs.base import JobContext
 from cronkeeper.ledger import RunTracker
 from cronkeeper.sources import MetaClient, MetaInsight
@@ -67,7 +72,7 @@ def insight_row(insight: MetaInsight, collected_at: datetime) -> dict[str, objec
 
 
 async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
-    slots = asyncio.Semaphore(ctx.settings.concurrency)
+    slots = Slots(ctx.settings.concurrency)
     # An account waiting out a retry gives its slot to the next account meanwhile.
     http = dataclasses.replace(ctx.http, sleep=sleep_outside(slots, ctx.http.sleep))
     client = MetaClient.from_settings(http, ctx.settings)
