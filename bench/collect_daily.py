@@ -12,13 +12,14 @@ For each run, from the simulator's request log:
 
 * **chain** of an account = its attempts × 50 ms + the wait each failed attempt required
   before the next (``Retry-After`` when sent, else the default 3 s, then 6 s);
-* **lower bound** at concurrency c = max(longest chain, sum of request latencies / c). An
+* **lower bound** at concurrency c = max(critical path, sum of request latencies / c). An
   account needs a concurrency slot only while a request is in flight (it gives the slot back
   while it waits out a retry), so no schedule can finish before the requests' total latency
-  spread evenly over c slots, nor before the longest chain;
-* **list schedule** = the same requests laid greedily on c slots, each account's next attempt
-  ready once its wait is over (what a perfect implementation of this algorithm, with zero
-  overhead, would take);
+  spread evenly over c slots; and account k (in the job's order) cannot start before
+  ⌊k / c⌋ latencies nor finish before its own chain after that (the critical path);
+* **list schedule** = the same requests laid greedily on c slots, an account back from its
+  wait first, then the next account not yet started (what a perfect implementation of this
+  algorithm, with zero overhead, would take);
 * checks: every retry of an account arrived at least (latency + required wait) after the
   attempt before it (``min slack`` ≥ 0: never earlier than the server asked), and the
   simulator's ``max_in_flight`` never exceeded c.
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import heapq
 import itertools
 import json
@@ -119,25 +121,40 @@ def chains(sim: MetaSimulator, accounts: list[str]) -> list[Chain]:
 
 
 def lower_bound(all_chains: list[Chain], slots: int) -> float:
+    """max(critical path, total latency / slots).
+
+    The critical path of account k (0-based, in the job's order) cannot end before
+    ``floor(k / slots)`` request latencies (the accounts ahead of it each need a slot for at
+    least one request before it can start) plus its own chain: requests and required waits.
+    """
     busy = sum(c.attempts * LATENCY for c in all_chains)
-    return max(max(c.seconds for c in all_chains), busy / slots)
+    critical = max((k // slots) * LATENCY + c.seconds for k, c in enumerate(all_chains))
+    return max(critical, busy / slots)
 
 
 def list_schedule(all_chains: list[Chain], slots: int) -> float:
-    """Zero-overhead makespan: each request takes the first free of ``slots`` for one latency;
-    between attempts an account holds no slot, and its next attempt is ready after its wait.
-    Ties go to the job's account order (what the job's FIFO semaphore does)."""
-    ready = [(0.0, i, 0) for i in range(len(all_chains))]
-    heapq.heapify(ready)
+    """Zero-overhead makespan of the job's algorithm: a free slot goes to an account whose
+    retry wait is over, else to the next account not yet started (in the job's order), else
+    to the first retry to become ready; between attempts an account holds no slot."""
+    fresh = collections.deque(range(len(all_chains)))
+    retries: list[tuple[float, int, int]] = []
     free = [0.0] * slots
     end = 0.0
-    while ready:
-        at, i, attempt = heapq.heappop(ready)
-        finish = max(at, heapq.heappop(free)) + LATENCY
+    while fresh or retries:
+        now = heapq.heappop(free)
+        if retries and retries[0][0] <= now:
+            _, i, attempt = heapq.heappop(retries)
+            start = now
+        elif fresh:
+            i, attempt, start = fresh.popleft(), 0, now
+        else:
+            ready, i, attempt = heapq.heappop(retries)
+            start = max(now, ready)
+        finish = start + LATENCY
         heapq.heappush(free, finish)
         chain = all_chains[i]
         if attempt + 1 < chain.attempts:
-            heapq.heappush(ready, (finish + chain.waits[attempt], i, attempt + 1))
+            heapq.heappush(retries, (finish + chain.waits[attempt], i, attempt + 1))
         end = max(end, finish)
     return end
 
@@ -367,12 +384,14 @@ def report(
         "- *chain* of an account = attempts × 50 ms + the wait each failed attempt required"
         " (`Retry-After` when sent, else 3 s then 6 s); the always-failing account's chain is"
         " 3 × 50 ms + 3 s + 6 s = 9.15 s.",
-        "- *lower bound* = max(longest chain, Σ request latencies / concurrency). An account"
+        "- *lower bound* = max(critical path, Σ request latencies / concurrency). An account"
         " holds a slot only while a request is in flight (it gives it back while it waits out"
-        " a retry), so c slots cannot finish before the total latency spread evenly, nor"
-        " before the longest chain.",
-        "- *list schedule* = the same requests laid greedily on c slots, each account's next"
-        " attempt ready once its wait is over: the zero-overhead time of the job's algorithm.",
+        " a retry), so c slots cannot finish before the total latency spread evenly; and the"
+        " k-th account in the job's order cannot start before ⌊k / c⌋ latencies, nor end"
+        " before its own chain after that (critical path).",
+        "- *list schedule* = the same requests laid greedily on c slots, an account back from"
+        " its wait first, then the next account not yet started: the zero-overhead time of"
+        " the job's algorithm.",
         "- *min retry slack* = min over retries of (arrival gap − 50 ms − required wait):"
         " ≥ 0 means no retry came earlier than the server asked. *max in flight* is the"
         " simulator's own peak of concurrent requests.",
