@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.clock import Clock, utcnow
 from cronkeeper.errors import AlreadyRunning
-from cronkeeper.storage.breaker import Breaker, BreakerOpen
+from cronkeeper.storage.breaker import Breaker
 from cronkeeper.storage.schema import cron_leases
 
 __all__ = ["Lease", "LeaseManager", "new_holder_id"]
@@ -67,15 +67,7 @@ class LeaseManager:
 
     async def _bounded(self, work: Callable[[], Awaitable[T]]) -> T:
         """Within the timeout, and not at all while the database is known to be unreachable."""
-        if not self.breaker.allow():
-            raise BreakerOpen("not attempted: the database did not answer moments ago")
-        try:
-            result = await asyncio.wait_for(work(), self.timeout)
-        except Exception as exc:
-            self.breaker.record(exc)
-            raise
-        self.breaker.record(None)
-        return result
+        return await self.breaker.call(work, seconds=self.timeout)
 
     async def try_acquire(self, job_name: str, holder: str | None = None) -> Lease:
         """Claim the lease of ``job_name`` or raise :class:`AlreadyRunning`.

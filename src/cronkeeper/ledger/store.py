@@ -164,20 +164,7 @@ class Ledger:
         self.breaker = breaker or Breaker()
 
     async def _bounded(self, work: Callable[[], Awaitable[T]], *, gated: bool = False) -> T:
-        """Run ``work`` within the timeout; ``gated`` calls fail at once while the breaker is
-        open (the bookkeeping of a run), ungated ones always try (health, lists)."""
-        if gated and not self.breaker.allow():
-            raise BreakerOpen(
-                f"not attempted: the database did not answer moments ago "
-                f"(retried after {self.breaker.cooldown:g} s)"
-            )
-        try:
-            result = await asyncio.wait_for(work(), self.timeout)
-        except Exception as exc:
-            self.breaker.record(exc)
-            raise
-        self.breaker.record(None)
-        return result
+        return await self.breaker.call(work, seconds=self.timeout, gated=gated)
 
     def _describe(self, exc: BaseException) -> str:
         if isinstance(exc, BreakerOpen):

@@ -9,15 +9,19 @@ always try, and their success closes the breaker again.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from cronkeeper.errors import StorageError
 
 __all__ = ["Breaker", "BreakerOpen", "is_unreachable"]
+
+T = TypeVar("T")
 
 
 class BreakerOpen(StorageError):
@@ -46,3 +50,24 @@ class Breaker:
             self._open_until = 0.0
         elif is_unreachable(exc):
             self._open_until = self.monotonic() + self.cooldown
+
+    async def call(
+        self, work: Callable[[], Awaitable[T]], *, seconds: float, gated: bool = True
+    ) -> T:
+        """Run ``work`` within ``seconds`` and learn from its outcome.
+
+        ``gated`` calls (a run's bookkeeping) fail at once with :class:`BreakerOpen` while the
+        breaker is open; ungated ones (health, lists, closing a recorded run) always try.
+        """
+        if gated and not self.allow():
+            raise BreakerOpen(
+                "not attempted: the database did not answer moments ago"
+                f" (tried again after {self.cooldown:g} s)"
+            )
+        try:
+            result = await asyncio.wait_for(work(), seconds)
+        except Exception as exc:
+            self.record(exc)
+            raise
+        self.record(None)
+        return result
