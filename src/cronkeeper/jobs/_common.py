@@ -8,15 +8,25 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from cronkeeper.clock import Sleep
-from cronkeeper.errors import CronkeeperError, StorageError
+from cronkeeper.errors import ConfigError, CronkeeperError, StorageError
+from cronkeeper.jobs.base import JobContext
+from cronkeeper.storage.schema import accounts
 
-__all__ = ["Slots", "describe_failure", "for_each", "sleep_outside", "storage_error"]
+__all__ = [
+    "Slots",
+    "configured_or_active",
+    "describe_failure",
+    "for_each",
+    "sleep_outside",
+    "storage_error",
+]
 
 T = TypeVar("T")
 _MAX_REASON = 500
@@ -45,6 +55,34 @@ def describe_failure(exc: BaseException) -> str:
     if isinstance(exc, SQLAlchemyError | OSError):
         return f"the database failed ({type(exc).__name__}: {line})"
     return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+async def configured_or_active(
+    ctx: JobContext,
+    configured: Sequence[str],
+    column: ColumnElement[Any],
+    *,
+    what: str,
+    none_message: str,
+) -> list[str]:
+    """The configured ids if any, else the distinct ``column`` of active accounts; sorted.
+
+    ``ConfigError(none_message)`` when there are none: a job with nothing to collect is a
+    configuration problem to fix, not a success to report.
+    """
+    if configured:
+        return sorted(set(configured))
+    try:
+        async with ctx.engine.connect() as conn:
+            result = await conn.execute(
+                select(column).where(accounts.c.active.is_(True), column.is_not(None)).distinct()
+            )
+            ids = sorted({str(r[0]) for r in result if str(r[0]).strip()})
+    except Exception as exc:
+        raise storage_error(f"could not read {what}", exc) from exc
+    if not ids:
+        raise ConfigError(none_message)
+    return ids
 
 
 def storage_error(what: str, exc: BaseException) -> StorageError:

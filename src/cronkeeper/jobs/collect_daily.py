@@ -16,11 +16,9 @@ from __future__ import annotations
 import dataclasses
 from datetime import date, datetime
 
-from sqlalchemy import select
-
-from cronkeeper.errors import ConfigError
 from cronkeeper.jobs._common import (
     Slots,
+    configured_or_active,
     describe_failure,
     for_each,
     sleep_outside,
@@ -37,23 +35,16 @@ __all__ = ["ad_accounts", "insight_row", "run"]
 
 async def ad_accounts(ctx: JobContext) -> list[str]:
     """The ad account ids (digits) to collect, sorted; ``ConfigError`` when there are none."""
-    configured = ctx.settings.meta_ad_account_ids
-    if configured:
-        return sorted(set(configured))
-    try:
-        async with ctx.engine.connect() as conn:
-            result = await conn.execute(
-                select(accounts.c.meta_ad_account_id).where(accounts.c.active.is_(True))
-            )
-            ids = sorted({str(r[0]) for r in result})
-    except Exception as exc:
-        raise storage_error("could not read the active accounts", exc) from exc
-    if not ids:
-        raise ConfigError(
+    return await configured_or_active(
+        ctx,
+        ctx.settings.meta_ad_account_ids,
+        accounts.c.meta_ad_account_id,
+        what="the active accounts",
+        none_message=(
             "no Meta ad account to collect: the accounts table has no active account and"
             " META_AD_ACCOUNT_IDS is not set; run sync-notion first or set META_AD_ACCOUNT_IDS"
-        )
-    return ids
+        ),
+    )
 
 
 def insight_row(insight: MetaInsight, collected_at: datetime) -> dict[str, object]:

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import select
-
 from cronkeeper.errors import ConfigError
-from cronkeeper.jobs._common import describe_failure, for_each, storage_error
+from cronkeeper.jobs._common import configured_or_active, describe_failure, for_each, storage_error
 from cronkeeper.jobs.base import JobContext
 from cronkeeper.ledger import RunTracker
 from cronkeeper.sources import MixpanelClient
@@ -28,25 +26,16 @@ MAX_PARALLEL_PROJECTS = 2
 
 async def projects(ctx: JobContext) -> list[str]:
     """The project ids to query, sorted; ``ConfigError`` when there are none."""
-    configured = ctx.settings.mixpanel_project_id
-    if configured:
-        return sorted(set(configured))
-    try:
-        async with ctx.engine.connect() as conn:
-            result = await conn.execute(
-                select(accounts.c.mixpanel_project_id)
-                .where(accounts.c.active.is_(True), accounts.c.mixpanel_project_id.is_not(None))
-                .distinct()
-            )
-            ids = sorted({str(r[0]) for r in result if str(r[0]).strip()})
-    except Exception as exc:
-        raise storage_error("could not read the accounts' Mixpanel projects", exc) from exc
-    if not ids:
-        raise ConfigError(
+    return await configured_or_active(
+        ctx,
+        ctx.settings.mixpanel_project_id,
+        accounts.c.mixpanel_project_id,
+        what="the accounts' Mixpanel projects",
+        none_message=(
             "no Mixpanel project to query: MIXPANEL_PROJECT_ID is not set and no active"
             " account has a Mixpanel project id; set one or fill 'Mixpanel Project ID' in Notion"
-        )
-    return ids
+        ),
+    )
 
 
 async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
