@@ -11,10 +11,11 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -22,10 +23,13 @@ from rich.console import Console
 from rich.table import Table
 
 from cronkeeper.config import Settings
-from cronkeeper.errors import AlreadyRunning, StorageError, UnknownJob
+from cronkeeper.errors import AlreadyRunning, ConfigError, StorageError, UnknownJob
 from cronkeeper.ledger import RunRow
 from cronkeeper.logs import configure_logging
 from cronkeeper.storage.url import safe_url
+
+if TYPE_CHECKING:
+    from cronkeeper.service import Service
 
 __all__ = ["app", "main"]
 
@@ -62,6 +66,31 @@ def load_settings(*, verbose: bool = False) -> Settings:
     return settings
 
 
+@asynccontextmanager
+async def opened(settings: Settings, *, alerts: bool = False) -> AsyncIterator[Service]:
+    """The service of one command: alerts wired if asked, schema prepared, engine disposed."""
+    from cronkeeper.alerts import install_alerts
+    from cronkeeper.service import Service
+
+    service = Service.from_settings(settings)
+    try:
+        if alerts:
+            try:
+                install_alerts(service)
+            except ConfigError as exc:  # e.g. ALERT_WEBHOOK_URL that is not a URL
+                fail(str(exc))
+        await service.prepare()
+        yield service
+    finally:
+        await service.aclose()
+
+
+def database_failed(settings: Settings, exc: StorageError) -> int:
+    """Say why on stderr (redacted); exit code 2, the contract's "database error"."""
+    err.print(f"[red]{settings.redactor(str(exc))}[/]", highlight=False)
+    return 2
+
+
 def run_async(factory: Callable[[], Awaitable[T]]) -> T:
     async def wrapper() -> T:
         return await factory()
@@ -89,26 +118,20 @@ def run(
     ] = None,
 ) -> None:
     """Run one job now and record it in the ledger (exit 0 success, 3 partial, 1 error, 75 busy)."""
-    from cronkeeper.alerts import install_alerts
     from cronkeeper.runner import EXIT_ALREADY_RUNNING, EXIT_CODES, run_job
-    from cronkeeper.service import Service
 
     settings = load_settings()
     report_day = parse_day(day)
 
     async def go() -> int:
-        service = Service.from_settings(settings)
         try:
-            install_alerts(service)
-            await service.prepare()
-            result = await run_job(service, job, report_day)
+            async with opened(settings, alerts=True) as service:
+                result = await run_job(service, job, report_day)
         except (UnknownJob, ValueError) as exc:
             fail(str(exc))
         except AlreadyRunning as exc:
             err.print(f"[yellow]{exc}[/]; no run recorded", highlight=False)
             return EXIT_ALREADY_RUNNING
-        finally:
-            await service.aclose()
         out.print_json(json.dumps(result.as_json()))
         return EXIT_CODES[result.status]
 
@@ -118,21 +141,15 @@ def run(
 @app.command()
 def health() -> None:
     """Print the health JSON (exit 0 healthy, 1 unhealthy, 2 database error)."""
-    from cronkeeper.service import Service
-
     settings = load_settings()
 
     async def go() -> int:
-        service = Service.from_settings(settings)
         try:
-            await service.prepare()
-            report = await service.health()
+            async with opened(settings) as service:
+                report = await service.health()
         except StorageError as exc:
             out.print_json(json.dumps({"healthy": False, "error": "database unavailable"}))
-            err.print(f"[red]{settings.redactor(str(exc))}[/]", highlight=False)
-            return 2
-        finally:
-            await service.aclose()
+            return database_failed(settings, exc)
         out.print_json(json.dumps(report.as_json()))
         return 0 if report.healthy else 1
 
@@ -150,22 +167,16 @@ def runs(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """Show the most recent runs, newest first."""
-    from cronkeeper.service import Service
-
     settings = load_settings()
 
     async def go() -> int:
-        service = Service.from_settings(settings)
         try:
-            await service.prepare()
-            rows = await service.ledger.recent_runs(cron_name=job, status=status, limit=limit)
+            async with opened(settings) as service:
+                rows = await service.ledger.recent_runs(cron_name=job, status=status, limit=limit)
         except StorageError as exc:
-            err.print(f"[red]{settings.redactor(str(exc))}[/]", highlight=False)
-            return 2
+            return database_failed(settings, exc)
         except ValueError as exc:
             fail(str(exc))
-        finally:
-            await service.aclose()
         if as_json:
             out.print_json(json.dumps([r.as_json() for r in rows]))
             return 0
@@ -270,20 +281,13 @@ def serve(
 @app.command()
 def scheduler() -> None:
     """Run every job on its schedule (CRONKEEPER_SCHEDULES, CRONKEEPER_TIMEZONE) until stopped."""
-    from cronkeeper.alerts import install_alerts
     from cronkeeper.scheduler import CronScheduler
-    from cronkeeper.service import Service
 
     settings = load_settings()
 
     async def go() -> None:
-        service = Service.from_settings(settings)
-        try:
-            install_alerts(service)
-            await service.prepare()
+        async with opened(settings, alerts=True) as service:
             await CronScheduler(service).run_forever()
-        finally:
-            await service.aclose()
 
     run_async(go)
 
@@ -298,30 +302,23 @@ def backfill(
     force: Annotated[bool, typer.Option("--force", help="re-run dates already collected")] = False,
 ) -> None:
     """Re-collect a date range, one run per date; dates already `success` are skipped."""
-    from cronkeeper.alerts import install_alerts
     from cronkeeper.backfill import backfill as run_backfill
     from cronkeeper.backfill import make_progress
-    from cronkeeper.service import Service
 
     settings = load_settings()
     first, last = parse_day(since), parse_day(until)
     assert first is not None
 
     async def go() -> int:
-        service = Service.from_settings(settings)
         try:
-            install_alerts(service)
-            await service.prepare()
-            report = await run_backfill(
-                service, job, first, last, force=force, progress=make_progress(out)
-            )
+            async with opened(settings, alerts=True) as service:
+                report = await run_backfill(
+                    service, job, first, last, force=force, progress=make_progress(out)
+                )
         except (UnknownJob, ValueError) as exc:
             fail(str(exc))
         except StorageError as exc:
-            err.print(f"[red]{settings.redactor(str(exc))}[/]", highlight=False)
-            return 2
-        finally:
-            await service.aclose()
+            return database_failed(settings, exc)
         out.print(report.summary(), highlight=False, markup=False, soft_wrap=True)
         return report.exit_code
 
@@ -337,7 +334,6 @@ def prune(
     """Delete ledger rows older than --older-than (never a latest run, never a running one)."""
     from cronkeeper.durations import format_duration, parse_duration
     from cronkeeper.retention import prune as prune_runs
-    from cronkeeper.service import Service
 
     settings = load_settings()
     try:
@@ -346,22 +342,18 @@ def prune(
         fail(f"--older-than: {exc}")
 
     async def go() -> int:
-        service = Service.from_settings(settings)
         try:
-            await service.prepare()
-            deleted = await prune_runs(
-                service.engine,
-                older_than=age,
-                now=service.clock(),
-                batch_size=batch_size,
-                dry_run=dry_run,
-                progress=lambda n: err.print(f"deleted {n} runs…", highlight=False),
-            )
+            async with opened(settings) as service:
+                deleted = await prune_runs(
+                    service.engine,
+                    older_than=age,
+                    now=service.clock(),
+                    batch_size=batch_size,
+                    dry_run=dry_run,
+                    progress=lambda n: err.print(f"deleted {n} runs…", highlight=False),
+                )
         except StorageError as exc:
-            err.print(f"[red]{settings.redactor(str(exc))}[/]", highlight=False)
-            return 2
-        finally:
-            await service.aclose()
+            return database_failed(settings, exc)
         verb = "would delete" if dry_run else "deleted"
         out.print(f"{verb} {deleted} runs older than {format_duration(age)}", highlight=False)
         return 0

@@ -191,3 +191,12 @@ def test_a_run_against_an_unreachable_database_is_delayed_about_one_timeout(
     # start-up (~1 s) + one ledger timeout (1 s) + the job's own read (1 s) + interpreter.
     assert elapsed < 8, elapsed
     assert "pw@" not in result.stdout + result.stderr
+
+
+def test_a_webhook_url_that_is_not_a_url_stops_run_with_exit_2(tmp_path: Path) -> None:
+    result = cli(
+        "run", "collect-benchmarks", env={"ALERT_WEBHOOK_URL": "hooks.example"}, cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert "ALERT_WEBHOOK_URL" in result.stderr
+    assert "Traceback" not in result.stderr
