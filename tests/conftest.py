@@ -45,20 +45,26 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
+def migrated(url: str) -> str:
+    """Apply every migration to the database at ``url`` (from sync code); returns ``url``."""
+
+    async def migrate() -> None:
+        engine = create_engine(url)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(migrate())
+    return url
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
     cluster = start_postgres()
     try:
         cluster.create_database(TEMPLATE_DB)
-
-        async def migrate() -> None:
-            engine = create_engine(cluster.url(TEMPLATE_DB))
-            try:
-                await upgrade(engine)
-            finally:
-                await engine.dispose()
-
-        asyncio.run(migrate())
+        migrated(cluster.url(TEMPLATE_DB))
         yield cluster
     finally:
         cluster.cleanup()
@@ -113,17 +119,7 @@ def pgbouncer(pg_cluster: PgCluster) -> Iterator[PgBouncer]:
 def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated, empty database of the current backend."""
     if backend == "sqlite":
-        url = f"sqlite:///{tmp_path}/cronkeeper-test.db"
-
-        async def migrate() -> None:
-            engine = create_engine(url)
-            try:
-                await upgrade(engine)
-            finally:
-                await engine.dispose()
-
-        asyncio.run(migrate())
-        yield url
+        yield migrated(f"sqlite:///{tmp_path}/cronkeeper-test.db")
         return
     cluster: PgCluster = request.getfixturevalue("pg_cluster")
     name = fresh_postgres_database(cluster)

@@ -7,6 +7,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -18,14 +21,19 @@ from tests.support.pg import free_port, wait_for_port
 CLI = [sys.executable, "-m", "cronkeeper"]
 
 
+def clean_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without cronkeeper's settings, plus ``env``."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("CRON", "DATABASE"))}
+    full.update(env or {})
+    return full
+
+
 def cli(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("CRON", "DATABASE"))}
-    full_env.update(env or {})
     return subprocess.run(
         [*CLI, *args],
-        env=full_env,
+        env=clean_env(env),
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -85,26 +93,46 @@ def test_serve_refuses_to_start_without_a_long_enough_secret(
     assert "CRON_SECRET must be set to at least 16 characters" in result.stderr
 
 
-def test_serve_on_the_sqlite_default_answers_health_like_the_readme_says(tmp_path: Path) -> None:
-    """The newcomer path: no DATABASE_URL, a secret, `cronkeeper serve`, then curl."""
+@dataclass
+class Served:
+    base: str
+    output: str = ""
+
+
+@contextmanager
+def serving(tmp_path: Path, *args: str) -> Iterator[Served]:
+    """`cronkeeper serve` as a real process on a free port; its output once it stopped."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRON", "DATABASE"))}
-    env["CRON_SECRET"] = SECRET
     process = subprocess.Popen(
-        [*CLI, "serve", "--port", str(port)],
-        env=env,
+        [*CLI, "serve", "--port", str(port), *args],
+        env=clean_env({"CRON_SECRET": SECRET}),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    served = Served(f"http://127.0.0.1:{port}")
     try:
         wait_for_port("127.0.0.1", port, timeout=30)
-        base = f"http://127.0.0.1:{port}"
-        assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
-        denied = httpx.get(f"{base}/api/cron/health")
+        yield served
+    finally:
+        process.terminate()
+        try:
+            served.output, _ = process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            served.output, _ = process.communicate()
+
+
+def test_serve_on_the_sqlite_default_answers_health_like_the_readme_says(tmp_path: Path) -> None:
+    """The newcomer path: no DATABASE_URL, a secret, `cronkeeper serve`, then curl."""
+    with serving(tmp_path) as served:
+        assert httpx.get(f"{served.base}/healthz").json() == {"status": "ok"}
+        denied = httpx.get(f"{served.base}/api/cron/health")
         assert denied.status_code == 401
-        answer = httpx.get(f"{base}/api/cron/health", headers={"Authorization": f"Bearer {SECRET}"})
+        answer = httpx.get(
+            f"{served.base}/api/cron/health", headers={"Authorization": f"Bearer {SECRET}"}
+        )
         assert answer.status_code == 200
         assert answer.json()["missing"] == [
             "collect-daily",
@@ -112,14 +140,7 @@ def test_serve_on_the_sqlite_default_answers_health_like_the_readme_says(tmp_pat
             "collect-benchmarks",
         ]
         assert (tmp_path / "cronkeeper.db").exists()
-    finally:
-        process.terminate()
-        try:
-            output, _ = process.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
-    assert SECRET not in output
+    assert SECRET not in served.output
 
 
 def test_backfill_runs_one_run_per_date_and_skips_done_dates(tmp_path: Path) -> None:
@@ -150,24 +171,9 @@ def test_prune_keeps_the_latest_run_and_validates_its_argument(tmp_path: Path) -
 
 
 def test_serve_with_the_scheduler_starts_and_answers(tmp_path: Path) -> None:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRON", "DATABASE"))}
-    env["CRON_SECRET"] = SECRET
-    process = subprocess.Popen(
-        [*CLI, "serve", "--port", str(port), "--scheduler"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        wait_for_port("127.0.0.1", port, timeout=30)
-        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=15)
-    assert "Traceback" not in output
+    with serving(tmp_path, "--scheduler") as served:
+        assert httpx.get(f"{served.base}/healthz").status_code == 200
+    assert "Traceback" not in served.output
 
 
 def test_a_run_against_an_unreachable_database_is_delayed_about_one_timeout(

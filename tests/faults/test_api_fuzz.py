@@ -28,8 +28,8 @@ from cronkeeper.api.app import create_app
 from cronkeeper.jobs import JOBS
 from cronkeeper.sandbox import MetaSimulator, MixpanelSimulator, NotionSimulator, serve_apps
 from cronkeeper.service import Service
-from cronkeeper.storage.engine import create_engine, upgrade
-from tests.conftest import BACKENDS, SECRET, fresh_postgres_database, make_settings
+from cronkeeper.storage.engine import create_engine
+from tests.conftest import BACKENDS, SECRET, fresh_postgres_database, make_settings, migrated
 from tests.support.pg import PgCluster
 
 AUTH = {"Authorization": f"Bearer {SECRET}"}
@@ -61,18 +61,6 @@ class Target:
                 await service.aclose()
 
         return asyncio.run(count())
-
-
-def migrated(url: str) -> str:
-    async def migrate() -> None:
-        engine = create_engine(url)
-        try:
-            await upgrade(engine)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(migrate())
-    return url
 
 
 @pytest.fixture(scope="module", params=[b for b in ("sqlite", "postgresql") if b in BACKENDS])
