@@ -10,7 +10,6 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.api.app import create_app
@@ -23,6 +22,7 @@ from cronkeeper.sandbox import Fault, MetaSimulator
 from cronkeeper.sandbox.server import serve_app
 from cronkeeper.service import RunObserver, Service
 from tests.conftest import SECRET, FakeClock, make_settings
+from tests.support.plans import fill_history, query_plan
 
 AUTH = {"Authorization": f"Bearer {SECRET}"}
 JOBS = ("sync-notion", "collect-daily", "collect-mixpanel", "collect-benchmarks")
@@ -226,30 +226,14 @@ async def test_job_health_turns_0_once_the_last_success_leaves_its_window(
 
 
 async def test_last_success_query_rides_the_name_started_index(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            await conn.execute(
-                text(
-                    "INSERT INTO cron_runs (cron_name, started_at, status) "
-                    "SELECT 'job-' || (g % 23), now() - g * interval '1 minute',"
-                    " CASE WHEN g % 3 = 0 THEN 'error' ELSE 'success' END "
-                    "FROM generate_series(1, 20000) AS g"
-                )
-            )
-            await conn.execute(text("ANALYZE cron_runs"))
-    stmt = last_success_statement(list(JOBS))
-    sql = str(stmt.compile(engine.sync_engine, compile_kwargs={"literal_binds": True}))
-    async with engine.connect() as conn:
-        if engine.dialect.name == "postgresql":
-            plan = "\n".join(r[0] for r in await conn.execute(text("EXPLAIN " + sql)))
-            assert "Seq Scan" not in plan
-            assert "Sort" not in plan
-        else:
-            plan = "\n".join(
-                str(r[-1]) for r in await conn.execute(text("EXPLAIN QUERY PLAN " + sql))
-            )
-            assert "TEMP B-TREE" not in plan
-        assert "idx_cron_runs_name_started" in plan
+    await fill_history(engine)
+    plan = await query_plan(engine, last_success_statement(list(JOBS)))
+    assert "idx_cron_runs_name_started" in plan
+    if engine.dialect.name == "postgresql":
+        assert "Seq Scan" not in plan
+        assert "Sort" not in plan
+    else:
+        assert "TEMP B-TREE" not in plan
 
 
 # -- figures from this process's events ---------------------------------------------------

@@ -11,6 +11,7 @@ from cronkeeper.ledger import Ledger
 from cronkeeper.ledger.store import latest_runs_statement
 from cronkeeper.storage.engine import current_revision, head_revision, upgrade
 from tests.support.pg import PgCluster
+from tests.support.plans import fill_history, query_plan
 
 
 async def test_upgrade_is_idempotent_and_reaches_head(engine: AsyncEngine) -> None:
@@ -19,33 +20,16 @@ async def test_upgrade_is_idempotent_and_reaches_head(engine: AsyncEngine) -> No
 
 
 async def test_health_query_uses_the_name_started_index(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            await conn.execute(
-                text(
-                    "INSERT INTO cron_runs (cron_name, started_at, status) "
-                    "SELECT 'job-' || (g % 23), now() - g * interval '1 minute', 'success' "
-                    "FROM generate_series(1, 20000) AS g"
-                )
-            )
-            await conn.execute(text("ANALYZE cron_runs"))
-    ledger = Ledger(engine)
+    await fill_history(engine)
     names = ["collect-daily", "collect-mixpanel", "collect-benchmarks"]
-    await ledger.latest_runs(names)  # it runs
-    stmt = latest_runs_statement(names)
-    sql = str(stmt.compile(engine.sync_engine, compile_kwargs={"literal_binds": True}))
-    async with engine.connect() as conn:
-        if engine.dialect.name == "postgresql":
-            plan = "\n".join(r[0] for r in await conn.execute(text("EXPLAIN " + sql)))
-            assert "idx_cron_runs_name_started" in plan
-            assert "Seq Scan" not in plan
-            assert "Sort" not in plan
-        else:
-            plan = "\n".join(
-                str(r[-1]) for r in await conn.execute(text("EXPLAIN QUERY PLAN " + sql))
-            )
-            assert "idx_cron_runs_name_started" in plan
-            assert "TEMP B-TREE" not in plan
+    await Ledger(engine).latest_runs(names)  # it runs
+    plan = await query_plan(engine, latest_runs_statement(names))
+    assert "idx_cron_runs_name_started" in plan
+    if engine.dialect.name == "postgresql":
+        assert "Seq Scan" not in plan
+        assert "Sort" not in plan
+    else:
+        assert "TEMP B-TREE" not in plan
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import select, text
@@ -11,17 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.storage.schema import cron_runs
 from cronkeeper.web.queries import last_runs_statement, read_runs, recent_runs_statement
+from tests.support.plans import query_plan
 from tests.web.ledger_data import NOW, Row, insert_rows
 
 NAMES = ["collect-daily", "collect-mixpanel", "collect-benchmarks", "sync-notion"]
-
-
-async def plan(engine: AsyncEngine, statement: Any) -> str:
-    sql = str(statement.compile(engine.sync_engine, compile_kwargs={"literal_binds": True}))
-    async with engine.connect() as conn:
-        if engine.dialect.name == "postgresql":
-            return "\n".join(r[0] for r in await conn.execute(text("EXPLAIN " + sql)))
-        return "\n".join(str(r[-1]) for r in await conn.execute(text("EXPLAIN QUERY PLAN " + sql)))
 
 
 async def test_the_page_queries_walk_the_name_started_index(engine: AsyncEngine) -> None:
@@ -42,7 +34,7 @@ async def test_the_page_queries_walk_the_name_started_index(engine: AsyncEngine)
     table = recent_runs_statement(NAMES, 50)
     filtered = recent_runs_statement(["collect-daily"], 50, status="error")
     for statement in (strips, table, filtered):
-        shown = await plan(engine, statement)
+        shown = await query_plan(engine, statement)
         assert "idx_cron_runs_name_started" in shown, shown
         if engine.dialect.name == "postgresql":
             assert "Seq Scan" not in shown, shown
@@ -50,7 +42,7 @@ async def test_the_page_queries_walk_the_name_started_index(engine: AsyncEngine)
         else:
             assert "SCAN cron_runs" not in shown.replace("USING INDEX", "IDX"), shown
     # Each per-job arm needs no sort of its own: the index hands rows over newest first.
-    strips_plan = await plan(engine, strips)
+    strips_plan = await query_plan(engine, strips)
     if engine.dialect.name == "postgresql":
         assert "Sort" not in strips_plan, strips_plan
     else:
