@@ -72,10 +72,6 @@ def _pairs(value: str, sep: str, what: str) -> dict[str, str]:
     return out
 
 
-def _env(*names: str) -> Any:
-    return Field(validation_alias=AliasChoices(*names))
-
-
 class Settings(BaseSettings):
     """Every setting of cronkeeper. Field docs double as the README's configuration table."""
 

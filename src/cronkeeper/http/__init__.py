@@ -28,7 +28,6 @@ from cronkeeper.http.retry import (
     RetryPolicy,
     Sleep,
     fetch_with_retry,
-    utc_now,
 )
 
 __all__ = [
@@ -53,5 +52,4 @@ __all__ = [
     "meta_error",
     "parse_retry_after",
     "protect_httpx_log",
-    "utc_now",
 ]

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -23,6 +22,7 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_exception_type
 from tenacity.stop import stop_after_attempt
 
+from cronkeeper.clock import Clock, Sleep, utcnow
 from cronkeeper.errors import ConfigError, PermanentFetchError, RetriesExhausted, WaitTooLong
 from cronkeeper.http.classify import (
     BUC_HEADER,
@@ -43,21 +43,14 @@ __all__ = [
     "RetryPolicy",
     "Sleep",
     "fetch_with_retry",
-    "utc_now",
+    "utcnow",
 ]
 
 logger = logging.getLogger("cronkeeper.http")
 
-Sleep = Callable[[float], Awaitable[None]]
-Clock = Callable[[], datetime]
 
 MAX_API_MESSAGE = 300
 _MAX_DOUBLINGS = 64  # past this, 2**n only risks an OverflowError; max_wait caps it anyway
-
-
-def utc_now() -> datetime:
-    """The default clock; injected so tests can pin the moment an HTTP-date is measured from."""
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -330,7 +323,7 @@ async def fetch_with_retry(
     auth: httpx.Auth | tuple[str, str] | None = None,
     policy: RetryPolicy = DEFAULT_POLICY,
     sleep: Sleep = asyncio.sleep,
-    now: Clock = utc_now,
+    now: Clock = utcnow,
     on_retry: Callable[[RetryEvent], None] | None = None,
     redactor: Redactor = _DEFAULT_REDACTOR,
 ) -> httpx.Response:
@@ -369,7 +362,7 @@ class HttpContext:
     client: httpx.AsyncClient
     policy: RetryPolicy = DEFAULT_POLICY
     sleep: Sleep = asyncio.sleep
-    now: Clock = utc_now
+    now: Clock = utcnow
     on_retry: Callable[[RetryEvent], None] | None = None
     redactor: Redactor = _DEFAULT_REDACTOR
 

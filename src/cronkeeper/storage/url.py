@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-__all__ = ["database_password", "is_postgres", "normalize_database_url", "safe_url"]
+__all__ = ["database_password", "normalize_database_url", "safe_url"]
 
 DEFAULT_URL = "sqlite:///cronkeeper.db"
 # Query parameters some providers add that libpq does not know; they would make it refuse
@@ -57,10 +57,6 @@ def normalize_database_url(raw: str) -> str:
             "or postgresql://user:pass@host/db (postgres:// works too)"
         )
     return url.render_as_string(hide_password=False)
-
-
-def is_postgres(raw: str) -> bool:
-    return _parse(raw).get_backend_name() == "postgresql"
 
 
 def safe_url(raw: str) -> str:
