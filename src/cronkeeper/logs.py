@@ -4,28 +4,45 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+from collections.abc import Iterable
 
-from cronkeeper.redact import Redactor
+from cronkeeper.redact import Redactor, redact
 
 __all__ = ["RedactingFilter", "configure_logging"]
 
+_lock = threading.Lock()
+
 
 class RedactingFilter(logging.Filter):
-    """Renders the message, redacts it, and stores the result so no handler sees the raw text."""
+    """Rewrites a record whose text (message or traceback) carries a secret; drops none.
 
-    def __init__(self, redactor: Redactor) -> None:
+    ``secrets`` only grows (:meth:`add`) and is replaced as a whole, so a record filtered in
+    another thread always sees a consistent tuple. Credential-shaped text (tokens in URLs,
+    ``Authorization`` values) is redacted whatever the secrets.
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self.redactor = redactor
+        self.secrets: tuple[str, ...] = tuple(sorted(set(secrets)))
+
+    def add(self, secrets: Iterable[str]) -> None:
+        new = set(secrets).difference(self.secrets)
+        if new:
+            with _lock:
+                self.secrets = tuple(sorted(new.union(self.secrets)))
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:  # a malformed record; let logging report it as usual
+        except (TypeError, ValueError):  # a broken format string is logging's problem, not ours
             return True
-        record.msg = self.redactor(message)
-        record.args = None
+        cleaned = redact(message, self.secrets)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
         if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = self.redactor(logging.Formatter().formatException(record.exc_info))
+            trace = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = redact(trace, self.secrets)
             record.exc_info = None
         return True
 
@@ -38,7 +55,7 @@ def configure_logging(redactor: Redactor, level: int = logging.INFO) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     for existing in list(root.handlers):
         root.removeHandler(existing)
-    handler.addFilter(RedactingFilter(redactor))
+    handler.addFilter(RedactingFilter(redactor.secrets))
     root.addHandler(handler)
     # httpx logs every request URL at INFO, token included: keep it at WARNING.
     logging.getLogger("httpx").setLevel(logging.WARNING)

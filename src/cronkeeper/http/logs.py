@@ -12,41 +12,13 @@ import logging
 import threading
 from collections.abc import Iterable
 
-from cronkeeper.redact import redact
+from cronkeeper.logs import RedactingFilter
 
 __all__ = ["HTTPX_LOGGER", "RedactingFilter", "protect_httpx_log"]
 
 HTTPX_LOGGER = "httpx"
 
 _lock = threading.Lock()
-
-
-class RedactingFilter(logging.Filter):
-    """Rewrites a record whose text carries a secret; never drops a record.
-
-    ``secrets`` only grows, and is replaced as a whole so that a record being filtered in
-    another thread always sees a consistent tuple.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.secrets: tuple[str, ...] = ()
-
-    def add(self, secrets: Iterable[str]) -> None:
-        new = set(secrets).difference(self.secrets)
-        if new:
-            with _lock:
-                self.secrets = tuple(sorted(new.union(self.secrets)))
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except (TypeError, ValueError):  # a broken format string is logging's problem, not ours
-            return True
-        cleaned = redact(message, self.secrets)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        return True
 
 
 def protect_httpx_log(secrets: Iterable[str] = ()) -> RedactingFilter:
