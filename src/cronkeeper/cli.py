@@ -11,21 +11,20 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.table import Table
 
 from cronkeeper.config import Settings
 from cronkeeper.errors import AlreadyRunning, ConfigError, StorageError, UnknownJob
-from cronkeeper.ledger import RunRow
 from cronkeeper.logs import configure_logging
+from cronkeeper.runs_table import print_runs
 from cronkeeper.storage.url import safe_url
 
 if TYPE_CHECKING:
@@ -69,7 +68,7 @@ def load_settings(*, verbose: bool = False) -> Settings:
 @asynccontextmanager
 async def opened(settings: Settings, *, alerts: bool = False) -> AsyncIterator[Service]:
     """The service of one command: alerts wired if asked, schema prepared, engine disposed."""
-    from cronkeeper.alerts import install_alerts
+    from cronkeeper.ops.alerts import install_alerts
     from cronkeeper.service import Service
 
     service = Service.from_settings(settings)
@@ -156,9 +155,6 @@ def health() -> None:
     raise typer.Exit(run_async(go))
 
 
-STATUS_STYLE = {"success": "green", "partial": "yellow", "error": "red", "running": "cyan"}
-
-
 @app.command()
 def runs(
     job: Annotated[str | None, typer.Option(help="only this job")] = None,
@@ -180,30 +176,10 @@ def runs(
         if as_json:
             out.print_json(json.dumps([r.as_json() for r in rows]))
             return 0
-        print_runs(rows, settings)
+        print_runs(out, rows, settings.tz, settings.timezone)
         return 0
 
     raise typer.Exit(run_async(go))
-
-
-def print_runs(rows: Sequence[RunRow], settings: Settings) -> None:
-    table = Table(title=f"Recent runs ({settings.timezone})")
-    for column in ("started", "job", "status", "records", "duration", "error"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        started: datetime = row.started_at.astimezone(settings.tz)
-        duration = f"{row.duration_seconds:.1f}s" if row.duration_seconds is not None else "—"
-        style = STATUS_STYLE.get(row.status, "")
-        message = (row.error_message or "").splitlines()
-        table.add_row(
-            started.strftime("%Y-%m-%d %H:%M:%S"),
-            row.cron_name,
-            f"[{style}]{row.status}[/]",
-            str(row.records_count),
-            duration,
-            " ".join(message)[:160],
-        )
-    out.print(table)
 
 
 @db_app.command("upgrade")
@@ -251,8 +227,8 @@ def serve(
     """Serve the HTTP API (health, runs, triggers) with uvicorn."""
     import uvicorn
 
-    from cronkeeper.alerts import install_alerts
     from cronkeeper.api.app import create_app
+    from cronkeeper.ops.alerts import install_alerts
     from cronkeeper.service import Service
 
     settings = load_settings()
@@ -281,7 +257,7 @@ def serve(
 @app.command()
 def scheduler() -> None:
     """Run every job on its schedule (CRONKEEPER_SCHEDULES, CRONKEEPER_TIMEZONE) until stopped."""
-    from cronkeeper.scheduler import CronScheduler
+    from cronkeeper.ops.scheduler import CronScheduler
 
     settings = load_settings()
 
@@ -302,8 +278,8 @@ def backfill(
     force: Annotated[bool, typer.Option("--force", help="re-run dates already collected")] = False,
 ) -> None:
     """Re-collect a date range, one run per date; dates already `success` are skipped."""
-    from cronkeeper.backfill import backfill as run_backfill
-    from cronkeeper.backfill import make_progress
+    from cronkeeper.ops.backfill import backfill as run_backfill
+    from cronkeeper.ops.backfill import make_progress
 
     settings = load_settings()
     first, last = parse_day(since), parse_day(until)
@@ -333,7 +309,7 @@ def prune(
 ) -> None:
     """Delete ledger rows older than --older-than (never a latest run, never a running one)."""
     from cronkeeper.durations import format_duration, parse_duration
-    from cronkeeper.retention import prune as prune_runs
+    from cronkeeper.ops.retention import prune as prune_runs
 
     settings = load_settings()
     try:

@@ -19,6 +19,7 @@ from cronkeeper.config import Settings
 from cronkeeper.http import RetryEvent
 from cronkeeper.jobs import report_date
 from cronkeeper.runner import RunResult, run_job
+from cronkeeper.runs_table import print_runs
 from cronkeeper.sandbox import demo_world
 from cronkeeper.service import RunObserver, Service
 
@@ -50,7 +51,6 @@ async def run_demo(database: Path, console: Console, *, day: date | None = None)
 
     ``database`` is an absolute path whose folder exists.
     """
-    from cronkeeper.cli import print_runs
 
     database_url = f"sqlite:///{database}"
     world = demo_world()
@@ -83,7 +83,9 @@ async def run_demo(database: Path, console: Console, *, day: date | None = None)
                     for line in result.error_message.splitlines():
                         console.print(f"    {line}", style="dim", highlight=False)
             console.print()
-            print_runs(await service.ledger.recent_runs(limit=10), settings)
+            print_runs(
+                console, await service.ledger.recent_runs(limit=10), settings.tz, settings.timezone
+            )
             report = await service.health()
             console.print("\n[bold]GET /api/cron/health[/]")
             console.print_json(json.dumps(report.as_json()))

@@ -19,7 +19,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from cronkeeper.alerts import (
+from cronkeeper.config import Settings
+from cronkeeper.errors import ConfigError
+from cronkeeper.ledger import RunRow
+from cronkeeper.ops.alerts import (
     MAX_EXCERPT,
     WebhookAlerter,
     abandoned_text,
@@ -27,9 +30,6 @@ from cronkeeper.alerts import (
     finished_text,
     install_alerts,
 )
-from cronkeeper.config import Settings
-from cronkeeper.errors import ConfigError
-from cronkeeper.ledger import RunRow
 from cronkeeper.redact import Redactor
 from cronkeeper.runner import run_job
 from cronkeeper.sandbox import Fault, MetaSimulator
@@ -238,7 +238,7 @@ async def test_a_webhook_still_failing_after_the_retries_is_given_up_with_a_warn
     assert receiver.attempts == 3 and receiver.received == []
     assert sleep.waits == [1.0, 2.0]
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert warning.name == "cronkeeper.alerts"
+    assert warning.name == "cronkeeper.ops.alerts"
     text = warning.getMessage()
     assert "after 3 attempts" in text and "HTTP 500" in text
     assert "hook-secret-XyZ123" not in caplog.text

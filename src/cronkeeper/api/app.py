@@ -14,9 +14,9 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from cronkeeper import __version__
 from cronkeeper.api.deps import Authorized, ServiceDep
 from cronkeeper.errors import AlreadyRunning, StorageError, UnknownJob
-from cronkeeper.metrics import install_metrics
+from cronkeeper.ops.metrics import install_metrics
+from cronkeeper.ops.scheduler import CronScheduler
 from cronkeeper.runner import run_job
-from cronkeeper.scheduler import CronScheduler
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import RUN_STATUSES
 from cronkeeper.web import install_status_page

@@ -24,7 +24,7 @@ from cronkeeper.storage.schema import cron_runs
 
 __all__ = ["prune"]
 
-log = logging.getLogger("cronkeeper.retention")
+log = logging.getLogger("cronkeeper.ops.retention")
 
 PruneProgress = Callable[[int], None]
 """Called after each batch with the number of rows deleted so far."""

@@ -16,11 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cronkeeper.clock import utcnow
 from cronkeeper.errors import ConfigError
 from cronkeeper.jobs.base import report_date
-from cronkeeper.scheduler import CronScheduler, Fire
+from cronkeeper.ops.scheduler import CronScheduler, Fire
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import cron_runs
 from tests.conftest import FakeClock, make_settings
-from tests.ops_sched.fakes import FakeRun, insert_run
+from tests.ops.fakes import FakeRun, insert_run
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, sec: int = 0) -> datetime:
@@ -231,7 +231,7 @@ async def test_already_running_elsewhere_is_swallowed_and_logged(
     service = make_service(database_url, engine, clock)
     run = FakeRun(busy={"collect-daily"})
     sched = scheduler(service, run, "collect-daily")
-    with caplog.at_level(logging.INFO, logger="cronkeeper.scheduler"):
+    with caplog.at_level(logging.INFO, logger="cronkeeper.ops.scheduler"):
         assert await sched.tick(utc(2026, 11, 20, 1)) == [
             Fire("collect-daily", utc(2026, 11, 20, 1))
         ]
@@ -247,7 +247,7 @@ async def test_a_failing_job_never_stops_the_scheduler_or_the_other_jobs(
     service = make_service(database_url, engine, clock, schedules="collect-daily=0 2 * * *")
     run = FakeRun(crash={date(2026, 11, 22)})
     sched = scheduler(service, run, "collect-daily", "collect-benchmarks")
-    with caplog.at_level(logging.ERROR, logger="cronkeeper.scheduler"):
+    with caplog.at_level(logging.ERROR, logger="cronkeeper.ops.scheduler"):
         fired = await sched.tick(utc(2026, 11, 23, 2))
     assert {f.name for f in fired} == {"collect-daily", "collect-benchmarks"}
     assert sorted(run.names()) == ["collect-benchmarks", "collect-daily"]

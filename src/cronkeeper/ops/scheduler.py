@@ -58,7 +58,7 @@ __all__ = [
     "previous_fire",
 ]
 
-log = logging.getLogger("cronkeeper.scheduler")
+log = logging.getLogger("cronkeeper.ops.scheduler")
 
 DEFAULT_MISFIRE_GRACE = timedelta(hours=1)
 _SEARCH_DAYS = 8 * 366

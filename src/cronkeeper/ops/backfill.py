@@ -35,8 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.errors import AlreadyRunning, StorageError, UnknownJob
 from cronkeeper.jobs.base import report_date
+from cronkeeper.ops.scheduler import RunJob
 from cronkeeper.runner import EXIT_ALREADY_RUNNING, EXIT_CODES, run_job
-from cronkeeper.scheduler import RunJob
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import cron_runs
 
@@ -52,7 +52,7 @@ __all__ = [
     "make_progress",
 ]
 
-log = logging.getLogger("cronkeeper.backfill")
+log = logging.getLogger("cronkeeper.ops.backfill")
 
 OutcomeStatus = Literal["success", "partial", "error", "skipped", "busy"]
 _RUN_STATUSES: dict[str, OutcomeStatus] = {

@@ -10,7 +10,8 @@ import pytest
 from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cronkeeper.backfill import (
+from cronkeeper.errors import StorageError, UnknownJob
+from cronkeeper.ops.backfill import (
     BackfillReport,
     DateOutcome,
     PlainProgress,
@@ -19,11 +20,10 @@ from cronkeeper.backfill import (
     done_dates,
     make_progress,
 )
-from cronkeeper.errors import StorageError, UnknownJob
 from cronkeeper.service import Service
 from cronkeeper.storage.engine import create_engine
 from tests.conftest import FakeClock, make_settings
-from tests.ops_sched.fakes import FakeRun, Interrupted, insert_run
+from tests.ops.fakes import FakeRun, Interrupted, insert_run
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # yesterday = 2026-11-19
 

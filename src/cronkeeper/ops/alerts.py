@@ -47,7 +47,7 @@ __all__ = [
     "safe_destination",
 ]
 
-log = logging.getLogger("cronkeeper.alerts")
+log = logging.getLogger("cronkeeper.ops.alerts")
 
 MAX_EXCERPT = 500
 MAX_EXCERPT_LINES = 6

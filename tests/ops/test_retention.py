@@ -10,10 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.errors import StorageError
-from cronkeeper.retention import prune
+from cronkeeper.ops.retention import prune
 from cronkeeper.storage.engine import create_engine
 from cronkeeper.storage.schema import cron_runs
-from tests.ops_sched.fakes import insert_run
+from tests.ops.fakes import insert_run
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 NINETY_DAYS = timedelta(days=90)

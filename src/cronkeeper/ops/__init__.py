@@ -1,0 +1,7 @@
+"""What runs the service rather than the seed's jobs.
+
+``scheduler`` fires jobs on their cron expressions, ``alerts`` sends webhook messages,
+``metrics`` serves ``/metrics``, ``retention`` prunes the ledger and ``backfill`` re-collects
+date ranges. Each is optional around the main path (CLI/API → runner → job → source → http →
+storage) and reaches the ledger only through :mod:`cronkeeper.ledger`.
+"""
