@@ -17,6 +17,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cronkeeper.durations import parse_duration
+from cronkeeper.notion_props import DEFAULT_NOTION_PROPS
 from cronkeeper.redact import Redactor
 from cronkeeper.storage.url import database_password, normalize_database_url
 
@@ -135,18 +136,23 @@ class Settings(BaseSettings):
     notion_version: str = Field(
         default="2025-09-03", validation_alias=AliasChoices("NOTION_VERSION")
     )
-    notion_prop_name: str = Field(default="Name", validation_alias=AliasChoices("NOTION_PROP_NAME"))
+    notion_prop_name: str = Field(
+        default=DEFAULT_NOTION_PROPS.name, validation_alias=AliasChoices("NOTION_PROP_NAME")
+    )
     notion_prop_ad_account: str = Field(
-        default="Meta Ad Account ID", validation_alias=AliasChoices("NOTION_PROP_AD_ACCOUNT")
+        default=DEFAULT_NOTION_PROPS.ad_account,
+        validation_alias=AliasChoices("NOTION_PROP_AD_ACCOUNT"),
     )
     notion_prop_industry: str = Field(
-        default="Industry", validation_alias=AliasChoices("NOTION_PROP_INDUSTRY")
+        default=DEFAULT_NOTION_PROPS.industry,
+        validation_alias=AliasChoices("NOTION_PROP_INDUSTRY"),
     )
     notion_prop_active: str = Field(
-        default="Active", validation_alias=AliasChoices("NOTION_PROP_ACTIVE")
+        default=DEFAULT_NOTION_PROPS.active, validation_alias=AliasChoices("NOTION_PROP_ACTIVE")
     )
     notion_prop_mixpanel_project: str = Field(
-        default="Mixpanel Project ID", validation_alias=AliasChoices("NOTION_PROP_MIXPANEL_PROJECT")
+        default=DEFAULT_NOTION_PROPS.mixpanel_project,
+        validation_alias=AliasChoices("NOTION_PROP_MIXPANEL_PROJECT"),
     )
 
     # Operations (not in the seed; prefixed so they cannot collide with anything else).

@@ -7,11 +7,11 @@ from typing import Any
 import httpx
 import pytest
 
+from cronkeeper.notion_props import NotionProps
 from cronkeeper.sandbox import (
     NOTION_VERSION,
     Fault,
     NotionAccountPage,
-    NotionPropertyNames,
     NotionSimulator,
 )
 from tests.sandbox.helpers import Serve
@@ -91,7 +91,7 @@ def test_number_typed_ad_account_column(serve: Serve) -> None:
 
 
 def test_property_names_can_be_renamed(serve: Serve) -> None:
-    names = NotionPropertyNames(name="Client", ad_account_id="FB Account")
+    names = NotionProps(name="Client", ad_account="FB Account")
     props = _query(serve(_sim(property_names=names))).json()["results"][0]["properties"]
 
     assert {"Client", "FB Account", "Industry", "Active"} <= set(props)

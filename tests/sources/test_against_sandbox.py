@@ -224,9 +224,7 @@ async def test_notion_reads_every_page_of_a_multi_page_registry(http: HttpContex
 
 
 async def test_notion_reads_number_ids_and_custom_property_names(http: HttpContext) -> None:
-    from cronkeeper.sandbox import NotionPropertyNames
-
-    names = NotionPropertyNames(name="고객사", ad_account_id="광고 계정 ID")
+    names = NotionProps(name="고객사", ad_account="광고 계정 ID")
     pages = [NotionAccountPage(name=f"C{i}", ad_account_id=900 + i) for i in range(3)]
     sim = NotionSimulator(
         pages, token=NOTION_TOKEN, ad_account_property="number", property_names=names

@@ -25,7 +25,6 @@ from cronkeeper.sandbox.mixpanel import MixpanelProject, MixpanelSimulator
 from cronkeeper.sandbox.notion import (
     NOTION_VERSION,
     NotionAccountPage,
-    NotionPropertyNames,
     NotionSimulator,
 )
 from cronkeeper.sandbox.server import SandboxServerError, serve_app, serve_apps
@@ -47,7 +46,6 @@ __all__ = [
     "MixpanelProject",
     "MixpanelSimulator",
     "NotionAccountPage",
-    "NotionPropertyNames",
     "NotionSimulator",
     "RequestLog",
     "RequestRecord",

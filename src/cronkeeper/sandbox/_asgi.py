@@ -1,8 +1,20 @@
-"""The machinery every simulator shares: request parsing, fault rendering, the ASGI entry.
+"""What every simulator shares: the Starlette app, fault rendering, late and dropped answers.
 
-Written against raw ASGI (no framework) because two faults need control a framework hides:
-waiting for the client's disconnect during a hang, and closing the connection with no
-response at all.
+Each simulator is a Starlette :class:`~starlette.routing.Router` with no routes and one default
+endpoint, because every API here decides itself which unit a path addresses and words an
+unknown path or method in its own error shape (Meta's code 2500, Notion's
+``invalid_request_url`` ...), and every request, misrouted or not, goes into the request log.
+Starlette reads the request (:class:`~starlette.requests.Request`), writes the answer
+(:class:`~starlette.responses.Response`) and runs the lifespan. Raw ASGI is left for the two
+faults a response object cannot express:
+
+- an answer that comes late (the simulator's ``latency``, :meth:`Fault.hang`): the wait listens
+  on the ASGI ``receive`` channel, so a client that gives up is noticed at once and answered
+  nothing;
+- a connection closed without an answer (:meth:`Fault.drop`): ASGI has no message for that, so
+  the server offers it as a scope extension (:data:`~cronkeeper.sandbox.server.CLOSE_CONNECTION`,
+  added by :func:`~cronkeeper.sandbox.serve_apps`). Under a server without it, the drop sends
+  part of an answer and raises, which makes any server abort the connection.
 """
 
 from __future__ import annotations
@@ -13,16 +25,19 @@ import email.utils
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Router, request_response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cronkeeper.sandbox.faults import Fault, FaultMix, FaultPlan, MalformedMode, stable_fraction
 from cronkeeper.sandbox.log import RequestLog, RequestRecord
+from cronkeeper.sandbox.server import CLOSE_CONNECTION
 
 __all__ = ["ConnectionDropped", "Reply", "SimRequest", "Simulator", "json_reply"]
 
@@ -30,7 +45,7 @@ JSON_TYPE = "application/json; charset=utf-8"
 
 
 class ConnectionDropped(Exception):
-    """Raised inside the app to drop a connection when the server offers no transport to close."""
+    """Raised inside the app to drop a connection when the server cannot close it for us."""
 
 
 @dataclass(frozen=True)
@@ -46,25 +61,18 @@ class SimRequest:
     base_url: str
 
     @classmethod
-    def from_scope(cls, scope: Scope, body: bytes) -> SimRequest:
-        raw_headers: Sequence[tuple[bytes, bytes]] = scope.get("headers", [])
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw_headers}
-        items = tuple(
-            parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-        )
-        scheme = scope.get("scheme", "http")
-        host = headers.get("host")
-        if host is None:
-            server = scope.get("server") or ("127.0.0.1", 80)
-            host = f"{server[0]}:{server[1]}"
+    def from_request(cls, request: Request, body: bytes) -> SimRequest:
+        items = tuple(request.query_params.multi_items())
         return cls(
-            method=scope["method"],
-            path=scope["path"],
+            method=request.method,
+            # The decoded path as the server gave it (``request.url`` would re-parse it, and a
+            # decoded ``%3F`` would then cut the path short).
+            path=request.scope["path"],
             query=dict(items),
             query_items=items,
-            headers=headers,
+            headers={k.lower(): v for k, v in request.headers.items()},
             body=body,
-            base_url=f"{scheme}://{host}",
+            base_url=str(request.base_url).rstrip("/"),
         )
 
     def json_body(self) -> Any:
@@ -76,8 +84,11 @@ class SimRequest:
 
 @dataclass(frozen=True)
 class Reply:
-    """A complete HTTP answer. ``retry_after_in`` asks for an HTTP-date ``Retry-After`` of
-    *send time* + that many seconds (computed when the answer leaves, after any latency)."""
+    """A complete HTTP answer, as the simulators' handlers write it (plain data, no I/O).
+
+    ``retry_after_in`` asks for an HTTP-date ``Retry-After`` of *send time* + that many
+    seconds (computed when the answer leaves, after any latency).
+    """
 
     status: int
     body: bytes
@@ -161,7 +172,7 @@ _MALFORMED: dict[MalformedMode, tuple[bytes, str]] = {
 
 
 class Simulator(abc.ABC):
-    """Base of the three simulators: config + fault plan + request log, served as ASGI.
+    """Base of the three simulators: config + fault plan + request log, served by Starlette.
 
     Subclasses say which unit key a request belongs to (:meth:`route_key`), how a healthy
     answer looks (:meth:`handle`) and how their API words a plain error status
@@ -186,13 +197,17 @@ class Simulator(abc.ABC):
             self.script(key, *faults)
         for key, fault in (always or {}).items():
             self.always(key, fault)
+        # No routes: every path and every method reaches the one endpoint, which tells a wrong
+        # path apart in its API's words and logs it like any other request. The router still
+        # runs the lifespan.
+        self._app = Router(default=request_response(self._serve))
 
     # -- configuration ------------------------------------------------------------------------
 
     @property
     def app(self) -> ASGIApp:
         """The ASGI application (serve it with :func:`cronkeeper.sandbox.serve_app`)."""
-        return self
+        return self._app
 
     def normalize_key(self, key: str | int) -> str:
         """The canonical form of a unit key (Meta strips ``act_``)."""
@@ -230,7 +245,7 @@ class Simulator(abc.ABC):
     def status_reply(self, status: int) -> Reply:
         """A plain error ``status`` in this API's error shape."""
 
-    # -- the ASGI entry -----------------------------------------------------------------------
+    # -- serving ------------------------------------------------------------------------------
 
     def _fault_reply(self, fault: Fault, request: SimRequest, key: str | None) -> Reply | None:
         if fault.kind == "status":
@@ -252,84 +267,69 @@ class Simulator(abc.ABC):
             return None
         return self.handle(request, key)  # hang: a normal answer, late
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
+    async def _serve(self, request: Request) -> Response:
+        """Every request: read it, pick its fault, log it, wait; Starlette sends what it returns."""
         at = time.monotonic()
         wall = datetime.now(UTC)
         self.log.enter()
-        counted = True
         try:
-            body = await _read_body(receive)
-            if body is None:
-                return
-            request = SimRequest.from_scope(scope, body)
-            key = self.route_key(request)
+            try:
+                body = await request.body()
+            except ClientDisconnect:
+                return _NoAnswer()
+            sim_request = SimRequest.from_request(request, body)
+            key = self.route_key(sim_request)
             self._requests += 1
             fault = self.faults.next_fault(key) if key is not None else None
             reply = (
-                self._fault_reply(fault, request, key)
+                self._fault_reply(fault, sim_request, key)
                 if fault is not None
-                else self.handle(request, key)
+                else self.handle(sim_request, key)
             )
             self.log.append(
                 RequestRecord(
                     at=at,
                     wall=wall,
-                    method=request.method,
-                    path=request.path,
-                    query=request.query,
+                    method=sim_request.method,
+                    path=sim_request.path,
+                    query=sim_request.query,
                     key=key,
                     status=reply.status if reply is not None else 0,
                     fault=fault.describe() if fault is not None else None,
-                    headers=request.headers,
-                    body=request.body,
+                    headers=sim_request.headers,
+                    body=sim_request.body,
                 )
             )
             delay = self.latency + (fault.seconds if fault is not None else 0.0)
-            if delay > 0 and await _client_left_within(receive, delay):
-                return
-            # Leave the in-flight count *before* the answer goes out: a client that holds its
-            # answer must never find its request still counted.
-            counted = False
-            self.log.leave()
+            if delay > 0 and await _client_left_within(request.receive, delay):
+                return _NoAnswer()
             if reply is None:
                 assert fault is not None
-                await _drop(send, receive, after_headers=fault.after_headers)
-                return
-            await _send_reply(send, reply)
+                return _Dropped(after_headers=fault.after_headers)
+            return _response(reply)
         finally:
-            if counted:
-                self.log.leave()
+            # Leave the in-flight count *before* the answer goes out (Starlette sends it once
+            # this returns): a client that holds its answer must never find its request still
+            # counted.
+            self.log.leave()
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    """The whole request body, or ``None`` if the client left before sending it."""
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+def _response(reply: Reply) -> Response:
+    """The Starlette response for ``reply``, its ``Retry-After`` date counted from now."""
+    response = Response(reply.body, reply.status, media_type=reply.content_type)
+    for name, value in reply.headers:
+        response.headers.append(name, value)
+    if reply.retry_after_in is not None:
+        response.headers.append("Retry-After", http_date(time.time() + reply.retry_after_in))
+    return response
 
 
 async def _client_left_within(receive: Receive, seconds: float) -> bool:
-    """Sleep ``seconds`` without blocking other requests; ``True`` if the client hung up."""
+    """Sleep ``seconds`` without blocking other requests; ``True`` if the client hung up.
+
+    Raw ASGI on purpose: once the body is read, the next message on ``receive`` is the
+    client's disconnect, and waiting for it is how a late answer notices an impatient client.
+    """
     try:
         async with asyncio.timeout(seconds):
             while True:
@@ -340,36 +340,46 @@ async def _client_left_within(receive: Receive, seconds: float) -> bool:
         return False
 
 
-async def _send_reply(send: Send, reply: Reply) -> None:
-    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
-    if reply.content_type is not None:
-        headers.append((b"content-type", reply.content_type.encode("latin-1")))
-    if reply.retry_after_in is not None:
-        headers.append((b"retry-after", http_date(time.time() + reply.retry_after_in).encode()))
-    headers.append((b"content-length", str(len(reply.body)).encode()))
-    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    await send({"type": "http.response.body", "body": reply.body, "more_body": False})
+class _NoAnswer(Response):
+    """Nothing to send: the client hung up before its answer was due."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        return None
 
 
-async def _drop(send: Send, receive: Receive, *, after_headers: bool) -> None:
-    """Close the connection mid-exchange.
+class _Dropped(Response):
+    """:meth:`Fault.drop`: close the connection mid-exchange (raw ASGI, see the module doc).
 
-    uvicorn's ``send`` is a method of the request cycle that owns the transport; closing that
-    transport is a clean drop (uvicorn sees the disconnect and logs nothing). Under any other
-    server, raising after a partial send makes it abort the connection.
+    With ``after_headers`` the status line, the headers (promising 4096 bytes) and the start
+    of a body go out first; without, not a byte. A server that does not offer
+    :data:`~cronkeeper.sandbox.server.CLOSE_CONNECTION` can only be made to drop a connection
+    by an error after a partial answer, so there the headers always go out.
     """
-    transport = getattr(getattr(send, "__self__", None), "transport", None)
-    if not isinstance(transport, asyncio.BaseTransport):
-        after_headers = True  # a raise before any byte would become a 500, not a drop
-    if after_headers:
-        start: Message = {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-type", JSON_TYPE.encode()), (b"content-length", b"4096")],
-        }
-        await send(start)
-        await send({"type": "http.response.body", "body": b'{"data": [', "more_body": True})
-    if not isinstance(transport, asyncio.BaseTransport):
-        raise ConnectionDropped("simulated connection drop")
-    transport.close()
-    await _client_left_within(receive, 1.0)
+
+    media_type = JSON_TYPE
+
+    def __init__(self, *, after_headers: bool) -> None:
+        super().__init__(status_code=200, headers={"content-length": "4096"})
+        self.after_headers = after_headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        close = _close_connection_hook(scope)
+        if self.after_headers or close is None:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            await send({"type": "http.response.body", "body": b'{"data": [', "more_body": True})
+        if close is None:
+            raise ConnectionDropped("simulated connection drop")
+        close()
+        await _client_left_within(receive, 1.0)  # the server sees the disconnect: no error log
+
+
+def _close_connection_hook(scope: Scope) -> Callable[[], None] | None:
+    extension = (scope.get("extensions") or {}).get(CLOSE_CONNECTION)
+    close = extension.get("close") if isinstance(extension, dict) else None
+    return close if callable(close) else None

@@ -15,10 +15,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from cronkeeper.notion_props import DEFAULT_NOTION_PROPS, NotionProps
 from cronkeeper.sandbox._asgi import Reply, SimRequest, Simulator, json_reply
 from cronkeeper.sandbox.faults import Fault, FaultMix, stable_fraction
 
-__all__ = ["NotionAccountPage", "NotionPropertyNames", "NotionSimulator"]
+__all__ = ["NotionAccountPage", "NotionSimulator"]
 
 NOTION_VERSION = "2025-09-03"
 _STATUS_CODES = {
@@ -32,17 +33,6 @@ _STATUS_CODES = {
     504: ("gateway_timeout", "Notion timed out while attempting to complete this request."),
 }
 _SELECT_COLORS = ("blue", "green", "orange", "purple", "pink", "red", "yellow", "brown", "gray")
-
-
-@dataclass(frozen=True)
-class NotionPropertyNames:
-    """The data source's property names (the spec's defaults; overridable in cronkeeper too)."""
-
-    name: str = "Name"
-    ad_account_id: str = "Meta Ad Account ID"
-    industry: str = "Industry"
-    active: str = "Active"
-    mixpanel_project_id: str = "Mixpanel Project ID"
 
 
 @dataclass(frozen=True)
@@ -72,6 +62,8 @@ class NotionSimulator(Simulator):
 
     ``ad_account_property`` is the type of the ad account column for the whole data source
     (as in Notion, every page has the same property types): ``"rich_text"`` or ``"number"``.
+    ``property_names`` are the client's own :class:`~cronkeeper.notion_props.NotionProps`
+    (the spec's defaults unless given), so a test renames a column in one place.
     """
 
     def __init__(
@@ -81,7 +73,7 @@ class NotionSimulator(Simulator):
         data_source_id: str = "5f0c8c2e-0d6b-4c3a-9a57-4a1f2b3c4d5e",
         token: str = "ntn_sandbox_token",  # noqa: S107 - a fake, sandbox only
         ad_account_property: Literal["rich_text", "number"] = "rich_text",
-        property_names: NotionPropertyNames | None = None,
+        property_names: NotionProps | None = None,
         min_version: str = NOTION_VERSION,
         latency: float = 0.0,
         scripts: Mapping[str | int, Sequence[Fault | None]] | None = None,
@@ -92,7 +84,7 @@ class NotionSimulator(Simulator):
         self.database_id = _uuid("database", data_source_id)
         self.token = token
         self.ad_account_property = ad_account_property
-        self.names = property_names or NotionPropertyNames()
+        self.names = property_names or DEFAULT_NOTION_PROPS
         self.min_version = min_version
         self.pages: list[NotionAccountPage] = []
         self._offsets: dict[str, int] = {}
@@ -121,7 +113,7 @@ class NotionSimulator(Simulator):
         names = self.names
         properties: dict[str, object] = {
             names.name: {"id": "title", "type": "title", "title": _rich_text(page.name)},
-            names.ad_account_id: self._ad_account_value(page.ad_account_id),
+            names.ad_account: self._ad_account_value(page.ad_account_id),
             names.industry: {
                 "id": _prop_id(names.industry),
                 "type": "select",
@@ -140,8 +132,8 @@ class NotionSimulator(Simulator):
                 "type": "checkbox",
                 "checkbox": page.active,
             },
-            names.mixpanel_project_id: {
-                "id": _prop_id(names.mixpanel_project_id),
+            names.mixpanel_project: {
+                "id": _prop_id(names.mixpanel_project),
                 "type": "number",
                 "number": page.mixpanel_project_id,
             },
@@ -267,7 +259,7 @@ class NotionSimulator(Simulator):
     # -- helpers ------------------------------------------------------------------------------
 
     def _ad_account_value(self, value: str | int | None) -> dict[str, object]:
-        prop_id = _prop_id(self.names.ad_account_id)
+        prop_id = _prop_id(self.names.ad_account)
         if self.ad_account_property == "number":
             number: int | None = None
             if isinstance(value, int):

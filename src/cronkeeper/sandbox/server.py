@@ -3,10 +3,17 @@
 The socket is bound before uvicorn starts (port 0: the kernel picks a free port), so there
 is no window in which another process can take the port, and the URL is known at once.
 Usable from sync fixtures and from async tests alike: the server runs its own event loop.
+
+Every HTTP scope served here carries the :data:`CLOSE_CONNECTION` extension, the one thing
+the simulators need from the server beyond ASGI itself. It is built from public hooks only:
+uvicorn's ``http`` option (a protocol class), asyncio's ``Protocol.connection_made`` /
+``connection_lost`` (which hand over each connection's transport) and the ``server`` and
+``client`` addresses of the ASGI scope, which together name one open connection.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import threading
@@ -14,13 +21,83 @@ import time
 from collections.abc import Iterator
 
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from cronkeeper.errors import CronkeeperError
 
-__all__ = ["SandboxServerError", "serve_app", "serve_apps"]
+__all__ = ["CLOSE_CONNECTION", "SandboxServerError", "serve_app", "serve_apps"]
 
 _HOST = "127.0.0.1"
+
+CLOSE_CONNECTION = "cronkeeper.close_connection"
+"""The ASGI scope extension ``serve_apps`` offers: ``scope["extensions"][CLOSE_CONNECTION]
+["close"]()`` closes the request's connection at once, with nothing more sent.
+
+ASGI has no message for "hang up without answering" (an app that returns or raises before
+answering gets a 500 from the server), yet that is exactly what ``Fault.drop`` must do. The
+ASGI spec lets a server offer what it adds as a named dict under ``scope["extensions"]``
+(asgiref ``specs/extensions.rst``).
+"""
+
+_Address = tuple[str, int]
+_open: dict[tuple[_Address, _Address], asyncio.BaseTransport] = {}
+_open_lock = threading.Lock()  # several servers, each in its own thread, share the table
+
+
+def _address(value: object) -> _Address | None:
+    if isinstance(value, list | tuple) and len(value) >= 2:
+        return str(value[0]), int(value[1])
+    return None
+
+
+def _connection_key(local: object, peer: object) -> tuple[_Address, _Address] | None:
+    local_address, peer_address = _address(local), _address(peer)
+    if local_address is None or peer_address is None:
+        return None
+    return local_address, peer_address
+
+
+class _TrackedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, noting each connection's transport by its two addresses.
+
+    Pinned to h11, uvicorn's pure-Python implementation (what ``http="auto"`` picks when
+    httptools is not installed, as here), so the sandbox behaves alike on every machine.
+    """
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)  # a TCP connection, as h11 expects
+        self._sandbox_key = _connection_key(
+            transport.get_extra_info("sockname"), transport.get_extra_info("peername")
+        )
+        if self._sandbox_key is not None:
+            with _open_lock:
+                _open[self._sandbox_key] = transport
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._sandbox_key is not None:
+            with _open_lock:
+                _open.pop(self._sandbox_key, None)
+        super().connection_lost(exc)
+
+
+class _OfferClose:
+    """Adds :data:`CLOSE_CONNECTION` to every HTTP scope whose connection is tracked."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            key = _connection_key(scope.get("server"), scope.get("client"))
+            with _open_lock:
+                transport = _open.get(key) if key is not None else None
+            if transport is not None:
+                extensions = dict(scope.get("extensions") or {})
+                extensions[CLOSE_CONNECTION] = {"close": transport.close}
+                scope = {**scope, "extensions": extensions}
+        await self.app(scope, receive, send)
 
 
 class SandboxServerError(CronkeeperError):
@@ -46,9 +123,13 @@ def serve_apps(
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.bind((_HOST, 0))
             config = uvicorn.Config(
-                app,
+                _OfferClose(app),
                 host=_HOST,
                 port=sock.getsockname()[1],
+                http=_TrackedH11Protocol,
+                # The scope's client address must stay the socket's peer: it finds the
+                # connection to close (X-Forwarded-For would rewrite it).
+                proxy_headers=False,
                 log_level="warning",
                 log_config=None,
                 access_log=False,

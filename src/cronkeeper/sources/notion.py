@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cronkeeper.errors import ConfigError, PayloadError
+from cronkeeper.notion_props import NotionProps
 from cronkeeper.redact import redact
 from cronkeeper.sources._payload import decode_json, describe, is_text, storable_text
 
@@ -52,27 +53,6 @@ MAX_PAGES = 1000
 PAGE_SIZE = 100
 _DIGITS = re.compile(r"[0-9]{1,20}")
 _SHOWN = 40
-
-
-@dataclass(frozen=True)
-class NotionProps:
-    """Names of the data source's properties (overridable: ``NOTION_PROP_*``)."""
-
-    name: str = "Name"
-    ad_account: str = "Meta Ad Account ID"
-    industry: str = "Industry"
-    active: str = "Active"
-    mixpanel_project: str = "Mixpanel Project ID"
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> NotionProps:
-        return cls(
-            name=settings.notion_prop_name,
-            ad_account=settings.notion_prop_ad_account,
-            industry=settings.notion_prop_industry,
-            active=settings.notion_prop_active,
-            mixpanel_project=settings.notion_prop_mixpanel_project,
-        )
 
 
 @dataclass(frozen=True)
