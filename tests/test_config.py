@@ -8,6 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from cronkeeper.config import Settings
+from cronkeeper.notion_props import DEFAULT_NOTION_PROPS, NotionProps
+from cronkeeper.sandbox import NotionSimulator
 from cronkeeper.storage.url import normalize_database_url, safe_url
 
 
@@ -115,3 +117,11 @@ def test_unknown_job_names_in_overrides_are_rejected() -> None:
 def test_account_ids_must_be_digits() -> None:
     with pytest.raises(ValidationError, match="must be digits"):
         Settings(_env_file=None, meta_ad_account_ids="act_12x")
+
+
+def test_notion_property_defaults_are_the_same_for_config_client_and_sandbox() -> None:
+    from_config = NotionProps.from_settings(Settings(_env_file=None))
+
+    assert from_config == DEFAULT_NOTION_PROPS == NotionProps()
+    assert NotionSimulator([]).names == DEFAULT_NOTION_PROPS
+    assert DEFAULT_NOTION_PROPS.ad_account == "Meta Ad Account ID"  # the README's table

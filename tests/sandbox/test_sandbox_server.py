@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 import time
 from typing import Any
 
@@ -18,6 +20,7 @@ from cronkeeper.sandbox import (
     serve_app,
     serve_apps,
 )
+from cronkeeper.sandbox._asgi import ConnectionDropped
 from tests.sandbox.helpers import Serve, meta_params
 
 TOKEN = "meta-token"
@@ -100,6 +103,47 @@ def test_drop_is_a_transport_error_and_the_server_keeps_going(
         assert client.get(_url(base, "111"), params=meta_params()).status_code == 200
 
     assert [r.status for r in sim.records_for("111")] == [0, 200]
+
+
+def test_drop_before_headers_sends_not_a_single_byte(serve: Serve) -> None:
+    sim = _sim(scripts={"111": [Fault.drop()]})
+    url = httpx.URL(serve(sim))
+    target = httpx.Request("GET", _url(str(url), "111"), params=meta_params()).url.raw_path
+    assert url.host and url.port
+
+    with socket.create_connection((url.host, url.port), timeout=5) as conn:
+        conn.sendall(
+            b"GET " + target + f" HTTP/1.1\r\nHost: {url.netloc.decode()}\r\n\r\n".encode()
+        )
+        assert conn.recv(65536) == b""  # end of stream: no status line, nothing
+
+    assert [r.status for r in sim.records_for("111")] == [0]
+
+
+def test_drops_leave_no_error_in_the_server_log(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim = _sim(scripts={"111": [Fault.drop(), Fault.drop(after_headers=True)]})
+    base = serve(sim)
+
+    with caplog.at_level(logging.INFO, logger="uvicorn"), httpx.Client() as client:
+        for _ in range(2):
+            with pytest.raises(httpx.RemoteProtocolError):
+                client.get(_url(base, "111"), params=meta_params())
+        assert client.get(_url(base, "111"), params=meta_params()).status_code == 200
+
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("uvicorn")] == []
+
+
+async def test_drop_under_a_server_that_cannot_close_still_breaks_the_exchange() -> None:
+    sim = _sim(scripts={"111": [Fault.drop()]})
+    transport = httpx.ASGITransport(app=sim.app)  # offers no way to close the connection
+
+    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
+        with pytest.raises(ConnectionDropped):
+            await client.get("/v24.0/act_111/insights", params=meta_params())
+
+    assert [r.status for r in sim.records_for("111")] == [0]
 
 
 def test_latency_delays_every_answer(serve: Serve) -> None:
