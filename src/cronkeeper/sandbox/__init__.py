@@ -1,6 +1,6 @@
 """Local simulators of the APIs cronkeeper reads, with deterministic fault injection.
 
-Real HTTP servers (ASGI apps run by uvicorn on ``127.0.0.1``) that speak the shapes of the
+Real HTTP servers (Starlette apps run by uvicorn on ``127.0.0.1``) that speak the shapes of the
 Meta Marketing API insights, the Mixpanel Query API ``events`` endpoint and the Notion
 data-source query. Tests, benchmarks and ``cronkeeper demo`` use them; production never does.
 
