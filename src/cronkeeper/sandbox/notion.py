@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from cronkeeper.notion_props import DEFAULT_NOTION_PROPS, NotionProps
@@ -94,7 +94,7 @@ class NotionSimulator(Simulator):
     def set_pages(self, pages: Sequence[NotionAccountPage]) -> None:
         """Replace the registry (e.g. an account removed from Notion between two syncs)."""
         resolved = [
-            p if p.page_id else _with_id(p, _uuid(self.data_source_id, i, p.name))
+            p if p.page_id else replace(p, page_id=_uuid(self.data_source_id, i, p.name))
             for i, p in enumerate(pages)
         ]
         ids = [p.page_id for p in resolved]
@@ -270,17 +270,6 @@ class NotionSimulator(Simulator):
             return {"id": prop_id, "type": "number", "number": number}
         text = "" if value is None else str(value)
         return {"id": prop_id, "type": "rich_text", "rich_text": _rich_text(text)}
-
-
-def _with_id(page: NotionAccountPage, page_id: str) -> NotionAccountPage:
-    return NotionAccountPage(
-        name=page.name,
-        ad_account_id=page.ad_account_id,
-        industry=page.industry,
-        active=page.active,
-        mixpanel_project_id=page.mixpanel_project_id,
-        page_id=page_id,
-    )
 
 
 def _rich_text(text: str) -> list[dict[str, object]]:
