@@ -36,8 +36,8 @@ CLOSE_CONNECTION = "cronkeeper.close_connection"
 
 ASGI has no message for "hang up without answering" (an app that returns or raises before
 answering gets a 500 from the server), yet that is exactly what ``Fault.drop`` must do. The
-ASGI spec lets a server offer what it adds as a named dict under ``scope["extensions"]``
-(asgiref ``specs/extensions.rst``).
+ASGI spec provides for server-specific extensions, each a named dict in the ``extensions``
+part of the scope (django/asgiref ``docs/extensions.rst``, e.g. ``http.response.push``).
 """
 
 _Address = tuple[str, int]
