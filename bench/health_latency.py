@@ -58,7 +58,7 @@ repo_on_path()
 from tests.support.pg import PgCluster, start_postgres  # noqa: E402
 
 from cronkeeper.config import JOB_NAMES, Settings  # noqa: E402
-from cronkeeper.ledger.store import latest_runs_statement  # noqa: E402
+from cronkeeper.ledger.reads import latest_runs_statement  # noqa: E402
 from cronkeeper.service import Service  # noqa: E402
 from cronkeeper.storage.engine import create_engine, upgrade  # noqa: E402
 

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from cronkeeper.config import Settings
-from cronkeeper.errors import AlreadyRunning, ConfigError, StorageError, UnknownJob
+from cronkeeper.errors import AlreadyRunning, ConfigError, StorageError, UnknownJob, first_line
 from cronkeeper.logs import configure_logging
 from cronkeeper.runs_table import print_runs
 from cronkeeper.storage.url import safe_url
@@ -201,7 +201,7 @@ def db_upgrade() -> None:
     except Exception as exc:
         fail(
             f"migration failed on {safe_url(settings.database_url)}: "
-            f"{settings.redactor(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}",
+            f"{settings.redactor(first_line(exc, type(exc).__name__))}",
             1,
         )
     out.print(f"database {safe_url(settings.database_url)} is at revision {revision}")

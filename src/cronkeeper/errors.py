@@ -13,6 +13,8 @@
 
 Every message says what failed, for which unit, and what to do; none carries a secret
 (URLs and texts pass through :mod:`cronkeeper.redact` before they reach an exception).
+Third-party errors are cut to their :func:`first_line` before they are logged or stored:
+SQLAlchemy's messages go on with the statement and its parameters.
 """
 
 from __future__ import annotations
@@ -28,7 +30,17 @@ __all__ = [
     "StorageError",
     "UnknownJob",
     "WaitTooLong",
+    "first_line",
 ]
+
+
+def first_line(exc: BaseException, default: str = "") -> str:
+    """The first line of ``exc``'s text, stripped; ``default`` when it has none.
+
+    Not redacted: callers pass it through their redactor before it leaves the process.
+    """
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip() if lines else default
 
 
 class CronkeeperError(Exception):

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from cronkeeper.config import JobSpec
 from cronkeeper.ledger.models import RunRow
 
-__all__ = ["CheckResult", "HealthReport", "evaluate_health"]
+__all__ = ["CheckResult", "HealthReport", "evaluate_health", "is_stuck"]
 
 Reason = Literal["never-ran", "missing", "failed", "stuck"]
 
@@ -61,12 +61,18 @@ class HealthReport:
         }
 
 
+def is_stuck(run: RunRow, spec: JobSpec, now: datetime) -> bool:
+    """Still ``running`` past the job's ``max_runtime``: the one rule for "stuck", used by the
+    checks below and by the status page's run states."""
+    return run.status == "running" and now - run.started_at > spec.max_runtime
+
+
 def _check(spec: JobSpec, run: RunRow | None, now: datetime) -> CheckResult:
     if run is None:
         return CheckResult(spec.name, None, False, False, False, "never-ran")
     age = now - run.started_at
     in_window = age <= spec.window
-    stuck = run.status == "running" and age > spec.max_runtime
+    stuck = is_stuck(run, spec, now)
     if run.status == "running":
         ok = in_window and not stuck
     else:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cronkeeper.clock import Clock, Sleep, utcnow
 from cronkeeper.clock import sleep as real_sleep
 from cronkeeper.config import JobSpec, Settings
+from cronkeeper.errors import first_line
 from cronkeeper.health import HealthReport, evaluate_health
 from cronkeeper.http import RetryEvent, RetryPolicy
 from cronkeeper.lease import LeaseManager
@@ -95,7 +96,7 @@ class Service:
             )
         except Exception as exc:
             self.ledger.breaker.record(exc)
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc, type(exc).__name__)
             log.error("database unavailable at start-up: %s", self.settings.redactor(first))
             return False
         self.ledger.breaker.record(None)

@@ -11,13 +11,13 @@ from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.errors import StorageError, UnknownJob
+from cronkeeper.ledger import Ledger
 from cronkeeper.ops.backfill import (
     BackfillReport,
     DateOutcome,
     PlainProgress,
     RichProgress,
     backfill,
-    done_dates,
     make_progress,
 )
 from cronkeeper.service import Service
@@ -45,7 +45,7 @@ async def test_one_run_per_date_in_date_order_each_recorded_with_its_date(
     assert run.calls == [("collect-daily", d(n)) for n in range(1, 6)]
     assert [o.status for o in report.outcomes] == ["success"] * 5
     assert report.exit_code == 0
-    assert await done_dates(service.engine, "collect-daily", d(1), d(30)) == {
+    assert await service.ledger.done_dates("collect-daily", d(1), d(30)) == {
         d(n) for n in range(1, 6)
     }
 
@@ -126,14 +126,14 @@ async def test_only_success_runs_of_this_job_and_these_dates_count_as_done(
     # A date that failed once and then succeeded is done.
     await insert_run(engine, "collect-daily", at, status="error", report_date=d(6))
     await insert_run(engine, "collect-daily", at + timedelta(hours=1), report_date=d(6))
-    assert await done_dates(engine, "collect-daily", d(1), d(10)) == {d(1), d(6)}
+    assert await Ledger(engine).done_dates("collect-daily", d(1), d(10)) == {d(1), d(6)}
 
 
 async def test_done_dates_says_the_database_is_unavailable() -> None:
     engine = create_engine("postgresql://cronkeeper:pw@127.0.0.1:1/nothing", timeout=1)
     try:
         with pytest.raises(StorageError, match="cannot tell which dates are done"):
-            await done_dates(engine, "collect-daily", d(1), d(2))
+            await Ledger(engine).done_dates("collect-daily", d(1), d(2))
     finally:
         await engine.dispose()
 

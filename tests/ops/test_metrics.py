@@ -16,7 +16,8 @@ from cronkeeper.api.app import create_app
 from cronkeeper.config import Settings
 from cronkeeper.http import RetryEvent
 from cronkeeper.ledger import RunRow
-from cronkeeper.ops.metrics import MetricsObserver, install_metrics, last_success_statement
+from cronkeeper.ledger.reads import last_success_statement
+from cronkeeper.ops.metrics import MetricsObserver, install_metrics
 from cronkeeper.runner import run_job
 from cronkeeper.sandbox import Fault, MetaSimulator
 from cronkeeper.sandbox.server import serve_app

@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.ledger import Ledger
-from cronkeeper.ledger.store import latest_runs_statement
+from cronkeeper.ledger.reads import latest_runs_statement
 from cronkeeper.storage.engine import current_revision, head_revision, upgrade
 from tests.support.pg import PgCluster
 from tests.support.plans import fill_history, query_plan

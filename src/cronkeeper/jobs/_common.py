@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from cronkeeper.clock import Sleep
-from cronkeeper.errors import ConfigError, CronkeeperError, StorageError
+from cronkeeper.errors import ConfigError, CronkeeperError, StorageError, first_line
 from cronkeeper.jobs.base import JobContext
 from cronkeeper.storage.schema import accounts
 
@@ -33,11 +33,10 @@ _MAX_REASON = 500
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    line = first_line(exc)
     if isinstance(exc, DBAPIError) and exc.orig is not None:
         # Not str(exc): "(psycopg.errors.X) message\n[SQL: …]\n[parameters: …]" shows the data.
-        text = str(exc.orig).strip() or text
-    line = text.splitlines()[0].strip() if text else ""
+        line = first_line(exc.orig) or line
     return line[:_MAX_REASON] + ("…" if len(line) > _MAX_REASON else "")
 
 

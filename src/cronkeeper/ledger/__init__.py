@@ -1,4 +1,10 @@
-"""The run ledger (``cron_runs``): start, complete, track, and read back."""
+"""The run ledger: the only owner of ``cron_runs``.
+
+``models`` (plain data and the status rule) · ``reads`` (every read statement) · ``store``
+(:class:`Ledger`: start, complete, track, and every read, bounded by one timeout and breaker)
+· ``retention`` (the pruning statements). Nothing outside this package writes SQL on
+``cron_runs``; a test greps ``src/`` to keep it so.
+"""
 
 from cronkeeper.ledger.models import FinalStatus, RunRow, RunSummary, Skipped, summarize
 from cronkeeper.ledger.store import Ledger, RunTracker

@@ -1,126 +1,55 @@
-"""The ledger: ``cron_runs`` rows written around every job run, and read back for health.
+"""The ledger: ``cron_runs`` rows written around every job run, and read back by everyone.
+
+The only code that runs statements on ``cron_runs`` (besides pruning, in
+:mod:`cronkeeper.ledger.retention`): health, the API, the status page, metrics, the scheduler
+and backfills all read through :class:`Ledger`, whose statements live in
+:mod:`cronkeeper.ledger.reads`.
 
 Recording history must never stop the work: every write is bounded by a timeout and a
 failure is logged and swallowed (``start_cron_run`` then returns ``None``, and
-``complete_cron_run(None, …)`` does nothing). Reads for health and the API raise
-:class:`~cronkeeper.errors.StorageError` instead, because there the caller must answer 500.
+``complete_cron_run(None, …)`` does nothing). Every read goes through one helper, bounded by
+the same timeout and breaker, and raises :class:`~cronkeeper.errors.StorageError` instead,
+because there the caller must answer 500 (or decide what to do without the ledger).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import CompoundSelect, Row, Select, func, select, union_all, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Row, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cronkeeper.clock import Clock, utcnow
 from cronkeeper.config import JOB_NAMES
-from cronkeeper.errors import StorageError
+from cronkeeper.errors import StorageError, first_line
 from cronkeeper.ledger.models import FINAL_STATUSES, RunRow, RunSummary, Skipped, summarize
+from cronkeeper.ledger.reads import (
+    count_statement,
+    done_dates_statement,
+    last_runs_statement,
+    last_started_statement,
+    last_success_statement,
+    latest_runs_statement,
+    recent_runs_statement,
+    row_to_run,
+    run_statement,
+)
 from cronkeeper.redact import Redactor, truncate
 from cronkeeper.storage.breaker import Breaker, BreakerOpen
+from cronkeeper.storage.engine import read_connection
 from cronkeeper.storage.schema import RUN_STATUSES, cron_runs
 
-__all__ = [
-    "FILTER_DEPTH",
-    "RUN_COLUMNS",
-    "Ledger",
-    "RunTracker",
-    "last_runs_statement",
-    "latest_runs_statement",
-    "recent_runs_statement",
-    "row_to_run",
-]
+__all__ = ["Ledger", "RunTracker"]
 
 log = logging.getLogger("cronkeeper.ledger")
 T = TypeVar("T")
-RUN_COLUMNS = (
-    cron_runs.c.id,
-    cron_runs.c.cron_name,
-    cron_runs.c.started_at,
-    cron_runs.c.finished_at,
-    cron_runs.c.status,
-    cron_runs.c.records_count,
-    cron_runs.c.error_message,
-    cron_runs.c.report_date,
-)
-
-
-def row_to_run(row: Row[Any]) -> RunRow:
-    return RunRow(
-        id=str(row.id),
-        cron_name=row.cron_name,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        status=row.status,
-        records_count=row.records_count or 0,
-        error_message=row.error_message,
-        report_date=row.report_date,
-    )
-
-
-def last_runs_statement(cron_names: Sequence[str], per_job: int) -> CompoundSelect[Any]:
-    """The newest ``per_job`` runs of each job: one ``ORDER BY started_at DESC LIMIT n`` arm
-    per job, glued with ``UNION ALL``; each arm is a short walk down
-    ``idx_cron_runs_name_started``, so the cost does not grow with the history."""
-    if not cron_names:
-        raise ValueError("at least one job name is needed")
-    arms = [
-        select(*RUN_COLUMNS)
-        .where(cron_runs.c.cron_name == name)
-        .order_by(cron_runs.c.started_at.desc())
-        .limit(per_job)
-        .subquery(f"j{i}")
-        for i, name in enumerate(cron_names)
-    ]
-    return union_all(*(select(arm) for arm in arms))
-
-
-FILTER_DEPTH = 1000
-"""How far back a status filter looks, in runs per job."""
-
-
-def recent_runs_statement(
-    cron_names: Sequence[str], limit: int, *, status: str | None = None, depth: int = FILTER_DEPTH
-) -> Select[Any]:
-    """The newest ``limit`` runs across ``cron_names``, optionally of one ``status``.
-
-    Not a plain ``ORDER BY started_at DESC LIMIT n`` over the table: no index leads with
-    ``started_at``, so that would sort the whole history. The newest ``limit`` overall are
-    among the newest ``limit`` of each job, and each of those is an index walk.
-
-    A status filter looks among the newest ``depth`` runs of each job (about three years of
-    a daily job): a rare status filtered over the whole history would make the database read
-    every run of the job to find fifty, and the cost of the page would grow with the history.
-    """
-    per_job = limit if status is None else max(limit, depth)
-    arms = last_runs_statement(cron_names, per_job).subquery("recent")
-    statement = select(arms)
-    if status is not None:
-        statement = statement.where(arms.c.status == status)
-    return statement.order_by(arms.c.started_at.desc()).limit(limit)
-
-
-def latest_runs_statement(cron_names: Sequence[str]) -> CompoundSelect[Any]:
-    """The health query: the latest run of each job, in one statement.
-
-    Built once per set of job names: constructing it anew on every health request cost more
-    CPU (SQLAlchemy's cache key and result metadata) than running it.
-    """
-    return _latest_runs_statement(tuple(cron_names))
-
-
-@functools.lru_cache(maxsize=64)
-def _latest_runs_statement(cron_names: tuple[str, ...]) -> CompoundSelect[Any]:
-    return last_runs_statement(cron_names, 1)
 
 
 @dataclass
@@ -172,8 +101,7 @@ class Ledger:
         if isinstance(exc, TimeoutError):
             return f"no answer within {self.timeout:g} s"
         # SQLAlchemy messages carry the statement and its parameters; the first line is enough.
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return truncate(self.redactor(f"{type(exc).__name__}: {first}"), 500)
+        return truncate(self.redactor(f"{type(exc).__name__}: {first_line(exc)}"), 500)
 
     # -- writes: never raise ------------------------------------------------------------
 
@@ -319,20 +247,35 @@ class Ledger:
 
     # -- reads: raise StorageError ------------------------------------------------------
 
-    async def _read(self, statement: Any) -> list[RunRow]:
-        async def query() -> list[RunRow]:
-            async with self.engine.connect() as conn:
-                if conn.dialect.name == "postgresql":
-                    # A single read needs no BEGIN/ROLLBACK round trips around it. (SQLite's
-                    # driver has no such round trips; switching its mode costs a thread hop.)
-                    await conn.execution_options(isolation_level="AUTOCOMMIT")
-                result = await conn.execute(statement)
-                return [row_to_run(r) for r in result]
+    async def _read(
+        self,
+        work: Callable[[AsyncConnection], Awaitable[T]],
+        *,
+        failure: str = "database unavailable",
+    ) -> T:
+        """The one way the ledger reads: a read connection, the timeout and the breaker.
+
+        Not gated by the breaker: a read answers a person, a monitor or a decision that must
+        know, so it always tries (and its success closes the breaker again). Any failure is a
+        :class:`StorageError` saying ``failure`` and the first line of the cause, redacted.
+        """
+
+        async def query() -> T:
+            async with read_connection(self.engine) as conn:
+                return await work(conn)
 
         try:
             return await self._bounded(query)
         except Exception as exc:
-            raise StorageError(f"database unavailable ({self._describe(exc)})") from None
+            raise StorageError(f"{failure} ({self._describe(exc)})") from None
+
+    async def _runs(self, *statements: Any) -> list[list[RunRow]]:
+        """The rows of each statement, in order, on one connection within one timeout."""
+
+        async def fetch(conn: AsyncConnection) -> list[list[RunRow]]:
+            return [[row_to_run(r) for r in await conn.execute(s)] for s in statements]
+
+        return await self._read(fetch)
 
     async def latest_runs(self, cron_names: Sequence[str]) -> dict[str, RunRow | None]:
         """The latest run of each job, in one statement and one round trip.
@@ -344,9 +287,15 @@ class Ledger:
         latest: dict[str, RunRow | None] = dict.fromkeys(cron_names)
         if not cron_names:
             return latest
-        for row in await self._read(latest_runs_statement(cron_names)):
+        [rows] = await self._runs(latest_runs_statement(cron_names))
+        for row in rows:
             latest[row.cron_name] = row
         return latest
+
+    async def last_runs(self, cron_names: Sequence[str], per_job: int) -> list[RunRow]:
+        """The newest ``per_job`` runs of each job (see :func:`last_runs_statement`)."""
+        [rows] = await self._runs(last_runs_statement(cron_names, per_job))
+        return rows
 
     async def recent_runs(
         self,
@@ -360,27 +309,83 @@ class Ledger:
         one status. Index walks per job (see :func:`recent_runs_statement`): the cost does not
         grow with the history; a status filter looks at the newest ``FILTER_DEPTH`` runs of
         each job."""
+        names = [cron_name] if cron_name is not None else list(cron_names)
+        [rows] = await self._runs(self._recent(names, limit, status))
+        return rows
+
+    async def history(
+        self,
+        cron_names: Sequence[str],
+        *,
+        per_job: int,
+        recent_from: Sequence[str],
+        limit: int,
+        status: str | None = None,
+    ) -> tuple[list[RunRow], list[RunRow]]:
+        """What the status page shows, on one connection within one timeout: the newest
+        ``per_job`` runs of each of ``cron_names``, and the newest ``limit`` runs of
+        ``recent_from`` (optionally of one ``status``), newest first."""
+        last, recent = await self._runs(
+            last_runs_statement(cron_names, per_job), self._recent(recent_from, limit, status)
+        )
+        return last, recent
+
+    @staticmethod
+    def _recent(cron_names: Sequence[str], limit: int, status: str | None) -> Any:
         if status is not None and status not in RUN_STATUSES:
             raise ValueError(f"status must be one of {RUN_STATUSES}, not {status!r}")
-        names = [cron_name] if cron_name is not None else list(cron_names)
-        return await self._read(recent_runs_statement(names, limit, status=status))
+        return recent_runs_statement(cron_names, limit, status=status)
 
     async def get_run(self, run_id: str) -> RunRow | None:
         try:
             uuid.UUID(run_id)
         except ValueError:
             return None
-        rows = await self._read(select(*RUN_COLUMNS).where(cron_runs.c.id == run_id))
+        [rows] = await self._runs(run_statement(run_id))
         return rows[0] if rows else None
 
     async def count_runs(self) -> int:
-        async def query() -> int:
-            async with self.engine.connect() as conn:
-                return int(
-                    (await conn.execute(select(func.count()).select_from(cron_runs))).scalar_one()
-                )
+        async def fetch(conn: AsyncConnection) -> int:
+            return int((await conn.execute(count_statement())).scalar_one())
 
-        try:
-            return await self._bounded(query)
-        except Exception as exc:
-            raise StorageError(f"database unavailable ({self._describe(exc)})") from None
+        return await self._read(fetch)
+
+    async def last_successes(self, cron_names: Sequence[str]) -> dict[str, datetime | None]:
+        """When each job last ended ``success`` (its ``finished_at``), ``None`` if it never did."""
+        found: dict[str, datetime | None] = dict.fromkeys(cron_names)
+        if not cron_names:
+            return found
+
+        async def fetch(conn: AsyncConnection) -> list[Row[Any]]:
+            return list(await conn.execute(last_success_statement(cron_names)))
+
+        for row in await self._read(fetch):
+            found[row.cron_name] = row.finished_at or row.started_at
+        return found
+
+    async def last_started_for(self, cron_name: str, day: date) -> datetime | None:
+        """When the latest run of ``cron_name`` for report date ``day`` started (runs without
+        a report date count too; see :func:`last_started_statement`)."""
+
+        async def fetch(conn: AsyncConnection) -> datetime | None:
+            started: datetime | None = (
+                await conn.execute(last_started_statement(cron_name, day))
+            ).scalar_one_or_none()
+            return started
+
+        return await self._read(fetch)
+
+    async def done_dates(self, cron_name: str, since: date, until: date) -> set[date]:
+        """The dates in ``[since, until]`` that ``cron_name`` has a ``success`` run recorded for.
+
+        Raises :class:`StorageError` when the ledger cannot be read: without it nothing can be
+        skipped, and a backfill that cannot record its runs should not start either.
+        """
+
+        async def fetch(conn: AsyncConnection) -> set[date]:
+            result = await conn.execute(done_dates_statement(cron_name, since, until))
+            return {row[0] for row in result}
+
+        return await self._read(
+            fetch, failure="database unavailable, cannot tell which dates are done"
+        )

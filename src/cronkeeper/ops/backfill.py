@@ -30,15 +30,12 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cronkeeper.errors import AlreadyRunning, StorageError, UnknownJob
+from cronkeeper.errors import AlreadyRunning, UnknownJob
 from cronkeeper.jobs.base import report_date
 from cronkeeper.ops.scheduler import RunJob
 from cronkeeper.runner import EXIT_ALREADY_RUNNING, EXIT_CODES, run_job
 from cronkeeper.service import Service
-from cronkeeper.storage.schema import cron_runs
 
 __all__ = [
     "BackfillProgress",
@@ -48,7 +45,6 @@ __all__ = [
     "RichProgress",
     "backfill",
     "date_range",
-    "done_dates",
     "make_progress",
 ]
 
@@ -239,32 +235,6 @@ def date_range(since: date, until: date) -> list[date]:
     return [since + timedelta(days=i) for i in range((until - since).days + 1)]
 
 
-async def done_dates(engine: AsyncEngine, job: str, since: date, until: date) -> set[date]:
-    """The dates in ``[since, until]`` that ``job`` has a ``success`` run recorded for.
-
-    Raises :class:`StorageError` when the ledger cannot be read: without it nothing can be
-    skipped, and a backfill that cannot record its runs should not start either.
-    """
-    statement = (
-        select(cron_runs.c.report_date)
-        .distinct()
-        .where(
-            cron_runs.c.cron_name == job,
-            cron_runs.c.status == "success",
-            cron_runs.c.report_date.between(since, until),
-        )
-    )
-    try:
-        async with engine.connect() as conn:
-            return {row[0] for row in await conn.execute(statement)}
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise StorageError(
-            f"database unavailable, cannot tell which dates are done ({type(exc).__name__}: "
-            f"{first[:300]})"
-        ) from None
-
-
 async def backfill(
     service: Service,
     job: str,
@@ -294,7 +264,7 @@ async def backfill(
             f"is {last_complete}"
         )
     days = date_range(since, until)
-    done = set() if force else await done_dates(service.engine, job, since, until)
+    done = set() if force else await service.ledger.done_dates(job, since, until)
     report = BackfillReport(job, since, until, force)
     if progress is not None:
         progress.start(job, len(days))

@@ -25,7 +25,6 @@ import typing
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from fastapi import FastAPI, Response
 from prometheus_client import (
@@ -39,17 +38,17 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
-from sqlalchemy import CompoundSelect, select, union_all
 
 from cronkeeper.api.deps import Authorized
 from cronkeeper.config import JobSpec
+from cronkeeper.errors import first_line
 from cronkeeper.health import HealthReport, evaluate_health
 from cronkeeper.http import Reason, RetryEvent
 from cronkeeper.ledger import RunRow
 from cronkeeper.ledger.models import FINAL_STATUSES
 from cronkeeper.redact import truncate
 from cronkeeper.service import RunObserver, Service
-from cronkeeper.storage.schema import RUN_STATUSES, cron_runs
+from cronkeeper.storage.schema import RUN_STATUSES
 
 __all__ = [
     "CONTENT_TYPE",
@@ -57,8 +56,6 @@ __all__ = [
     "LedgerSnapshot",
     "MetricsObserver",
     "install_metrics",
-    "last_success_statement",
-    "read_last_successes",
     "read_snapshot",
 ]
 
@@ -69,45 +66,6 @@ CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 
 # -- ledger figures, read at scrape time ------------------------------------------------
-
-
-def last_success_statement(cron_names: Sequence[str]) -> CompoundSelect[Any]:
-    """Each job's latest ``success`` run, one ``ORDER BY started_at DESC LIMIT 1`` arm per job.
-
-    Same shape as :func:`cronkeeper.ledger.store.latest_runs_statement`: each arm walks
-    ``idx_cron_runs_name_started`` backwards from the newest run and stops at the first
-    success, so the cost depends on how many runs failed since then, not on the history.
-    """
-    arms = [
-        select(cron_runs.c.cron_name, cron_runs.c.started_at, cron_runs.c.finished_at)
-        .where(cron_runs.c.cron_name == name, cron_runs.c.status == "success")
-        .order_by(cron_runs.c.started_at.desc())
-        .limit(1)
-        .subquery(f"success_{i}")
-        for i, name in enumerate(cron_names)
-    ]
-    return union_all(*(select(arm) for arm in arms))
-
-
-async def read_last_successes(
-    service: Service, cron_names: Sequence[str]
-) -> dict[str, datetime | None]:
-    """When each job last ended ``success`` (its ``finished_at``), ``None`` if it never did.
-
-    Raises whatever the driver raises, or :class:`TimeoutError` past the ledger timeout.
-    """
-    found: dict[str, datetime | None] = dict.fromkeys(cron_names)
-    if not cron_names:
-        return found
-
-    async def query() -> None:
-        async with service.engine.connect() as conn:
-            result = await conn.execute(last_success_statement(cron_names))
-            for row in result:
-                found[row.cron_name] = row.finished_at or row.started_at
-
-    await asyncio.wait_for(query(), service.ledger.timeout)
-    return found
 
 
 @dataclass(frozen=True)
@@ -139,7 +97,7 @@ async def _read_ledger(
     # Both statements at once: a scrape waits one ledger timeout at most, not two.
     latest, successes = await asyncio.gather(
         service.ledger.latest_runs(names),
-        read_last_successes(service, names),
+        service.ledger.last_successes(names),
         return_exceptions=True,
     )
     if isinstance(latest, BaseException):
@@ -152,8 +110,7 @@ async def _read_ledger(
 def _describe(service: Service, exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return f"no answer within {service.ledger.timeout:g} s"
-    lines = str(exc).strip().splitlines()
-    first = lines[0] if lines else ""
+    first = first_line(exc)
     return truncate(service.settings.redactor(f"{type(exc).__name__}: {first}"), 300)
 
 

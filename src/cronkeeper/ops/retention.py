@@ -1,7 +1,7 @@
 """Delete old ledger rows in small batches, never a job's latest run and never a live one.
 
-Each batch is ``DELETE … WHERE id IN (SELECT id … ORDER BY started_at LIMIT n)`` in its own
-transaction: one statement for SQLite and PostgreSQL alike, row locks held for one batch
+Each batch is one ``DELETE`` of the oldest prunable rows in its own transaction (the
+statements are the ledger's, :mod:`cronkeeper.ledger.retention`): row locks held for one batch
 only (health reads and new runs never wait behind a ten-million-row delete), and an
 interrupted prune has removed the oldest rows first and can simply be run again.
 
@@ -16,11 +16,10 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cronkeeper.errors import StorageError
-from cronkeeper.storage.schema import cron_runs
+from cronkeeper.errors import StorageError, first_line
+from cronkeeper.ledger.retention import count_prunable, delete_prunable, newest_started
 
 __all__ = ["prune"]
 
@@ -28,15 +27,6 @@ log = logging.getLogger("cronkeeper.ops.retention")
 
 PruneProgress = Callable[[int], None]
 """Called after each batch with the number of rows deleted so far."""
-
-
-def _prunable(cron_name: str, cutoff: datetime, latest: datetime) -> ColumnElement[bool]:
-    return and_(
-        cron_runs.c.cron_name == cron_name,
-        cron_runs.c.started_at < cutoff,
-        cron_runs.c.started_at < latest,  # rows tied with the newest are kept too
-        cron_runs.c.status != "running",
-    )
 
 
 async def prune(
@@ -61,41 +51,21 @@ async def prune(
     cutoff = now - older_than
     deleted = 0
     try:
-        async with engine.connect() as conn:
-            newest = (
-                await conn.execute(
-                    select(cron_runs.c.cron_name, func.max(cron_runs.c.started_at)).group_by(
-                        cron_runs.c.cron_name
-                    )
-                )
-            ).all()
-        for cron_name, latest in newest:
-            condition = _prunable(cron_name, cutoff, latest)
+        for cron_name, latest in await newest_started(engine):
             if dry_run:
-                async with engine.connect() as conn:
-                    count = select(func.count()).select_from(cron_runs).where(condition)
-                    deleted += int((await conn.execute(count)).scalar_one())
+                deleted += await count_prunable(engine, cron_name, cutoff, latest)
                 continue
             while True:
-                batch = (
-                    select(cron_runs.c.id)
-                    .where(condition)
-                    .order_by(cron_runs.c.started_at)
-                    .limit(batch_size)
-                    .scalar_subquery()
-                )
-                async with engine.begin() as conn:
-                    result = await conn.execute(delete(cron_runs).where(cron_runs.c.id.in_(batch)))
-                deleted += result.rowcount
-                if result.rowcount and progress is not None:
+                count = await delete_prunable(engine, cron_name, cutoff, latest, batch_size)
+                deleted += count
+                if count and progress is not None:
                     progress(deleted)
-                if result.rowcount < batch_size:
+                if count < batch_size:
                     break
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise StorageError(
-            f"prune stopped after deleting {deleted} runs: {type(exc).__name__}: {first[:300]}; "
-            "run it again to continue"
+            f"prune stopped after deleting {deleted} runs: {type(exc).__name__}: "
+            f"{first_line(exc)[:300]}; run it again to continue"
         ) from None
     log.info(
         "%s %d runs started before %s",

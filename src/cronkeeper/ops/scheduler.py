@@ -34,15 +34,12 @@ from typing import Any, Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
-from sqlalchemy import or_, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.config import JobSpec
-from cronkeeper.errors import AlreadyRunning, ConfigError
+from cronkeeper.errors import AlreadyRunning, ConfigError, first_line
 from cronkeeper.jobs.base import report_date
 from cronkeeper.runner import run_job
 from cronkeeper.service import Service
-from cronkeeper.storage.schema import cron_runs
 
 __all__ = [
     "DEFAULT_MISFIRE_GRACE",
@@ -52,7 +49,6 @@ __all__ = [
     "RunJob",
     "RunOutcome",
     "due_fires",
-    "last_started_for",
     "missed_fire",
     "next_fire",
     "previous_fire",
@@ -281,27 +277,6 @@ def due_fires(specs: Iterable[JobSpec], tz: tzinfo, since: datetime, now: dateti
     return sorted(fires, key=lambda f: f.slot)
 
 
-async def last_started_for(engine: AsyncEngine, cron_name: str, day: date) -> datetime | None:
-    """When the latest run of ``cron_name`` for report date ``day`` started.
-
-    Runs recorded without a report date count too: for them the ledger cannot tell, and
-    assuming the slot was served costs at most a skipped duplicate, never a double run.
-    """
-    statement = (
-        select(cron_runs.c.started_at)
-        .where(
-            cron_runs.c.cron_name == cron_name,
-            or_(cron_runs.c.report_date == day, cron_runs.c.report_date.is_(None)),
-        )
-        .order_by(cron_runs.c.started_at.desc())
-        .limit(1)
-    )
-
-    async with engine.connect() as conn:
-        value: datetime | None = (await conn.execute(statement)).scalar_one_or_none()
-        return value
-
-
 # -- APScheduler ----------------------------------------------------------------------------
 
 
@@ -410,8 +385,7 @@ class CronScheduler:
 
     async def _served(self, name: str, slot: datetime, day: date) -> bool:
         try:
-            async with asyncio.timeout(self.service.settings.ledger_timeout):
-                started = await last_started_for(self.service.engine, name, day)
+            started = await self.service.ledger.last_started_for(name, day)
         except Exception as exc:  # the run itself copes with a database that is down
             log.warning("could not read the ledger before running %s: %s", name, self._why(exc))
             return False
@@ -420,8 +394,7 @@ class CronScheduler:
     def _why(self, exc: BaseException) -> str:
         if isinstance(exc, TimeoutError):
             return f"no answer within {self.service.settings.ledger_timeout:g} s"
-        first = (str(exc).strip().splitlines() or [""])[0]
-        return self.service.settings.redactor(f"{type(exc).__name__}: {first}"[:500])
+        return self.service.settings.redactor(f"{type(exc).__name__}: {first_line(exc)}"[:500])
 
     async def tick(self, now: datetime | None = None) -> list[Fire]:
         """Fire every job with a slot since the previous tick (coalesced); the fires run.
@@ -450,10 +423,9 @@ class CronScheduler:
             if slot is None or now - slot > self.misfire_grace:
                 continue
             try:
-                async with asyncio.timeout(self.service.settings.ledger_timeout):
-                    last = await last_started_for(
-                        self.service.engine, spec.name, report_date(slot, self.tz)
-                    )
+                last = await self.service.ledger.last_started_for(
+                    spec.name, report_date(slot, self.tz)
+                )
             except Exception as exc:
                 log.warning(
                     "catch-up of %s skipped: the ledger cannot be read: %s",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,18 +15,39 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from cronkeeper.storage.url import normalize_database_url
 
-__all__ = ["create_engine", "current_revision", "head_revision", "is_sqlite", "upgrade"]
+__all__ = [
+    "create_engine",
+    "current_revision",
+    "head_revision",
+    "is_sqlite",
+    "read_connection",
+    "upgrade",
+]
 
 log = logging.getLogger("cronkeeper.storage")
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+@asynccontextmanager
+async def read_connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for reads only, without a transaction where that saves round trips.
+
+    On PostgreSQL a read in autocommit needs no BEGIN/ROLLBACK round trips around it. SQLite's
+    driver has no such round trips, and switching its mode costs a thread hop, so it is left
+    as it is.
+    """
+    async with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
 
 
 def create_engine(database_url: str, *, timeout: float = 5.0, **kwargs: Any) -> AsyncEngine:

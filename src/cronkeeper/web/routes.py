@@ -22,6 +22,7 @@ from markupsafe import Markup
 
 from cronkeeper.durations import format_duration
 from cronkeeper.errors import StorageError
+from cronkeeper.ledger.reads import FILTER_DEPTH
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import RUN_STATUSES
 from cronkeeper.web.auth import (
@@ -30,12 +31,6 @@ from cronkeeper.web.auth import (
     Sessions,
     safe_next,
     secret_matches,
-)
-from cronkeeper.web.queries import (
-    FILTER_DEPTH,
-    last_runs_statement,
-    read_runs,
-    recent_runs_statement,
 )
 from cronkeeper.web.view import STRIP_LENGTH, Clockface, build_jobs, format_seconds, run_state
 
@@ -162,15 +157,12 @@ class StatusPage:
         # "stuck" is a judgement, not a stored status: read running rows, keep the stuck ones.
         stored_filter = "running" if state_filter == "stuck" else state_filter
         try:
-            strips, recent = await read_runs(
-                self.service.engine,
-                [
-                    last_runs_statement(names, STRIP_LENGTH),
-                    recent_runs_statement(
-                        [job_filter] if job_filter else names, RECENT_LIMIT, status=stored_filter
-                    ),
-                ],
-                seconds=settings.ledger_timeout,
+            strips, recent = await self.service.ledger.history(
+                names,
+                per_job=STRIP_LENGTH,
+                recent_from=[job_filter] if job_filter else names,
+                limit=RECENT_LIMIT,
+                status=stored_filter,
             )
         except StorageError as exc:
             return self._unavailable(exc)

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from cronkeeper.config import JobSpec
 from cronkeeper.durations import format_duration
-from cronkeeper.health import CheckResult, evaluate_health
+from cronkeeper.health import CheckResult, evaluate_health, is_stuck
 from cronkeeper.ledger import RunRow
 from cronkeeper.web.charts import Sparkline, sparkline
 from cronkeeper.web.schedule import next_run
@@ -104,7 +104,7 @@ class Clockface:
 
 def run_state(run: RunRow, spec: JobSpec | None, now: datetime) -> str:
     """The run's status, except that a run ``running`` past its ``max_runtime`` is ``stuck``."""
-    if run.status == "running" and spec is not None and now - run.started_at > spec.max_runtime:
+    if spec is not None and is_stuck(run, spec, now):
         return "stuck"
     return run.status
 

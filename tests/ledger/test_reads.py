@@ -1,4 +1,5 @@
-"""The page reads only the newest runs per job, through idx_cron_runs_name_started."""
+"""The ledger's reads for the status page: only the newest runs per job, through
+idx_cron_runs_name_started."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cronkeeper.ledger import Ledger
+from cronkeeper.ledger.reads import last_runs_statement, recent_runs_statement
 from cronkeeper.storage.schema import cron_runs
-from cronkeeper.web.queries import last_runs_statement, read_runs, recent_runs_statement
 from tests.support.plans import query_plan
 from tests.web.ledger_data import NOW, Row, insert_rows
 
@@ -57,7 +59,7 @@ async def test_the_strips_hold_the_newest_30_runs_of_each_job(engine: AsyncEngin
     ]
     rows.append(Row("retired-job", NOW, None, "error"))
     await insert_rows(engine, rows)
-    [strips] = await read_runs(engine, [last_runs_statement(NAMES, 30)], seconds=5)
+    strips = await Ledger(engine).last_runs(NAMES, 30)
     by_job: dict[str, list[int]] = {}
     for run in strips:
         by_job.setdefault(run.cron_name, []).append(run.records_count)
@@ -80,9 +82,7 @@ async def test_the_table_holds_the_newest_runs_across_jobs_like_a_full_sort_woul
     ]
     await insert_rows(engine, rows)
     for names, status in [(NAMES, None), (NAMES, "error"), (["sync-notion"], None)]:
-        [ours] = await read_runs(
-            engine, [recent_runs_statement(names, 50, status=status)], seconds=5
-        )
+        ours = await Ledger(engine).recent_runs(cron_names=names, limit=50, status=status)
         naive = select(cron_runs.c.id).where(cron_runs.c.cron_name.in_(names))
         if status:
             naive = naive.where(cron_runs.c.status == status)

@@ -1,0 +1,170 @@
+"""Every read of ``cron_runs``, as statements: built here, run by :class:`~.store.Ledger`.
+
+Plain functions with no I/O, so the index-plan tests can explain exactly what the ledger runs.
+Each statement that looks at one job's history is an ``ORDER BY started_at DESC`` walk down
+``idx_cron_runs_name_started`` (or an equality on ``idx_cron_runs_name_report_date``), one arm
+per job glued with ``UNION ALL`` where several jobs are asked for: the cost depends on the
+number of jobs, never on the size of the history.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+from sqlalchemy import CompoundSelect, Row, Select, func, or_, select, union_all
+
+from cronkeeper.ledger.models import RunRow
+from cronkeeper.storage.schema import cron_runs
+
+__all__ = [
+    "FILTER_DEPTH",
+    "RUN_COLUMNS",
+    "count_statement",
+    "done_dates_statement",
+    "last_runs_statement",
+    "last_started_statement",
+    "last_success_statement",
+    "latest_runs_statement",
+    "recent_runs_statement",
+    "row_to_run",
+    "run_statement",
+]
+
+RUN_COLUMNS = (
+    cron_runs.c.id,
+    cron_runs.c.cron_name,
+    cron_runs.c.started_at,
+    cron_runs.c.finished_at,
+    cron_runs.c.status,
+    cron_runs.c.records_count,
+    cron_runs.c.error_message,
+    cron_runs.c.report_date,
+)
+
+
+def row_to_run(row: Row[Any]) -> RunRow:
+    return RunRow(
+        id=str(row.id),
+        cron_name=row.cron_name,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        status=row.status,
+        records_count=row.records_count or 0,
+        error_message=row.error_message,
+        report_date=row.report_date,
+    )
+
+
+def last_runs_statement(cron_names: Sequence[str], per_job: int) -> CompoundSelect[Any]:
+    """The newest ``per_job`` runs of each job: one ``ORDER BY started_at DESC LIMIT n`` arm
+    per job, glued with ``UNION ALL``; each arm is a short walk down
+    ``idx_cron_runs_name_started``, so the cost does not grow with the history."""
+    if not cron_names:
+        raise ValueError("at least one job name is needed")
+    arms = [
+        select(*RUN_COLUMNS)
+        .where(cron_runs.c.cron_name == name)
+        .order_by(cron_runs.c.started_at.desc())
+        .limit(per_job)
+        .subquery(f"j{i}")
+        for i, name in enumerate(cron_names)
+    ]
+    return union_all(*(select(arm) for arm in arms))
+
+
+FILTER_DEPTH = 1000
+"""How far back a status filter looks, in runs per job."""
+
+
+def recent_runs_statement(
+    cron_names: Sequence[str], limit: int, *, status: str | None = None, depth: int = FILTER_DEPTH
+) -> Select[Any]:
+    """The newest ``limit`` runs across ``cron_names``, optionally of one ``status``.
+
+    Not a plain ``ORDER BY started_at DESC LIMIT n`` over the table: no index leads with
+    ``started_at``, so that would sort the whole history. The newest ``limit`` overall are
+    among the newest ``limit`` of each job, and each of those is an index walk.
+
+    A status filter looks among the newest ``depth`` runs of each job (about three years of
+    a daily job): a rare status filtered over the whole history would make the database read
+    every run of the job to find fifty, and the cost of the page would grow with the history.
+    """
+    per_job = limit if status is None else max(limit, depth)
+    arms = last_runs_statement(cron_names, per_job).subquery("recent")
+    statement = select(arms)
+    if status is not None:
+        statement = statement.where(arms.c.status == status)
+    return statement.order_by(arms.c.started_at.desc()).limit(limit)
+
+
+def latest_runs_statement(cron_names: Sequence[str]) -> CompoundSelect[Any]:
+    """The health query: the latest run of each job, in one statement.
+
+    Built once per set of job names: constructing it anew on every health request cost more
+    CPU (SQLAlchemy's cache key and result metadata) than running it.
+    """
+    return _latest_runs_statement(tuple(cron_names))
+
+
+@functools.lru_cache(maxsize=64)
+def _latest_runs_statement(cron_names: tuple[str, ...]) -> CompoundSelect[Any]:
+    return last_runs_statement(cron_names, 1)
+
+
+def run_statement(run_id: str) -> Select[Any]:
+    return select(*RUN_COLUMNS).where(cron_runs.c.id == run_id)
+
+
+def count_statement() -> Select[Any]:
+    return select(func.count()).select_from(cron_runs)
+
+
+def last_success_statement(cron_names: Sequence[str]) -> CompoundSelect[Any]:
+    """Each job's latest ``success`` run, one ``ORDER BY started_at DESC LIMIT 1`` arm per job.
+
+    Same shape as :func:`latest_runs_statement`: each arm walks ``idx_cron_runs_name_started``
+    backwards from the newest run and stops at the first success, so the cost depends on how
+    many runs failed since then, not on the history.
+    """
+    arms = [
+        select(cron_runs.c.cron_name, cron_runs.c.started_at, cron_runs.c.finished_at)
+        .where(cron_runs.c.cron_name == name, cron_runs.c.status == "success")
+        .order_by(cron_runs.c.started_at.desc())
+        .limit(1)
+        .subquery(f"success_{i}")
+        for i, name in enumerate(cron_names)
+    ]
+    return union_all(*(select(arm) for arm in arms))
+
+
+def last_started_statement(cron_name: str, day: date) -> Select[Any]:
+    """When the latest run of ``cron_name`` for report date ``day`` started.
+
+    Runs recorded without a report date count too: for them the ledger cannot tell, and
+    assuming the slot was served costs at most a skipped duplicate, never a double run.
+    """
+    return (
+        select(cron_runs.c.started_at)
+        .where(
+            cron_runs.c.cron_name == cron_name,
+            or_(cron_runs.c.report_date == day, cron_runs.c.report_date.is_(None)),
+        )
+        .order_by(cron_runs.c.started_at.desc())
+        .limit(1)
+    )
+
+
+def done_dates_statement(cron_name: str, since: date, until: date) -> Select[Any]:
+    """The report dates in ``[since, until]`` that ``cron_name`` has a ``success`` run for."""
+    return (
+        select(cron_runs.c.report_date)
+        .distinct()
+        .where(
+            cron_runs.c.cron_name == cron_name,
+            cron_runs.c.status == "success",
+            cron_runs.c.report_date.between(since, until),
+        )
+    )
