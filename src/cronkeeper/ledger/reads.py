@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import CompoundSelect, Row, Select, func, or_, select, union_all
+from sqlalchemy import ColumnElement, CompoundSelect, Row, Select, func, or_, select, union_all
 
 from cronkeeper.ledger.models import RunRow
 from cronkeeper.storage.schema import cron_runs
@@ -58,21 +58,33 @@ def row_to_run(row: Row[Any]) -> RunRow:
     )
 
 
+def _newest_per_job(
+    columns: Sequence[ColumnElement[Any]],
+    cron_names: Sequence[str],
+    per_job: int,
+    *conditions: ColumnElement[bool],
+    arm: str,
+) -> CompoundSelect[Any]:
+    """One ``WHERE cron_name = … ORDER BY started_at DESC LIMIT per_job`` arm per job, glued
+    with ``UNION ALL``: each arm is a short walk down ``idx_cron_runs_name_started``."""
+    arms = [
+        select(*columns)
+        .where(cron_runs.c.cron_name == name, *conditions)
+        .order_by(cron_runs.c.started_at.desc())
+        .limit(per_job)
+        .subquery(f"{arm}{i}")
+        for i, name in enumerate(cron_names)
+    ]
+    return union_all(*(select(a) for a in arms))
+
+
 def last_runs_statement(cron_names: Sequence[str], per_job: int) -> CompoundSelect[Any]:
     """The newest ``per_job`` runs of each job: one ``ORDER BY started_at DESC LIMIT n`` arm
     per job, glued with ``UNION ALL``; each arm is a short walk down
     ``idx_cron_runs_name_started``, so the cost does not grow with the history."""
     if not cron_names:
         raise ValueError("at least one job name is needed")
-    arms = [
-        select(*RUN_COLUMNS)
-        .where(cron_runs.c.cron_name == name)
-        .order_by(cron_runs.c.started_at.desc())
-        .limit(per_job)
-        .subquery(f"j{i}")
-        for i, name in enumerate(cron_names)
-    ]
-    return union_all(*(select(arm) for arm in arms))
+    return _newest_per_job(RUN_COLUMNS, cron_names, per_job, arm="j")
 
 
 FILTER_DEPTH = 1000
@@ -129,15 +141,9 @@ def last_success_statement(cron_names: Sequence[str]) -> CompoundSelect[Any]:
     backwards from the newest run and stops at the first success, so the cost depends on how
     many runs failed since then, not on the history.
     """
-    arms = [
-        select(cron_runs.c.cron_name, cron_runs.c.started_at, cron_runs.c.finished_at)
-        .where(cron_runs.c.cron_name == name, cron_runs.c.status == "success")
-        .order_by(cron_runs.c.started_at.desc())
-        .limit(1)
-        .subquery(f"success_{i}")
-        for i, name in enumerate(cron_names)
-    ]
-    return union_all(*(select(arm) for arm in arms))
+    columns = (cron_runs.c.cron_name, cron_runs.c.started_at, cron_runs.c.finished_at)
+    success = cron_runs.c.status == "success"
+    return _newest_per_job(columns, cron_names, 1, success, arm="success_")
 
 
 def last_started_statement(cron_name: str, day: date) -> Select[Any]:

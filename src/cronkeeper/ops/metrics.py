@@ -108,8 +108,6 @@ async def _read_ledger(
 
 
 def _describe(service: Service, exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return f"no answer within {service.ledger.timeout:g} s"
     first = first_line(exc)
     return truncate(service.settings.redactor(f"{type(exc).__name__}: {first}"), 300)
 

@@ -392,8 +392,6 @@ class CronScheduler:
         return started is not None and started >= slot
 
     def _why(self, exc: BaseException) -> str:
-        if isinstance(exc, TimeoutError):
-            return f"no answer within {self.service.settings.ledger_timeout:g} s"
         return self.service.settings.redactor(f"{type(exc).__name__}: {first_line(exc)}"[:500])
 
     async def tick(self, now: datetime | None = None) -> list[Fire]:
