@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -20,10 +21,19 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from cronkeeper.config import Settings
-from cronkeeper.errors import AlreadyRunning, ConfigError, StorageError, UnknownJob, first_line
+from cronkeeper.errors import (
+    AlreadyRunning,
+    ConfigError,
+    CronkeeperError,
+    StorageError,
+    UnknownJob,
+    first_line,
+)
 from cronkeeper.logs import configure_logging
+from cronkeeper.redact import Redactor
 from cronkeeper.runs_table import print_runs
 from cronkeeper.storage.url import safe_url
 
@@ -34,6 +44,7 @@ __all__ = ["app", "main"]
 
 T = TypeVar("T")
 MIN_SECRET_LENGTH = 16
+_redactor = Redactor()  # the loaded settings' one, for the last-resort message in main()
 
 app = typer.Typer(
     help="Scheduled marketing-data collection with a run ledger and a health check.",
@@ -44,24 +55,32 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one message, one line, whatever the width
+
+
+def say_error(message: str) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    say_error(message)
     raise typer.Exit(code)
 
 
 def load_settings(*, verbose: bool = False) -> Settings:
+    """The settings, or exit 2 with one line per problem, each naming its variable."""
+    global _redactor
     try:
         settings = Settings()
     except ValidationError as exc:
         lines = []
         for problem in exc.errors():
             where = ".".join(str(p) for p in problem["loc"]) or "configuration"
-            lines.append(f"{where.upper()}: {problem['msg']}")
-        fail("invalid configuration:\n  " + "\n  ".join(lines))
+            message = problem["msg"].removeprefix("Value error, ")
+            lines.append(f"invalid configuration: {where.upper()}: {message}")
+        fail("\nerror: ".join(lines))
     configure_logging(settings.redactor, logging.DEBUG if verbose else logging.INFO)
+    _redactor = settings.redactor
     return settings
 
 
@@ -86,7 +105,7 @@ async def opened(settings: Settings, *, alerts: bool = False) -> AsyncIterator[S
 
 def database_failed(settings: Settings, exc: StorageError) -> int:
     """Say why on stderr (redacted); exit code 2, the contract's "database error"."""
-    err.print(f"[red]{settings.redactor(str(exc))}[/]", highlight=False)
+    say_error(settings.redactor(str(exc)))
     return 2
 
 
@@ -98,12 +117,14 @@ def run_async(factory: Callable[[], Awaitable[T]]) -> T:
 
 
 def parse_day(value: str | None) -> date | None:
+    from cronkeeper.runner import parse_report_date
+
     if value is None:
         return None
     try:
-        return date.fromisoformat(value)
-    except ValueError:
-        fail(f"invalid date {value!r}: use YYYY-MM-DD")
+        return parse_report_date(value)
+    except ValueError as exc:
+        fail(str(exc))
 
 
 @app.command()
@@ -131,6 +152,8 @@ def run(
         except AlreadyRunning as exc:
             err.print(f"[yellow]{exc}[/]; no run recorded", highlight=False)
             return EXIT_ALREADY_RUNNING
+        except StorageError as exc:  # no engine at all (a SQLite directory it cannot create)
+            return database_failed(settings, exc)
         out.print_json(json.dumps(result.as_json()))
         return EXIT_CODES[result.status]
 
@@ -162,8 +185,15 @@ def runs(
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
-    """Show the most recent runs, newest first."""
+    """Show the most recent runs, newest first (exit 2 for an unknown job or status)."""
+    from cronkeeper.jobs import get_job
+
     settings = load_settings()
+    if job is not None:
+        try:
+            get_job(job)  # the message `run` gives
+        except UnknownJob as exc:
+            fail(str(exc))
 
     async def go() -> int:
         try:
@@ -184,7 +214,7 @@ def runs(
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Create or migrate the schema (safe to run from several replicas at once)."""
+    """Create or migrate the schema (safe from several replicas at once; exit 2 on failure)."""
     from cronkeeper.storage.engine import create_engine, upgrade
 
     settings = load_settings()
@@ -198,11 +228,10 @@ def db_upgrade() -> None:
 
     try:
         revision = run_async(go)
-    except Exception as exc:
+    except Exception as exc:  # unreachable, refused, or a failed migration: a database error
         fail(
             f"migration failed on {safe_url(settings.database_url)}: "
-            f"{settings.redactor(first_line(exc, type(exc).__name__))}",
-            1,
+            f"{settings.redactor(first_line(exc, type(exc).__name__))}"
         )
     out.print(f"database {safe_url(settings.database_url)} is at revision {revision}")
 
@@ -220,7 +249,8 @@ def serve(
         str | None,
         typer.Option(
             help="proxies whose X-Forwarded-For/-Proto to trust (comma list or *), "
-            "so the status page sees client addresses and https behind a load balancer"
+            "so the status page sees client addresses and https behind a load balancer; "
+            "none when not given"
         ),
     ] = None,
 ) -> None:
@@ -239,9 +269,13 @@ def serve(
             "(every endpoint but /healthz checks it); generate one with: "
             "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
         )
-    service = Service.from_settings(settings)
-    install_alerts(service)
+    try:
+        service = Service.from_settings(settings)
+        install_alerts(service)
+    except (ConfigError, StorageError) as exc:
+        fail(settings.redactor(str(exc)))
     api = create_app(service, scheduler=scheduler)
+    trusted = (forwarded_allow_ips or "").strip()
     uvicorn.run(
         api,
         host=host,
@@ -249,8 +283,11 @@ def serve(
         log_level="info",
         access_log=False,
         lifespan="on",
-        proxy_headers=True,
-        forwarded_allow_ips=forwarded_allow_ips,
+        # Forwarded headers only from the proxies named here. Left to itself uvicorn trusts
+        # 127.0.0.1 (or $FORWARDED_ALLOW_IPS), and any local client could then pick its own
+        # address for the limiter of wrong secrets by rotating X-Forwarded-For.
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or "",
     )
 
 
@@ -261,11 +298,15 @@ def scheduler() -> None:
 
     settings = load_settings()
 
-    async def go() -> None:
-        async with opened(settings, alerts=True) as service:
-            await CronScheduler(service).run_forever()
+    async def go() -> int:
+        try:
+            async with opened(settings, alerts=True) as service:
+                await CronScheduler(service).run_forever()
+        except StorageError as exc:
+            return database_failed(settings, exc)
+        return 0
 
-    run_async(go)
+    raise typer.Exit(run_async(go))
 
 
 @app.command()
@@ -355,7 +396,17 @@ def demo(
 
 
 def main() -> None:
+    """The console script. Whatever escapes a command ends as one line, never a traceback
+    (``CRONKEEPER_DEBUG=1`` shows it): 2 for cronkeeper's own errors, 1 for the rest."""
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("CRONKEEPER_DEBUG"):
+            raise
+        code = 2 if isinstance(exc, CronkeeperError) else 1
+        what = "" if isinstance(exc, CronkeeperError) else f"unexpected {type(exc).__name__}: "
+        text = (str(exc).strip().splitlines() or [""])[0]
+        say_error(what + _redactor(text))
+        sys.exit(code)

@@ -8,11 +8,13 @@ of at 01:00 in the middle of a cron.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import httpx
+from cronsim import CronSim, CronSimError
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -71,6 +73,31 @@ def _pairs(value: str, sep: str, what: str) -> dict[str, str]:
             raise ValueError(f"{what}: unknown job {name!r}; jobs are {', '.join(JOB_NAMES)}")
         out[name] = raw.strip()
     return out
+
+
+def check_schedule(name: str, expr: str) -> None:
+    """A 5-field cron expression cronsim (Debian cron's semantics) can read, or ``ValueError``."""
+    if len(expr.split()) != 5:
+        raise ValueError(f"{name}={expr!r} is not a 5-field cron expression")
+    try:
+        CronSim(expr, datetime(2000, 1, 1, tzinfo=UTC))
+    except CronSimError as exc:
+        raise ValueError(f"{name}={expr!r} is not a valid cron expression: {exc}") from None
+
+
+def check_webhook_url(value: str) -> None:
+    """An absolute http(s) URL with a host; the message never echoes it (it is a secret)."""
+    try:
+        parsed: httpx.URL | None = httpx.URL(value)
+    except (httpx.InvalidURL, TypeError):
+        parsed = None
+    if (
+        parsed is None
+        or parsed.scheme not in ("http", "https")
+        or not parsed.host
+        or any(ch.isspace() for ch in value)
+    ):
+        raise ValueError("must be an absolute http:// or https:// URL (the value is not shown)")
 
 
 class Settings(BaseSettings):
@@ -222,6 +249,32 @@ class Settings(BaseSettings):
             ) from None
         return value
 
+    @field_validator("cron_secret")
+    @classmethod
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # A secret with a stray space or newline (a Kubernetes secret file, a quoted .env
+        # value) passes a length check, and then no bearer header can ever match it.
+        if value is not None and value.get_secret_value() != value.get_secret_value().strip():
+            raise ValueError(
+                "has leading or trailing whitespace (a newline from a secret file?): "
+                "no Authorization header could ever match it; remove it"
+            )
+        return value
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _webhook(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value():
+            check_webhook_url(value.get_secret_value())
+        return value
+
+    @field_validator("schedules")
+    @classmethod
+    def _schedules(cls, value: str) -> str:
+        for name, expr in _pairs(value, ";", "CRONKEEPER_SCHEDULES").items():
+            check_schedule(name, expr)
+        return value
+
     @field_validator("monitored_jobs")
     @classmethod
     def _monitored(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -256,11 +309,6 @@ class Settings(BaseSettings):
                 k: parse_duration(v)
                 for k, v in _pairs(self.max_runtime, ",", "CRONKEEPER_MAX_RUNTIME").items()
             }
-        for name, expr in schedules.items():
-            if len(expr.split()) != 5:
-                raise ValueError(
-                    f"CRONKEEPER_SCHEDULES: {name}={expr!r} is not a 5-field cron expression"
-                )
         return tuple(
             JobSpec(
                 name=spec.name,

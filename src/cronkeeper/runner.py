@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -16,7 +17,14 @@ from cronkeeper.jobs import JobContext, get_job, report_date
 from cronkeeper.ledger import FinalStatus, RunTracker
 from cronkeeper.service import Service
 
-__all__ = ["EXIT_ALREADY_RUNNING", "EXIT_CODES", "RunResult", "run_job"]
+__all__ = [
+    "EXIT_ALREADY_RUNNING",
+    "EXIT_CODES",
+    "RunResult",
+    "check_report_date",
+    "parse_report_date",
+    "run_job",
+]
 
 log = logging.getLogger("cronkeeper.runner")
 
@@ -29,13 +37,37 @@ ABANDONED = (
 EARLIEST_REPORT_DATE = date(2000, 1, 1)
 
 
-def check_report_date(day: date, today: date) -> None:
-    """Refuse dates no source has data for, with a message (``ValueError``)."""
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def parse_report_date(text: str) -> date:
+    """``YYYY-MM-DD`` and nothing else, or ``ValueError``.
+
+    Not a Unix timestamp, not a datetime at midnight, not ``20261129``: pydantic (``?date=``)
+    and ``date.fromisoformat`` (``--date``) each accept some of these, and a run for a date
+    the caller did not mean is worse than a refusal.
+    """
+    if _ISO_DAY.fullmatch(text):
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            pass
+    raise ValueError(f"invalid date {text[:40]!r}: use YYYY-MM-DD")
+
+
+def check_report_date(day: date, last_complete: date, zone: str) -> None:
+    """Refuse dates no source has complete data for, with a message (``ValueError``).
+
+    One rule for ``run --date``, ``?date=`` and ``backfill``: a report date is a day that has
+    ended in ``zone`` (``CRONKEEPER_TIMEZONE``); ``last_complete`` is yesterday there.
+    Today would be collected half-way and then look complete.
+    """
     if day < EARLIEST_REPORT_DATE:
         raise ValueError(f"report date {day.isoformat()} is before {EARLIEST_REPORT_DATE}")
-    if day > today:
+    if day > last_complete:
         raise ValueError(
-            f"report date {day.isoformat()} is in the future (today is {today.isoformat()})"
+            f"report date {day.isoformat()} is not over yet in {zone}: the last complete day "
+            f"is {last_complete.isoformat()}"
         )
 
 
@@ -63,17 +95,18 @@ async def run_job(service: Service, name: str, day: date | None = None) -> RunRe
     """Run ``name`` for ``day`` (default: yesterday in the configured zone).
 
     Raises :class:`~cronkeeper.errors.UnknownJob`,
-    :class:`~cronkeeper.errors.AlreadyRunning` and ``ValueError`` for a date in the future or
-    before 2000 (no run is recorded then); every other failure ends up in the result and the
-    ledger as ``error``.
+    :class:`~cronkeeper.errors.AlreadyRunning` and ``ValueError`` for a date that is not over
+    yet or is before 2000 (no run is recorded then); every other failure ends up in the
+    result and the ledger as ``error``.
     """
     job = get_job(name)
     settings = service.settings
     now = service.clock()
+    last_complete = report_date(now, settings.tz)
     if day is None:
-        day = report_date(now, settings.tz)
+        day = last_complete
     else:
-        check_report_date(day, now.astimezone(settings.tz).date())
+        check_report_date(day, last_complete, settings.timezone)
     async with service.leases.hold(name) as lease:
         if lease.acquired:
             abandoned = await service.ledger.close_abandoned(name, reason=ABANDONED)

@@ -5,18 +5,18 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from cronkeeper import __version__
-from cronkeeper.api.deps import Authorized, ServiceDep
+from cronkeeper.api.auth import FailureLimiter
+from cronkeeper.api.deps import AUTH_RESPONSES, Authorized, ServiceDep
 from cronkeeper.errors import AlreadyRunning, StorageError, UnknownJob
 from cronkeeper.ops.metrics import install_metrics
 from cronkeeper.ops.scheduler import CronScheduler
-from cronkeeper.runner import run_job
+from cronkeeper.runner import parse_report_date, run_job
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import RUN_STATUSES
 from cronkeeper.web import install_status_page
@@ -28,13 +28,12 @@ log = logging.getLogger("cronkeeper.api")
 DB_DOWN = {"healthy": False, "error": "database unavailable"}
 
 Responses = dict[int | str, dict[str, Any]]
-UNAUTHORISED: Responses = {401: {"description": "missing or invalid bearer token"}}
 DB_ERROR: Responses = {500: {"description": "database unavailable"}}
-router = APIRouter(prefix="/api/cron", dependencies=[Authorized], responses=UNAUTHORISED)
+router = APIRouter(prefix="/api/cron", dependencies=[Authorized], responses=AUTH_RESPONSES)
 TRIGGER: dict[str, Any] = {  # GET and POST, each with its own operationId
     "summary": "Run a job now (for system cron, Vercel-style cron callers, or by hand)",
     "responses": {
-        400: {"description": "report date before 2000 or in the future"},
+        400: {"description": "report date not YYYY-MM-DD, before 2000 or not over yet"},
         404: {"description": "unknown job"},
         409: {"description": "already running"},
         500: {"description": "the run ended error (the body is the run JSON)"},
@@ -81,25 +80,36 @@ async def runs(
 async def trigger(
     service: ServiceDep,
     job: str,
-    day: Annotated[date | None, Query(alias="date", description="report date, YYYY-MM-DD")] = None,
+    day: Annotated[
+        str | None,
+        Query(alias="date", max_length=40, description="report date, YYYY-MM-DD (a day over)"),
+    ] = None,
 ) -> JSONResponse:
     try:
-        result = await run_job(service, job, day)
+        # A str, parsed here: FastAPI's ``date`` also takes 1699920000 and 2026-11-29T00:00:00.
+        result = await run_job(service, job, None if day is None else parse_report_date(day))
     except UnknownJob as exc:
         return JSONResponse({"error": str(exc)}, status_code=404)
     except AlreadyRunning as exc:
         return JSONResponse({"error": str(exc), "cronName": job}, status_code=409)
-    except ValueError as exc:  # a date before 2000 or in the future
+    except ValueError as exc:  # not YYYY-MM-DD, before 2000, or not over yet
         return JSONResponse({"error": str(exc), "cronName": job}, status_code=400)
     return JSONResponse(result.as_json(), status_code=500 if result.status == "error" else 200)
 
 
-def create_app(service: Service, *, own_service: bool = True, scheduler: bool = False) -> FastAPI:
+def create_app(
+    service: Service,
+    *,
+    own_service: bool = True,
+    scheduler: bool = False,
+    limiter: FailureLimiter | None = None,
+) -> FastAPI:
     """The app around ``service``.
 
     ``own_service``: dispose of the engine at shutdown. ``scheduler``: also run every job on
     its schedule in this process (``cronkeeper serve --scheduler``); with several replicas the
-    database lease lets only one of them run each fire.
+    database lease lets only one of them run each fire. ``limiter``: the one limiter of wrong
+    secrets for every door (default: 5 per client in 5 minutes, on the service's clock).
     """
 
     @asynccontextmanager
@@ -120,10 +130,18 @@ def create_app(service: Service, *, own_service: bool = True, scheduler: bool = 
         title="cronkeeper",
         version=__version__,
         lifespan=lifespan,
+        # Served below behind the bearer like every other endpoint; no docs UI (it would
+        # fetch the schema without the header).
+        openapi_url=None,
         docs_url=None,
         redoc_url=None,
     )
     app.state.service = service
+    app.state.auth_limiter = limiter or FailureLimiter(service.clock)
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Authorized])
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
 
     @app.get("/healthz", summary="Liveness: the process answers (no auth, no database)")
     async def healthz() -> dict[str, Any]:

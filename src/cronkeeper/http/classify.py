@@ -57,6 +57,7 @@ META_TRANSIENT_CODES = frozenset({1, 2})
 
 _DELTA_SECONDS = re.compile(r"\d+(?:\.\d+)?")
 _WHITESPACE = re.compile(r"\s+")
+_ASCII_DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 class MetaError(NamedTuple):
@@ -95,11 +96,16 @@ def _json(body: bytes | str | Any) -> Any:
 
 
 def _int(value: Any) -> int | None:
+    """An integer code from a JSON number or a string of ASCII digits; ``None`` otherwise.
+
+    ASCII only: ``str.isdigit`` is true for ``"²"`` (which ``int`` refuses with a raw
+    ``ValueError``) and ``int`` reads ``"١٧"`` as 17; neither is a code Meta sends.
+    """
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and _ASCII_DIGITS.fullmatch(value.strip()):
         return int(value.strip())
     return None
 

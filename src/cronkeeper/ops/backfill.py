@@ -34,7 +34,7 @@ from rich.progress import (
 from cronkeeper.errors import AlreadyRunning, UnknownJob
 from cronkeeper.jobs.base import report_date
 from cronkeeper.ops.scheduler import RunJob
-from cronkeeper.runner import EXIT_ALREADY_RUNNING, EXIT_CODES, run_job
+from cronkeeper.runner import EXIT_ALREADY_RUNNING, EXIT_CODES, check_report_date, run_job
 from cronkeeper.service import Service
 
 __all__ = [
@@ -258,11 +258,8 @@ async def backfill(
     until = until or last_complete
     if since > until:
         raise ValueError(f"--since {since} is after --until {until}")
-    if until > last_complete:
-        raise ValueError(
-            f"{until} is not over yet in {service.settings.timezone}: the last complete day "
-            f"is {last_complete}"
-        )
+    for day in (since, until):  # the runner's rule: a day that has ended, not before 2000
+        check_report_date(day, last_complete, service.settings.timezone)
     days = date_range(since, until)
     done = set() if force else await service.ledger.done_dates(job, since, until)
     report = BackfillReport(job, since, until, force)

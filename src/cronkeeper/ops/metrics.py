@@ -39,7 +39,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
-from cronkeeper.api.deps import Authorized
+from cronkeeper.api.deps import AUTH_RESPONSES, Authorized
 from cronkeeper.config import JobSpec
 from cronkeeper.errors import first_line
 from cronkeeper.health import HealthReport, evaluate_health
@@ -270,7 +270,7 @@ def install_metrics(app: FastAPI, service: Service) -> MetricsObserver:
         dependencies=[Authorized],
         summary="Prometheus metrics (text format 0.0.4)",
         response_class=Response,
-        responses={401: {"description": "missing or invalid bearer token"}},
+        responses=AUTH_RESPONSES,
     )
     async def metrics() -> Response:
         snapshot = await read_snapshot(service)

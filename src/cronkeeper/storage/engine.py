@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from cronkeeper.errors import StorageError
 from cronkeeper.storage.url import normalize_database_url
 
 __all__ = [
@@ -50,8 +51,24 @@ async def read_connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]
         yield conn
 
 
+def _make_parent(database: Path) -> None:
+    """Create the SQLite file's directory, or say in one line why it cannot be."""
+    parent = database.expanduser().resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "it is not a directory" if isinstance(exc, FileExistsError) else exc.strerror
+        raise StorageError(
+            f"cannot create the directory {str(parent)!r} for the SQLite file of DATABASE_URL: "
+            f"{why or type(exc).__name__}"
+        ) from None
+
+
 def create_engine(database_url: str, *, timeout: float = 5.0, **kwargs: Any) -> AsyncEngine:
     """An async engine for ``database_url`` (the user's form; the driver is chosen here).
+
+    Raises :class:`~cronkeeper.errors.StorageError` when a SQLite file's directory cannot be
+    created (``sqlite:////dev/null/x.db``).
 
     PostgreSQL: psycopg 3 with server-side prepared statements off, so the same URL works
     through PgBouncer/Supavisor in transaction mode (Supabase's port 6543); connections are
@@ -62,7 +79,7 @@ def create_engine(database_url: str, *, timeout: float = 5.0, **kwargs: Any) -> 
     url = make_url(normalize_database_url(database_url))
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
-            Path(url.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+            _make_parent(Path(url.database))
         engine = create_async_engine(url, connect_args={"timeout": timeout}, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")

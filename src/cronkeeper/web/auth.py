@@ -5,23 +5,21 @@
   leaves the server, not even hashed.
 - Sessions are stateless: logging out deletes the cookie in that browser; a copied cookie
   stays valid until it expires (12 h). Rotate the secret to end every session at once.
-- Wrong secrets are limited per client (:class:`FailureLimiter`), a sliding window in
-  memory: a brute force gets a handful of guesses per window, not thousands per second.
+- Wrong secrets are limited per client by the app's one
+  :class:`~cronkeeper.api.auth.FailureLimiter`, shared with the bearer API: a brute force
+  gets a handful of guesses per window at all doors together, not thousands per second.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import math
-from collections import deque
-from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, TimestampSigner
 from pydantic import SecretStr
 
-from cronkeeper.api.auth import secret_matches
+from cronkeeper.api.auth import FailureLimiter, secret_matches
 from cronkeeper.clock import Clock
 
 __all__ = [
@@ -83,73 +81,6 @@ class Sessions:
             return self._signer.unsign(token, max_age=self.max_age) == _SUBJECT
         except (BadSignature, UnicodeError, ValueError):
             return False
-
-
-class FailureLimiter:
-    """At most ``max_failures`` wrong secrets per client in any sliding ``window``.
-
-    A blocked client is refused before its secret is even compared, so the right secret does
-    not help a guesser either; the block lifts as the oldest failure leaves the window.
-    Memory is bounded by ``max_clients``: past it, clients with no recent failure are
-    forgotten first, then the oldest ones.
-    """
-
-    def __init__(
-        self,
-        clock: Clock,
-        *,
-        max_failures: int = 5,
-        window: timedelta = timedelta(minutes=5),
-        max_clients: int = 10_000,
-    ) -> None:
-        if max_failures < 1:
-            raise ValueError("max_failures must be at least 1")
-        self.clock = clock
-        self.max_failures = max_failures
-        self.window = window
-        self.max_clients = max_clients
-        self._failures: dict[str, deque[datetime]] = {}
-
-    def _recent(self, client: str, now: datetime) -> deque[datetime] | None:
-        failures = self._failures.get(client)
-        if failures is None:
-            return None
-        while failures and now - failures[0] >= self.window:
-            failures.popleft()
-        if not failures:
-            del self._failures[client]
-            return None
-        return failures
-
-    def retry_after(self, client: str) -> int | None:
-        """Seconds until ``client`` may try again, or ``None`` when it may try now."""
-        now = self.clock()
-        failures = self._recent(client, now)
-        if failures is None or len(failures) < self.max_failures:
-            return None
-        oldest = failures[-self.max_failures]
-        return max(1, math.ceil((oldest + self.window - now).total_seconds()))
-
-    def failed(self, client: str) -> None:
-        now = self.clock()
-        failures = self._recent(client, now)
-        if failures is None:
-            if len(self._failures) >= self.max_clients:
-                self._evict(now)
-            failures = self._failures[client] = deque(maxlen=self.max_failures)
-        failures.append(now)
-
-    def succeeded(self, client: str) -> None:
-        self._failures.pop(client, None)
-
-    def _evict(self, now: datetime) -> None:
-        for client in list(self._failures):
-            self._recent(client, now)
-        while len(self._failures) >= self.max_clients:
-            del self._failures[next(iter(self._failures))]
-
-    def __len__(self) -> int:
-        return len(self._failures)
 
 
 def safe_next(target: str | None) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import uuid
 from collections.abc import Mapping
 from importlib.resources import files
 from typing import Any
@@ -20,6 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from cronkeeper.api.deps import client_address, limiter_for
 from cronkeeper.durations import format_duration
 from cronkeeper.errors import StorageError
 from cronkeeper.ledger.reads import FILTER_DEPTH
@@ -85,14 +87,11 @@ def _count(value: float | None) -> str:
     return "—" if value is None else f"{round(value):,}"
 
 
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 class StatusPage:
     """The page's state for one app: the service, the session signer, the failure limiter."""
 
     def __init__(self, service: Service, *, limiter: FailureLimiter | None = None) -> None:
+        """``limiter``: the app's, shared with the bearer API (see :func:`install_status_page`)."""
         self.service = service
         self.sessions = Sessions(service.settings.cron_secret, service.clock)
         self.limiter = limiter or FailureLimiter(service.clock)
@@ -199,7 +198,13 @@ class StatusPage:
         if not self._signed_in(request):
             return self._to_login(request)
         try:
-            row = await self.service.ledger.get_run(run_id)
+            # Canonical form: SQLite stores the id as lower-case text, and a UUID pasted in
+            # upper case (some tools print them so) must find its run there too.
+            canonical: str | None = str(uuid.UUID(run_id))
+        except ValueError:
+            canonical = None
+        try:
+            row = None if canonical is None else await self.service.ledger.get_run(canonical)
         except StorageError as exc:
             return self._unavailable(exc)
         if row is None:
@@ -254,7 +259,7 @@ class StatusPage:
         secret = submitted if isinstance(submitted, str) else ""
         raw_next = form.get("next")
         target = safe_next(raw_next if isinstance(raw_next, str) else None)
-        client = _client(request)
+        client = client_address(request)
         wait = self.limiter.retry_after(client)
         if wait is not None:
             minutes = max(1, round(wait / 60))
@@ -305,4 +310,5 @@ def install_status_page(app: FastAPI, service: Service) -> None:
     if getattr(app.state, "status_page", False):  # create_app already did it
         return
     app.state.status_page = True
-    app.include_router(StatusPage(service).router)
+    limiter = limiter_for(app.state, service.clock)
+    app.include_router(StatusPage(service, limiter=limiter).router)
