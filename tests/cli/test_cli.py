@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -206,3 +208,171 @@ def test_a_webhook_url_that_is_not_a_url_stops_run_with_exit_2(tmp_path: Path) -
     assert result.returncode == 2
     assert "ALERT_WEBHOOK_URL" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- bad input: one line, a documented exit code, never a traceback (issue 12, items 5-9) ----
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """Exit 2, no traceback, and one line that names what is wrong (besides log lines)."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if not LOG_LINE.match(line)]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith("error: "), errors[0]
+    for needle in needles:
+        assert needle in errors[0], (needle, errors[0])
+
+
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING) cronkeeper[.\w]*: ")
+UNCREATABLE = "sqlite:////dev/null/x.db"  # its "directory" is a device file
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("health",),
+        ("run", "collect-benchmarks"),
+        ("runs",),
+        ("db", "upgrade"),
+        ("prune", "--older-than", "90d"),
+        ("backfill", "collect-benchmarks", "--since", "2026-11-01", "--until", "2026-11-02"),
+        ("scheduler",),
+        ("serve", "--port", "1"),  # never gets to bind
+    ],
+)
+def test_a_sqlite_file_whose_directory_cannot_be_made_is_a_one_line_database_error(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    result = cli(*args, env={"DATABASE_URL": UNCREATABLE, "CRON_SECRET": SECRET}, cwd=tmp_path)
+    one_line_error(result, "/dev/null", "DATABASE_URL")
+    if args == ("health",):  # the contract's "database error" answer
+        assert json.loads(result.stdout) == {"healthy": False, "error": "database unavailable"}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "args"),
+    [
+        ("CRONKEEPER_SCHEDULES", "collect-daily=61 * * * *", ("scheduler",)),
+        ("CRONKEEPER_SCHEDULES", "collect-daily=0 1 * * 8", ("serve", "--scheduler")),
+        ("CRONKEEPER_SCHEDULES", "collect-daily=0 25 * * *", ("health",)),
+        ("CRONKEEPER_SCHEDULES", "collect-daily=* * * *", ("runs",)),
+        ("ALERT_WEBHOOK_URL", "hooks.example/T000/B000", ("serve",)),
+        ("ALERT_WEBHOOK_URL", "ftp://hooks.example/x", ("health",)),
+        ("ALERT_WEBHOOK_URL", "https://hooks example/x", ("scheduler",)),
+    ],
+)
+def test_bad_schedules_and_webhooks_stop_every_command_naming_the_variable(
+    variable: str, value: str, args: tuple[str, ...], tmp_path: Path
+) -> None:
+    env = {variable: value, "CRON_SECRET": SECRET, "DATABASE_URL": f"sqlite:///{tmp_path}/ck.db"}
+    if args[0] == "serve":
+        args = (*args, "--port", str(free_port()))
+    result = cli(*args, env=env, cwd=tmp_path, timeout=30)
+    one_line_error(result, variable)
+    if variable == "ALERT_WEBHOOK_URL":
+        assert "hooks" not in result.stderr  # the URL is a credential: never echoed
+
+
+@pytest.mark.parametrize("secret", [f" {SECRET}", f"{SECRET}\n", f"{SECRET}\t"])
+def test_a_cron_secret_with_surrounding_whitespace_is_refused_at_start(
+    secret: str, tmp_path: Path
+) -> None:
+    result = cli("serve", "--port", str(free_port()), env={"CRON_SECRET": secret}, cwd=tmp_path)
+    one_line_error(result, "CRON_SECRET", "whitespace")
+    assert SECRET not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "day", ["1699920000", "2026-11-29T00:00:00", "20261129", "2026-W48-7", "２０２６-11-29"]
+)
+def test_only_yyyy_mm_dd_is_a_date_for_run_and_backfill(day: str, tmp_path: Path) -> None:
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/ck.db"}
+    one_line_error(cli("run", "collect-benchmarks", "--date", day, env=env, cwd=tmp_path), "YYYY")
+    backfill = cli("backfill", "collect-benchmarks", "--since", day, env=env, cwd=tmp_path)
+    one_line_error(backfill, "YYYY-MM-DD")
+
+
+def test_run_and_backfill_refuse_today_alike(tmp_path: Path) -> None:
+    """One rule: a report date is a day that is over in CRONKEEPER_TIMEZONE (UTC here)."""
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/ck.db"}
+    today = datetime.now(UTC).date().isoformat()
+    run = cli("run", "collect-benchmarks", "--date", today, env=env, cwd=tmp_path)
+    one_line_error(run, today, "is not over yet in UTC")
+    backfill = cli("backfill", "collect-benchmarks", "--since", today, env=env, cwd=tmp_path)
+    one_line_error(backfill, today, "is not over yet in UTC")
+    assert json.loads(cli("runs", "--json", env=env, cwd=tmp_path).stdout) == []
+
+
+def test_db_upgrade_on_an_unreachable_database_exits_2_like_every_database_error() -> None:
+    result = cli("db", "upgrade", env={"DATABASE_URL": "postgresql://u:pw1234567@127.0.0.1:1/x"})
+    one_line_error(result, "migration failed")
+    assert "pw1234567" not in result.stderr
+
+
+def test_runs_of_an_unknown_job_is_an_error_like_run(tmp_path: Path) -> None:
+    result = cli("runs", "--job", "nope", cwd=tmp_path)
+    one_line_error(result, "unknown job 'nope'", "collect-daily")
+
+
+def test_commands_do_not_print_alembic_plugin_lines(tmp_path: Path) -> None:
+    """The first use of the SQLite default migrates it; alembic's INFO chatter stays out."""
+    result = cli("runs", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "alembic" not in result.stderr
+    assert (tmp_path / "cronkeeper.db").exists()
+
+
+# -- no one in: forwarded headers (issue 12, item 11) --------------------------------------
+
+
+def login_attempts(base: str, secret: str, count: int, *, rotate: bool) -> list[httpx.Response]:
+    with httpx.Client(base_url=base) as http:
+        return [
+            http.post(
+                "/status/login",
+                data={"secret": secret},
+                headers={"X-Forwarded-For": f"203.0.113.{i}"} if rotate else {},
+            )
+            for i in range(count)
+        ]
+
+
+def test_a_local_client_rotating_x_forwarded_for_does_not_escape_the_limiter(
+    tmp_path: Path,
+) -> None:
+    """uvicorn trusts forwarded headers from 127.0.0.1 unless told otherwise."""
+    with serving(tmp_path) as served:
+        with httpx.Client(base_url=served.base) as http:
+            # X-Forwarded-Proto from an untrusted peer does not make the session cookie Secure.
+            right = http.post(
+                "/status/login",
+                data={"secret": SECRET},
+                headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "192.0.2.7"},
+            )
+        codes = [r.status_code for r in login_attempts(served.base, "wrong" * 4, 7, rotate=True)]
+        with httpx.Client(base_url=served.base) as http:
+            wrong = {"Authorization": "Bearer wrong-wrong-wrong", "X-Forwarded-For": "198.51.100.1"}
+            bearer = http.get("/api/cron/health", headers=wrong)
+    assert right.status_code == 303
+    assert "secure" not in right.headers["set-cookie"].lower()
+    assert codes == [401] * 5 + [429] * 2
+    assert bearer.status_code == 429  # the same client, 127.0.0.1, at another door
+    assert "wrong secret from 127.0.0.1" in served.output
+    assert "203.0.113" not in served.output
+
+
+def test_forwarded_headers_are_honoured_from_the_proxies_given(tmp_path: Path) -> None:
+    with serving(tmp_path, "--forwarded-allow-ips", "127.0.0.1") as served:
+        codes = [r.status_code for r in login_attempts(served.base, "wrong" * 4, 7, rotate=True)]
+        with httpx.Client(base_url=served.base) as http:
+            right = http.post(
+                "/status/login",
+                data={"secret": SECRET},
+                headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "192.0.2.7"},
+            )
+    assert codes == [401] * 7  # seven clients behind the proxy, one failure each
+    assert right.status_code == 303
+    assert "secure" in right.headers["set-cookie"].lower()
+    assert "wrong secret from 203.0.113.6" in served.output

@@ -25,6 +25,7 @@ from schemathesis import Case
 from sqlalchemy.pool import NullPool
 
 from cronkeeper.api.app import create_app
+from cronkeeper.api.auth import FailureLimiter
 from cronkeeper.jobs import JOBS
 from cronkeeper.sandbox import MetaSimulator, MixpanelSimulator, NotionSimulator, serve_apps
 from cronkeeper.service import Service
@@ -87,7 +88,11 @@ def target(
             # NullPool: the app's event loop is uvicorn's, in its own thread.
             engine = create_engine(database_url, poolclass=NullPool)
             service = Service.from_settings(settings, engine=engine)
-            with serve_apps(create_app(service, own_service=False)) as (url,):
+            # Every case sends a wrong secret from 127.0.0.1: a limiter that never blocks, so
+            # each answer is the one for that case (the limiter is tested in tests/api).
+            never_blocks = FailureLimiter(service.clock, max_failures=1_000_000)
+            app = create_app(service, own_service=False, limiter=never_blocks)
+            with serve_apps(app) as (url,):
                 yield Target(url, database_url, sims)
     finally:
         if cluster is not None:
@@ -221,8 +226,14 @@ def test_the_openapi_document_has_unique_operation_ids_and_names_every_status() 
         assert codes("/api/cron/{job}", method) >= {"200", "401", "404", "409", "500"}
 
 
-def test_the_schema_is_served_even_with_the_docs_ui_off(target: Target) -> None:
-    response = httpx.get(f"{target.url}/openapi.json")
+def test_the_schema_is_served_behind_the_bearer_and_the_docs_ui_is_off(target: Target) -> None:
+    """Issue 12: every endpoint but /healthz needs the bearer, the schema included."""
+    response = httpx.get(f"{target.url}/openapi.json", headers=AUTH)
     assert response.status_code == 200
     assert response.json()["paths"].keys() == DOCUMENT["paths"].keys()
-    assert httpx.get(f"{target.url}/docs").status_code == 404
+    anonymous = httpx.get(f"{target.url}/openapi.json")
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"] == "Bearer"
+    assert "paths" not in anonymous.text
+    for docs in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+        assert httpx.get(f"{target.url}{docs}", headers=AUTH).status_code == 404

@@ -137,7 +137,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.service = service
-    app.state.auth_limiter = limiter or FailureLimiter(service.clock)
+    app.state.auth_limiter = FailureLimiter(service.clock) if limiter is None else limiter
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Authorized])
     async def openapi() -> JSONResponse:

@@ -256,10 +256,10 @@ async def backfill(
     tz = service.settings.tz
     last_complete = report_date(service.clock(), tz)
     until = until or last_complete
+    for day in (since, until):  # the runner's rule: a day that is over, not before 2000
+        check_report_date(day, last_complete, service.settings.timezone)
     if since > until:
         raise ValueError(f"--since {since} is after --until {until}")
-    for day in (since, until):  # the runner's rule: a day that has ended, not before 2000
-        check_report_date(day, last_complete, service.settings.timezone)
     days = date_range(since, until)
     done = set() if force else await service.ledger.done_dates(job, since, until)
     report = BackfillReport(job, since, until, force)

@@ -94,7 +94,8 @@ class StatusPage:
         """``limiter``: the app's, shared with the bearer API (see :func:`install_status_page`)."""
         self.service = service
         self.sessions = Sessions(service.settings.cron_secret, service.clock)
-        self.limiter = limiter or FailureLimiter(service.clock)
+        # ``is None``, not ``or``: a limiter with no failures yet has length 0, so it is falsy.
+        self.limiter = FailureLimiter(service.clock) if limiter is None else limiter
         self.templates = _environment()
         self.router = APIRouter(include_in_schema=False)
         self.router.add_api_route("/status", self.status, methods=["GET"])
