@@ -125,3 +125,57 @@ def test_notion_property_defaults_are_the_same_for_config_client_and_sandbox() -
     assert from_config == DEFAULT_NOTION_PROPS == NotionProps()
     assert NotionSimulator([]).names == DEFAULT_NOTION_PROPS
     assert DEFAULT_NOTION_PROPS.ad_account == "Meta Ad Account ID"  # the README's table
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    ["61 * * * *", "0 24 * * *", "0 1 32 * *", "0 1 * * 8", "*/0 * * * *", "a * * * *"],
+)
+def test_a_schedule_cron_cannot_read_fails_at_load_naming_the_variable(
+    schedule: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12: a 5-field but invalid schedule crashed `scheduler` with a traceback."""
+    monkeypatch.setenv("CRONKEEPER_SCHEDULES", f"collect-daily={schedule}")
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None)
+    (problem,) = caught.value.errors()
+    assert problem["loc"] == ("CRONKEEPER_SCHEDULES",)
+    assert "not a valid cron expression" in problem["msg"]
+
+
+def test_valid_schedules_in_cron_syntax_are_kept() -> None:
+    settings = Settings(
+        _env_file=None, schedules="collect-daily=*/15 1-3 * * 1-5; sync-notion=0 0 1,15 * 0"
+    )
+    assert settings.job("collect-daily").schedule == "*/15 1-3 * * 1-5"
+    assert settings.job("sync-notion").schedule == "0 0 1,15 * 0"
+
+
+@pytest.mark.parametrize(
+    "url", ["hooks.example/T0/B0", "ftp://hooks.example/x", "https:///path", "https://a b/x", "x"]
+)
+def test_an_alert_webhook_that_is_not_an_http_url_fails_at_load_without_echoing_it(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ALERT_WEBHOOK_URL", url)
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None)
+    (problem,) = caught.value.errors()
+    assert problem["loc"] == ("ALERT_WEBHOOK_URL",)
+    assert url not in problem["msg"]
+
+
+@pytest.mark.parametrize("secret", [" s3cret-s3cret-s3cret", "s3cret-s3cret-s3cret\n", "\ta" * 9])
+def test_a_cron_secret_with_surrounding_whitespace_is_refused(
+    secret: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No bearer header can carry a leading/trailing space: such a secret never matches."""
+    monkeypatch.setenv("CRON_SECRET", secret)
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None)
+    (problem,) = caught.value.errors()
+    assert problem["loc"] == ("CRON_SECRET",)
+    assert "whitespace" in problem["msg"]
+    assert secret.strip() not in str(caught.value)
+    monkeypatch.setenv("CRON_SECRET", "inner space-is-fine")
+    assert Settings(_env_file=None).cron_secret is not None

@@ -109,6 +109,7 @@ class Settings(BaseSettings):
         extra="ignore",
         populate_by_name=True,
         frozen=True,
+        hide_input_in_errors=True,  # a refused CRON_SECRET or webhook URL is still a secret
     )
 
     database_url: str = Field(

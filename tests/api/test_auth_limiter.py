@@ -67,9 +67,7 @@ def test_a_request_without_credentials_is_401_and_not_counted(served: str) -> No
         assert http.get("/openapi.json", headers=AUTH).status_code == 200
 
 
-def test_the_bearer_api_and_the_status_login_share_one_limit(
-    served: str, clock: FakeClock
-) -> None:
+def test_the_bearer_api_and_the_status_login_share_one_limit(served: str, clock: FakeClock) -> None:
     with httpx.Client(base_url=served) as http:
         for _ in range(3):
             assert wrong_bearer(http).status_code == 401

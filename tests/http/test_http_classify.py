@@ -182,6 +182,20 @@ def test_classify_names_the_header_that_carried_the_wait() -> None:
     assert classify(429, {RA: "5"}, b"", NOW).wait_source == RA
 
 
+@pytest.mark.parametrize("code", ["\u00b2", "\u0661\u0667", "\uff11\uff17", "1\u00b9", "-4", "4.0"])
+def test_a_meta_error_code_that_is_not_ascii_digits_is_no_code(code: str) -> None:
+    """Issue 12: ``"²".isdigit()`` is true and ``int("²")`` raises, so a body an attacker or
+    a broken proxy sends escaped as a raw ValueError; ``int("١٧")`` even read as 17."""
+    body = json.dumps({"error": {"code": code, "error_subcode": code, "message": "m"}})
+    assert meta_error(body) is None
+    verdict = classify(400, {}, body, NOW)
+    assert (verdict.kind, verdict.meta) == ("fail", None)
+    assert api_error_text(body) == "m"
+    assert meta_error({"error": {"code": 17, "error_subcode": code}}) == MetaError(
+        17, None, False, ""
+    )
+
+
 def test_classify_keeps_the_meta_error_of_a_permanent_failure() -> None:
     verdict = classify(400, {}, meta_body(190, subcode=463), NOW)
     assert verdict == Verdict("fail", meta=MetaError(190, 463, False, "boom"))

@@ -284,3 +284,27 @@ async def test_a_report_date_out_of_range_is_400_and_records_nothing(
     assert day in response.json()["error"]
     assert await service.ledger.count_runs() == 0
     await service.aclose()
+
+
+@pytest.mark.parametrize(
+    ("day", "says"),
+    [
+        ("1699920000", "YYYY-MM-DD"),  # a Unix timestamp: FastAPI's `date` read it as a day
+        ("2026-11-19T00:00:00", "YYYY-MM-DD"),  # a midnight datetime: read as that day
+        ("20261119", "YYYY-MM-DD"),  # ISO basic format: date.fromisoformat reads it
+        ("2026-11-20", "is not over yet in UTC"),  # today on the fake clock (12:00 UTC)
+    ],
+)
+async def test_only_a_yyyy_mm_dd_day_that_is_over_runs_a_job(
+    database_url: str, meta_url: str, clock: FakeClock, day: str, says: str
+) -> None:
+    """Issue 12: ``?date=1699920000`` and ``?date=…T00:00:00`` ran jobs; today did too."""
+    client, service = await api_client(settings_for(database_url, meta_url), clock)
+    async with client:
+        response = await client.post(f"/api/cron/collect-benchmarks?date={day}", headers=AUTH)
+        yesterday = await client.post("/api/cron/collect-benchmarks?date=2026-11-19", headers=AUTH)
+    assert response.status_code == 400, response.text
+    assert says in response.json()["error"]
+    assert yesterday.status_code == 200, yesterday.text
+    assert await service.ledger.count_runs() == 1
+    await service.aclose()

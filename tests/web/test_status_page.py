@@ -322,6 +322,17 @@ async def test_a_run_page_shows_the_whole_run(
     assert "not yet" in stuck_page
 
 
+async def test_a_run_page_finds_its_run_by_an_upper_case_or_braced_id(
+    signed_in: httpx.AsyncClient, month: list[Row]
+) -> None:
+    """Issue 12: SQLite stores ids as lower-case text; an upper-case UUID was a 404 there."""
+    run = month[0]
+    for given in (run.id.upper(), "{" + run.id + "}", run.id.replace("-", "")):
+        response = await signed_in.get(f"/status/runs/{given}")
+        assert response.status_code == 200, given
+        assert run.id in response.text
+
+
 @pytest.mark.parametrize("run_id", [str(uuid.uuid4()), "not-a-uuid", "1 OR 1=1"])
 async def test_an_unknown_or_invalid_run_id_is_a_404_page(
     signed_in: httpx.AsyncClient, month: list[Row], run_id: str
