@@ -265,7 +265,7 @@ class Settings(BaseSettings):
     @field_validator("alert_webhook_url")
     @classmethod
     def _webhook(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and value.get_secret_value():
+        if value is not None and value.get_secret_value().strip():  # blank: no alerts
             check_webhook_url(value.get_secret_value())
         return value
 

@@ -396,7 +396,8 @@ async def test_a_real_run_shows_in_the_ledger_figures_and_the_counters(
         )
         async with m.client:
             try:
-                result = await run_job(service, "collect-daily", clock.now.date())
+                yesterday = clock.now.date() - timedelta(days=1)  # a day that is over
+                result = await run_job(service, "collect-daily", yesterday)
                 scrape = await m.scrape()
             finally:
                 await service.aclose()
