@@ -407,6 +407,5 @@ def main() -> None:
             raise
         code = 2 if isinstance(exc, CronkeeperError) else 1
         what = "" if isinstance(exc, CronkeeperError) else f"unexpected {type(exc).__name__}: "
-        text = (str(exc).strip().splitlines() or [""])[0]
-        say_error(what + _redactor(text))
+        say_error(what + _redactor(first_line(exc)))
         sys.exit(code)
