@@ -46,7 +46,14 @@ DEFAULT_JOBS: tuple[JobSpec, ...] = (
     JobSpec("collect-benchmarks", "0 2 * * 1", timedelta(days=7), _HOUR, monitored=True),
 )
 DEFAULT_MONITORED = ("collect-daily", "collect-mixpanel", "collect-benchmarks")
-DEFAULT_CONVERSION_TYPES = ("purchase", "offsite_conversion.fb_pixel_purchase", "lead")
+# Ordered precedence lists: the first type present in a row is its number, never a sum. Meta
+# reports one purchase under several nested types with the same value: omni_purchase (website,
+# app and offline together), purchase, offsite_conversion.fb_pixel_purchase (the pixel's share);
+# likewise lead / onsite_conversion.lead_grouped / offsite_conversion.fb_pixel_lead.
+# Source: Meta Marketing API, Ads Action Stats reference (action_type values),
+# https://developers.facebook.com/docs/marketing-api/reference/ads-action-stats/ .
+DEFAULT_CONVERSION_TYPES = ("omni_purchase", "purchase", "offsite_conversion.fb_pixel_purchase")
+DEFAULT_LEAD_TYPES = ("lead", "onsite_conversion.lead_grouped", "offsite_conversion.fb_pixel_lead")
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 
@@ -107,6 +114,9 @@ class Settings(BaseSettings):
     meta_conversion_action_types: CommaList = Field(
         default=DEFAULT_CONVERSION_TYPES,
         validation_alias=AliasChoices("META_CONVERSION_ACTION_TYPES"),
+    )
+    meta_lead_action_types: CommaList = Field(
+        default=DEFAULT_LEAD_TYPES, validation_alias=AliasChoices("META_LEAD_ACTION_TYPES")
     )
 
     mixpanel_service_account: str | None = Field(
@@ -187,6 +197,7 @@ class Settings(BaseSettings):
     @field_validator(
         "meta_ad_account_ids",
         "meta_conversion_action_types",
+        "meta_lead_action_types",
         "mixpanel_project_id",
         "mixpanel_events",
         "monitored_jobs",

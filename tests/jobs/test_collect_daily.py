@@ -53,6 +53,7 @@ def expected_row(sim: MetaSimulator, account: str, collected_at: datetime) -> di
         "conversions": Decimal(day.conversions()),
         "currency": day.currency,
         "collected_at": collected_at,
+        "leads": Decimal(day.leads()),
     }
 
 
@@ -69,10 +70,14 @@ async def test_stores_one_row_per_account_with_metas_numbers(
     assert rows == [expected_row(sim, a, harness.clock()) for a in ACCOUNTS]
     assert rows[1]["currency"] == "EUR"
     assert all(isinstance(r["spend"], Decimal) for r in rows)
-    # conversions are purchase + lead only: link_click is in the data but not configured
-    day = sim.expected("1001", DAY)
+    # conversions are one purchase count, never the sum of Meta's overlapping types
+    day = sim.expected("1004", DAY)
     assert day.action("link_click") > 0
-    assert rows[0]["conversions"] == day.action("purchase") + day.action("lead")
+    overlapping = ("omni_purchase", "purchase", "offsite_conversion.fb_pixel_purchase")
+    assert len({day.action(t) for t in overlapping}) == 1
+    assert day.action("purchase") > 0
+    assert rows[3]["conversions"] == day.action("purchase")
+    assert rows[3]["leads"] == day.action("lead") == day.action("offsite_conversion.fb_pixel_lead")
 
 
 async def test_conversion_action_types_are_configurable(sandbox: Sandbox, harness: Harness) -> None:

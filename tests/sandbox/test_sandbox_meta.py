@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cronkeeper.sandbox import Fault, MetaAccount, MetaSimulator
+from cronkeeper.sandbox import Fault, MetaAccount, MetaSimulator, meta_day
 from tests.sandbox.helpers import DAY, Serve, meta_params
 
 TOKEN = "meta-token"
@@ -50,10 +50,35 @@ def test_success_has_metas_shape_with_numbers_as_strings(serve: Serve) -> None:
         "reach": str(expected.reach),
         "actions": [{"action_type": t, "value": str(v)} for t, v in expected.actions],
     }
-    assert {a["action_type"] for a in row["actions"]} <= {"purchase", "lead", "link_click"}
+    assert {a["action_type"] for a in row["actions"]} <= {
+        "link_click",
+        "omni_purchase",
+        "purchase",
+        "offsite_conversion.fb_pixel_purchase",
+        "lead",
+        "offsite_conversion.fb_pixel_lead",
+    }
     assert "next" not in body["paging"]
     usage = json.loads(response.headers["x-business-use-case-usage"])
     assert usage["111"][0]["estimated_time_to_regain_access"] == 0
+
+
+def test_overlapping_action_types_carry_equal_values_as_meta_sends_them() -> None:
+    """Ads Action Stats: omni_purchase, purchase and offsite_conversion.fb_pixel_purchase are
+    one purchase seen through nested scopes, so a day lists them with the same value."""
+    kinds = {"omni_purchase": 0, "pixel": 0}
+    for n in range(60):
+        day = meta_day(str(1000 + n), DAY)
+        purchases = {v for t, v in day.actions if t.endswith("purchase")}
+        leads = {v for t, v in day.actions if t.endswith("lead")}
+        assert len(purchases) <= 1
+        assert len(leads) <= 1
+        kinds["omni_purchase"] += day.action("omni_purchase") > 0
+        kinds["pixel"] += day.action("offsite_conversion.fb_pixel_purchase") > 0
+        assert day.conversions() == day.action("purchase")
+    # some days lack the omni_ or the pixel type, so the precedence list is exercised
+    assert 0 < kinds["omni_purchase"] < 60
+    assert 0 < kinds["pixel"] < 60
 
 
 def test_any_version_and_act_prefix_in_fault_keys(serve: Serve) -> None:

@@ -11,7 +11,8 @@ import pytest
 from cronkeeper.errors import PayloadError
 from cronkeeper.sources import MetaInsight, normalize_ad_account_id, parse_insights_page
 
-CONVERSIONS = ("purchase", "offsite_conversion.fb_pixel_purchase", "lead")
+CONVERSIONS = ("omni_purchase", "purchase", "offsite_conversion.fb_pixel_purchase")
+LEADS = ("lead", "onsite_conversion.lead_grouped", "offsite_conversion.fb_pixel_lead")
 TOKEN = "EAAGm0PX4ZCpsBAKZCsecretTOKEN123"
 
 
@@ -23,10 +24,13 @@ def row(**overrides: Any) -> dict[str, Any]:
         "clicks": "250",
         "reach": "8000",
         "actions": [
+            # As Meta sends them: one purchase under three nested types, equal values.
             {"action_type": "link_click", "value": "240"},
+            {"action_type": "offsite_conversion.fb_pixel_purchase", "value": "3"},
+            {"action_type": "omni_purchase", "value": "3"},
             {"action_type": "purchase", "value": "3"},
-            {"action_type": "offsite_conversion.fb_pixel_purchase", "value": "2"},
             {"action_type": "lead", "value": "1.5"},
+            {"action_type": "offsite_conversion.fb_pixel_lead", "value": "1.5"},
             {"action_type": "page_engagement", "value": "300"},
         ],
         "account_currency": "KRW",
@@ -46,7 +50,10 @@ def page(*rows: Any, next_url: str | None = None) -> dict[str, Any]:
 
 def parse(payload: object) -> tuple[list[MetaInsight], str | None]:
     return parse_insights_page(
-        payload, ad_account_id="1234567890", conversion_action_types=CONVERSIONS
+        payload,
+        ad_account_id="1234567890",
+        conversion_action_types=CONVERSIONS,
+        lead_action_types=LEADS,
     )
 
 
@@ -62,10 +69,40 @@ def test_a_full_row_becomes_one_record_with_strings_converted() -> None:
             impressions=10000,
             clicks=250,
             reach=8000,
-            conversions=Decimal("6.5"),
+            conversions=Decimal("3"),
             currency="KRW",
+            leads=Decimal("1.5"),
         )
     ]
+
+
+def test_conversions_are_the_first_listed_type_present_never_a_sum() -> None:
+    """Meta repeats one purchase under omni_purchase, purchase and the pixel's type (Ads
+    Action Stats reference): adding them would count it three times."""
+    records, _ = parse(page(row()))
+    assert (records[0].conversions, records[0].leads) == (Decimal(3), Decimal("1.5"))
+
+
+@pytest.mark.parametrize(
+    ("precedence", "expected"),
+    [
+        (("omni_purchase", "purchase"), Decimal(7)),
+        (("purchase", "omni_purchase"), Decimal(5)),
+        (("onsite_conversion.purchase", "purchase"), Decimal(5)),
+        (("onsite_conversion.purchase",), Decimal(0)),
+    ],
+)
+def test_the_order_of_the_precedence_list_decides(
+    precedence: tuple[str, ...], expected: Decimal
+) -> None:
+    actions = [
+        {"action_type": "purchase", "value": "5"},
+        {"action_type": "omni_purchase", "value": "7"},
+    ]
+    records, _ = parse_insights_page(
+        page(row(actions=actions)), ad_account_id="1", conversion_action_types=precedence
+    )
+    assert records[0].conversions == expected
 
 
 def test_conversions_count_only_the_configured_action_types() -> None:
@@ -165,7 +202,8 @@ def test_adding_rows_sums_every_metric_and_keeps_the_currency() -> None:
     total = one + two
     assert total.spend == Decimal("246.90")
     assert (total.impressions, total.clicks, total.reach) == (20000, 500, 10000)
-    assert total.conversions == Decimal("13.0")
+    assert total.conversions == Decimal(6)
+    assert total.leads == Decimal("3.0")
     assert total.currency == "KRW"
 
 

@@ -57,6 +57,7 @@ def insight_row(insight: MetaInsight, collected_at: datetime) -> dict[str, objec
         "clicks": insight.clicks,
         "reach": insight.reach,
         "conversions": insight.conversions,
+        "leads": insight.leads,
         "currency": insight.currency,
         "collected_at": collected_at,
     }

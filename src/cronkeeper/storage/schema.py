@@ -36,6 +36,7 @@ __all__ = [
     "accounts",
     "cron_leases",
     "cron_runs",
+    "meta_account_details",
     "meta_daily_insights",
     "metadata",
     "mixpanel_daily_events",
@@ -132,7 +133,18 @@ meta_daily_insights = Table(
     Column("conversions", Money, nullable=False),
     Column("currency", Text),
     Column("collected_at", UtcDateTime, nullable=False),
+    Column("leads", Money, nullable=False, server_default="0"),
     PrimaryKeyConstraint("ad_account_id", "date"),
+)
+
+meta_account_details = Table(
+    "meta_account_details",
+    metadata,
+    Column("ad_account_id", Text, primary_key=True),
+    Column("name", Text),
+    Column("timezone_name", Text, nullable=False),
+    Column("currency", Text),
+    Column("fetched_at", UtcDateTime, nullable=False),
 )
 
 mixpanel_daily_events = Table(
