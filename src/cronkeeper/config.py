@@ -80,6 +80,36 @@ def _pairs(value: str, sep: str, what: str) -> dict[str, str]:
     return out
 
 
+def zone(name: str) -> ZoneInfo:
+    """The IANA zone ``name``; ``ValueError`` with an example otherwise."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r}: use an IANA name such as UTC or Asia/Seoul"
+        ) from None
+
+
+def project_zones(value: str) -> dict[str, ZoneInfo]:
+    """``"123=America/Los_Angeles,456=Asia/Seoul"`` → ``{"123": ZoneInfo(...), ...}``."""
+    out: dict[str, ZoneInfo] = {}
+    for item in (p.strip() for p in value.split(",")):
+        if not item:
+            continue
+        project, eq, name = item.partition("=")
+        if not eq or not project.strip() or not name.strip():
+            raise ValueError(
+                f"MIXPANEL_PROJECT_TIMEZONES: expected PROJECT_ID=Area/City, got {item!r}"
+            )
+        try:
+            out[project.strip()] = zone(name.strip())
+        except ValueError as exc:
+            raise ValueError(
+                f"MIXPANEL_PROJECT_TIMEZONES: project {project.strip()}: {exc}"
+            ) from None
+    return out
+
+
 class Settings(BaseSettings):
     """Every setting of cronkeeper. Field docs double as the README's configuration table."""
 
@@ -118,6 +148,12 @@ class Settings(BaseSettings):
     meta_lead_action_types: CommaList = Field(
         default=DEFAULT_LEAD_TYPES, validation_alias=AliasChoices("META_LEAD_ACTION_TYPES")
     )
+    # Meta keeps revising a day's figures for 28 days ("do not change after 28 days of being
+    # reported": Meta's Insights API best practices; airbyte source-facebook-marketing re-reads
+    # the same 28 days, ``insights_lookback_window``). 37 months is all Meta keeps.
+    meta_lookback_days: int = Field(
+        default=28, ge=1, le=90, validation_alias=AliasChoices("META_LOOKBACK_DAYS")
+    )
 
     mixpanel_service_account: str | None = Field(
         default=None, validation_alias=AliasChoices("MIXPANEL_SERVICE_ACCOUNT")
@@ -129,6 +165,12 @@ class Settings(BaseSettings):
         default=(), validation_alias=AliasChoices("MIXPANEL_PROJECT_ID")
     )
     mixpanel_events: CommaList = Field(default=(), validation_alias=AliasChoices("MIXPANEL_EVENTS"))
+    mixpanel_project_timezones: str = Field(
+        default="", validation_alias=AliasChoices("MIXPANEL_PROJECT_TIMEZONES")
+    )
+    mixpanel_lookback_days: int = Field(
+        default=7, ge=1, le=90, validation_alias=AliasChoices("MIXPANEL_LOOKBACK_DAYS")
+    )
     mixpanel_api_base: str = Field(
         default="https://mixpanel.com/api/query",
         validation_alias=AliasChoices("MIXPANEL_API_BASE"),
@@ -225,12 +267,13 @@ class Settings(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r}: use an IANA name such as UTC or Asia/Seoul"
-            ) from None
+        zone(value)
+        return value
+
+    @field_validator("mixpanel_project_timezones")
+    @classmethod
+    def _project_timezones(cls, value: str) -> str:
+        project_zones(value)
         return value
 
     @field_validator("monitored_jobs")
@@ -249,6 +292,11 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def mixpanel_zone(self, project_id: str) -> ZoneInfo:
+        """The project's time zone (``MIXPANEL_PROJECT_TIMEZONES``, else ``CRONKEEPER_TIMEZONE``):
+        Mixpanel counts a day in the project's own zone."""
+        return project_zones(self.mixpanel_project_timezones).get(project_id, self.tz)
 
     @cached_property
     def jobs(self) -> tuple[JobSpec, ...]:

@@ -70,6 +70,7 @@ async def run_job(service: Service, name: str, day: date | None = None) -> RunRe
     job = get_job(name)
     settings = service.settings
     now = service.clock()
+    explicit_day = day is not None
     if day is None:
         day = report_date(now, settings.tz)
     else:
@@ -99,7 +100,11 @@ async def run_job(service: Service, name: str, day: date | None = None) -> RunRe
                 redactor=settings.redactor,
             )
             ctx = JobContext(
-                settings=settings, engine=service.engine, http=http, clock=service.clock
+                settings=settings,
+                engine=service.engine,
+                http=http,
+                clock=service.clock,
+                explicit_day=explicit_day,
             )
             try:
                 async with service.ledger.track(

@@ -108,6 +108,7 @@ async def test_meta_faults_skip_each_account_with_its_cause_and_keep_the_others(
         meta_api_base=url,
         meta_access_token=META_TOKEN,
         meta_ad_account_ids=",".join(sim.accounts),
+        meta_lookback_days=1,
         concurrency=4,
     )
     try:
@@ -149,6 +150,7 @@ async def test_a_run_whose_every_account_fails_ends_error_and_says_why(
         meta_api_base=url,
         meta_access_token=META_TOKEN,
         meta_ad_account_ids="2001,2003,2007",
+        meta_lookback_days=1,
         concurrency=3,
     )
     try:
@@ -161,7 +163,7 @@ async def test_a_run_whose_every_account_fails_ends_error_and_says_why(
     assert skipped_units(result.error_message) == {"2001", "2003", "2007"}
     assert "timeout" in (result.error_message or "")
     assert META_TOKEN not in (result.error_message or "")
-    assert len(sim.log) == 3 + 1 + 3
+    assert len(sim.log) == 3 + 3 + 1 + 3  # one details request per account, then insights
 
 
 async def test_mixpanel_faults_skip_each_project_with_its_cause(database_url: str) -> None:

@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from cronkeeper.errors import PayloadError
-from cronkeeper.sources import MetaInsight, normalize_ad_account_id, parse_insights_page
+from cronkeeper.sources import (
+    AccountDetails,
+    MetaInsight,
+    normalize_ad_account_id,
+    parse_account_details,
+    parse_insights_page,
+)
 
 CONVERSIONS = ("omni_purchase", "purchase", "offsite_conversion.fb_pixel_purchase")
 LEADS = ("lead", "onsite_conversion.lead_grouped", "offsite_conversion.fb_pixel_lead")
@@ -223,3 +229,27 @@ def test_ad_account_ids_are_normalised_to_digits(raw: str, digits: str) -> None:
 def test_ad_account_ids_that_are_not_digits_are_refused(raw: str) -> None:
     with pytest.raises(ValueError, match="digits"):
         normalize_ad_account_id(raw)
+
+
+def test_account_details_give_the_accounts_zone_and_currency() -> None:
+    payload = {"id": "act_9", "name": "Shop", "timezone_name": "Asia/Seoul", "currency": "KRW"}
+    details = parse_account_details(payload, ad_account_id="act_9")
+    assert details == AccountDetails("9", "Shop", "Asia/Seoul", "KRW")
+    assert str(details.zone) == "Asia/Seoul"
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ([], "expected a JSON object"),
+        ({"currency": "USD"}, "field 'timezone_name': expected an IANA time zone, got null"),
+        ({"timezone_name": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
+        ({"timezone_name": 9}, "field 'timezone_name'"),
+        ({"timezone_name": "UTC", "currency": 840}, "field 'currency'"),
+    ],
+)
+def test_account_details_without_a_usable_zone_are_rejected(payload: object, expected: str) -> None:
+    with pytest.raises(PayloadError) as info:
+        parse_account_details(payload, ad_account_id="9")
+    assert str(info.value).startswith("Meta ad account 9: details: ")
+    assert expected in str(info.value)

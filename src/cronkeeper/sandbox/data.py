@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from cronkeeper.config import DEFAULT_CONVERSION_TYPES, DEFAULT_LEAD_TYPES
@@ -17,6 +17,7 @@ from cronkeeper.sandbox.faults import stable_fraction
 __all__ = [
     "DEFAULT_CONVERSION_ACTIONS",
     "DEFAULT_LEAD_ACTIONS",
+    "RESTATEMENT_DAYS",
     "MetaDay",
     "date_range",
     "meta_day",
@@ -26,6 +27,11 @@ __all__ = [
 #: The precedence lists the collector uses by default (first type present wins).
 DEFAULT_CONVERSION_ACTIONS: tuple[str, ...] = DEFAULT_CONVERSION_TYPES
 DEFAULT_LEAD_ACTIONS: tuple[str, ...] = DEFAULT_LEAD_TYPES
+
+
+RESTATEMENT_DAYS = 28
+"""Meta: insights "do not change after 28 days of being reported" (Insights API best
+practices); before that, late conversions keep arriving."""
 
 
 def date_range(since: date, until: date) -> list[date]:
@@ -61,6 +67,38 @@ class MetaDay:
 
     def leads(self, action_types: Iterable[str] = DEFAULT_LEAD_ACTIONS) -> int:
         return self.conversions(action_types)
+
+    def as_of(self, local_now: datetime) -> MetaDay | None:
+        """This day's row as Meta reports it at ``local_now`` (the account's own zone).
+
+        A day not begun has no row; today's row holds the share of the day elapsed; a complete
+        day's conversions and leads grow from half their final value to all of it over
+        :data:`RESTATEMENT_DAYS` days (late, attributed conversions), then never change.
+        """
+        today = local_now.date()
+        if self.date_start > today:
+            return None
+        if self.date_start == today:
+            midnight = local_now.replace(hour=0, minute=0, second=0, microsecond=0)
+            elapsed = (local_now - midnight).total_seconds() / 86_400
+            return self._scaled(elapsed, elapsed)
+        age = (today - self.date_stop).days
+        if age >= RESTATEMENT_DAYS:
+            return self
+        return self._scaled(1.0, 0.5 + 0.5 * age / RESTATEMENT_DAYS)
+
+    def _scaled(self, delivery: float, conversions: float) -> MetaDay:
+        return replace(
+            self,
+            spend_cents=round(self.spend_cents * delivery),
+            impressions=round(self.impressions * delivery),
+            clicks=round(self.clicks * delivery),
+            reach=round(self.reach * delivery),
+            actions=tuple(
+                (t, round(v * (delivery if t == "link_click" else conversions)))
+                for t, v in self.actions
+            ),
+        )
 
     def split(self, parts: int) -> list[MetaDay]:
         """``parts`` rows with the same dates whose metrics sum exactly to this row's."""

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronkeeper.errors import ConfigError, PayloadError
 from cronkeeper.redact import redact
@@ -44,17 +45,68 @@ if TYPE_CHECKING:
     from cronkeeper.http import HttpContext
 
 __all__ = [
+    "DETAIL_FIELDS",
     "INSIGHT_FIELDS",
     "MAX_PAGES",
+    "AccountDetails",
     "MetaClient",
     "MetaInsight",
     "normalize_ad_account_id",
+    "parse_account_details",
     "parse_insights_page",
 ]
 
 INSIGHT_FIELDS = "spend,impressions,clicks,reach,actions,account_currency,date_start,date_stop"
+DETAIL_FIELDS = "name,timezone_name,currency"
 MAX_PAGES = 1000
-"""More pages than this for one account and day can only be a paging loop."""
+"""More pages than this for one account's request chain can only be a paging loop."""
+
+
+@dataclass(frozen=True)
+class AccountDetails:
+    """What ``GET /act_{id}`` says about an ad account: where its days begin and end."""
+
+    ad_account_id: str
+    name: str | None
+    timezone_name: str
+    currency: str | None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone_name)
+
+
+def parse_account_details(payload: object, *, ad_account_id: str) -> AccountDetails:
+    """The account's details, or a :class:`PayloadError` naming the field.
+
+    ``timezone_name`` is required and must be an IANA zone: without it the account's day is
+    unknown, and collecting it in another zone would store a day that is not Meta's.
+    """
+    account = ad_account_id.removeprefix("act_")
+    unit = f"Meta ad account {account}"
+    if not isinstance(payload, dict):
+        raise PayloadError(f"{unit}: details: expected a JSON object, got {describe(payload)}")
+    zone_name = payload.get("timezone_name")
+    if not isinstance(zone_name, str) or not zone_name.strip():
+        raise PayloadError(
+            f"{unit}: details: field 'timezone_name': expected an IANA time zone, "
+            f"got {describe(zone_name)}"
+        )
+    try:
+        ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise PayloadError(
+            f"{unit}: details: field 'timezone_name': unknown time zone {describe(zone_name)}"
+        ) from None
+    texts: dict[str, str | None] = {}
+    for field in ("name", "currency"):
+        value = payload.get(field)
+        if value is not None and not isinstance(value, str):
+            raise PayloadError(
+                f"{unit}: details: field {field!r}: expected a string, got {describe(value)}"
+            )
+        texts[field] = storable_text(value, f"{unit}: details: field {field!r}") if value else None
+    return AccountDetails(account, texts["name"], zone_name, texts["currency"])
 
 
 @dataclass(frozen=True)
@@ -236,33 +288,59 @@ class MetaClient:
         )
 
     async def daily_insights(self, ad_account_id: str, day: date) -> MetaInsight | None:
-        """The account's totals for ``day``, or ``None`` when Meta has no row (no activity).
+        """The account's totals for ``day``, or ``None`` when Meta has no row (no activity)."""
+        rows = await self.insights(ad_account_id, day, day)
+        return rows[0] if rows else None
 
-        Follows every ``paging.next`` and adds up rows of the day across pages. Raises
-        :class:`PayloadError` for a malformed page, a row of another day or a paging loop,
-        and the :class:`FetchError` family from the HTTP layer.
+    async def insights(self, ad_account_id: str, since: date, until: date) -> list[MetaInsight]:
+        """One row per day of ``since`` … ``until`` that Meta has a row for, in date order.
+
+        One request chain: ``time_increment=1`` asks for a row per day of the ``time_range``
+        (Meta's Ad Account Insights reference; airbyte source-facebook-marketing reads daily
+        rows the same way), and every ``paging.next`` is followed. Rows of the same day split
+        over pages are added up. Raises :class:`PayloadError` for a malformed page, a row
+        outside the range or a paging loop, and the :class:`FetchError` family from the HTTP
+        layer.
         """
         account = normalize_ad_account_id(ad_account_id)
         unit = f"Meta ad account {account}"
         try:
-            return await self._collect(account, day, unit)
+            return await self._collect(account, since, until, unit)
         except PayloadError as exc:
             # Belt and braces: the parsers never quote URLs, but the token must not leak.
             raise PayloadError(self._http.redactor(redact(str(exc), (self._token,)))) from None
 
-    async def _collect(self, account: str, day: date, unit: str) -> MetaInsight | None:
+    async def account_details(self, ad_account_id: str) -> AccountDetails:
+        """``GET /{version}/act_{id}?fields=name,timezone_name,currency``: the account's own
+        time zone (Meta counts its days there) and currency (facebook-python-business-sdk,
+        ``AdAccount.Field.timezone_name`` / ``currency``)."""
+        account = normalize_ad_account_id(ad_account_id)
+        unit = f"Meta ad account {account}"
+        url = f"{self._base}/{self._version}/act_{account}"
+        params = {"fields": DETAIL_FIELDS, "access_token": self._token}
+        try:
+            response = await self._http.fetch("GET", url, params=params)
+            return parse_account_details(decode_json(response, unit), ad_account_id=account)
+        except PayloadError as exc:
+            raise PayloadError(self._http.redactor(redact(str(exc), (self._token,)))) from None
+
+    async def _collect(
+        self, account: str, since: date, until: date, unit: str
+    ) -> list[MetaInsight]:
         url = f"{self._base}/{self._version}/act_{account}/insights"
         params: dict[str, str] | None = {
             "level": "account",
             "time_range": json.dumps(
-                {"since": day.isoformat(), "until": day.isoformat()}, separators=(",", ":")
+                {"since": since.isoformat(), "until": until.isoformat()}, separators=(",", ":")
             ),
+            "time_increment": "1",
             "fields": INSIGHT_FIELDS,
             # Attributed values as Ads Manager shows them (each ad set's own setting).
             "use_unified_attribution_setting": "true",
             "access_token": self._token,
         }
-        total: MetaInsight | None = None
+        asked = since.isoformat() if since == until else f"{since} … {until}"
+        days: dict[date, MetaInsight] = {}
         seen: set[str] = set()
         for page in range(1, MAX_PAGES + 1):
             response = await self._http.fetch("GET", url, params=params)
@@ -273,18 +351,18 @@ class MetaClient:
                 lead_action_types=self._leads,
             )
             for row in rows:
-                if row.date != day:
+                if not since <= row.date <= until:
                     raise PayloadError(
                         f"{unit}: page {page}: Meta answered a row for {row.date.isoformat()} "
-                        f"when asked for {day.isoformat()}"
+                        f"when asked for {asked}"
                     )
-                total = row if total is None else total + row
+                days[row.date] = row + days[row.date] if row.date in days else row
             if nxt is None:
-                return total
+                return [days[d] for d in sorted(days)]
             if nxt in seen:
                 raise PayloadError(
                     f"{unit}: paging loop: page {page} points back to a page already read"
                 )
             seen.add(nxt)
             url, params = nxt, None  # the next URL carries every parameter, token included
-        raise PayloadError(f"{unit}: more than {MAX_PAGES} pages for one day; paging loop?")
+        raise PayloadError(f"{unit}: more than {MAX_PAGES} pages for {asked}; paging loop?")
