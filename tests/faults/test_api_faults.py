@@ -182,6 +182,7 @@ async def test_mixpanel_faults_skip_each_project_with_its_cause(database_url: st
             mixpanel_api_base=f"{url}/api/query",
             mixpanel_project_id="31,32,33,34",
             mixpanel_events="signup,purchase",
+            mixpanel_lookback_days=1,  # one day: two counts for the one good project
         )
         try:
             result, elapsed = await timed_run(service, "collect-mixpanel")
