@@ -6,6 +6,9 @@ Clients use ``{base_url}/api/query`` as ``MIXPANEL_API_BASE``. The unit key of a
 With a ``clock``, counts are those of the project's own days (Mixpanel buckets ``unit=day`` in
 the project's time zone, ``MixpanelProject.timezone_name``): a day not begun there counts
 nothing yet and today only the share of the day elapsed. Without a clock every day is whole.
+With a clock the Query API's per-project limit is enforced too: a 61st query of a project
+within an hour is answered 429 ("A maximum of 5 concurrent queries and 60 queries per hour",
+scoped per project: https://docs.mixpanel.com/reference/rate-limits).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from cronkeeper.sandbox.faults import Fault, FaultMix
 __all__ = ["MixpanelProject", "MixpanelSimulator"]
 
 _PATH = "/api/query/events"
+QUERIES_PER_HOUR = 60
 _STATUS_MESSAGES = {
     408: "Request timed out",
     429: "Query rate limit exceeded",
@@ -67,6 +71,7 @@ class MixpanelSimulator(Simulator):
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.clock = clock
+        self._queries: dict[str, list[datetime]] = {}
         self.service_account = service_account
         self.service_secret = service_secret
         self.seed = seed
@@ -123,6 +128,8 @@ class MixpanelSimulator(Simulator):
         project = self.projects.get(key)
         if project is None:
             return _error(403, f"Permission denied: no access to project {key}")
+        if self._over_hourly_limit(key):
+            return _error(429, "Query rate limit exceeded: 60 queries per hour per project")
         events = _parse_events(request.query.get("event"))
         if events is None:
             return _error(400, "event must be a JSON list of event names")
@@ -148,6 +155,18 @@ class MixpanelSimulator(Simulator):
         return json_reply(
             200, {"data": {"series": days, "values": values}, "legend_size": len(values)}
         )
+
+    def _over_hourly_limit(self, project: str) -> bool:
+        """Count this query; whether the project already had 60 in the last hour."""
+        if self.clock is None:
+            return False
+        now = self.clock()
+        recent = [t for t in self._queries.get(project, []) if (now - t).total_seconds() < 3600]
+        if len(recent) >= QUERIES_PER_HOUR:
+            self._queries[project] = recent
+            return True
+        self._queries[project] = [*recent, now]
+        return False
 
     def _authorised(self, header: str) -> bool:
         scheme, _, encoded = header.partition(" ")
