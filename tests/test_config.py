@@ -178,3 +178,38 @@ def test_a_cron_secret_with_surrounding_whitespace_is_refused(
     assert secret.strip() not in message
     monkeypatch.setenv("CRON_SECRET", "inner space-is-fine")
     assert Settings(_env_file=None).cron_secret is not None
+
+
+def test_defaults_follow_metas_precedence_and_restatement_window() -> None:
+    settings = Settings(_env_file=None)
+    assert settings.meta_conversion_action_types == (
+        "omni_purchase",
+        "purchase",
+        "offsite_conversion.fb_pixel_purchase",
+    )
+    assert settings.meta_lead_action_types[0] == "lead"
+    assert (settings.meta_lookback_days, settings.mixpanel_lookback_days) == (28, 7)
+
+
+def test_project_time_zones_fall_back_to_the_configured_zone() -> None:
+    settings = Settings(
+        _env_file=None,
+        CRONKEEPER_TIMEZONE="Asia/Seoul",
+        MIXPANEL_PROJECT_TIMEZONES="31=Pacific/Pago_Pago, 32 = America/Los_Angeles",
+    )
+    assert str(settings.mixpanel_zone("31")) == "Pacific/Pago_Pago"
+    assert str(settings.mixpanel_zone("32")) == "America/Los_Angeles"
+    assert str(settings.mixpanel_zone("99")) == "Asia/Seoul"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("31=Mars/Base", "project 31: unknown time zone"), ("31", "expected PROJECT_ID=Area/City")],
+)
+def test_a_bad_project_time_zone_fails_at_start_up_naming_the_variable(
+    value: str, message: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        Settings(_env_file=None, MIXPANEL_PROJECT_TIMEZONES=value)
+    assert "MIXPANEL_PROJECT_TIMEZONES" in str(info.value)
+    assert message in str(info.value)

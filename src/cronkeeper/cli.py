@@ -343,6 +343,32 @@ def backfill(
 
 
 @app.command()
+def coverage(
+    days: Annotated[int, typer.Option(min=1, max=366, help="days to show, up to yesterday")] = 28,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of lines")] = False,
+) -> None:
+    """Per ad account and Mixpanel project and day: collected, missing or still restating."""
+    from cronkeeper.ops.coverage import load_coverage, render_text
+
+    settings = load_settings()
+
+    async def go() -> int:
+        try:
+            async with opened(settings) as service:
+                found = await load_coverage(service.engine, settings, service.clock(), days)
+        except StorageError as exc:
+            return database_failed(settings, exc)
+        if as_json:
+            out.print_json(json.dumps({"days": days, "sources": [c.as_json() for c in found]}))
+            return 0
+        for line in render_text(found):
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
+        return 0
+
+    raise typer.Exit(run_async(go))
+
+
+@app.command()
 def prune(
     older_than: Annotated[str, typer.Option("--older-than", help="age, e.g. 90d")],
     batch_size: Annotated[int, typer.Option(min=1, max=100_000)] = 1000,

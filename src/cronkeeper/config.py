@@ -48,7 +48,14 @@ DEFAULT_JOBS: tuple[JobSpec, ...] = (
     JobSpec("collect-benchmarks", "0 2 * * 1", timedelta(days=7), _HOUR, monitored=True),
 )
 DEFAULT_MONITORED = ("collect-daily", "collect-mixpanel", "collect-benchmarks")
-DEFAULT_CONVERSION_TYPES = ("purchase", "offsite_conversion.fb_pixel_purchase", "lead")
+# Ordered precedence lists: the first type present in a row is its number, never a sum. Meta
+# reports one purchase under several nested types with the same value: omni_purchase (website,
+# app and offline together), purchase, offsite_conversion.fb_pixel_purchase (the pixel's share);
+# likewise lead / onsite_conversion.lead_grouped / offsite_conversion.fb_pixel_lead.
+# Source: Meta Marketing API, Ads Action Stats reference (action_type values),
+# https://developers.facebook.com/docs/marketing-api/reference/ads-action-stats/ .
+DEFAULT_CONVERSION_TYPES = ("omni_purchase", "purchase", "offsite_conversion.fb_pixel_purchase")
+DEFAULT_LEAD_TYPES = ("lead", "onsite_conversion.lead_grouped", "offsite_conversion.fb_pixel_lead")
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 
@@ -100,6 +107,36 @@ def check_webhook_url(value: str) -> None:
         raise ValueError("must be an absolute http:// or https:// URL (the value is not shown)")
 
 
+def zone(name: str) -> ZoneInfo:
+    """The IANA zone ``name``; ``ValueError`` with an example otherwise."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r}: use an IANA name such as UTC or Asia/Seoul"
+        ) from None
+
+
+def project_zones(value: str) -> dict[str, ZoneInfo]:
+    """``"123=America/Los_Angeles,456=Asia/Seoul"`` → ``{"123": ZoneInfo(...), ...}``."""
+    out: dict[str, ZoneInfo] = {}
+    for item in (p.strip() for p in value.split(",")):
+        if not item:
+            continue
+        project, eq, name = item.partition("=")
+        if not eq or not project.strip() or not name.strip():
+            raise ValueError(
+                f"MIXPANEL_PROJECT_TIMEZONES: expected PROJECT_ID=Area/City, got {item!r}"
+            )
+        try:
+            out[project.strip()] = zone(name.strip())
+        except ValueError as exc:
+            raise ValueError(
+                f"MIXPANEL_PROJECT_TIMEZONES: project {project.strip()}: {exc}"
+            ) from None
+    return out
+
+
 class Settings(BaseSettings):
     """Every setting of cronkeeper. Field docs double as the README's configuration table."""
 
@@ -136,6 +173,15 @@ class Settings(BaseSettings):
         default=DEFAULT_CONVERSION_TYPES,
         validation_alias=AliasChoices("META_CONVERSION_ACTION_TYPES"),
     )
+    meta_lead_action_types: CommaList = Field(
+        default=DEFAULT_LEAD_TYPES, validation_alias=AliasChoices("META_LEAD_ACTION_TYPES")
+    )
+    # Meta keeps revising a day's figures for 28 days ("do not change after 28 days of being
+    # reported": Meta's Insights API best practices; airbyte source-facebook-marketing re-reads
+    # the same 28 days, ``insights_lookback_window``). 37 months is all Meta keeps.
+    meta_lookback_days: int = Field(
+        default=28, ge=1, le=90, validation_alias=AliasChoices("META_LOOKBACK_DAYS")
+    )
 
     mixpanel_service_account: str | None = Field(
         default=None, validation_alias=AliasChoices("MIXPANEL_SERVICE_ACCOUNT")
@@ -147,6 +193,12 @@ class Settings(BaseSettings):
         default=(), validation_alias=AliasChoices("MIXPANEL_PROJECT_ID")
     )
     mixpanel_events: CommaList = Field(default=(), validation_alias=AliasChoices("MIXPANEL_EVENTS"))
+    mixpanel_project_timezones: str = Field(
+        default="", validation_alias=AliasChoices("MIXPANEL_PROJECT_TIMEZONES")
+    )
+    mixpanel_lookback_days: int = Field(
+        default=7, ge=1, le=90, validation_alias=AliasChoices("MIXPANEL_LOOKBACK_DAYS")
+    )
     mixpanel_api_base: str = Field(
         default="https://mixpanel.com/api/query",
         validation_alias=AliasChoices("MIXPANEL_API_BASE"),
@@ -215,6 +267,7 @@ class Settings(BaseSettings):
     @field_validator(
         "meta_ad_account_ids",
         "meta_conversion_action_types",
+        "meta_lead_action_types",
         "mixpanel_project_id",
         "mixpanel_events",
         "monitored_jobs",
@@ -242,12 +295,13 @@ class Settings(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r}: use an IANA name such as UTC or Asia/Seoul"
-            ) from None
+        zone(value)
+        return value
+
+    @field_validator("mixpanel_project_timezones")
+    @classmethod
+    def _project_timezones(cls, value: str) -> str:
+        project_zones(value)
         return value
 
     @field_validator("cron_secret")
@@ -292,6 +346,11 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def mixpanel_zone(self, project_id: str) -> ZoneInfo:
+        """The project's time zone (``MIXPANEL_PROJECT_TIMEZONES``, else ``CRONKEEPER_TIMEZONE``):
+        Mixpanel counts a day in the project's own zone."""
+        return project_zones(self.mixpanel_project_timezones).get(project_id, self.tz)
 
     @cached_property
     def jobs(self) -> tuple[JobSpec, ...]:

@@ -103,6 +103,7 @@ async def run_job(service: Service, name: str, day: date | None = None) -> RunRe
     settings = service.settings
     now = service.clock()
     last_complete = report_date(now, settings.tz)
+    explicit_day = day is not None
     if day is None:
         day = last_complete
     else:
@@ -132,7 +133,11 @@ async def run_job(service: Service, name: str, day: date | None = None) -> RunRe
                 redactor=settings.redactor,
             )
             ctx = JobContext(
-                settings=settings, engine=service.engine, http=http, clock=service.clock
+                settings=settings,
+                engine=service.engine,
+                http=http,
+                clock=service.clock,
+                explicit_day=explicit_day,
             )
             try:
                 async with service.ledger.track(

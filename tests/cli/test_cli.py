@@ -145,20 +145,22 @@ def test_serve_on_the_sqlite_default_answers_health_like_the_readme_says(tmp_pat
     assert SECRET not in served.output
 
 
-def test_backfill_runs_one_run_per_date_and_skips_done_dates(tmp_path: Path) -> None:
+def test_backfill_runs_once_per_window_and_skips_done_runs(tmp_path: Path) -> None:
     env = {"DATABASE_URL": f"sqlite:///{tmp_path}/ck.db"}
-    args = ("backfill", "collect-benchmarks", "--since", "2026-11-01", "--until", "2026-11-03")
+    args = ("backfill", "sync-notion", "--since", "2026-11-01", "--until", "2026-11-03")
     first = cli(*args, env=env, cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
-    for day in ("2026-11-01", "2026-11-02", "2026-11-03"):
-        assert f"{day} collect-benchmarks success" in first.stdout  # plain lines, not a TTY
-    again = cli(*args, env=env, cwd=tmp_path)
-    assert again.returncode == 0
+    assert first.returncode == 1  # no Notion configured: the one run is an error
+    assert "2026-11-01…2026-11-03 sync-notion error" in first.stdout  # plain lines, one run
+    weeks = ("backfill", "collect-benchmarks", "--since", "2026-11-01", "--until", "2026-11-10")
+    second = cli(*weeks, env=env, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    for week in ("2026-10-26…2026-11-01", "2026-11-02…2026-11-08"):  # the Sunday-ended weeks
+        assert f"{week} collect-benchmarks success" in second.stdout
     runs = json.loads(cli("runs", "--json", env=env, cwd=tmp_path).stdout)
-    assert len(runs) == 3  # the second backfill found every date done
-    forced = cli(*args, "--force", env=env, cwd=tmp_path)
+    assert len(runs) == 3
+    forced = cli(*weeks, "--force", env=env, cwd=tmp_path)
     assert forced.returncode == 0
-    assert len(json.loads(cli("runs", "--json", env=env, cwd=tmp_path).stdout)) == 6
+    assert len(json.loads(cli("runs", "--json", env=env, cwd=tmp_path).stdout)) == 5
 
 
 def test_prune_keeps_the_latest_run_and_validates_its_argument(tmp_path: Path) -> None:

@@ -12,10 +12,11 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from cronkeeper.runner import RunResult, run_job
 from cronkeeper.sandbox import (
@@ -28,7 +29,7 @@ from cronkeeper.sandbox import (
 )
 from cronkeeper.sandbox.meta import MetaSimulator
 from cronkeeper.service import Service
-from cronkeeper.storage.schema import accounts
+from cronkeeper.storage.schema import accounts, meta_account_details
 from tests.conftest import make_settings
 from tests.faults.helpers import DAY, META_TOKEN, skipped_units, stored_insights
 
@@ -89,6 +90,17 @@ def service_for(database_url: str, sleep: RecordedSleep, **overrides: object) ->
     return Service.from_settings(settings, sleep=sleep)
 
 
+async def known_details(service: Service, accounts: Iterable[str]) -> None:
+    """Store the accounts' details as read now: the run asks Meta for insights only, so each
+    request it makes is one this test put a fault on."""
+    now = datetime.now(UTC)
+    async with service.engine.begin() as conn:
+        await conn.execute(
+            insert(meta_account_details),
+            [{"ad_account_id": a, "timezone_name": "UTC", "fetched_at": now} for a in accounts],
+        )
+
+
 async def timed_run(service: Service, job: str) -> tuple[RunResult, float]:
     started = time.monotonic()
     async with asyncio.timeout(3 * BOUND):  # a hang fails the test instead of the suite
@@ -108,9 +120,11 @@ async def test_meta_faults_skip_each_account_with_its_cause_and_keep_the_others(
         meta_api_base=url,
         meta_access_token=META_TOKEN,
         meta_ad_account_ids=",".join(sim.accounts),
+        meta_lookback_days=1,
         concurrency=4,
     )
     try:
+        await known_details(service, sim.accounts)
         result, elapsed = await timed_run(service, "collect-daily")
         stored = await stored_insights(service.engine)
         row = await service.ledger.get_run(result.run_id or "")
@@ -149,9 +163,11 @@ async def test_a_run_whose_every_account_fails_ends_error_and_says_why(
         meta_api_base=url,
         meta_access_token=META_TOKEN,
         meta_ad_account_ids="2001,2003,2007",
+        meta_lookback_days=1,
         concurrency=3,
     )
     try:
+        await known_details(service, ["2001", "2003", "2007"])
         result, elapsed = await timed_run(service, "collect-daily")
         stored = await stored_insights(service.engine)
     finally:
@@ -180,6 +196,7 @@ async def test_mixpanel_faults_skip_each_project_with_its_cause(database_url: st
             mixpanel_api_base=f"{url}/api/query",
             mixpanel_project_id="31,32,33,34",
             mixpanel_events="signup,purchase",
+            mixpanel_lookback_days=1,  # one day: two counts for the one good project
         )
         try:
             result, elapsed = await timed_run(service, "collect-mixpanel")

@@ -82,6 +82,7 @@ async def world(
         meta_api_base=url,
         meta_access_token=META_TOKEN,
         meta_ad_account_ids=",".join(ACCOUNTS),
+        meta_lookback_days=1,  # one insights request per account: the waves stay countable
         concurrency=2,
         ledger_timeout=LEDGER_TIMEOUT,
         monitored_jobs="collect-daily",

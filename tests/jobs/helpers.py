@@ -79,8 +79,11 @@ class Harness:
     def settings(self, **overrides: Any) -> Settings:
         return make_settings(self.database_url, **overrides)
 
-    async def run(self, name: str, settings: Settings, day: date = DAY) -> Outcome:
-        """Run job ``name`` inside the real ledger, the way the runner does."""
+    async def run(
+        self, name: str, settings: Settings, day: date = DAY, *, explicit: bool = True
+    ) -> Outcome:
+        """Run job ``name`` inside the real ledger, the way the runner does (``explicit=False``:
+        as a run without ``--date``, each source's own yesterday)."""
         job = get_job(name)
         http = HttpContext(
             client=self.client,
@@ -89,7 +92,13 @@ class Harness:
             now=self.clock,
             redactor=settings.redactor,
         )
-        ctx = JobContext(settings=settings, engine=self.engine, http=http, clock=self.clock)
+        ctx = JobContext(
+            settings=settings,
+            engine=self.engine,
+            http=http,
+            clock=self.clock,
+            explicit_day=explicit,
+        )
         ledger = Ledger(self.engine, clock=self.clock, redactor=settings.redactor)
         error: BaseException | None = None
         try:

@@ -204,6 +204,7 @@ async def load(harness: Harness) -> None:
 
 async def benchmarks(harness: Harness) -> dict[tuple[Any, ...], tuple[Any, ...]]:
     rows = await harness.rows(weekly_benchmarks, "week_start", "industry", "metric")
+    assert {r["currency"] for r in rows} <= {"USD"}
     return {
         (r["week_start"], r["industry"], r["metric"]): (
             r["p25"],
@@ -255,6 +256,7 @@ async def test_a_rerun_removes_benchmarks_that_no_longer_have_a_sample(
     other_week = {
         "week_start": WEEK_START - timedelta(days=7),
         "industry": "SaaS",
+        "currency": "USD",
         "metric": "ctr",
         "p25": 1.0,
         "p50": 2.0,
@@ -295,3 +297,71 @@ async def test_a_week_without_insights_is_success_with_nothing_written(
 
     assert (outcome.status, outcome.summary.records_count, outcome.message) == ("success", 0, "")
     assert await harness.count(weekly_benchmarks) == 0
+
+
+# -- per currency, and weeks whose insights were restated ----------------------------------
+
+
+def test_money_metrics_never_mix_currencies() -> None:
+    """A KRW account's CPC (about 1,000 won) next to a USD one (about 1 dollar) means nothing:
+    each currency is its own sample, CTR included (one shape)."""
+    found = compute_benchmarks(
+        [
+            AccountWeek("1", "Retail", Decimal(40), 4000, 40, Decimal(4), "USD"),
+            AccountWeek("2", "Retail", Decimal(60), 3000, 40, Decimal(3), "USD"),
+            AccountWeek("3", "Retail", Decimal(52000), 4000, 40, Decimal(4), "KRW"),
+        ]
+    )
+    cpc = {(b.currency, b.metric): (b.p50, b.sample_size) for b in found["Retail"]}
+    assert cpc[("USD", "cpc")] == (1.25, 2)
+    assert cpc[("KRW", "cpc")] == (1300.0, 1)
+    assert cpc[("KRW", "ctr")] == (0.01, 1)
+
+
+async def test_the_job_stores_one_benchmark_per_currency(harness: Harness) -> None:
+    await load(harness)
+    async with harness.engine.begin() as conn:
+        await conn.execute(
+            update(meta_daily_insights)
+            .where(meta_daily_insights.c.ad_account_id == "102")
+            .values(currency="KRW", spend=Decimal("65000"))
+        )
+    outcome = await harness.run("collect-benchmarks", harness.settings())
+
+    assert outcome.status == "success"
+    rows = await harness.rows(weekly_benchmarks, "industry", "currency", "metric")
+    krw = {r["metric"]: (r["p50"], r["sample_size"]) for r in rows if r["currency"] == "KRW"}
+    assert krw == {"ctr": (0.025, 1), "cpc": (1300.0, 1), "cpm": (32500.0, 1)}
+    retail_usd_cpc = next(
+        r for r in rows if (r["industry"], r["currency"], r["metric"]) == ("Retail", "USD", "cpc")
+    )
+    assert retail_usd_cpc["sample_size"] == 2  # 102's won are not in the dollars' sample
+
+
+async def test_a_week_whose_insights_were_restated_is_recomputed_by_the_next_run(
+    harness: Harness,
+) -> None:
+    await load(harness)
+    await harness.run("collect-benchmarks", harness.settings())
+    before = await benchmarks(harness)
+    harness.clock.advance(days=7)
+    async with harness.engine.begin() as conn:  # collect-daily rewrote 101's conversions
+        await conn.execute(
+            update(meta_daily_insights)
+            .where(meta_daily_insights.c.ad_account_id == "101")
+            .values(conversions=Decimal(40), collected_at=harness.clock())
+        )
+    outcome = await harness.run("collect-benchmarks", harness.settings(), DAY + timedelta(7))
+
+    assert outcome.status == "success"
+    after = await benchmarks(harness)
+    assert after[(WEEK_START, "Retail", "cpa")] != before[(WEEK_START, "Retail", "cpa")]
+    rows = await harness.rows(weekly_benchmarks, "week_start")
+    assert {r["computed_at"] for r in rows if r["week_start"] == WEEK_START} == {harness.clock()}
+
+    harness.clock.advance(hours=1)  # nothing changed since: the old week is left alone
+    await harness.run("collect-benchmarks", harness.settings(), DAY + timedelta(7))
+    rows = await harness.rows(weekly_benchmarks, "week_start")
+    assert {r["computed_at"] for r in rows if r["week_start"] == WEEK_START} == {
+        harness.clock() - timedelta(hours=1)
+    }

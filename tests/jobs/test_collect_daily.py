@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import text
 
 from cronkeeper.sandbox import Fault, MetaAccount, MetaSimulator
-from cronkeeper.storage.schema import accounts, meta_daily_insights
+from cronkeeper.sandbox.meta import DETAILS_KEY
+from cronkeeper.storage.schema import accounts, meta_account_details, meta_daily_insights
 from tests.jobs.conftest import Sandbox
 from tests.jobs.helpers import DAY, META_TOKEN, Harness
 
@@ -28,6 +29,8 @@ def meta(sandbox: Sandbox, harness: Harness, sim: MetaSimulator, **overrides: An
         "meta_api_base": sandbox.meta(sim),
         "meta_api_version": "v24.0",
         "meta_ad_account_ids": ACCOUNTS,
+        # One day per run here, so each request is pinned; the window has its own tests.
+        "meta_lookback_days": 1,
     }
     values.update(overrides)
     return harness.settings(**values)
@@ -35,6 +38,12 @@ def meta(sandbox: Sandbox, harness: Harness, sim: MetaSimulator, **overrides: An
 
 def simulator(*accounts: MetaAccount | str, **kwargs: Any) -> MetaSimulator:
     return MetaSimulator(accounts or ACCOUNTS, access_token=META_TOKEN, **kwargs)
+
+
+def insight_keys(sim: MetaSimulator) -> list[str]:
+    """The accounts in order of their first insights request (details requests left out)."""
+    keys: list[str] = sim.log.keys()
+    return [k for k in keys if not k.startswith(DETAILS_KEY)]
 
 
 async def stored_accounts(harness: Harness) -> list[str]:
@@ -53,6 +62,7 @@ def expected_row(sim: MetaSimulator, account: str, collected_at: datetime) -> di
         "conversions": Decimal(day.conversions()),
         "currency": day.currency,
         "collected_at": collected_at,
+        "leads": Decimal(day.leads()),
     }
 
 
@@ -69,10 +79,14 @@ async def test_stores_one_row_per_account_with_metas_numbers(
     assert rows == [expected_row(sim, a, harness.clock()) for a in ACCOUNTS]
     assert rows[1]["currency"] == "EUR"
     assert all(isinstance(r["spend"], Decimal) for r in rows)
-    # conversions are purchase + lead only: link_click is in the data but not configured
-    day = sim.expected("1001", DAY)
+    # conversions are one purchase count, never the sum of Meta's overlapping types
+    day = sim.expected("1004", DAY)
     assert day.action("link_click") > 0
-    assert rows[0]["conversions"] == day.action("purchase") + day.action("lead")
+    overlapping = ("omni_purchase", "purchase", "offsite_conversion.fb_pixel_purchase")
+    assert len({day.action(t) for t in overlapping}) == 1
+    assert day.action("purchase") > 0
+    assert rows[3]["conversions"] == day.action("purchase")
+    assert rows[3]["leads"] == day.action("lead") == day.action("offsite_conversion.fb_pixel_lead")
 
 
 async def test_conversion_action_types_are_configurable(sandbox: Sandbox, harness: Harness) -> None:
@@ -235,7 +249,7 @@ async def test_an_account_waiting_for_its_retry_does_not_hold_up_the_others(
     outcome = await harness.run("collect-daily", meta(sandbox, harness, sim, concurrency=2))
 
     assert (outcome.status, outcome.summary.records_count) == ("success", 4)
-    assert sim.log.keys()[0] == "1001"
+    assert insight_keys(sim)[0] == "1001"
 
 
 async def test_an_account_waiting_out_a_retry_gives_its_slot_to_the_next_account(
@@ -278,7 +292,7 @@ async def test_accounts_come_from_the_active_accounts_table_when_not_configured(
     )
 
     assert (outcome.status, outcome.summary.records_count) == ("success", 2)
-    assert sorted(sim.log.keys()) == ["1001", "1003"]
+    assert sorted(insight_keys(sim)) == ["1001", "1003"]
 
 
 async def test_no_account_anywhere_is_an_error_that_says_what_to_do(
@@ -339,3 +353,132 @@ async def test_a_row_the_database_refuses_skips_only_that_account(
     assert "simulated storage failure" in line
     assert "INSERT" not in line  # no SQL, no parameters
     assert await stored_accounts(harness) == ["1001", "1002", "1004"]
+
+
+# --- each account's own day, and the restatement window -------------------------------------
+
+KIRITIMATI = MetaAccount("1001", timezone_name="Pacific/Kiritimati")  # UTC+14
+PAGO_PAGO = MetaAccount("1002", timezone_name="Pacific/Pago_Pago")  # UTC-11
+
+
+async def stored_days(harness: Harness) -> dict[str, list[date]]:
+    days: dict[str, list[date]] = {}
+    for r in await harness.rows(meta_daily_insights, "ad_account_id", "date"):
+        days.setdefault(r["ad_account_id"], []).append(r["date"])
+    return days
+
+
+async def test_accounts_at_both_ends_of_the_clock_each_get_their_own_yesterday(
+    sandbox: Sandbox, harness: Harness
+) -> None:
+    """2026-11-20 12:00 UTC is 2026-11-21 02:00 in Kiritimati and 2026-11-20 01:00 in Pago
+    Pago: a run without a date collects the 20th for one and the 19th for the other."""
+    sim = simulator(KIRITIMATI, PAGO_PAGO, clock=harness.clock)
+    settings = meta(sandbox, harness, sim, meta_ad_account_ids=("1001", "1002"))
+
+    outcome = await harness.run("collect-daily", settings, explicit=False)
+
+    assert (outcome.status, outcome.summary.records_count) == ("success", 2)
+    assert await stored_days(harness) == {"1001": [date(2026, 11, 20)], "1002": [DAY]}
+    rows = await harness.rows(meta_daily_insights, "ad_account_id")
+    final = sim.expected("1001", date(2026, 11, 20))
+    assert rows[0]["impressions"] == final.impressions  # a whole day, not a part of one
+
+
+async def test_an_explicit_date_not_yet_ended_in_the_accounts_zone_is_not_collected(
+    sandbox: Sandbox, harness: Harness
+) -> None:
+    """--date 2026-11-20 at 12:00 UTC: over in Kiritimati, still 01:00 in Pago Pago, whose
+    half-hour of figures must never be stored as the whole day."""
+    sim = simulator(KIRITIMATI, PAGO_PAGO, clock=harness.clock)
+    settings = meta(sandbox, harness, sim, meta_ad_account_ids=("1001", "1002"))
+
+    outcome = await harness.run("collect-daily", settings, date(2026, 11, 20))
+
+    assert outcome.status == "success"
+    assert await stored_days(harness) == {"1001": [date(2026, 11, 20)], "1002": [DAY]}
+    (pago,) = [r for r in sim.log.records if r.key == "1002"]
+    assert '"until":"2026-11-19"' in pago.query["time_range"]
+
+
+async def test_account_details_are_stored_and_read_again_at_most_daily(
+    sandbox: Sandbox, harness: Harness
+) -> None:
+    sim = simulator(MetaAccount("1001", currency="KRW", timezone_name="Asia/Seoul"))
+    settings = meta(sandbox, harness, sim, meta_ad_account_ids=("1001",))
+
+    await harness.run("collect-daily", settings)
+    await harness.run("collect-daily", settings)
+    harness.clock.advance(hours=25)
+    await harness.run("collect-daily", settings)
+
+    assert len(sim.records_for("details:1001")) == 2
+    (details,) = await harness.rows(meta_account_details)
+    assert (details["timezone_name"], details["currency"]) == ("Asia/Seoul", "KRW")
+    assert details["fetched_at"] == harness.clock()
+
+
+async def test_an_account_whose_details_cannot_be_read_is_skipped_with_the_reason(
+    sandbox: Sandbox, harness: Harness
+) -> None:
+    sim = simulator()
+    sim.always("details:1002", Fault.expired_token())
+    outcome = await harness.run("collect-daily", meta(sandbox, harness, sim))
+
+    assert (outcome.status, outcome.summary.records_count) == ("partial", 3)
+    assert "act_1002" in outcome.message
+    assert "time zone" in outcome.message
+    assert await stored_accounts(harness) == ["1001", "1003", "1004"]
+    assert sim.records_for("1002") == []  # no insights asked for a day it cannot place
+
+
+async def test_malformed_details_skip_the_account(sandbox: Sandbox, harness: Harness) -> None:
+    sim = simulator("1001")
+    sim.always("details:1001", Fault.malformed("shape"))
+    outcome = await harness.run(
+        "collect-daily", meta(sandbox, harness, sim, meta_ad_account_ids=("1001",))
+    )
+
+    assert outcome.status == "error"
+    assert "act_1001" in outcome.message
+    assert await harness.count(meta_daily_insights) == 0
+
+
+async def test_the_last_28_days_are_reread_in_one_request_chain_and_restated(
+    sandbox: Sandbox, harness: Harness
+) -> None:
+    """Meta revises a day for 28 days: each run re-reads the window with time_increment=1
+    (two pages of 25 rows), overwrites every day, and a re-run adds no row."""
+    sim = simulator("1001", "1002", clock=harness.clock)
+    settings = meta(
+        sandbox, harness, sim, meta_ad_account_ids=("1001", "1002"), meta_lookback_days=28
+    )
+
+    first = await harness.run("collect-daily", settings)
+    assert (first.status, first.summary.records_count) == ("success", 56)
+    requests = sim.records_for("1001")
+    assert len(requests) == 2
+    assert requests[0].query["time_increment"] == "1"
+    assert requests[0].query["time_range"] == '{"since":"2026-10-23","until":"2026-11-19"}'
+    days = await stored_days(harness)
+    assert days["1001"] == [date(2026, 10, 23) + timedelta(days=i) for i in range(28)]
+    before = {
+        r["date"]: r
+        for r in await harness.rows(meta_daily_insights, "date")
+        if r["ad_account_id"] == "1001"
+    }
+
+    harness.clock.advance(days=10)  # ten days later Meta reports more conversions for the 19th
+    again = await harness.run("collect-daily", settings, DAY)
+    assert again.summary.records_count == 56
+    assert await harness.count(meta_daily_insights) == 56  # the same days, rewritten in place
+    after = {
+        r["date"]: r
+        for r in await harness.rows(meta_daily_insights, "date")
+        if r["ad_account_id"] == "1001"
+    }
+    served = sim.served("1001", DAY)
+    assert served is not None
+    assert after[DAY]["conversions"] == served.conversions()
+    assert after[DAY]["conversions"] >= before[DAY]["conversions"]
+    assert any(after[d]["conversions"] != before[d]["conversions"] for d in after)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from cronkeeper.sandbox import Fault, MixpanelProject, MixpanelSimulator
@@ -30,6 +30,8 @@ def mixpanel(sandbox: Sandbox, harness: Harness, sim: MixpanelSimulator, **overr
         "mixpanel_api_base": sandbox.mixpanel(sim),
         "mixpanel_project_id": ("31", "32"),
         "mixpanel_events": EVENTS,
+        # One day per run here, so each count is pinned; the window has its own tests.
+        "mixpanel_lookback_days": 1,
     }
     values.update(overrides)
     return harness.settings(**values)
@@ -160,3 +162,58 @@ async def test_no_project_or_no_event_is_an_error_without_any_request(
     assert "no Mixpanel project to query" in no_project.message
     assert "MIXPANEL_EVENTS is empty" in no_event.message
     assert len(sim.log) == 0
+
+
+# --- each project's own day, and the restatement window -------------------------------------
+
+
+async def test_projects_at_both_ends_of_the_clock_each_get_their_own_yesterday(
+    sandbox: Sandbox, harness: Harness
+) -> None:
+    """2026-11-20 12:00 UTC: 2026-11-21 in Kiritimati (UTC+14), still 2026-11-20 01:00 in
+    Pago Pago (UTC-11). Without a date each project gets its own yesterday; with
+    --date 2026-11-20 Pago Pago's open day is not stored as if it were complete."""
+    sim = simulator(
+        MixpanelProject("31", timezone_name="Pacific/Kiritimati"),
+        MixpanelProject("32", timezone_name="Pacific/Pago_Pago"),
+        clock=harness.clock,
+    )
+    zones = "31=Pacific/Kiritimati, 32=Pacific/Pago_Pago"
+    settings = mixpanel(sandbox, harness, sim, mixpanel_project_timezones=zones)
+
+    default = await harness.run("collect-mixpanel", settings, explicit=False)
+    assert default.status == "success"
+    rows = await harness.rows(mixpanel_daily_events, "project_id", "event")
+    assert {(r["project_id"], r["date"]) for r in rows} == {
+        ("31", date(2026, 11, 20)),
+        ("32", DAY),
+    }
+    assert all(
+        r["count"] == sim.expected_count(r["project_id"], r["event"], r["date"]) for r in rows
+    )
+
+    explicit = await harness.run("collect-mixpanel", settings, date(2026, 11, 20))
+    assert explicit.status == "success"
+    assert {r.query["to_date"] for r in sim.records_for("32")} == {DAY.isoformat()}
+
+
+async def test_the_last_7_days_come_in_one_range_query_per_project(
+    sandbox: Sandbox, harness: Harness
+) -> None:
+    sim = simulator()
+    settings = mixpanel(sandbox, harness, sim, mixpanel_lookback_days=7)
+
+    outcome = await harness.run("collect-mixpanel", settings)
+    again = await harness.run("collect-mixpanel", settings)
+
+    assert (outcome.summary.records_count, again.summary.records_count) == (42, 42)
+    assert await harness.count(mixpanel_daily_events) == 42
+    assert len(sim.log.records) == 4  # one query per project per run
+    query = sim.records_for("31")[0].query
+    first = DAY - timedelta(days=6)
+    assert (query["from_date"], query["to_date"]) == (first.isoformat(), DAY.isoformat())
+    rows = await harness.rows(mixpanel_daily_events, "project_id", "event", "date")
+    assert {r["date"] for r in rows} == {first + timedelta(days=i) for i in range(7)}
+    assert all(
+        r["count"] == sim.expected_count(r["project_id"], r["event"], r["date"]) for r in rows
+    )

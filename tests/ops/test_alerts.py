@@ -423,6 +423,7 @@ async def test_runs_of_a_real_job_alert_and_a_dead_webhook_fails_none_of_them(
             meta_api_base=meta_base,
             meta_api_version="v24.0",
             meta_ad_account_ids=("1001", "1002"),
+            meta_lookback_days=1,
         )
         sleep = FakeSleep()
         service = Service.from_settings(settings, clock=clock, sleep=sleep)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from rich.console import Console
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.errors import StorageError, UnknownJob
@@ -19,9 +21,11 @@ from cronkeeper.ops.backfill import (
     RichProgress,
     backfill,
     make_progress,
+    plan_runs,
 )
 from cronkeeper.service import Service
 from cronkeeper.storage.engine import create_engine
+from cronkeeper.storage.schema import meta_daily_insights
 from tests.conftest import FakeClock, make_settings
 from tests.ops.fakes import FakeRun, Interrupted, insert_run
 
@@ -34,7 +38,9 @@ def d(day: int, month: int = 11) -> date:
 
 @pytest.fixture
 def service(database_url: str, engine: AsyncEngine) -> Service:
-    return Service.from_settings(make_settings(database_url), clock=FakeClock(NOW), engine=engine)
+    # A one-day window: one run per date, so each run is pinned (the windows have own tests).
+    settings = make_settings(database_url, meta_lookback_days=1)
+    return Service.from_settings(settings, clock=FakeClock(NOW), engine=engine)
 
 
 async def test_one_run_per_date_in_date_order_each_recorded_with_its_date(
@@ -109,7 +115,7 @@ async def test_a_job_running_elsewhere_stops_the_backfill_with_exit_75(service: 
     assert run.days() == [d(1)]
     assert report.stopped_at == d(1)
     assert report.exit_code == 75
-    assert "stopped at 2026-11-01 (5 date(s) left)" in report.summary()
+    assert "stopped at 2026-11-01 (5 run(s) left)" in report.summary()
 
 
 async def test_only_success_runs_of_this_job_and_these_dates_count_as_done(
@@ -144,7 +150,9 @@ async def test_until_defaults_to_yesterday_in_the_configured_zone(
     # 2026-11-20 20:00 UTC is already the 21st in Seoul: yesterday there is the 20th.
     clock = FakeClock(datetime(2026, 11, 20, 20, 0, tzinfo=UTC))
     service = Service.from_settings(
-        make_settings(database_url, timezone="Asia/Seoul"), clock=clock, engine=engine
+        make_settings(database_url, timezone="Asia/Seoul", meta_lookback_days=1),
+        clock=clock,
+        engine=engine,
     )
     run = FakeRun()
     report = await backfill(service, "collect-daily", d(18), run=run)
@@ -198,6 +206,7 @@ def test_report_json_and_plain_lines() -> None:
     assert report.as_json()["exitCode"] == 75
     assert report.as_json()["dates"][0] == {
         "date": "2026-11-01",
+        "since": "2026-11-01",
         "status": "success",
         "recordsCount": 5,
         "errorMessage": None,
@@ -211,9 +220,74 @@ def test_report_json_and_plain_lines() -> None:
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def test_backfill_with_the_real_runner_skips_what_it_collected(service: Service) -> None:
-    """The default ``run`` is ``run_job`` (the weekly job reads only the database)."""
-    first = await backfill(service, "collect-benchmarks", d(10), d(12))
-    assert [o.status for o in first.outcomes] == ["success"] * 3
+    """The default ``run`` is ``run_job`` (the weekly job reads only the database); a week
+    that found no insights is not done, one that wrote benchmarks is."""
+    first = await backfill(service, "collect-benchmarks", d(1), d(12))
+    assert [(o.since, o.day, o.status) for o in first.outcomes] == [
+        (d(26, 10), d(1), "success"),
+        (d(2), d(8), "success"),
+    ]
     assert all(o.run_id for o in first.outcomes)
-    second = await backfill(service, "collect-benchmarks", d(10), d(13))
-    assert [o.status for o in second.outcomes] == ["skipped"] * 3 + ["success"]
+    async with service.engine.begin() as conn:
+        await conn.execute(
+            insert(meta_daily_insights).values(
+                ad_account_id="1",
+                date=d(5),
+                spend=Decimal(10),
+                impressions=1000,
+                clicks=10,
+                reach=900,
+                conversions=Decimal(1),
+                currency="USD",
+                collected_at=NOW,
+            )
+        )
+    second = await backfill(service, "collect-benchmarks", d(1), d(16))
+    assert [(o.day, o.status, o.records_count) for o in second.outcomes] == [
+        (d(1), "success", 0),  # still no insights: not done, computed again
+        (d(8), "success", 4),
+        (d(15), "success", 0),
+    ]
+    third = await backfill(service, "collect-benchmarks", d(1), d(16))
+    assert [(o.day, o.status) for o in third.outcomes] == [
+        (d(1), "success"),
+        (d(8), "skipped"),
+        (d(15), "success"),
+    ]
+
+
+def test_windows_tile_the_range_so_a_90_day_backfill_is_4_meta_chains() -> None:
+    settings = make_settings("sqlite:///unused.db")
+    runs = plan_runs(settings, "collect-daily", d(1, 8), d(29, 10))  # 90 days
+    assert runs == [
+        (d(1, 8), d(28, 8)),
+        (d(29, 8), d(25, 9)),
+        (d(26, 9), d(23, 10)),
+        (d(24, 10), d(29, 10)),
+    ]
+    mixpanel = plan_runs(settings, "collect-mixpanel", d(1), d(15))
+    assert [run for _, run in mixpanel] == [d(7), d(14), d(15)]
+    assert plan_runs(settings, "sync-notion", d(1), d(15)) == [(d(1), d(15))]
+    weeks = plan_runs(settings, "collect-benchmarks", d(3), d(23))  # Tue 3rd … Mon 23rd
+    assert weeks == [(d(2), d(8)), (d(9), d(15)), (d(16), d(22))]
+    assert all(run.weekday() == 6 for _, run in weeks)
+
+
+async def test_a_ranged_backfill_runs_once_per_window(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    service = Service.from_settings(
+        make_settings(database_url), clock=FakeClock(NOW), engine=engine
+    )
+    run = FakeRun()
+    report = await backfill(service, "collect-daily", d(1, 8), d(29, 10), run=run)
+    assert run.days() == [d(28, 8), d(25, 9), d(23, 10), d(29, 10)]
+    assert report.total == 4
+    assert (
+        report.outcomes[0]
+        .line("collect-daily", 1, 4)
+        .startswith("2026-08-01…2026-08-28 collect-daily success")
+    )
+    again = FakeRun()
+    await backfill(service, "collect-daily", d(1, 8), d(29, 10), run=again)
+    assert again.days() == []

@@ -385,6 +385,7 @@ async def test_a_real_run_shows_in_the_ledger_figures_and_the_counters(
             meta_api_base=meta_base,
             meta_api_version="v24.0",
             meta_ad_account_ids=("1001", "1002"),
+            meta_lookback_days=1,
         )
         service = Service.from_settings(settings, clock=clock, sleep=no_sleep)
         app = create_app(service)

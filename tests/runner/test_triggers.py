@@ -49,6 +49,7 @@ def settings_for(
         "META_API_BASE": meta_url,
         "META_ACCESS_TOKEN": TOKEN,
         "META_AD_ACCOUNT_IDS": accounts,
+        "META_LOOKBACK_DAYS": "1",  # one row per account; the window has its own tests
     }
 
 
@@ -210,7 +211,7 @@ def test_two_processes_triggering_at_once_produce_exactly_one_run(
         )
         codes = sorted([first.wait(timeout=60), second.wait(timeout=60)])
     assert codes == [0, 75]
-    assert len(slow.log.records) == 1
+    assert len(slow.log.records) == 2  # the account's details, then its insights: one run
 
     import asyncio
 
@@ -237,9 +238,9 @@ def test_a_killed_run_leaves_a_lease_that_expires_and_a_row_closed_as_abandoned(
             args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         deadline = time.monotonic() + 30
-        while not hanging.log.records and time.monotonic() < deadline:
+        while not hanging.records_for(GOOD) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert hanging.log.records, "the job never called the API"
+        assert hanging.records_for(GOOD), "the job never asked for the insights"
         killed_at = time.monotonic()
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=10)

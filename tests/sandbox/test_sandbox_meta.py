@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cronkeeper.sandbox import Fault, MetaAccount, MetaSimulator
+from cronkeeper.sandbox import Fault, MetaAccount, MetaSimulator, meta_day
 from tests.sandbox.helpers import DAY, Serve, meta_params
 
 TOKEN = "meta-token"
@@ -50,10 +50,35 @@ def test_success_has_metas_shape_with_numbers_as_strings(serve: Serve) -> None:
         "reach": str(expected.reach),
         "actions": [{"action_type": t, "value": str(v)} for t, v in expected.actions],
     }
-    assert {a["action_type"] for a in row["actions"]} <= {"purchase", "lead", "link_click"}
+    assert {a["action_type"] for a in row["actions"]} <= {
+        "link_click",
+        "omni_purchase",
+        "purchase",
+        "offsite_conversion.fb_pixel_purchase",
+        "lead",
+        "offsite_conversion.fb_pixel_lead",
+    }
     assert "next" not in body["paging"]
     usage = json.loads(response.headers["x-business-use-case-usage"])
     assert usage["111"][0]["estimated_time_to_regain_access"] == 0
+
+
+def test_overlapping_action_types_carry_equal_values_as_meta_sends_them() -> None:
+    """Ads Action Stats: omni_purchase, purchase and offsite_conversion.fb_pixel_purchase are
+    one purchase seen through nested scopes, so a day lists them with the same value."""
+    kinds = {"omni_purchase": 0, "pixel": 0}
+    for n in range(60):
+        day = meta_day(str(1000 + n), DAY)
+        purchases = {v for t, v in day.actions if t.endswith("purchase")}
+        leads = {v for t, v in day.actions if t.endswith("lead")}
+        assert len(purchases) <= 1
+        assert len(leads) <= 1
+        kinds["omni_purchase"] += day.action("omni_purchase") > 0
+        kinds["pixel"] += day.action("offsite_conversion.fb_pixel_purchase") > 0
+        assert day.conversions() == day.action("purchase")
+    # some days lack the omni_ or the pixel type, so the precedence list is exercised
+    assert 0 < kinds["omni_purchase"] < 60
+    assert 0 < kinds["pixel"] < 60
 
 
 def test_any_version_and_act_prefix_in_fault_keys(serve: Serve) -> None:
@@ -139,7 +164,7 @@ def test_fields_limit_the_row(serve: Serve) -> None:
 def test_time_increment_gives_one_row_per_day(serve: Serve) -> None:
     sim = _sim()
     time_range = json.dumps({"since": "2025-03-01", "until": "2025-03-02"})
-    response = _get(serve(sim), "111", time_range=time_range, time_increment="1")
+    response = _get(serve(sim), "111", time_range=time_range, time_increment="1", limit="1")
     body = response.json()
     second = httpx.get(body["paging"]["next"]).json()
 
@@ -150,6 +175,65 @@ def test_time_increment_gives_one_row_per_day(serve: Serve) -> None:
     assert second["data"][0]["impressions"] == str(
         sim.expected("111", date(2025, 3, 2)).impressions
     )
+
+
+def test_a_28_day_range_comes_in_pages_of_25_rows(serve: Serve) -> None:
+    """Graph API cursor paging: ``limit`` rows a page (25 without one), ``paging.next`` on
+    every page but the last."""
+    sim = _sim()
+    time_range = json.dumps({"since": "2025-02-01", "until": "2025-02-28"})
+    first = _get(serve(sim), "111", time_range=time_range, time_increment="1").json()
+    second = httpx.get(first["paging"]["next"]).json()
+
+    assert (len(first["data"]), len(second["data"])) == (25, 3)
+    assert "next" not in second["paging"]
+    dates = [r["date_start"] for r in first["data"] + second["data"]]
+    assert dates == [date(2025, 2, d).isoformat() for d in range(1, 29)]
+    assert all(r["date_start"] == r["date_stop"] for r in first["data"])
+
+
+def test_details_answer_the_accounts_zone_and_currency(serve: Serve) -> None:
+    sim = MetaSimulator(
+        [MetaAccount("777", currency="KRW", timezone_name="Asia/Seoul", name="Shop")],
+        access_token=TOKEN,
+    )
+    base = serve(sim)
+    fields = "name,timezone_name,currency"
+    body = httpx.get(f"{base}/v24.0/act_777", params={"fields": fields, "access_token": TOKEN})
+
+    assert body.json() == {
+        "id": "act_777",
+        "name": "Shop",
+        "timezone_name": "Asia/Seoul",
+        "currency": "KRW",
+    }
+    assert [r.key for r in sim.log.records] == ["details:777"]
+    denied = httpx.get(f"{base}/v24.0/act_777", params={"fields": fields, "access_token": "x"})
+    assert denied.json()["error"]["code"] == 190
+
+
+def test_with_a_clock_figures_follow_the_accounts_day_and_late_conversions(serve: Serve) -> None:
+    """No row for a day not begun in the account's zone, a partial row for its today, and
+    conversions that keep growing for 28 days (Meta: insights do not change after 28 days)."""
+    now = datetime(2025, 3, 10, 10, 0, tzinfo=UTC)
+    sim = MetaSimulator(
+        [MetaAccount("1", timezone_name="Pacific/Kiritimati")],  # UTC+14: 2025-03-11 00:00
+        access_token=TOKEN,
+        clock=lambda: now,
+    )
+    final = sim.expected("1", date(2025, 3, 1))
+    assert sim.served("1", date(2025, 3, 12)) is None
+    today = sim.served("1", date(2025, 3, 11))
+    assert today is not None and today.impressions == 0
+    young = sim.served("1", date(2025, 3, 1))
+    assert young is not None
+    assert young.impressions == final.impressions
+    assert young.conversions() < final.conversions() or final.conversions() < 2
+    assert sim.served("1", date(2025, 2, 1)) == sim.expected("1", date(2025, 2, 1))
+
+    time_range = json.dumps({"since": "2025-03-10", "until": "2025-03-12"})
+    body = _get(serve(sim), "1", time_range=time_range, time_increment="1").json()
+    assert [r["date_start"] for r in body["data"]] == ["2025-03-10", "2025-03-11"]
 
 
 def test_account_without_delivery_answers_empty_data(serve: Serve) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -132,3 +133,18 @@ def test_same_seed_same_counts(serve: Serve) -> None:
 
     assert first == again
     assert first != other
+
+
+def test_with_a_clock_the_61st_query_of_a_project_within_an_hour_is_429(serve: Serve) -> None:
+    """Mixpanel's Query API: 60 queries per hour, scoped per project (its rate-limits page)."""
+    now = [datetime(2026, 11, 20, 12, 0, tzinfo=UTC)]
+    base = serve(_sim(clock=lambda: now[0]))
+
+    def query(project: str) -> int:
+        return _get(base, ["signup"], project=project).status_code
+
+    assert [query("4242") for _ in range(60)] == [200] * 60
+    assert query("4242") == 429
+    assert query("5151") == 200  # another project has its own budget
+    now[0] += timedelta(minutes=61)
+    assert query("4242") == 200

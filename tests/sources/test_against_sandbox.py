@@ -19,6 +19,7 @@ from cronkeeper.errors import PayloadError, PermanentFetchError
 from cronkeeper.http import HttpContext
 from cronkeeper.sandbox import (
     DEFAULT_CONVERSION_ACTIONS,
+    DEFAULT_LEAD_ACTIONS,
     Fault,
     MetaAccount,
     MetaSimulator,
@@ -61,6 +62,7 @@ def _meta(http: HttpContext, base: str, token: str = META_TOKEN) -> MetaClient:
         version="v24.0",
         access_token=token,
         conversion_action_types=DEFAULT_CONVERSION_ACTIONS,
+        lead_action_types=DEFAULT_LEAD_ACTIONS,
     )
 
 
@@ -83,6 +85,7 @@ async def test_meta_reads_a_day_split_over_pages_and_sums_it(http: HttpContext) 
         reach=expected.reach,
         conversions=Decimal(expected.conversions(DEFAULT_CONVERSION_ACTIONS)),
         currency="KRW",
+        leads=Decimal(expected.leads(DEFAULT_LEAD_ACTIONS)),
     )
     records = sim.records_for("1234567")
     assert [r.status for r in records] == [200, 200, 200, 200]

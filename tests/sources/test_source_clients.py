@@ -117,7 +117,9 @@ async def test_meta_sends_the_documented_first_request() -> None:
     assert query == {
         "level": ["account"],
         "time_range": [f'{{"since":"{D}","until":"{D}"}}'],
+        "time_increment": ["1"],
         "fields": ["spend,impressions,clicks,reach,actions,account_currency,date_start,date_stop"],
+        "use_unified_attribution_setting": ["true"],
         "access_token": [META_TOKEN],
     }
 

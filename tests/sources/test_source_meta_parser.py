@@ -9,9 +9,16 @@ from typing import Any
 import pytest
 
 from cronkeeper.errors import PayloadError
-from cronkeeper.sources import MetaInsight, normalize_ad_account_id, parse_insights_page
+from cronkeeper.sources import (
+    AccountDetails,
+    MetaInsight,
+    normalize_ad_account_id,
+    parse_account_details,
+    parse_insights_page,
+)
 
-CONVERSIONS = ("purchase", "offsite_conversion.fb_pixel_purchase", "lead")
+CONVERSIONS = ("omni_purchase", "purchase", "offsite_conversion.fb_pixel_purchase")
+LEADS = ("lead", "onsite_conversion.lead_grouped", "offsite_conversion.fb_pixel_lead")
 TOKEN = "EAAGm0PX4ZCpsBAKZCsecretTOKEN123"
 
 
@@ -23,10 +30,13 @@ def row(**overrides: Any) -> dict[str, Any]:
         "clicks": "250",
         "reach": "8000",
         "actions": [
+            # As Meta sends them: one purchase under three nested types, equal values.
             {"action_type": "link_click", "value": "240"},
+            {"action_type": "offsite_conversion.fb_pixel_purchase", "value": "3"},
+            {"action_type": "omni_purchase", "value": "3"},
             {"action_type": "purchase", "value": "3"},
-            {"action_type": "offsite_conversion.fb_pixel_purchase", "value": "2"},
             {"action_type": "lead", "value": "1.5"},
+            {"action_type": "offsite_conversion.fb_pixel_lead", "value": "1.5"},
             {"action_type": "page_engagement", "value": "300"},
         ],
         "account_currency": "KRW",
@@ -46,7 +56,10 @@ def page(*rows: Any, next_url: str | None = None) -> dict[str, Any]:
 
 def parse(payload: object) -> tuple[list[MetaInsight], str | None]:
     return parse_insights_page(
-        payload, ad_account_id="1234567890", conversion_action_types=CONVERSIONS
+        payload,
+        ad_account_id="1234567890",
+        conversion_action_types=CONVERSIONS,
+        lead_action_types=LEADS,
     )
 
 
@@ -62,10 +75,40 @@ def test_a_full_row_becomes_one_record_with_strings_converted() -> None:
             impressions=10000,
             clicks=250,
             reach=8000,
-            conversions=Decimal("6.5"),
+            conversions=Decimal("3"),
             currency="KRW",
+            leads=Decimal("1.5"),
         )
     ]
+
+
+def test_conversions_are_the_first_listed_type_present_never_a_sum() -> None:
+    """Meta repeats one purchase under omni_purchase, purchase and the pixel's type (Ads
+    Action Stats reference): adding them would count it three times."""
+    records, _ = parse(page(row()))
+    assert (records[0].conversions, records[0].leads) == (Decimal(3), Decimal("1.5"))
+
+
+@pytest.mark.parametrize(
+    ("precedence", "expected"),
+    [
+        (("omni_purchase", "purchase"), Decimal(7)),
+        (("purchase", "omni_purchase"), Decimal(5)),
+        (("onsite_conversion.purchase", "purchase"), Decimal(5)),
+        (("onsite_conversion.purchase",), Decimal(0)),
+    ],
+)
+def test_the_order_of_the_precedence_list_decides(
+    precedence: tuple[str, ...], expected: Decimal
+) -> None:
+    actions = [
+        {"action_type": "purchase", "value": "5"},
+        {"action_type": "omni_purchase", "value": "7"},
+    ]
+    records, _ = parse_insights_page(
+        page(row(actions=actions)), ad_account_id="1", conversion_action_types=precedence
+    )
+    assert records[0].conversions == expected
 
 
 def test_conversions_count_only_the_configured_action_types() -> None:
@@ -165,7 +208,8 @@ def test_adding_rows_sums_every_metric_and_keeps_the_currency() -> None:
     total = one + two
     assert total.spend == Decimal("246.90")
     assert (total.impressions, total.clicks, total.reach) == (20000, 500, 10000)
-    assert total.conversions == Decimal("13.0")
+    assert total.conversions == Decimal(6)
+    assert total.leads == Decimal("3.0")
     assert total.currency == "KRW"
 
 
@@ -185,3 +229,27 @@ def test_ad_account_ids_are_normalised_to_digits(raw: str, digits: str) -> None:
 def test_ad_account_ids_that_are_not_digits_are_refused(raw: str) -> None:
     with pytest.raises(ValueError, match="digits"):
         normalize_ad_account_id(raw)
+
+
+def test_account_details_give_the_accounts_zone_and_currency() -> None:
+    payload = {"id": "act_9", "name": "Shop", "timezone_name": "Asia/Seoul", "currency": "KRW"}
+    details = parse_account_details(payload, ad_account_id="act_9")
+    assert details == AccountDetails("9", "Shop", "Asia/Seoul", "KRW")
+    assert str(details.zone) == "Asia/Seoul"
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ([], "expected a JSON object"),
+        ({"currency": "USD"}, "field 'timezone_name': expected an IANA time zone, got null"),
+        ({"timezone_name": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
+        ({"timezone_name": 9}, "field 'timezone_name'"),
+        ({"timezone_name": "UTC", "currency": 840}, "field 'currency'"),
+    ],
+)
+def test_account_details_without_a_usable_zone_are_rejected(payload: object, expected: str) -> None:
+    with pytest.raises(PayloadError) as info:
+        parse_account_details(payload, ad_account_id="9")
+    assert str(info.value).startswith("Meta ad account 9: details: ")
+    assert expected in str(info.value)

@@ -82,3 +82,27 @@ def test_malformed_answers_are_rejected_naming_the_project_and_field(
         parse(payload)
     assert str(info.value).startswith("Mixpanel project 3141592: ")
     assert expected in str(info.value)
+
+
+def test_a_range_answer_gives_every_event_on_every_day_absent_ones_as_zero() -> None:
+    payload = {
+        "data": {
+            "series": ["2025-01-01", "2025-01-02", "2025-01-03"],
+            "values": {"signup": {"2025-01-01": 4, "2025-01-03": 7}},
+        }
+    }
+    records = parse_event_counts(
+        payload,
+        project_id="9",
+        events=["signup", "buy"],
+        day=date(2025, 1, 1),
+        until=date(2025, 1, 3),
+    )
+    assert [(r.event, r.date.day, r.count) for r in records] == [
+        ("signup", 1, 4),
+        ("signup", 2, 0),
+        ("signup", 3, 7),
+        ("buy", 1, 0),
+        ("buy", 2, 0),
+        ("buy", 3, 0),
+    ]

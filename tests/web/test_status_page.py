@@ -425,3 +425,21 @@ async def test_the_login_form_sends_a_signed_in_person_on(signed_in: httpx.Async
     response = await signed_in.get("/status/login", params={"next": "/status?job=sync-notion"})
     assert response.status_code == 303
     assert response.headers["location"] == "/status?job=sync-notion"
+
+
+async def test_the_coverage_section_shows_each_account_day_by_day(
+    database_url: str, clock: FakeClock
+) -> None:
+    settings = make_settings(database_url, meta_ad_account_ids="42", mixpanel_project_id="7")
+    service = Service.from_settings(settings, clock=clock)
+    try:
+        async with client_for(service) as client:
+            await login(client)
+            page = (await client.get("/status")).text
+    finally:
+        await service.aclose()
+    section = page[page.index('id="coverage"') : page.index('id="runs"')]
+    assert 'data-unit="42"' in section
+    assert 'data-source="mixpanel"' in section
+    assert section.count("c-missing") >= 2 * 28
+    assert "28 missing" in section

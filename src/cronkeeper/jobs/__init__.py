@@ -8,9 +8,18 @@ from __future__ import annotations
 
 from cronkeeper.errors import UnknownJob
 from cronkeeper.jobs import collect_benchmarks, collect_daily, collect_mixpanel, sync_notion
-from cronkeeper.jobs.base import Job, JobContext, JobFunc, report_date
+from cronkeeper.jobs.base import Job, JobContext, JobFunc, lookback, report_date, source_day
 
-__all__ = ["JOBS", "Job", "JobContext", "JobFunc", "get_job", "report_date"]
+__all__ = [
+    "JOBS",
+    "Job",
+    "JobContext",
+    "JobFunc",
+    "get_job",
+    "lookback",
+    "report_date",
+    "source_day",
+]
 
 JOBS: dict[str, Job] = {
     job.name: job

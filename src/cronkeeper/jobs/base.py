@@ -23,7 +23,7 @@ from cronkeeper.config import Settings
 from cronkeeper.http import HttpContext
 from cronkeeper.ledger import RunTracker
 
-__all__ = ["Job", "JobContext", "JobFunc", "report_date"]
+__all__ = ["Job", "JobContext", "JobFunc", "lookback", "report_date", "source_day"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,9 @@ class JobContext:
     engine: AsyncEngine
     http: HttpContext
     clock: Clock
+    explicit_day: bool = True
+    """``False`` when the caller gave no date: each source then collects up to *its own*
+    yesterday (its own time zone), not the configured zone's."""
 
 
 JobFunc = Callable[[JobContext, date, RunTracker], Awaitable[None]]
@@ -49,3 +52,22 @@ class Job:
 def report_date(now: datetime, tz: ZoneInfo) -> date:
     """Yesterday in the configured time zone: the last complete day."""
     return now.astimezone(tz).date() - timedelta(days=1)
+
+
+def source_day(now: datetime, zone: ZoneInfo, day: date, *, explicit: bool) -> date:
+    """The last day to collect from a source that counts days in ``zone``.
+
+    Without an explicit date it is the source's own yesterday. An explicit ``day`` means that
+    day in the source's zone, but never a day that has not ended there yet: a day still open
+    would be stored as if complete (and, without a later re-read, never corrected). Meta counts
+    a day in the ad account's ``timezone_name`` (airbyte source-facebook-marketing,
+    ``_get_end_date_for_account``: "the Facebook Insights API interprets time_range dates in the
+    ad account's timezone"); Mixpanel in the project's time zone.
+    """
+    yesterday = report_date(now, zone)
+    return min(day, yesterday) if explicit else yesterday
+
+
+def lookback(end: date, days: int) -> tuple[date, date]:
+    """The restatement window of ``days`` days that ends on ``end``, both included."""
+    return end - timedelta(days=max(1, days) - 1), end

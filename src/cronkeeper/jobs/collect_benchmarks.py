@@ -1,4 +1,4 @@
-"""collect-benchmarks: weekly p25/p50/p75 of CTR, CPC, CPM and CPA per industry
+"""collect-benchmarks: weekly p25/p50/p75 of CTR, CPC, CPM and CPA per industry and currency
 (unit: one industry). No API: it reads ``meta_daily_insights`` and ``accounts``.
 
 For run date D the window is D−6 … D (``week_start`` = D−6). Each ad account with insight rows
@@ -10,7 +10,12 @@ same numbers.
 Decisions, for the operator:
 
 - CTR is a ratio (clicks / impressions), not a percentage; CPC, CPM, CPA are in the account
-  currency, mixed across accounts as the seed does (benchmarks are meant per market).
+  currency, so every benchmark is per (industry, currency): a KRW CPC and a USD CPC are never
+  in one sample. CTR has no currency but is stored per currency too, for one shape. An account
+  without a stored currency counts under ``unknown``.
+- Meta rewrites the last 28 days of insights on every collect-daily run (restatement) and a
+  backfill can rewrite any week: each run also recomputes every earlier week whose insights
+  were collected after its benchmarks were computed.
 - An account with a zero denominator is left out of that metric only; a metric with no account
   is not written. ``sample_size`` is the number of accounts behind each metric.
 - An ad account with no ``accounts`` row, or a row without an industry, counts as ``unknown``.
@@ -32,7 +37,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronkeeper.jobs._common import describe_failure, for_each, storage_error
@@ -47,6 +52,7 @@ from cronkeeper.storage.schema import (
 from cronkeeper.storage.upsert import upsert
 
 __all__ = [
+    "UNKNOWN_CURRENCY",
     "UNKNOWN_INDUSTRY",
     "AccountWeek",
     "Benchmark",
@@ -60,6 +66,7 @@ __all__ = [
 log = logging.getLogger("cronkeeper.jobs.benchmarks")
 
 UNKNOWN_INDUSTRY = "unknown"
+UNKNOWN_CURRENCY = "unknown"
 QUANTILES = (0.25, 0.5, 0.75)
 
 
@@ -96,11 +103,13 @@ class AccountWeek:
     impressions: int
     clicks: int
     conversions: Decimal
+    currency: str = UNKNOWN_CURRENCY
 
 
 @dataclass(frozen=True)
 class Benchmark:
     industry: str
+    currency: str
     metric: str
     p25: float
     p50: float
@@ -123,21 +132,25 @@ def account_metrics(week: AccountWeek) -> dict[str, float]:
 
 
 def compute_benchmarks(weeks: Iterable[AccountWeek]) -> dict[str, list[Benchmark]]:
-    """Benchmarks by industry (every industry with an account, even without any metric)."""
-    samples: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    """Benchmarks by industry (every industry with an account, even without any metric), one
+    sample per (industry, currency, metric): money metrics never mix currencies."""
+    samples: dict[str, dict[tuple[str, str], list[float]]] = defaultdict(lambda: defaultdict(list))
     for week in weeks:
         by_metric = samples[week.industry]
         for metric, value in account_metrics(week).items():
-            by_metric[metric].append(value)
+            by_metric[(week.currency, metric)].append(value)
     out: dict[str, list[Benchmark]] = {}
     for industry in sorted(samples):
         found: list[Benchmark] = []
-        for metric in BENCHMARK_METRICS:
-            values = samples[industry].get(metric)
-            if not values:
-                continue
-            p25, p50, p75 = (percentile_cont(values, q) for q in QUANTILES)
-            found.append(Benchmark(industry, metric, p25, p50, p75, sample_size=len(values)))
+        for currency in sorted({c for c, _ in samples[industry]}):
+            for metric in BENCHMARK_METRICS:
+                values = samples[industry].get((currency, metric))
+                if not values:
+                    continue
+                p25, p50, p75 = (percentile_cont(values, q) for q in QUANTILES)
+                found.append(
+                    Benchmark(industry, currency, metric, p25, p50, p75, sample_size=len(values))
+                )
         out[industry] = found
     return out
 
@@ -155,6 +168,7 @@ async def load_weeks(conn: AsyncConnection, start: date, end: date) -> list[Acco
         select(
             insights.c.ad_account_id,
             accounts.c.industry,
+            insights.c.currency,
             func.sum(insights.c.spend).label("spend"),
             func.sum(insights.c.impressions).label("impressions"),
             func.sum(insights.c.clicks).label("clicks"),
@@ -164,7 +178,7 @@ async def load_weeks(conn: AsyncConnection, start: date, end: date) -> list[Acco
             insights.outerjoin(accounts, accounts.c.meta_ad_account_id == insights.c.ad_account_id)
         )
         .where(insights.c.date >= start, insights.c.date <= end)
-        .group_by(insights.c.ad_account_id, accounts.c.industry)
+        .group_by(insights.c.ad_account_id, accounts.c.industry, insights.c.currency)
         .order_by(insights.c.ad_account_id)
     )
     return [
@@ -175,6 +189,7 @@ async def load_weeks(conn: AsyncConnection, start: date, end: date) -> list[Acco
             impressions=int(row.impressions or 0),
             clicks=int(row.clicks or 0),
             conversions=_decimal(row.conversions),
+            currency=(row.currency or "").strip() or UNKNOWN_CURRENCY,
         )
         for row in await conn.execute(statement)
     ]
@@ -185,6 +200,7 @@ def _rows(week_start: date, found: list[Benchmark], now: datetime) -> list[dict[
         {
             "week_start": week_start,
             "industry": b.industry,
+            "currency": b.currency,
             "metric": b.metric,
             "p25": b.p25,
             "p50": b.p50,
@@ -196,8 +212,56 @@ def _rows(week_start: date, found: list[Benchmark], now: datetime) -> list[dict[
     ]
 
 
+async def stale_weeks(conn: AsyncConnection, before: date) -> list[date]:
+    """Week starts before ``before`` whose insights were collected after their benchmarks
+    were computed (a restatement or a backfill rewrote them), oldest first. Two small reads:
+    the benchmarked weeks, then the newest ``collected_at`` per insight day from the oldest."""
+    table = weekly_benchmarks
+    computed = {
+        row.week_start: row.computed
+        for row in await conn.execute(
+            select(table.c.week_start, func.min(table.c.computed_at).label("computed"))
+            .where(table.c.week_start < before)
+            .group_by(table.c.week_start)
+        )
+    }
+    if not computed:
+        return []
+    insights = meta_daily_insights
+    collected = {
+        row.date: row.collected
+        for row in await conn.execute(
+            select(insights.c.date, func.max(insights.c.collected_at).label("collected"))
+            .where(insights.c.date >= min(computed), insights.c.date < before + timedelta(days=6))
+            .group_by(insights.c.date)
+        )
+    }
+    return [
+        start
+        for start, at in sorted(computed.items())
+        if any(
+            (seen := collected.get(start + timedelta(days=i))) is not None and seen > at
+            for i in range(7)
+        )
+    ]
+
+
 async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
-    week_start, week_end = week_window(day)
+    week_start, _ = week_window(day)
+    try:
+        async with ctx.engine.connect() as conn:
+            restated = await stale_weeks(conn, week_start)
+    except Exception as exc:
+        raise storage_error("could not read which weeks' insights changed", exc) from exc
+    for start in restated:
+        log.info("recomputing the benchmarks of the week of %s: its insights changed", start)
+        await compute_week(ctx, start, run, label=f"week of {start.isoformat()}, ")
+    await compute_week(ctx, week_start, run)
+
+
+async def compute_week(ctx: JobContext, week_start: date, run: RunTracker, label: str = "") -> None:
+    """Compute and store the benchmarks of the week that starts on ``week_start``."""
+    week_end = week_start + timedelta(days=6)
     table = weekly_benchmarks
     try:
         async with ctx.engine.connect() as conn:
@@ -230,13 +294,15 @@ async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
                 delete(table).where(
                     table.c.week_start == week_start,
                     table.c.industry == industry,
-                    table.c.metric.not_in([b.metric for b in found]),
+                    tuple_(table.c.currency, table.c.metric).not_in(
+                        [(b.currency, b.metric) for b in found]
+                    ),
                 )
             )
             written = await upsert(conn, table, _rows(week_start, found, ctx.clock()))
         run.stored(written)
 
     def failed(industry: str, exc: Exception) -> None:
-        run.skip(f"industry {industry}", describe_failure(exc))
+        run.skip(f"{label}industry {industry}", describe_failure(exc))
 
     await for_each(sorted(by_industry), store, limit=1, on_error=failed)

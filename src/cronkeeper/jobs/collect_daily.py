@@ -1,20 +1,31 @@
-"""collect-daily: yesterday's Meta insights, one row per ad account (unit: one ad account).
+"""collect-daily: Meta insights of each ad account's last days, one row per account and day
+(unit: one ad account).
 
 Accounts come from ``META_AD_ACCOUNT_IDS`` when it is set, else from the active rows of
-``accounts`` (filled by sync-notion). Each account is one call chain (its pages and its
-retries) and one transaction; at most ``CRONKEEPER_CONCURRENCY`` accounts have a request in
-flight, and an account waiting out a 429 or a retry wait gives its slot to the next one.
+``accounts`` (filled by sync-notion). Each account is one unit: its details, one request chain
+and one transaction; at most ``CRONKEEPER_CONCURRENCY`` accounts have a request in flight, and
+an account waiting out a 429 or a retry wait gives its slot to the next one.
+
+Which days: Meta counts an account's day in the account's own ``timezone_name``, read from
+``GET /act_{id}`` and kept in ``meta_account_details`` (read again at most once a day). A run
+without a date collects up to each account's own yesterday; ``--date D`` means D in each
+account's zone, but a day that has not ended there yet is left for a later run. Meta revises
+a day's figures for 28 days, so every run re-reads the last ``META_LOOKBACK_DAYS`` days up to
+that day in one request chain (``time_increment=1``) and overwrites them: stored conversions
+are corrected by the following runs.
 
 An account that still fails after its retries (HTTP, throttling, an expired token, a
-malformed page) is skipped and named in the run's message; nothing of it is written, and the
-other accounts carry on. A write that fails is a skipped account too. An account for which
-Meta has no row (no delivery that day) is stored with 0 records: there is nothing to write.
+malformed page, unreadable details) is skipped and named in the run's message; nothing of it
+is written, and the other accounts carry on. A write that fails is a skipped account too. A
+day Meta has no row for (no delivery) is simply absent.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import select
 
 from cronkeeper.jobs._common import (
     Slots,
@@ -24,13 +35,16 @@ from cronkeeper.jobs._common import (
     sleep_outside,
     storage_error,
 )
-from cronkeeper.jobs.base import JobContext
+from cronkeeper.jobs.base import JobContext, lookback, source_day
 from cronkeeper.ledger import RunTracker
-from cronkeeper.sources import MetaClient, MetaInsight
-from cronkeeper.storage.schema import accounts, meta_daily_insights
+from cronkeeper.sources import AccountDetails, MetaClient, MetaInsight
+from cronkeeper.storage.schema import accounts, meta_account_details, meta_daily_insights
 from cronkeeper.storage.upsert import upsert
 
-__all__ = ["ad_accounts", "insight_row", "run"]
+__all__ = ["DETAILS_MAX_AGE", "ad_accounts", "insight_row", "run", "stored_details"]
+
+DETAILS_MAX_AGE = timedelta(days=1)
+"""Account details younger than this are used as stored; older ones are read again."""
 
 
 async def ad_accounts(ctx: JobContext) -> list[str]:
@@ -47,7 +61,38 @@ async def ad_accounts(ctx: JobContext) -> list[str]:
     )
 
 
-def insight_row(insight: MetaInsight, collected_at: datetime) -> dict[str, object]:
+async def stored_details(
+    ctx: JobContext, ids: list[str]
+) -> dict[str, tuple[AccountDetails, datetime]]:
+    """The stored details of ``ids`` with when they were read (one query)."""
+    table = meta_account_details
+    try:
+        async with ctx.engine.connect() as conn:
+            result = await conn.execute(select(table).where(table.c.ad_account_id.in_(ids)))
+            return {
+                r.ad_account_id: (
+                    AccountDetails(r.ad_account_id, r.name, r.timezone_name, r.currency),
+                    r.fetched_at,
+                )
+                for r in result
+            }
+    except Exception as exc:
+        raise storage_error("could not read the ad accounts' details", exc) from exc
+
+
+def details_row(details: AccountDetails, fetched_at: datetime) -> dict[str, object]:
+    return {
+        "ad_account_id": details.ad_account_id,
+        "name": details.name,
+        "timezone_name": details.timezone_name,
+        "currency": details.currency,
+        "fetched_at": fetched_at,
+    }
+
+
+def insight_row(
+    insight: MetaInsight, collected_at: datetime, currency: str | None = None
+) -> dict[str, object]:
     """The ``meta_daily_insights`` row of one account-day (money stays Decimal)."""
     return {
         "ad_account_id": insight.ad_account_id,
@@ -57,7 +102,8 @@ def insight_row(insight: MetaInsight, collected_at: datetime) -> dict[str, objec
         "clicks": insight.clicks,
         "reach": insight.reach,
         "conversions": insight.conversions,
-        "currency": insight.currency,
+        "leads": insight.leads,
+        "currency": insight.currency or currency,
         "collected_at": collected_at,
     }
 
@@ -68,19 +114,37 @@ async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
     http = dataclasses.replace(ctx.http, sleep=sleep_outside(slots, ctx.http.sleep))
     client = MetaClient.from_settings(http, ctx.settings)
     ids = await ad_accounts(ctx)
+    known = await stored_details(ctx, ids)
+    now = ctx.clock()
 
     async def collect(account: str) -> None:
-        insight = await client.daily_insights(account, day)
-        if insight is None:
-            run.stored(0)
-            return
+        stored = known.get(account)
+        fresh: AccountDetails | None = None
+        if stored is not None and now - stored[1] < DETAILS_MAX_AGE:
+            details = stored[0]
+        else:
+            try:
+                details = fresh = await client.account_details(account)
+            except Exception as exc:
+                run.skip(
+                    f"act_{account}",
+                    "could not read its time zone and currency (GET act_"
+                    f"{account}?fields=name,timezone_name,currency), so its days are unknown: "
+                    f"{describe_failure(exc)}",
+                )
+                return
+        end = source_day(now, details.zone, day, explicit=ctx.explicit_day)
+        since, until = lookback(end, ctx.settings.meta_lookback_days)
+        insights = await client.insights(account, since, until)
+        collected_at = ctx.clock()
+        rows = [insight_row(i, collected_at, details.currency) for i in insights]
         try:
             async with ctx.engine.begin() as conn:
-                written = await upsert(
-                    conn, meta_daily_insights, [insight_row(insight, ctx.clock())]
-                )
+                written = await upsert(conn, meta_daily_insights, rows)
+                if fresh is not None:
+                    await upsert(conn, meta_account_details, [details_row(fresh, collected_at)])
         except Exception as exc:
-            raise storage_error("fetched, but could not store the row", exc) from exc
+            raise storage_error("fetched, but could not store the rows", exc) from exc
         run.stored(written)
 
     def failed(account: str, exc: Exception) -> None:

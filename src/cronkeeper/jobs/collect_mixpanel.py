@@ -1,10 +1,14 @@
-"""collect-mixpanel: yesterday's counts of the configured events (unit: one Mixpanel project).
+"""collect-mixpanel: the configured events' daily counts (unit: one Mixpanel project).
 
 Projects come from ``MIXPANEL_PROJECT_ID`` (a comma list) when it is set, else from the
-distinct Mixpanel project ids of the active accounts. One query per project and day, all the
-configured events at once; the Query API allows 60 an hour, so at most two projects are
-queried at a time. Every configured event gets a row, absent ones with a count of 0, so a
-re-run overwrites a stale count instead of leaving it behind.
+distinct Mixpanel project ids of the active accounts. Each project counts its days in its own
+time zone (``MIXPANEL_PROJECT_TIMEZONES``, else ``CRONKEEPER_TIMEZONE``): a run without a date
+collects up to the project's own yesterday, ``--date D`` means D there, and a day not ended
+there is left for a later run. One range query per project re-reads the last
+``MIXPANEL_LOOKBACK_DAYS`` days (late events still arrive) with all the configured events at
+once; the Query API allows 60 queries an hour per project, so at most two projects are
+queried at a time. Every configured event gets a row per day, absent ones with a count of 0,
+so a re-run overwrites a stale count instead of leaving it behind.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from datetime import date
 
 from cronkeeper.errors import ConfigError
 from cronkeeper.jobs._common import configured_or_active, describe_failure, for_each, storage_error
-from cronkeeper.jobs.base import JobContext
+from cronkeeper.jobs.base import JobContext, lookback, source_day
 from cronkeeper.ledger import RunTracker
 from cronkeeper.sources import MixpanelClient
 from cronkeeper.storage.schema import accounts, mixpanel_daily_events
@@ -47,9 +51,13 @@ async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
         )
     client = MixpanelClient.from_settings(ctx.http, ctx.settings)
     ids = await projects(ctx)
+    started = ctx.clock()
 
     async def collect(project: str) -> None:
-        counts = await client.event_counts(project, events, day)
+        zone = ctx.settings.mixpanel_zone(project)
+        end = source_day(started, zone, day, explicit=ctx.explicit_day)
+        since, until = lookback(end, ctx.settings.mixpanel_lookback_days)
+        counts = await client.event_counts(project, events, since, until)
         now = ctx.clock()
         rows = [
             {

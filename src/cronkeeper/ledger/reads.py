@@ -163,8 +163,11 @@ def last_started_statement(cron_name: str, day: date) -> Select[Any]:
     )
 
 
-def done_dates_statement(cron_name: str, since: date, until: date) -> Select[Any]:
-    """The report dates in ``[since, until]`` that ``cron_name`` has a ``success`` run for."""
+def done_dates_statement(
+    cron_name: str, since: date, until: date, *, with_rows: bool = False
+) -> Select[Any]:
+    """The report dates in ``[since, until]`` that ``cron_name`` has a ``success`` run for
+    (``with_rows``: one that wrote at least one row)."""
     return (
         select(cron_runs.c.report_date)
         .distinct()
@@ -172,5 +175,6 @@ def done_dates_statement(cron_name: str, since: date, until: date) -> Select[Any
             cron_runs.c.cron_name == cron_name,
             cron_runs.c.status == "success",
             cron_runs.c.report_date.between(since, until),
+            *([cron_runs.c.records_count > 0] if with_rows else []),
         )
     )

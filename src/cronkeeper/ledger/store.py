@@ -375,15 +375,20 @@ class Ledger:
 
         return await self._read(fetch)
 
-    async def done_dates(self, cron_name: str, since: date, until: date) -> set[date]:
-        """The dates in ``[since, until]`` that ``cron_name`` has a ``success`` run recorded for.
+    async def done_dates(
+        self, cron_name: str, since: date, until: date, *, with_rows: bool = False
+    ) -> set[date]:
+        """The dates in ``[since, until]`` that ``cron_name`` has a ``success`` run recorded for
+        (``with_rows``: one that wrote at least one row, as a benchmarks week must).
 
         Raises :class:`StorageError` when the ledger cannot be read: without it nothing can be
         skipped, and a backfill that cannot record its runs should not start either.
         """
 
         async def fetch(conn: AsyncConnection) -> set[date]:
-            result = await conn.execute(done_dates_statement(cron_name, since, until))
+            result = await conn.execute(
+                done_dates_statement(cron_name, since, until, with_rows=with_rows)
+            )
             return {row[0] for row in result}
 
         return await self._read(

@@ -1,10 +1,20 @@
-"""Re-collect a range of dates, one ledger run per date, resumable.
+"""Re-collect a range of dates in as few runs as the jobs allow, resumable.
 
-A date is *done* when the job has a ``success`` run recorded for it (``cron_runs.report_date``);
-a re-run skips done dates, so an interrupted backfill (Ctrl-C, a lost pod, a job already
-running elsewhere) is resumed by running the same command again. ``partial`` and ``error``
-dates are not done: the next run retries them. ``force`` re-runs every date; the jobs write
-with idempotent upserts, so that changes no row count.
+Each job reads a window ending on its run date, so a backfill plans one run per window, not
+per date (:func:`plan_runs`): collect-daily one run per ``META_LOOKBACK_DAYS`` days (each run
+is one Meta request chain per account: a 90-day backfill is ⌈90/28⌉ = 4 chains per account,
+not 90), collect-mixpanel one per ``MIXPANEL_LOOKBACK_DAYS`` days (one range query per
+project: the Query API allows 60 an hour), sync-notion once (the registry has no dates), and
+collect-benchmarks once per week that ends on a Sunday inside the range (the week the Monday
+schedule computes).
+
+A run date is *done* when the job has a ``success`` run recorded for it
+(``cron_runs.report_date``) — for collect-benchmarks only one that wrote rows, since a week
+computed before its insights existed must be computed again. A re-run skips done run dates,
+so an interrupted backfill (Ctrl-C, a lost pod, a job already running elsewhere) is resumed by
+running the same command again. ``partial`` and ``error`` runs are not done: the next run
+retries them. ``force`` re-runs everything; the jobs write with idempotent upserts, so that
+changes no row count.
 
 Policy: a date that ends ``error`` or ``partial`` is reported and the backfill goes on (one
 bad day of an API should not block thirty good ones); a job already running elsewhere stops
@@ -15,6 +25,7 @@ a day that is not over would record it as done with half its data.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -31,6 +42,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from cronkeeper.config import Settings
 from cronkeeper.errors import AlreadyRunning, UnknownJob
 from cronkeeper.jobs.base import report_date
 from cronkeeper.ops.scheduler import RunJob
@@ -46,6 +58,7 @@ __all__ = [
     "backfill",
     "date_range",
     "make_progress",
+    "plan_runs",
 ]
 
 log = logging.getLogger("cronkeeper.ops.backfill")
@@ -66,11 +79,16 @@ class DateOutcome:
     records_count: int = 0
     error_message: str | None = None
     run_id: str | None = None
+    since: date | None = None
+    """The first date the run covers (its window), when that is not ``day`` alone."""
 
     def line(self, job: str, position: int, total: int) -> str:
         """The plain progress line: ``2026-11-01 collect-daily success 120 records (3/30)``."""
         where = f"({position}/{total})"
-        head = f"{self.day.isoformat()} {job}"
+        covered = self.day.isoformat()
+        if self.since is not None and self.since != self.day:
+            covered = f"{self.since.isoformat()}…{covered}"
+        head = f"{covered} {job}"
         if self.status == "skipped":
             return f"{head} skipped: already collected {where}"
         if self.status == "busy":
@@ -88,10 +106,12 @@ class BackfillReport:
     until: date
     force: bool
     outcomes: list[DateOutcome] = field(default_factory=list)
+    runs: int | None = None
+    """How many runs were planned (default: one per date of the range)."""
 
     @property
     def total(self) -> int:
-        return (self.until - self.since).days + 1
+        return self.runs if self.runs is not None else (self.until - self.since).days + 1
 
     def with_status(self, *statuses: OutcomeStatus) -> list[DateOutcome]:
         return [o for o in self.outcomes if o.status in statuses]
@@ -131,7 +151,7 @@ class BackfillReport:
         if self.stopped_at is not None:
             left = self.total - len(self.outcomes) + 1
             text += (
-                f"; stopped at {self.stopped_at.isoformat()} ({left} date(s) left): "
+                f"; stopped at {self.stopped_at.isoformat()} ({left} run(s) left): "
                 "the job is running elsewhere, run the same command again later"
             )
         return text
@@ -146,6 +166,7 @@ class BackfillReport:
             "dates": [
                 {
                     "date": o.day.isoformat(),
+                    "since": (o.since or o.day).isoformat(),
                     "status": o.status,
                     "recordsCount": o.records_count,
                     "errorMessage": o.error_message,
@@ -235,6 +256,26 @@ def date_range(since: date, until: date) -> list[date]:
     return [since + timedelta(days=i) for i in range((until - since).days + 1)]
 
 
+def plan_runs(settings: Settings, job: str, since: date, until: date) -> list[tuple[date, date]]:
+    """The runs that cover ``since`` … ``until``: ``(first date covered, run date)`` each.
+
+    A run for date D re-reads the job's window ending on D, so consecutive windows tile the
+    range; the last one is shorter when the range is not a multiple of the window.
+    """
+    if job == "sync-notion":
+        return [(since, until)]
+    if job == "collect-benchmarks":
+        return [
+            (day - timedelta(days=6), day) for day in date_range(since, until) if day.weekday() == 6
+        ]
+    size = {
+        "collect-daily": settings.meta_lookback_days,
+        "collect-mixpanel": settings.mixpanel_lookback_days,
+    }.get(job, 1)
+    starts = date_range(since, until)[::size]
+    return [(start, min(start + timedelta(days=size - 1), until)) for start in starts]
+
+
 async def backfill(
     service: Service,
     job: str,
@@ -245,7 +286,8 @@ async def backfill(
     run: RunJob = run_job,
     progress: BackfillProgress | None = None,
 ) -> BackfillReport:
-    """Run ``job`` once per date from ``since`` to ``until`` (default: yesterday), in order.
+    """Run ``job`` over ``since`` … ``until`` (default: yesterday) in the runs
+    :func:`plan_runs` gives, in date order.
 
     Raises :class:`UnknownJob`, ``ValueError`` for a range that is empty or not over yet, and
     :class:`StorageError` when the ledger cannot say which dates are done.
@@ -260,19 +302,22 @@ async def backfill(
         check_report_date(day, last_complete, service.settings.timezone)
     if since > until:
         raise ValueError(f"--since {since} is after --until {until}")
-    days = date_range(since, until)
-    done = set() if force else await service.ledger.done_dates(job, since, until)
-    report = BackfillReport(job, since, until, force)
+    runs = plan_runs(service.settings, job, since, until)
+    with_rows = job == "collect-benchmarks"
+    done = (
+        set() if force else await service.ledger.done_dates(job, since, until, with_rows=with_rows)
+    )
+    report = BackfillReport(job, since, until, force, runs=len(runs))
     if progress is not None:
-        progress.start(job, len(days))
+        progress.start(job, len(runs))
     try:
-        for position, day in enumerate(days, 1):
+        for position, (first, day) in enumerate(runs, 1):
             if day in done:
-                outcome = DateOutcome(day, "skipped")
+                outcome = DateOutcome(day, "skipped", since=first)
             else:
                 if progress is not None:
                     progress.running(day)
-                outcome = await _run_one(service, job, day, run)
+                outcome = dataclasses.replace(await _run_one(service, job, day, run), since=first)
             report.outcomes.append(outcome)
             if progress is not None:
                 progress.advance(outcome, position)

@@ -16,7 +16,13 @@ Fault order per request of a unit key: its script (one entry per request), then 
 """
 
 from cronkeeper.sandbox._asgi import Simulator
-from cronkeeper.sandbox.data import DEFAULT_CONVERSION_ACTIONS, MetaDay, meta_day, mixpanel_count
+from cronkeeper.sandbox.data import (
+    DEFAULT_CONVERSION_ACTIONS,
+    DEFAULT_LEAD_ACTIONS,
+    MetaDay,
+    meta_day,
+    mixpanel_count,
+)
 from cronkeeper.sandbox.demo import DemoCredentials, DemoEndpoints, DemoWorld, demo_world
 from cronkeeper.sandbox.faults import Fault, FaultKind, FaultMix, FaultPlan, MalformedMode
 from cronkeeper.sandbox.log import RequestLog, RequestRecord
@@ -31,6 +37,7 @@ from cronkeeper.sandbox.server import SandboxServerError, serve_app, serve_apps
 
 __all__ = [
     "DEFAULT_CONVERSION_ACTIONS",
+    "DEFAULT_LEAD_ACTIONS",
     "NOTION_VERSION",
     "DemoCredentials",
     "DemoEndpoints",

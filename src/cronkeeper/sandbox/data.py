@@ -8,25 +8,30 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
+from cronkeeper.config import DEFAULT_CONVERSION_TYPES, DEFAULT_LEAD_TYPES
 from cronkeeper.sandbox.faults import stable_fraction
 
 __all__ = [
     "DEFAULT_CONVERSION_ACTIONS",
+    "DEFAULT_LEAD_ACTIONS",
+    "RESTATEMENT_DAYS",
     "MetaDay",
     "date_range",
     "meta_day",
     "mixpanel_count",
 ]
 
-#: The action types the spec counts as conversions by default.
-DEFAULT_CONVERSION_ACTIONS: tuple[str, ...] = (
-    "purchase",
-    "offsite_conversion.fb_pixel_purchase",
-    "lead",
-)
+#: The precedence lists the collector uses by default (first type present wins).
+DEFAULT_CONVERSION_ACTIONS: tuple[str, ...] = DEFAULT_CONVERSION_TYPES
+DEFAULT_LEAD_ACTIONS: tuple[str, ...] = DEFAULT_LEAD_TYPES
+
+
+RESTATEMENT_DAYS = 28
+"""Meta: insights "do not change after 28 days of being reported" (Insights API best
+practices); before that, late conversions keep arriving."""
 
 
 def date_range(since: date, until: date) -> list[date]:
@@ -56,8 +61,44 @@ class MetaDay:
         return sum(v for t, v in self.actions if t == action_type)
 
     def conversions(self, action_types: Iterable[str] = DEFAULT_CONVERSION_ACTIONS) -> int:
-        wanted = set(action_types)
-        return sum(v for t, v in self.actions if t in wanted)
+        """The value of the first of ``action_types`` present (Meta's types overlap)."""
+        present = dict(self.actions)
+        return next((present[t] for t in action_types if t in present), 0)
+
+    def leads(self, action_types: Iterable[str] = DEFAULT_LEAD_ACTIONS) -> int:
+        return self.conversions(action_types)
+
+    def as_of(self, local_now: datetime) -> MetaDay | None:
+        """This day's row as Meta reports it at ``local_now`` (the account's own zone).
+
+        A day not begun has no row; today's row holds the share of the day elapsed; a complete
+        day's conversions and leads grow from half their final value to all of it over
+        :data:`RESTATEMENT_DAYS` days (late, attributed conversions), then never change.
+        """
+        today = local_now.date()
+        if self.date_start > today:
+            return None
+        if self.date_start == today:
+            midnight = local_now.replace(hour=0, minute=0, second=0, microsecond=0)
+            elapsed = (local_now - midnight).total_seconds() / 86_400
+            return self._scaled(elapsed, elapsed)
+        age = (today - self.date_stop).days
+        if age >= RESTATEMENT_DAYS:
+            return self
+        return self._scaled(1.0, 0.5 + 0.5 * age / RESTATEMENT_DAYS)
+
+    def _scaled(self, delivery: float, conversions: float) -> MetaDay:
+        return replace(
+            self,
+            spend_cents=round(self.spend_cents * delivery),
+            impressions=round(self.impressions * delivery),
+            clicks=round(self.clicks * delivery),
+            reach=round(self.reach * delivery),
+            actions=tuple(
+                (t, round(v * (delivery if t == "link_click" else conversions)))
+                for t, v in self.actions
+            ),
+        )
 
     def split(self, parts: int) -> list[MetaDay]:
         """``parts`` rows with the same dates whose metrics sum exactly to this row's."""
@@ -140,10 +181,23 @@ def meta_day(account_id: str, day: date, *, seed: int = 0, currency: str = "USD"
     cpm_cents = 200 + 2_800 * u("cpm")
     spend_cents = round(impressions * cpm_cents / 1000)
     reach = round(impressions * (0.55 + 0.4 * u("reach")))
+    purchases = round(clicks * 0.08 * u("purchase"))
+    leads = round(clicks * 0.05 * u("lead"))
+    # Meta reports one purchase under several nested action types with the same value:
+    # omni_purchase (website + app + offline), purchase, and the pixel's
+    # offsite_conversion.fb_pixel_purchase; leads likewise (lead, the pixel's
+    # offsite_conversion.fb_pixel_lead). Source: Meta Marketing API, Ads Action Stats
+    # (https://developers.facebook.com/docs/marketing-api/reference/ads-action-stats/).
+    # Some days have no omni_ type and some no pixel, so precedence matters.
+    omni = u("omni") < 0.8
+    pixel = u("pixel") < 0.7
     actions = (
-        ("purchase", round(clicks * 0.08 * u("purchase"))),
-        ("lead", round(clicks * 0.05 * u("lead"))),
         ("link_click", round(clicks * (0.6 + 0.3 * u("link_click")))),
+        ("omni_purchase", purchases if omni else 0),
+        ("purchase", purchases),
+        ("offsite_conversion.fb_pixel_purchase", purchases if pixel else 0),
+        ("lead", leads),
+        ("offsite_conversion.fb_pixel_lead", leads if pixel else 0),
     )
     return MetaDay(
         account_id=account_id,

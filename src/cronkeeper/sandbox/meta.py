@@ -1,9 +1,18 @@
-"""A local Meta Marketing API: ``GET /{version}/act_{id}/insights`` at ``level=account``.
+"""A local Meta Marketing API: ``GET /{version}/act_{id}/insights`` at ``level=account`` and
+the account's details, ``GET /{version}/act_{id}?fields=name,timezone_name,currency``.
 
 Answers like the Graph API: numbers as strings, ``paging.next`` as an absolute URL that carries
 every original parameter (the access token included) plus ``after``, errors as
 ``{"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}`` with HTTP 400.
-The unit key of a request is the ad account id without ``act_``.
+The unit key of an insights request is the ad account id without ``act_``; a details request's
+key is ``details:{id}`` (so faults scripted for an account hit its insights, not its details).
+
+With a ``clock`` the figures are Meta's as of that instant, in the account's own time zone
+(``timezone_name``: Meta counts an account's day there; airbyte source-facebook-marketing,
+``_get_end_date_for_account``): a day not begun has no row, today's row holds only the hours
+elapsed, and conversions and leads keep growing for 28 days after a day ("Insights ... do not
+change after 28 days of being reported", Meta's Insights API best practices). Without a clock
+every day is final (what :meth:`MetaSimulator.expected` returns).
 """
 
 from __future__ import annotations
@@ -13,10 +22,11 @@ import binascii
 import hmac
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from cronkeeper.sandbox._asgi import (
     Reply,
@@ -32,6 +42,10 @@ from cronkeeper.sandbox.faults import Fault, FaultMix
 __all__ = ["MetaAccount", "MetaSimulator"]
 
 _PATH = re.compile(r"^/(?P<version>v\d+\.\d+)/act_(?P<id>[^/]+)/insights/?$")
+_DETAILS = re.compile(r"^/(?P<version>v\d+\.\d+)/act_(?P<id>[^/]+)/?$")
+DETAILS_KEY = "details:"
+DEFAULT_PAGE_SIZE = 25
+"""Rows per page without ``limit`` (Graph API cursor paging; Meta's ``limit`` parameter)."""
 _STATUS_MESSAGES = {
     408: "Request timed out",
     429: "Too many requests",
@@ -52,14 +66,17 @@ class MetaAccount:
     """One ad account the simulator knows.
 
     ``pages`` > 1 splits each day's row over that many pages (same ``date_start``, metrics
-    summing to the day's totals; only the last page lacks ``paging.next``). ``no_delivery``
-    answers ``{"data": []}`` as Meta does for an account that spent nothing.
+    summing to the day's totals, one part per page; only the last page lacks
+    ``paging.next``). ``no_delivery`` answers ``{"data": []}`` as Meta does for an account
+    that spent nothing. ``timezone_name`` is where the account's days begin and end.
     """
 
     account_id: str
     currency: str = "USD"
     pages: int = 1
     no_delivery: bool = False
+    timezone_name: str = "UTC"
+    name: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "account_id", strip_act(self.account_id))
@@ -67,6 +84,7 @@ class MetaAccount:
             raise ValueError(f"a Meta ad account id is digits, got {self.account_id!r}")
         if self.pages < 1:
             raise ValueError("pages must be >= 1")
+        ZoneInfo(self.timezone_name)  # a bad zone fails here, not in a request
 
 
 class MetaSimulator(Simulator):
@@ -86,9 +104,11 @@ class MetaSimulator(Simulator):
         scripts: Mapping[str | int, Sequence[Fault | None]] | None = None,
         always: Mapping[str | int, Fault] | None = None,
         mix: FaultMix | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.access_token = access_token
         self.seed = seed
+        self.clock = clock
         self.accounts: dict[str, MetaAccount] = {}
         for account in accounts:
             acc = account if isinstance(account, MetaAccount) else MetaAccount(str(account))
@@ -99,16 +119,28 @@ class MetaSimulator(Simulator):
         return strip_act(key)
 
     def expected(self, account_id: str | int, day: date) -> MetaDay:
-        """The day's totals the simulator serves for that account (what a collector stores)."""
+        """The day's final totals for that account (what Meta reports once 28 days passed)."""
         acc_id = strip_act(account_id)
         currency = self.accounts[acc_id].currency if acc_id in self.accounts else "USD"
         return meta_day(acc_id, day, seed=self.seed, currency=currency)
+
+    def served(self, account_id: str | int, day: date) -> MetaDay | None:
+        """The row the simulator answers for that day right now (``None``: no row yet)."""
+        acc_id = strip_act(account_id)
+        final = self.expected(acc_id, day)
+        if self.clock is None:
+            return final
+        zone = ZoneInfo(self.accounts[acc_id].timezone_name if acc_id in self.accounts else "UTC")
+        return final.as_of(self.clock().astimezone(zone))
 
     # -- Simulator ----------------------------------------------------------------------------
 
     def route_key(self, request: SimRequest) -> str | None:
         match = _PATH.match(request.path)
-        return match["id"] if match else None
+        if match:
+            return match["id"]
+        details = _DETAILS.match(request.path)
+        return f"{DETAILS_KEY}{strip_act(details['id'])}" if details else None
 
     def status_reply(self, status: int) -> Reply:
         message = _STATUS_MESSAGES.get(status, f"HTTP {status}")
@@ -120,7 +152,7 @@ class MetaSimulator(Simulator):
         return json_reply(status, {"error": error})
 
     def handle(self, request: SimRequest, key: str | None) -> Reply:
-        match = _PATH.match(request.path)
+        match = _PATH.match(request.path) or _DETAILS.match(request.path)
         if match is None:
             return _error(400, 2500, f"Unknown path components: {request.path}")
         if request.method != "GET":
@@ -144,13 +176,19 @@ class MetaSimulator(Simulator):
                 subcode=33,
                 type_="GraphMethodException",
             )
+        if not request.path.rstrip("/").endswith("/insights"):
+            return self._details(account, request)
         level = request.query.get("level", "account")
         if level != "account":
             return _error(400, 100, f"(#100) The sandbox serves level=account only, not {level}")
         time_range = _parse_time_range(request.query.get("time_range"))
         if time_range is None:
             return _error(400, 100, "(#100) Must be a valid time_range: {since, until}")
-        parts = self._parts(account, *time_range, request.query.get("time_increment"))
+        rows = self._parts(account, *time_range, request.query.get("time_increment"))
+        size = _page_size(request.query.get("limit"), account)
+        if size is None:
+            return _error(400, 100, "(#100) limit must be a positive integer")
+        parts = [rows[i : i + size] for i in range(0, len(rows), size)]
         fields = _parse_fields(request.query.get("fields"))
         index = 0
         if "after" in request.query or "before" in request.query:
@@ -172,7 +210,8 @@ class MetaSimulator(Simulator):
             query = [(k, v) for k, v in request.query_items if k not in ("after", "before")]
             query.append(("before", cursor))
             paging["previous"] = f"{request.base_url}{request.path}?{urlencode(query)}"
-        return json_reply(200, {"data": [parts[index].to_row(fields)], "paging": paging}, [usage])
+        data = [part.to_row(fields) for part in parts[index]]
+        return json_reply(200, {"data": data, "paging": paging}, [usage])
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -185,15 +224,29 @@ class MetaSimulator(Simulator):
             return False
         return hmac.compare_digest(token.encode(), self.access_token.encode())
 
+    def _details(self, account: MetaAccount, request: SimRequest) -> Reply:
+        """``GET /act_{id}``: the ad account node (facebook-python-business-sdk ``AdAccount``
+        fields ``name``, ``timezone_name``, ``currency``; ``id`` always, with ``act_``)."""
+        node: dict[str, object] = {
+            "name": account.name or f"Sandbox account {account.account_id}",
+            "timezone_name": account.timezone_name,
+            "currency": account.currency,
+        }
+        fields = _parse_fields(request.query.get("fields"))
+        if fields is not None:
+            node = {k: v for k, v in node.items() if k in fields}
+        node["id"] = f"act_{account.account_id}"
+        return json_reply(200, node)
+
     def _parts(
         self, account: MetaAccount, since: date, until: date, increment: str | None
     ) -> list[MetaDay]:
         if account.no_delivery:
             return []
-        days = [
-            meta_day(account.account_id, d, seed=self.seed, currency=account.currency)
-            for d in date_range(since, until)
-        ]
+        served = (self.served(account.account_id, d) for d in date_range(since, until))
+        days = [d for d in served if d is not None]
+        if not days:
+            return []
         rows = days if increment == "1" or len(days) == 1 else [MetaDay.total(days)]
         return [part for row in rows for part in row.split(account.pages)]
 
@@ -225,6 +278,13 @@ def _parse_time_range(raw: str | None) -> tuple[date, date] | None:
     if since > until or (until - since).days > 366:
         return None
     return since, until
+
+
+def _page_size(raw: str | None, account: MetaAccount) -> int | None:
+    """Rows per page: ``limit``, else 25; an account split over pages gets one part a page."""
+    if raw is None:
+        return 1 if account.pages > 1 else DEFAULT_PAGE_SIZE
+    return int(raw) if raw.isdigit() and int(raw) > 0 else None
 
 
 def _parse_fields(raw: str | None) -> set[str] | None:

@@ -2,6 +2,13 @@
 
 Clients use ``{base_url}/api/query`` as ``MIXPANEL_API_BASE``. The unit key of a request is its
 ``project_id``.
+
+With a ``clock``, counts are those of the project's own days (Mixpanel buckets ``unit=day`` in
+the project's time zone, ``MixpanelProject.timezone_name``): a day not begun there counts
+nothing yet and today only the share of the day elapsed. Without a clock every day is whole.
+With a clock the Query API's per-project limit is enforced too: a 61st query of a project
+within an hour is answered 429 ("A maximum of 5 concurrent queries and 60 queries per hour",
+scoped per project: https://docs.mixpanel.com/reference/rate-limits).
 """
 
 from __future__ import annotations
@@ -10,9 +17,10 @@ import base64
 import binascii
 import hmac
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from cronkeeper.sandbox._asgi import Reply, SimRequest, Simulator, json_reply
 from cronkeeper.sandbox.data import date_range, mixpanel_count
@@ -21,6 +29,7 @@ from cronkeeper.sandbox.faults import Fault, FaultMix
 __all__ = ["MixpanelProject", "MixpanelSimulator"]
 
 _PATH = "/api/query/events"
+QUERIES_PER_HOUR = 60
 _STATUS_MESSAGES = {
     408: "Request timed out",
     429: "Query rate limit exceeded",
@@ -37,6 +46,7 @@ class MixpanelProject:
 
     project_id: str
     absent_events: frozenset[str] = field(default_factory=frozenset)
+    timezone_name: str = "UTC"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "project_id", str(self.project_id).strip())
@@ -58,7 +68,10 @@ class MixpanelSimulator(Simulator):
         scripts: Mapping[str | int, Sequence[Fault | None]] | None = None,
         always: Mapping[str | int, Fault] | None = None,
         mix: FaultMix | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
+        self.clock = clock
+        self._queries: dict[str, list[datetime]] = {}
         self.service_account = service_account
         self.service_secret = service_secret
         self.seed = seed
@@ -76,6 +89,20 @@ class MixpanelSimulator(Simulator):
         if project is not None and event in project.absent_events:
             return 0
         return mixpanel_count(str(project_id), event, day, seed=self.seed)
+
+    def served_count(self, project_id: str | int, event: str, day: date) -> int:
+        """The count answered right now: whole days, today's share, nothing for later days."""
+        whole = self.expected_count(project_id, event, day)
+        project = self.projects.get(str(project_id))
+        if self.clock is None or project is None:
+            return whole
+        local = self.clock().astimezone(ZoneInfo(project.timezone_name))
+        if day > local.date():
+            return 0
+        if day == local.date():
+            midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+            return round(whole * (local - midnight).total_seconds() / 86_400)
+        return whole
 
     # -- Simulator ----------------------------------------------------------------------------
 
@@ -101,6 +128,8 @@ class MixpanelSimulator(Simulator):
         project = self.projects.get(key)
         if project is None:
             return _error(403, f"Permission denied: no access to project {key}")
+        if self._over_hourly_limit(key):
+            return _error(429, "Query rate limit exceeded: 60 queries per hour per project")
         events = _parse_events(request.query.get("event"))
         if events is None:
             return _error(400, "event must be a JSON list of event names")
@@ -119,15 +148,25 @@ class MixpanelSimulator(Simulator):
             return _error(400, "from_date must not be after to_date")
         days = [d.isoformat() for d in date_range(since, until)]
         values = {
-            event: {
-                d: mixpanel_count(key, event, date.fromisoformat(d), seed=self.seed) for d in days
-            }
+            event: {d: self.served_count(key, event, date.fromisoformat(d)) for d in days}
             for event in events
             if event not in project.absent_events
         }
         return json_reply(
             200, {"data": {"series": days, "values": values}, "legend_size": len(values)}
         )
+
+    def _over_hourly_limit(self, project: str) -> bool:
+        """Count this query; whether the project already had 60 in the last hour."""
+        if self.clock is None:
+            return False
+        now = self.clock()
+        recent = [t for t in self._queries.get(project, []) if (now - t).total_seconds() < 3600]
+        if len(recent) >= QUERIES_PER_HOUR:
+            self._queries[project] = recent
+            return True
+        self._queries[project] = [*recent, now]
+        return False
 
     def _authorised(self, header: str) -> bool:
         scheme, _, encoded = header.partition(" ")

@@ -8,9 +8,11 @@ field; clients add the request shape and paging on top of :class:`cronkeeper.htt
 from __future__ import annotations
 
 from cronkeeper.sources.meta import (
+    AccountDetails,
     MetaClient,
     MetaInsight,
     normalize_ad_account_id,
+    parse_account_details,
     parse_insights_page,
 )
 from cronkeeper.sources.mixpanel import MixpanelClient, MixpanelCount, parse_event_counts
@@ -24,6 +26,7 @@ from cronkeeper.sources.notion import (
 )
 
 __all__ = [
+    "AccountDetails",
     "MetaClient",
     "MetaInsight",
     "MixpanelClient",
@@ -34,6 +37,7 @@ __all__ = [
     "NotionProps",
     "SkippedPage",
     "normalize_ad_account_id",
+    "parse_account_details",
     "parse_event_counts",
     "parse_insights_page",
     "parse_query_page",

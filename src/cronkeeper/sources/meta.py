@@ -2,18 +2,32 @@
 
 The parser is pure (a decoded page in, records out); :class:`MetaClient` only walks the
 ``paging.next`` chain and adds the pages up. Meta sends every number as a string; a missing
-metric means nothing happened, so it counts as 0. Conversions are the sum of the ``actions``
-whose ``action_type`` is in the configured list.
+metric means nothing happened, so it counts as 0.
+
+Conversions (and leads) are the value of the *first* configured ``action_type`` present in the
+row's ``actions``, never a sum: Meta reports one purchase under several nested types with the
+same value (``omni_purchase`` = website + app + offline, ``purchase``,
+``offsite_conversion.fb_pixel_purchase``), so adding them counts it two or three times. Source:
+Meta Marketing API, Ads Action Stats, the ``action_type`` values
+(https://developers.facebook.com/docs/marketing-api/reference/ads-action-stats/); Meta's
+insights guide warns that action types nest (``link_click`` inside ``post_engagement`` inside
+``page_engagement``), so the ``actions`` list is never to be totalled.
+
+Requests send ``use_unified_attribution_setting=true`` so that attributed values follow each ad
+set's own attribution setting, as Ads Manager shows them (a documented ``bool`` parameter of
+``GET /act_{id}/insights``: Meta's Ad Account Insights reference, and ``AdAccount.get_insights``
+``param_types`` in facebook-python-business-sdk ``facebook_business/adobjects/adaccount.py``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronkeeper.errors import ConfigError, PayloadError
 from cronkeeper.redact import redact
@@ -31,17 +45,68 @@ if TYPE_CHECKING:
     from cronkeeper.http import HttpContext
 
 __all__ = [
+    "DETAIL_FIELDS",
     "INSIGHT_FIELDS",
     "MAX_PAGES",
+    "AccountDetails",
     "MetaClient",
     "MetaInsight",
     "normalize_ad_account_id",
+    "parse_account_details",
     "parse_insights_page",
 ]
 
 INSIGHT_FIELDS = "spend,impressions,clicks,reach,actions,account_currency,date_start,date_stop"
+DETAIL_FIELDS = "name,timezone_name,currency"
 MAX_PAGES = 1000
-"""More pages than this for one account and day can only be a paging loop."""
+"""More pages than this for one account's request chain can only be a paging loop."""
+
+
+@dataclass(frozen=True)
+class AccountDetails:
+    """What ``GET /act_{id}`` says about an ad account: where its days begin and end."""
+
+    ad_account_id: str
+    name: str | None
+    timezone_name: str
+    currency: str | None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone_name)
+
+
+def parse_account_details(payload: object, *, ad_account_id: str) -> AccountDetails:
+    """The account's details, or a :class:`PayloadError` naming the field.
+
+    ``timezone_name`` is required and must be an IANA zone: without it the account's day is
+    unknown, and collecting it in another zone would store a day that is not Meta's.
+    """
+    account = ad_account_id.removeprefix("act_")
+    unit = f"Meta ad account {account}"
+    if not isinstance(payload, dict):
+        raise PayloadError(f"{unit}: details: expected a JSON object, got {describe(payload)}")
+    zone_name = payload.get("timezone_name")
+    if not isinstance(zone_name, str) or not zone_name.strip():
+        raise PayloadError(
+            f"{unit}: details: field 'timezone_name': expected an IANA time zone, "
+            f"got {describe(zone_name)}"
+        )
+    try:
+        ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise PayloadError(
+            f"{unit}: details: field 'timezone_name': unknown time zone {describe(zone_name)}"
+        ) from None
+    texts: dict[str, str | None] = {}
+    for field in ("name", "currency"):
+        value = payload.get(field)
+        if value is not None and not isinstance(value, str):
+            raise PayloadError(
+                f"{unit}: details: field {field!r}: expected a string, got {describe(value)}"
+            )
+        texts[field] = storable_text(value, f"{unit}: details: field {field!r}") if value else None
+    return AccountDetails(account, texts["name"], zone_name, texts["currency"])
 
 
 @dataclass(frozen=True)
@@ -56,6 +121,7 @@ class MetaInsight:
     reach: int
     conversions: Decimal
     currency: str | None
+    leads: Decimal = Decimal(0)
 
     def __add__(self, other: MetaInsight) -> MetaInsight:
         """Totals of two rows of the same account and day (Meta may split a day over pages).
@@ -72,6 +138,7 @@ class MetaInsight:
             clicks=self.clicks + other.clicks,
             reach=self.reach + other.reach,
             conversions=self.conversions + other.conversions,
+            leads=self.leads + other.leads,
             currency=self.currency or other.currency,
         )
 
@@ -85,9 +152,16 @@ def normalize_ad_account_id(value: str) -> str:
 
 
 def parse_insights_page(
-    payload: object, *, ad_account_id: str, conversion_action_types: Collection[str]
+    payload: object,
+    *,
+    ad_account_id: str,
+    conversion_action_types: Sequence[str],
+    lead_action_types: Sequence[str] = (),
 ) -> tuple[list[MetaInsight], str | None]:
     """The rows of one decoded insights page and its ``paging.next`` URL (``None`` at the end).
+
+    ``conversion_action_types`` and ``lead_action_types`` are ordered precedence lists: a row's
+    conversions are the value of the first listed type present in its ``actions``.
 
     Raises :class:`PayloadError` naming the account, the row and the field when the page
     does not have the documented shape.
@@ -99,12 +173,14 @@ def parse_insights_page(
     rows = payload.get("data")
     if not isinstance(rows, list):
         raise PayloadError(f"{unit}: field 'data': expected a list of rows, got {describe(rows)}")
-    wanted = frozenset(conversion_action_types)
+    wanted = (tuple(conversion_action_types), tuple(lead_action_types))
     records = [_row(row, f"{unit}: data[{i}]", account, wanted) for i, row in enumerate(rows)]
     return records, _next_url(payload.get("paging"), unit)
 
 
-def _row(row: object, where: str, account: str, wanted: frozenset[str]) -> MetaInsight:
+def _row(
+    row: object, where: str, account: str, wanted: tuple[tuple[str, ...], tuple[str, ...]]
+) -> MetaInsight:
     if not isinstance(row, dict):
         raise PayloadError(f"{where}: expected an object, got {describe(row)}")
     currency = row.get("account_currency")
@@ -114,6 +190,7 @@ def _row(row: object, where: str, account: str, wanted: frozenset[str]) -> MetaI
         )
     if currency is not None:
         currency = storable_text(currency, f"{where}: field 'account_currency'")
+    actions = _actions(row.get("actions"), f"{where}: field 'actions'")
     return MetaInsight(
         ad_account_id=account,
         date=parse_day(row.get("date_start"), f"{where}: field 'date_start'"),
@@ -121,17 +198,32 @@ def _row(row: object, where: str, account: str, wanted: frozenset[str]) -> MetaI
         impressions=non_negative_int(row.get("impressions"), f"{where}: field 'impressions'"),
         clicks=non_negative_int(row.get("clicks"), f"{where}: field 'clicks'"),
         reach=non_negative_int(row.get("reach"), f"{where}: field 'reach'"),
-        conversions=_conversions(row.get("actions"), f"{where}: field 'actions'", wanted),
+        conversions=first_present(actions, wanted[0]),
         currency=currency or None,
+        leads=first_present(actions, wanted[1]),
     )
 
 
-def _conversions(actions: object, where: str, wanted: frozenset[str]) -> Decimal:
+def first_present(actions: dict[str, Decimal], precedence: Sequence[str]) -> Decimal:
+    """The value of the first type of ``precedence`` present in ``actions``, else 0.
+
+    Never a sum: the types overlap (one purchase is reported as ``omni_purchase``, ``purchase``
+    and ``offsite_conversion.fb_pixel_purchase`` with equal values).
+    """
+    for kind in precedence:
+        if kind in actions:
+            return actions[kind]
+    return Decimal(0)
+
+
+def _actions(actions: object, where: str) -> dict[str, Decimal]:
+    """``actions`` as ``{action_type: value}``, every entry validated (a type listed twice is
+    added up: at ``level=account`` Meta sends each type once per row)."""
     if actions is None:
-        return Decimal(0)
+        return {}
     if not isinstance(actions, list):
         raise PayloadError(f"{where}: expected a list of actions, got {describe(actions)}")
-    total = Decimal(0)
+    values: dict[str, Decimal] = {}
     for i, action in enumerate(actions):
         if not isinstance(action, dict):
             raise PayloadError(f"{where}[{i}]: expected an object, got {describe(action)}")
@@ -140,9 +232,9 @@ def _conversions(actions: object, where: str, wanted: frozenset[str]) -> Decimal
             raise PayloadError(
                 f"{where}[{i}]: field 'action_type': expected a string, got {describe(kind)}"
             )
-        if kind in wanted:
-            total += non_negative_decimal(action.get("value"), f"{where}[{i}] ({kind}): 'value'")
-    return total
+        value = non_negative_decimal(action.get("value"), f"{where}[{i}] ({kind}): 'value'")
+        values[kind] = values.get(kind, Decimal(0)) + value
+    return values
 
 
 def _next_url(paging: object, unit: str) -> str | None:
@@ -170,13 +262,15 @@ class MetaClient:
         base: str,
         version: str,
         access_token: str,
-        conversion_action_types: Collection[str],
+        conversion_action_types: Sequence[str],
+        lead_action_types: Sequence[str] = (),
     ) -> None:
         self._http = http
         self._base = base.rstrip("/")
         self._version = version.strip("/")
         self._token = access_token
         self._conversions = tuple(conversion_action_types)
+        self._leads = tuple(lead_action_types)
 
     @classmethod
     def from_settings(cls, http: HttpContext, settings: Settings) -> MetaClient:
@@ -190,34 +284,63 @@ class MetaClient:
             version=settings.meta_api_version,
             access_token=token.get_secret_value(),
             conversion_action_types=settings.meta_conversion_action_types,
+            lead_action_types=settings.meta_lead_action_types,
         )
 
     async def daily_insights(self, ad_account_id: str, day: date) -> MetaInsight | None:
-        """The account's totals for ``day``, or ``None`` when Meta has no row (no activity).
+        """The account's totals for ``day``, or ``None`` when Meta has no row (no activity)."""
+        rows = await self.insights(ad_account_id, day, day)
+        return rows[0] if rows else None
 
-        Follows every ``paging.next`` and adds up rows of the day across pages. Raises
-        :class:`PayloadError` for a malformed page, a row of another day or a paging loop,
-        and the :class:`FetchError` family from the HTTP layer.
+    async def insights(self, ad_account_id: str, since: date, until: date) -> list[MetaInsight]:
+        """One row per day of ``since`` … ``until`` that Meta has a row for, in date order.
+
+        One request chain: ``time_increment=1`` asks for a row per day of the ``time_range``
+        (Meta's Ad Account Insights reference; airbyte source-facebook-marketing reads daily
+        rows the same way), and every ``paging.next`` is followed. Rows of the same day split
+        over pages are added up. Raises :class:`PayloadError` for a malformed page, a row
+        outside the range or a paging loop, and the :class:`FetchError` family from the HTTP
+        layer.
         """
         account = normalize_ad_account_id(ad_account_id)
         unit = f"Meta ad account {account}"
         try:
-            return await self._collect(account, day, unit)
+            return await self._collect(account, since, until, unit)
         except PayloadError as exc:
             # Belt and braces: the parsers never quote URLs, but the token must not leak.
             raise PayloadError(self._http.redactor(redact(str(exc), (self._token,)))) from None
 
-    async def _collect(self, account: str, day: date, unit: str) -> MetaInsight | None:
+    async def account_details(self, ad_account_id: str) -> AccountDetails:
+        """``GET /{version}/act_{id}?fields=name,timezone_name,currency``: the account's own
+        time zone (Meta counts its days there) and currency (facebook-python-business-sdk,
+        ``AdAccount.Field.timezone_name`` / ``currency``)."""
+        account = normalize_ad_account_id(ad_account_id)
+        unit = f"Meta ad account {account}"
+        url = f"{self._base}/{self._version}/act_{account}"
+        params = {"fields": DETAIL_FIELDS, "access_token": self._token}
+        try:
+            response = await self._http.fetch("GET", url, params=params)
+            return parse_account_details(decode_json(response, unit), ad_account_id=account)
+        except PayloadError as exc:
+            raise PayloadError(self._http.redactor(redact(str(exc), (self._token,)))) from None
+
+    async def _collect(
+        self, account: str, since: date, until: date, unit: str
+    ) -> list[MetaInsight]:
         url = f"{self._base}/{self._version}/act_{account}/insights"
         params: dict[str, str] | None = {
             "level": "account",
             "time_range": json.dumps(
-                {"since": day.isoformat(), "until": day.isoformat()}, separators=(",", ":")
+                {"since": since.isoformat(), "until": until.isoformat()}, separators=(",", ":")
             ),
+            "time_increment": "1",
             "fields": INSIGHT_FIELDS,
+            # Attributed values as Ads Manager shows them (each ad set's own setting).
+            "use_unified_attribution_setting": "true",
             "access_token": self._token,
         }
-        total: MetaInsight | None = None
+        asked = since.isoformat() if since == until else f"{since} … {until}"
+        days: dict[date, MetaInsight] = {}
         seen: set[str] = set()
         for page in range(1, MAX_PAGES + 1):
             response = await self._http.fetch("GET", url, params=params)
@@ -225,20 +348,21 @@ class MetaClient:
                 decode_json(response, unit),
                 ad_account_id=account,
                 conversion_action_types=self._conversions,
+                lead_action_types=self._leads,
             )
             for row in rows:
-                if row.date != day:
+                if not since <= row.date <= until:
                     raise PayloadError(
                         f"{unit}: page {page}: Meta answered a row for {row.date.isoformat()} "
-                        f"when asked for {day.isoformat()}"
+                        f"when asked for {asked}"
                     )
-                total = row if total is None else total + row
+                days[row.date] = row + days[row.date] if row.date in days else row
             if nxt is None:
-                return total
+                return [days[d] for d in sorted(days)]
             if nxt in seen:
                 raise PayloadError(
                     f"{unit}: paging loop: page {page} points back to a page already read"
                 )
             seen.add(nxt)
             url, params = nxt, None  # the next URL carries every parameter, token included
-        raise PayloadError(f"{unit}: more than {MAX_PAGES} pages for one day; paging loop?")
+        raise PayloadError(f"{unit}: more than {MAX_PAGES} pages for {asked}; paging loop?")

@@ -1,9 +1,15 @@
-"""Mixpanel Query API: daily totals of the configured events, one query per project and day.
+"""Mixpanel Query API: daily totals of the configured events, one range query per project.
 
-The answer of ``GET /events`` is ``{"data": {"series": [D], "values": {event: {D: n}}}}``.
+The answer of ``GET /events`` is ``{"data": {"series": [D…], "values": {event: {D: n}}}}``.
 Mixpanel leaves out events (and days) without any occurrence, so absence is a count of 0;
-the parser still returns one record per requested event, which makes a re-run overwrite a
-stale count with 0 instead of leaving it behind.
+the parser still returns one record per requested event and day, which makes a re-run
+overwrite a stale count with 0 instead of leaving it behind.
+
+Days are the project's own: Mixpanel buckets ``unit=day`` in the project's time zone (its
+project settings; "the Mixpanel API returns timestamps based on your project's time zone
+settings", Fivetran's Mixpanel connector notes). One query covers ``from_date`` … ``to_date``:
+the Query API allows 60 queries an hour and 5 at once per project
+(https://docs.mixpanel.com/reference/rate-limits), so a range costs one of them, not N.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 import httpx
@@ -38,9 +44,15 @@ class MixpanelCount:
 
 
 def parse_event_counts(
-    payload: object, *, project_id: str, events: Sequence[str], day: date
+    payload: object,
+    *,
+    project_id: str,
+    events: Sequence[str],
+    day: date,
+    until: date | None = None,
 ) -> list[MixpanelCount]:
-    """One record per requested event (duplicates once, in request order) for ``day``.
+    """One record per requested event (duplicates once, in request order) and per day of
+    ``day`` … ``until`` (default: ``day`` alone), event by event.
 
     Raises :class:`PayloadError` naming the project and the field when the answer does not
     have the documented shape or a count is not a non-negative integer.
@@ -63,24 +75,24 @@ def parse_event_counts(
         raise PayloadError(
             f"{unit}: field 'data.values': expected an object of events, got {describe(values)}"
         )
-    key = day.isoformat()
+    last = until or day
+    days = [day + timedelta(days=i) for i in range((last - day).days + 1)]
     records: list[MixpanelCount] = []
     for event in dict.fromkeys(events):
         by_day = values.get(event)
         where = f"{unit}: event {event!r}"
-        if by_day is None:
-            count = 0
-        elif not isinstance(by_day, dict):
+        if by_day is not None and not isinstance(by_day, dict):
             raise PayloadError(
                 f"{where}: field 'data.values': expected an object of daily counts, "
                 f"got {describe(by_day)}"
             )
-        else:
-            raw = by_day.get(key)
+        for one in days:
+            key = one.isoformat()
+            raw = None if by_day is None else by_day.get(key)
             if isinstance(raw, str):  # counts are JSON integers; a string is not one
                 raise PayloadError(f"{where} on {key}: expected an integer count, got {raw!r}")
             count = non_negative_int(raw, f"{where} on {key}")
-        records.append(MixpanelCount(project_id=project_id, event=event, date=day, count=count))
+            records.append(MixpanelCount(project_id, event, one, count))
     return records
 
 
@@ -110,12 +122,14 @@ class MixpanelClient:
         )
 
     async def event_counts(
-        self, project_id: str, events: Sequence[str], day: date
+        self, project_id: str, events: Sequence[str], day: date, until: date | None = None
     ) -> list[MixpanelCount]:
-        """Counts of ``events`` in ``project_id`` on ``day``; no request when ``events`` is
-        empty. Raises :class:`PayloadError` or the HTTP layer's :class:`FetchError` family."""
+        """Counts of ``events`` in ``project_id`` on every day of ``day`` … ``until`` (default
+        ``day`` alone), in one query; no request when ``events`` is empty. Raises
+        :class:`PayloadError` or the HTTP layer's :class:`FetchError` family."""
         if not events:
             return []
+        last = until or day
         wanted = list(dict.fromkeys(events))
         params = {
             "project_id": project_id,
@@ -123,7 +137,7 @@ class MixpanelClient:
             "type": "general",
             "unit": "day",
             "from_date": day.isoformat(),
-            "to_date": day.isoformat(),
+            "to_date": last.isoformat(),
         }
         unit = f"Mixpanel project {project_id}"
         try:
@@ -131,7 +145,11 @@ class MixpanelClient:
                 "GET", f"{self._base}/events", params=params, auth=self._auth
             )
             return parse_event_counts(
-                decode_json(response, unit), project_id=project_id, events=wanted, day=day
+                decode_json(response, unit),
+                project_id=project_id,
+                events=wanted,
+                day=day,
+                until=last,
             )
         except PayloadError as exc:
             raise PayloadError(self._http.redactor(redact(str(exc), (self._secrets[1],)))) from None

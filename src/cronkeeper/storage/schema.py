@@ -36,6 +36,7 @@ __all__ = [
     "accounts",
     "cron_leases",
     "cron_runs",
+    "meta_account_details",
     "meta_daily_insights",
     "metadata",
     "mixpanel_daily_events",
@@ -132,7 +133,18 @@ meta_daily_insights = Table(
     Column("conversions", Money, nullable=False),
     Column("currency", Text),
     Column("collected_at", UtcDateTime, nullable=False),
+    Column("leads", Money, nullable=False, server_default="0"),
     PrimaryKeyConstraint("ad_account_id", "date"),
+)
+
+meta_account_details = Table(
+    "meta_account_details",
+    metadata,
+    Column("ad_account_id", Text, primary_key=True),
+    Column("name", Text),
+    Column("timezone_name", Text, nullable=False),
+    Column("currency", Text),
+    Column("fetched_at", UtcDateTime, nullable=False),
 )
 
 mixpanel_daily_events = Table(
@@ -151,12 +163,13 @@ weekly_benchmarks = Table(
     metadata,
     Column("week_start", Date, nullable=False),
     Column("industry", Text, nullable=False),
+    Column("currency", Text, nullable=False),
     Column("metric", Text, nullable=False),
     Column("p25", Double, nullable=False),
     Column("p50", Double, nullable=False),
     Column("p75", Double, nullable=False),
     Column("sample_size", Integer, nullable=False),
     Column("computed_at", UtcDateTime, nullable=False),
-    PrimaryKeyConstraint("week_start", "industry", "metric"),
+    PrimaryKeyConstraint("week_start", "industry", "currency", "metric"),
     CheckConstraint("metric IN ('ctr','cpc','cpm','cpa')", name="weekly_benchmarks_metric_check"),
 )

@@ -7,6 +7,7 @@ hash in the Content-Security-Policy, so the page runs no script at all.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -25,6 +26,7 @@ from cronkeeper.api.deps import client_address, limiter_for
 from cronkeeper.durations import format_duration
 from cronkeeper.errors import StorageError
 from cronkeeper.ledger.reads import FILTER_DEPTH
+from cronkeeper.ops.coverage import SourceCoverage, load_coverage
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import RUN_STATUSES
 from cronkeeper.web.auth import (
@@ -41,6 +43,7 @@ __all__ = ["RECENT_LIMIT", "StatusPage", "install_status_page"]
 log = logging.getLogger("cronkeeper.web")
 
 RECENT_LIMIT = 50
+COVERAGE_DAYS = 28
 COOKIE_PATH = "/status"
 STATES = (*RUN_STATUSES, "stuck")
 
@@ -178,6 +181,7 @@ class StatusPage:
         if state_filter is not None:
             table = [(row, state) for row, state in table if state == state_filter]
         monitored = [j for j in jobs if j.badge != "unmonitored"]
+        coverage = await self._coverage()
         return self.render(
             "status.html",
             {
@@ -192,8 +196,22 @@ class StatusPage:
                 "recent_limit": RECENT_LIMIT,
                 "filter_depth": FILTER_DEPTH,
                 "strip_length": STRIP_LENGTH,
+                "coverage": coverage,
+                "coverage_days": COVERAGE_DAYS,
             },
         )
+
+    async def _coverage(self) -> list[SourceCoverage] | None:
+        """The coverage section's data; ``None`` (the section says so) when it cannot be read
+        in time: the rest of the page must not wait on it."""
+        settings = self.service.settings
+        try:
+            return await asyncio.wait_for(
+                load_coverage(self.service.engine, settings, self.service.clock(), COVERAGE_DAYS),
+                timeout=settings.ledger_timeout,
+            )
+        except (StorageError, TimeoutError):
+            return None
 
     async def run(self, request: Request, run_id: str) -> Response:
         if not self._signed_in(request):
