@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import httpx
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cronkeeper.config import Settings
 from cronkeeper.errors import CronkeeperError
 from cronkeeper.http import HttpContext, RetryPolicy
+from cronkeeper.http.pacing import Pacer
 from cronkeeper.jobs import JobContext, get_job
 from cronkeeper.ledger import Ledger, RunRow, RunSummary
 from tests.conftest import FakeClock, make_settings
@@ -79,17 +80,29 @@ class Harness:
     def settings(self, **overrides: Any) -> Settings:
         return make_settings(self.database_url, **overrides)
 
-    async def run(self, name: str, settings: Settings, day: date = DAY) -> Outcome:
+    async def run(
+        self,
+        name: str,
+        settings: Settings,
+        day: date = DAY,
+        *,
+        pacer: Pacer | None = None,
+        deadline: datetime | None = None,
+        policy: RetryPolicy = POLICY,
+    ) -> Outcome:
         """Run job ``name`` inside the real ledger, the way the runner does."""
         job = get_job(name)
         http = HttpContext(
             client=self.client,
-            policy=POLICY,
+            policy=policy,
             sleep=self.sleep,
             now=self.clock,
             redactor=settings.redactor,
+            pacer=pacer,
         )
-        ctx = JobContext(settings=settings, engine=self.engine, http=http, clock=self.clock)
+        ctx = JobContext(
+            settings=settings, engine=self.engine, http=http, clock=self.clock, deadline=deadline
+        )
         ledger = Ledger(self.engine, clock=self.clock, redactor=settings.redactor)
         error: BaseException | None = None
         try:

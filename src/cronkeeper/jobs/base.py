@@ -32,6 +32,8 @@ class JobContext:
     engine: AsyncEngine
     http: HttpContext
     clock: Clock
+    deadline: datetime | None = None
+    """The run's start + ``CRONKEEPER_RUN_BUDGET``: until then, units may be set aside."""
 
 
 JobFunc = Callable[[JobContext, date, RunTracker], Awaitable[None]]
