@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from cronkeeper.http import RetryPolicy
-from cronkeeper.http.pacing import Pacer
-from cronkeeper.sandbox import Fault, MetaSimulator
+from cronkeeper.http.pacing import Pacer, PacingPolicy
+from cronkeeper.sandbox import Fault, MetaAccount, MetaQuota, MetaSimulator, QuotaPolicy
 from cronkeeper.storage.schema import meta_daily_insights
 from tests.conftest import FakeClock
 from tests.jobs.conftest import Sandbox
@@ -185,3 +185,47 @@ async def test_a_unit_set_aside_too_often_is_skipped(clock: FakeClock) -> None:
     assert len(tries) == 4
     assert slept == [120, 120, 120]
     assert len(failures) == 1
+
+
+async def _quota_run(
+    sandbox: Sandbox, harness: Harness, stamps: Stamps, pacer: Pacer | None
+) -> MetaQuota:
+    """Two accounts of six pages each against a quota of four calls a minute per account."""
+    quota = MetaQuota(
+        QuotaPolicy(account_calls=4, app_calls=1000, window=60),
+        clock=lambda: harness.clock().timestamp(),
+    )
+    sim = MetaSimulator(
+        [MetaAccount("1001", pages=6), MetaAccount("1002", pages=6)],
+        access_token=META_TOKEN,
+        quota=quota,
+    )
+    outcome = await harness.run(
+        "collect-daily",
+        settings(sandbox, harness, sim, meta_ad_account_ids=("1001", "1002")),
+        pacer=pacer,
+    )
+    assert outcome.status == "success", outcome.message
+    return quota
+
+
+async def test_usage_headers_slow_an_account_before_meta_refuses(
+    sandbox: Sandbox, harness: Harness, stamps: Stamps
+) -> None:
+    quota = await _quota_run(
+        sandbox, harness, stamps, Pacer(PacingPolicy(high_water=50, full_pause=60), harness.clock)
+    )
+    assert quota.refusals == []
+    sends = stamps.sends("1001")
+    assert len(sends) == 6
+    # Never more than four calls of one account inside any minute.
+    pairs = zip(sends, sends[4:], strict=False)
+    assert all(later - earlier >= timedelta(seconds=60) for earlier, later in pairs)
+
+
+async def test_without_pacing_the_quota_is_hit(
+    sandbox: Sandbox, harness: Harness, stamps: Stamps
+) -> None:
+    """The comparison: reacting only to refusals."""
+    quota = await _quota_run(sandbox, harness, stamps, None)
+    assert quota.refusals
