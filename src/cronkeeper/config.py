@@ -214,7 +214,7 @@ class Settings(BaseSettings):
     # Respecting the APIs' limits (pacing and deferral; see http/pacing.py).
     run_budget: str = Field(default="45m", validation_alias=AliasChoices("CRONKEEPER_RUN_BUDGET"))
     pacing_high_water: float = Field(
-        default=75.0, gt=0, le=100, validation_alias=AliasChoices("CRONKEEPER_PACING_HIGH_WATER")
+        default=90.0, gt=0, le=100, validation_alias=AliasChoices("CRONKEEPER_PACING_HIGH_WATER")
     )
     pacing_pause: float = Field(
         default=60.0, ge=0, le=3600, validation_alias=AliasChoices("CRONKEEPER_PACING_PAUSE")

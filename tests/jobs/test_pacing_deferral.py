@@ -213,7 +213,7 @@ async def test_usage_headers_slow_an_account_before_meta_refuses(
     sandbox: Sandbox, harness: Harness, stamps: Stamps
 ) -> None:
     quota = await _quota_run(
-        sandbox, harness, stamps, Pacer(PacingPolicy(high_water=50, full_pause=60), harness.clock)
+        sandbox, harness, stamps, Pacer(PacingPolicy(high_water=50, pause=60), harness.clock)
     )
     assert quota.refusals == []
     sends = stamps.sends("1001")

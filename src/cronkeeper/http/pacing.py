@@ -8,8 +8,8 @@ percentages plus ``estimated_time_to_regain_access`` in minutes once throttled) 
 insights, ``x-fb-ads-insights-throttle`` (``app_id_util_pct``, ``acc_id_util_pct``).
 airbyte's source-facebook-marketing (``source_facebook_marketing/api.py``,
 ``MyFacebookAdsApi._parse_call_rate_header``) reads the same headers, takes the largest
-percentage, and pauses at least one minute above 95 %; we start slowing earlier and
-progressively, so the limit is not reached in the first place.
+percentage, and pauses at least one minute above 95 %; we do the same from a configurable
+high-water mark, so that the limit is not reached in the first place.
 
 Everything here is pure over an injected clock: :class:`Pacer` only answers "how long must
 this scope wait before its next request"; the caller sleeps (with its injected ``sleep``).
@@ -124,25 +124,24 @@ def read_usage(headers: Mapping[str, str]) -> Usage:
 
 @dataclass(frozen=True)
 class PacingPolicy:
-    """When and how much to slow down.
+    """When and how long to hold a scope back.
 
-    Below ``high_water`` percent nothing is slowed. Between it and 100 % the gap between two
-    requests of the scope grows linearly up to ``full_pause`` seconds; at 100 % (or past it)
-    the scope waits ``full_pause`` unless Meta named a longer wait. airbyte pauses a minute
-    at 95 %; the default here starts at 75 % so a run of a few hundred accounts bends its
-    pace long before any refusal.
+    At or above ``high_water`` percent of a quota, the scope sends nothing for ``pause``
+    seconds; the first answer after that reports the usage again and decides the next hold.
+    This is airbyte's rule (a pause of at least a minute above 95 %), started a little
+    earlier so that requests already in flight when the mark is crossed still fit under
+    100 %. Quotas are rolling windows: a pause lets the oldest calls leave the window, and a
+    burst-then-pause schedule comes close to the most the quota allows (``bench/pacing.py``).
     """
 
-    high_water: float = 75.0
-    full_pause: float = 60.0
+    high_water: float = 90.0
+    pause: float = 60.0
 
     def gap(self, pct: float | None) -> float:
-        """Seconds to leave before the next request of a scope at ``pct`` percent usage."""
+        """Seconds to hold a scope whose answer reported ``pct`` percent usage."""
         if pct is None or pct < self.high_water:
             return 0.0
-        if pct >= 100.0 or self.high_water >= 100.0:
-            return self.full_pause
-        return self.full_pause * (pct - self.high_water) / (100.0 - self.high_water)
+        return self.pause
 
 
 @dataclass
