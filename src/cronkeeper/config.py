@@ -263,6 +263,14 @@ class Settings(BaseSettings):
     alert_webhook_url: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("ALERT_WEBHOOK_URL")
     )
+    # Respecting the APIs' limits (pacing and deferral; see http/pacing.py).
+    run_budget: str = Field(default="45m", validation_alias=AliasChoices("CRONKEEPER_RUN_BUDGET"))
+    pacing_high_water: float = Field(
+        default=90.0, gt=0, le=100, validation_alias=AliasChoices("CRONKEEPER_PACING_HIGH_WATER")
+    )
+    pacing_pause: float = Field(
+        default=60.0, ge=0, le=3600, validation_alias=AliasChoices("CRONKEEPER_PACING_PAUSE")
+    )
 
     @field_validator(
         "meta_ad_account_ids",
@@ -291,6 +299,12 @@ class Settings(BaseSettings):
     def _database_url(cls, value: str) -> str:
         normalize_database_url(value or "sqlite:///cronkeeper.db")  # raises a clear ValueError
         return value or "sqlite:///cronkeeper.db"
+
+    @field_validator("run_budget")
+    @classmethod
+    def _run_budget(cls, value: str) -> str:
+        parse_duration(value)  # raises a clear ValueError
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -342,6 +356,11 @@ class Settings(BaseSettings):
     def _jobs_parse(self) -> Settings:
         self.jobs  # noqa: B018 - validates the per-job overrides at load time
         return self
+
+    @property
+    def run_budget_seconds(self) -> float:
+        """How long a run may keep deferred units waiting (``CRONKEEPER_RUN_BUDGET``)."""
+        return parse_duration(self.run_budget).total_seconds()
 
     @property
     def tz(self) -> ZoneInfo:

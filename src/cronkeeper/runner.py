@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
@@ -13,6 +13,7 @@ import httpx
 from cronkeeper import __version__
 from cronkeeper.errors import CronkeeperError
 from cronkeeper.http import HttpContext, RetryEvent
+from cronkeeper.http.pacing import Pacer, PacingPolicy
 from cronkeeper.jobs import JobContext, get_job, report_date
 from cronkeeper.ledger import FinalStatus, RunTracker
 from cronkeeper.service import Service
@@ -131,6 +132,10 @@ async def run_job(service: Service, name: str, day: date | None = None) -> RunRe
                 now=service.clock,
                 on_retry=on_retry,
                 redactor=settings.redactor,
+                pacer=Pacer(
+                    PacingPolicy(settings.pacing_high_water, settings.pacing_pause),
+                    clock=service.clock,
+                ),
             )
             ctx = JobContext(
                 settings=settings,
@@ -138,6 +143,7 @@ async def run_job(service: Service, name: str, day: date | None = None) -> RunRe
                 http=http,
                 clock=service.clock,
                 explicit_day=explicit_day,
+                deadline=now + timedelta(seconds=settings.run_budget_seconds),
             )
             try:
                 async with service.ledger.track(

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import httpx
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cronkeeper.config import Settings
 from cronkeeper.errors import CronkeeperError
 from cronkeeper.http import HttpContext, RetryPolicy
+from cronkeeper.http.pacing import Pacer
 from cronkeeper.jobs import JobContext, get_job
 from cronkeeper.ledger import Ledger, RunRow, RunSummary
 from tests.conftest import FakeClock, make_settings
@@ -80,17 +81,26 @@ class Harness:
         return make_settings(self.database_url, **overrides)
 
     async def run(
-        self, name: str, settings: Settings, day: date = DAY, *, explicit: bool = True
+        self,
+        name: str,
+        settings: Settings,
+        day: date = DAY,
+        *,
+        explicit: bool = True,
+        pacer: Pacer | None = None,
+        deadline: datetime | None = None,
+        policy: RetryPolicy = POLICY,
     ) -> Outcome:
         """Run job ``name`` inside the real ledger, the way the runner does (``explicit=False``:
         as a run without ``--date``, each source's own yesterday)."""
         job = get_job(name)
         http = HttpContext(
             client=self.client,
-            policy=POLICY,
+            policy=policy,
             sleep=self.sleep,
             now=self.clock,
             redactor=settings.redactor,
+            pacer=pacer,
         )
         ctx = JobContext(
             settings=settings,
@@ -98,6 +108,7 @@ class Harness:
             http=http,
             clock=self.clock,
             explicit_day=explicit,
+            deadline=deadline,
         )
         ledger = Ledger(self.engine, clock=self.clock, redactor=settings.redactor)
         error: BaseException | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from cronkeeper.http.classify import (
     classify_exception,
 )
 from cronkeeper.http.logs import protect_httpx_log
+from cronkeeper.http.pacing import SOURCE, SOURCE_WIDE_META_CODES, Pacer, read_usage
 from cronkeeper.redact import Redactor, redact, truncate
 
 __all__ = [
@@ -51,6 +53,17 @@ logger = logging.getLogger("cronkeeper.http")
 
 MAX_API_MESSAGE = 300
 _MAX_DOUBLINGS = 64  # past this, 2**n only risks an OverflowError; max_wait caps it anyway
+_AD_ACCOUNT = re.compile(r"/(act_\d+)(?:/|$)")
+
+
+def pacing_scope(url: httpx.URL) -> str:
+    """Which quota a request draws on: its ad account for Meta (``/act_<id>/…``), else the host.
+
+    Derived from the URL so that every caller of :func:`fetch_with_retry` is paced the same
+    way without naming its scope.
+    """
+    match = _AD_ACCOUNT.search(url.path)
+    return match.group(1) if match else url.host
 
 
 @dataclass(frozen=True)
@@ -165,8 +178,13 @@ class _Call:
         now: Clock,
         on_retry: Callable[[RetryEvent], None] | None,
         redactor: Redactor,
+        pacer: Pacer | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.client = client
+        self.pacer = pacer
+        self.sleep = sleep
+        self.scope = pacing_scope(request.url)
         self.request = request
         self.auth = auth
         self.policy = policy
@@ -183,7 +201,48 @@ class _Call:
         # Redact before cutting, so a secret cut in half cannot slip past the redactor.
         return truncate(self.redact(api_error_text(body)), MAX_API_MESSAGE)
 
+    async def _paced(self) -> None:
+        """Wait until the pacer lets this scope send; a wait above ``max_wait`` is deferred.
+
+        Loops because another unit's answer may push the time later while this one sleeps.
+        """
+        assert self.pacer is not None
+        while (delay := self.pacer.delay(self.scope)) > 0:
+            if delay > self.policy.max_wait:
+                raise WaitTooLong(
+                    f"{self.method} {self.url}: held back {_seconds(delay)} s by the API's"
+                    f" usage (above max_wait {_seconds(self.policy.max_wait)} s); not waiting"
+                    " now: this unit is set aside",
+                    wait_seconds=delay,
+                    url=self.url,
+                    status=None,
+                    attempts=self.attempts,
+                )
+            await self.sleep(delay)
+
+    def _learn(self, response: httpx.Response, verdict: Verdict) -> None:
+        """Feed the pacer: usage on every answer; a refusal's wait for its whole scope.
+
+        An app-wide throttle (Meta codes 4, 17, 341, or app usage at 100 %) holds every unit
+        of the source: one refusal, one wait, instead of one refusal per account.
+        """
+        assert self.pacer is not None
+        usage = read_usage(response.headers)
+        self.pacer.observe(self.scope, usage)
+        if verdict.kind != "retry":
+            return
+        source_wide = (usage.app is not None and usage.app >= 100) or (
+            verdict.meta is not None and verdict.meta.code in SOURCE_WIDE_META_CODES
+        )
+        wait = verdict.server_wait
+        if wait is None and source_wide:
+            wait = self.policy.default_wait(self.attempts)
+        if wait is not None:
+            self.pacer.hold(SOURCE if source_wide else self.scope, wait)
+
     async def attempt(self) -> httpx.Response:
+        if self.pacer is not None:
+            await self._paced()
         self.attempts += 1
         try:
             # One deadline over connect, headers and the whole body: httpx's timeouts are per
@@ -196,6 +255,8 @@ class _Call:
         except (TimeoutError, httpx.HTTPError, httpx.InvalidURL) as exc:
             raise self._transport_failure(exc) from None
         verdict = classify(response.status_code, response.headers, response.content, self.now())
+        if self.pacer is not None:
+            self._learn(response, verdict)
         if verdict.kind == "ok":
             return response
         status = response.status_code
@@ -326,17 +387,19 @@ async def fetch_with_retry(
     now: Clock = utcnow,
     on_retry: Callable[[RetryEvent], None] | None = None,
     redactor: Redactor = _DEFAULT_REDACTOR,
+    pacer: Pacer | None = None,
 ) -> httpx.Response:
     """Send one request, retrying what a later attempt can fix, and return the 2xx response.
 
     ``auth=None`` keeps the client's own auth. Raises :class:`PermanentFetchError` for errors
     no wait fixes (tried once), :class:`WaitTooLong` when the server asks for more than
-    ``policy.max_wait`` (nothing is slept), :class:`RetriesExhausted` otherwise.
+    ``policy.max_wait`` (nothing is slept), :class:`RetriesExhausted` otherwise. With a
+    ``pacer``, each attempt first waits until its scope may send (see :mod:`.pacing`).
     """
     request = client.build_request(
         method, url, params=_merged_params(client, url, params), json=json, headers=headers
     )
-    call = _Call(client, request, auth, policy, now, on_retry, redactor)
+    call = _Call(client, request, auth, policy, now, on_retry, redactor, pacer, sleep)
 
     async def sleep_seconds(seconds: float) -> None:
         await sleep(float(seconds))  # tenacity hands over a float subclass; callers get a float
@@ -365,6 +428,7 @@ class HttpContext:
     now: Clock = utcnow
     on_retry: Callable[[RetryEvent], None] | None = None
     redactor: Redactor = _DEFAULT_REDACTOR
+    pacer: Pacer | None = None
 
     async def fetch(
         self,
@@ -390,4 +454,5 @@ class HttpContext:
             now=self.now,
             on_retry=self.on_retry,
             redactor=self.redactor,
+            pacer=self.pacer,
         )

@@ -9,19 +9,23 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from cronkeeper.clock import Sleep
-from cronkeeper.errors import ConfigError, CronkeeperError, StorageError, first_line
+from cronkeeper.clock import Clock, Sleep
+from cronkeeper.errors import ConfigError, CronkeeperError, StorageError, WaitTooLong, first_line
 from cronkeeper.jobs.base import JobContext
 from cronkeeper.storage.schema import accounts
 
 __all__ = [
+    "Deferral",
     "Slots",
     "configured_or_active",
+    "deferral",
     "describe_failure",
     "for_each",
     "sleep_outside",
@@ -126,28 +130,82 @@ class Slots:
         self._free += 1
 
 
+@dataclass(frozen=True)
+class Deferral:
+    """Set a unit aside while the API asks for a long wait, within the run's budget.
+
+    A wait above ``CRONKEEPER_MAX_WAIT`` is not slept inside the call (:class:`WaitTooLong`);
+    the unit gives its slot back, waits exactly what was asked (never less: the pacer holds
+    its scope until then too) and starts again, as long as that ends before ``deadline``
+    (the run's start + ``CRONKEEPER_RUN_BUDGET``). Otherwise it is skipped, and the message
+    says how long the API asked to wait.
+    """
+
+    deadline: datetime
+    clock: Clock
+    sleep: Sleep
+    max_times: int = 10
+    """A unit set aside this often is skipped: an API that keeps moving its goalposts."""
+
+    def allows(self, wait_seconds: float) -> bool:
+        return self.clock() + timedelta(seconds=wait_seconds) <= self.deadline
+
+    def too_late(self, exc: WaitTooLong) -> WaitTooLong:
+        ends = self.deadline.strftime("%H:%M:%S %Z").strip()
+        return WaitTooLong(
+            f"{exc}; setting it aside for {exc.wait_seconds:.0f} s would pass the run's budget"
+            f" (CRONKEEPER_RUN_BUDGET, ends {ends})",
+            wait_seconds=exc.wait_seconds,
+            url=exc.url,
+            status=exc.status,
+            attempts=exc.attempts,
+        )
+
+
+def deferral(ctx: JobContext) -> Deferral | None:
+    """The run's :class:`Deferral`, when it has a budget."""
+    if ctx.deadline is None:
+        return None
+    return Deferral(ctx.deadline, ctx.clock, ctx.http.sleep)
+
+
 async def for_each(
     items: Iterable[T],
     work: Callable[[T], Awaitable[None]],
     *,
     limit: int | Slots,
     on_error: Callable[[T, Exception], None],
+    defer: Deferral | None = None,
 ) -> None:
     """Run ``work`` for every item, at most ``limit`` at a time, until every item is done.
 
     A failing item is handed to ``on_error`` and never cancels the others: one account's
     expired token must not cost the other accounts their data. Cancellation from outside (the
     run itself cancelled) still propagates. ``limit`` may be :class:`Slots` the caller shares
-    (see :func:`sleep_outside`).
+    (see :func:`sleep_outside`). With ``defer``, an item the API asks to wait long for is set
+    aside and tried again after that wait (see :class:`Deferral`).
     """
     slots = limit if isinstance(limit, Slots) else Slots(limit)
 
     async def one(item: T) -> None:
         await slots.acquire()
+        set_aside = 0
         try:
-            await work(item)
-        except Exception as exc:
-            on_error(item, exc)
+            while True:
+                try:
+                    await work(item)
+                except WaitTooLong as exc:
+                    if defer is None or set_aside >= defer.max_times:
+                        on_error(item, exc)
+                    elif not defer.allows(exc.wait_seconds):
+                        on_error(item, defer.too_late(exc))
+                    else:
+                        set_aside += 1
+                        await sleep_outside(slots, defer.sleep)(exc.wait_seconds)
+                        continue
+                except Exception as exc:
+                    on_error(item, exc)
+                return
         finally:
             slots.release()
 

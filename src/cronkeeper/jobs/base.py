@@ -35,6 +35,8 @@ class JobContext:
     explicit_day: bool = True
     """``False`` when the caller gave no date: each source then collects up to *its own*
     yesterday (its own time zone), not the configured zone's."""
+    deadline: datetime | None = None
+    """The run's start + ``CRONKEEPER_RUN_BUDGET``: until then, units may be set aside."""
 
 
 JobFunc = Callable[[JobContext, date, RunTracker], Awaitable[None]]

@@ -30,6 +30,7 @@ from sqlalchemy import select
 from cronkeeper.jobs._common import (
     Slots,
     configured_or_active,
+    deferral,
     describe_failure,
     for_each,
     sleep_outside,
@@ -150,4 +151,4 @@ async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
     def failed(account: str, exc: Exception) -> None:
         run.skip(f"act_{account}", describe_failure(exc))
 
-    await for_each(ids, collect, limit=slots, on_error=failed)
+    await for_each(ids, collect, limit=slots, on_error=failed, defer=deferral(ctx))

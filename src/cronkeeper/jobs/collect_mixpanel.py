@@ -16,7 +16,13 @@ from __future__ import annotations
 from datetime import date
 
 from cronkeeper.errors import ConfigError
-from cronkeeper.jobs._common import configured_or_active, describe_failure, for_each, storage_error
+from cronkeeper.jobs._common import (
+    configured_or_active,
+    deferral,
+    describe_failure,
+    for_each,
+    storage_error,
+)
 from cronkeeper.jobs.base import JobContext, lookback, source_day
 from cronkeeper.ledger import RunTracker
 from cronkeeper.sources import MixpanelClient
@@ -80,4 +86,4 @@ async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
         run.skip(f"project {project}", describe_failure(exc))
 
     limit = min(MAX_PARALLEL_PROJECTS, ctx.settings.concurrency)
-    await for_each(ids, collect, limit=limit, on_error=failed)
+    await for_each(ids, collect, limit=limit, on_error=failed, defer=deferral(ctx))

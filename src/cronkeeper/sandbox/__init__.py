@@ -33,6 +33,7 @@ from cronkeeper.sandbox.notion import (
     NotionAccountPage,
     NotionSimulator,
 )
+from cronkeeper.sandbox.quota import MetaQuota, QuotaPolicy
 from cronkeeper.sandbox.server import SandboxServerError, serve_app, serve_apps
 
 __all__ = [
@@ -49,11 +50,13 @@ __all__ = [
     "MalformedMode",
     "MetaAccount",
     "MetaDay",
+    "MetaQuota",
     "MetaSimulator",
     "MixpanelProject",
     "MixpanelSimulator",
     "NotionAccountPage",
     "NotionSimulator",
+    "QuotaPolicy",
     "RequestLog",
     "RequestRecord",
     "SandboxServerError",

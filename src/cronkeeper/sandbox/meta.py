@@ -38,6 +38,7 @@ from cronkeeper.sandbox._asgi import (
 )
 from cronkeeper.sandbox.data import MetaDay, date_range, meta_day
 from cronkeeper.sandbox.faults import Fault, FaultMix
+from cronkeeper.sandbox.quota import Admission, MetaQuota
 
 __all__ = ["MetaAccount", "MetaSimulator"]
 
@@ -105,10 +106,13 @@ class MetaSimulator(Simulator):
         always: Mapping[str | int, Fault] | None = None,
         mix: FaultMix | None = None,
         clock: Callable[[], datetime] | None = None,
+        quota: MetaQuota | None = None,
     ) -> None:
         self.access_token = access_token
         self.seed = seed
         self.clock = clock
+        self.quota = quota
+        """Rolling-window quotas per ad account and app (:mod:`.quota`); ``None``: unlimited."""
         self.accounts: dict[str, MetaAccount] = {}
         for account in accounts:
             acc = account if isinstance(account, MetaAccount) else MetaAccount(str(account))
@@ -197,9 +201,14 @@ class MetaSimulator(Simulator):
             index = -1 if decoded is None else decoded + (1 if after else -1)
             if not 0 <= index < len(parts):
                 return _error(400, 100, "(#100) Invalid cursor")
-        usage = ("X-Business-Use-Case-Usage", buc_header(account.account_id, 0, 1 + index % 5))
+        usage = [("X-Business-Use-Case-Usage", buc_header(account.account_id, 0, 1 + index % 5))]
+        if self.quota is not None:
+            admission = self.quota.admit(account.account_id)
+            usage = admission.headers
+            if not admission.admitted:
+                return _quota_refusal(admission)
         if not parts:
-            return json_reply(200, {"data": []}, [usage])
+            return json_reply(200, {"data": []}, usage)
         cursor = _encode_cursor(index)
         paging: dict[str, object] = {"cursors": {"before": cursor, "after": cursor}}
         if index + 1 < len(parts):
@@ -211,7 +220,7 @@ class MetaSimulator(Simulator):
             query.append(("before", cursor))
             paging["previous"] = f"{request.base_url}{request.path}?{urlencode(query)}"
         data = [part.to_row(fields) for part in parts[index]]
-        return json_reply(200, {"data": data, "paging": paging}, [usage])
+        return json_reply(200, {"data": data, "paging": paging}, usage)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -264,6 +273,22 @@ def _error(
         error["error_subcode"] = subcode
     error["fbtrace_id"] = fake_trace_id(code, message)
     return json_reply(status, {"error": error})
+
+
+def _quota_refusal(admission: Admission) -> Reply:
+    """Meta's answer to a call over a quota: HTTP 400 with the error code, usage headers kept."""
+    if admission.refusal_code == 4:
+        reply = _error(400, 4, "(#4) Application request limit reached", type_="OAuthException")
+    else:
+        reply = _error(
+            400,
+            80000,
+            "(#80000) There have been too many calls from this ad-account. Wait a bit and try"
+            " again. For more info, please refer to"
+            " https://developers.facebook.com/docs/graph-api/overview/rate-limiting.",
+            subcode=2446079,
+        )
+    return reply.with_headers(*admission.headers)
 
 
 def _parse_time_range(raw: str | None) -> tuple[date, date] | None:
