@@ -8,11 +8,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-import httpx
-
-from cronkeeper import __version__
 from cronkeeper.errors import CronkeeperError
-from cronkeeper.http import HttpContext, RetryEvent
+from cronkeeper.http import HttpContext, RetryEvent, client_from_settings
 from cronkeeper.jobs import JobContext, get_job, report_date
 from cronkeeper.ledger import FinalStatus, RunTracker
 from cronkeeper.service import Service
@@ -120,9 +117,7 @@ async def run_job(service: Service, name: str, day: date | None = None) -> RunRe
             for observer in service.observers:
                 observer.retry(name, event)
 
-        async with httpx.AsyncClient(
-            headers={"User-Agent": f"cronkeeper/{__version__}"}, follow_redirects=False
-        ) as client:
+        async with client_from_settings(settings) as client:
             http = HttpContext(
                 client=client,
                 policy=service.retry_policy,
@@ -130,6 +125,7 @@ async def run_job(service: Service, name: str, day: date | None = None) -> RunRe
                 now=service.clock,
                 on_retry=on_retry,
                 redactor=settings.redactor,
+                limiter=service.limiter,
             )
             ctx = JobContext(
                 settings=settings, engine=service.engine, http=http, clock=service.clock
