@@ -15,6 +15,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from tests.conftest import make_settings
+from tests.faults.helpers import DAY, META_TOKEN
 
 from cronkeeper import __version__
 from cronkeeper.http import build_client, client_from_settings
@@ -22,8 +24,6 @@ from cronkeeper.redact import Redactor
 from cronkeeper.runner import run_job
 from cronkeeper.sandbox import Fault, MetaSimulator, serve_app
 from cronkeeper.service import Service
-from tests.conftest import make_settings
-from tests.faults.helpers import DAY, META_TOKEN
 
 ACCOUNT = "3001"
 SLOW = 5.6

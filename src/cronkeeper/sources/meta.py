@@ -16,7 +16,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from cronkeeper.errors import ConfigError, PayloadError
-from cronkeeper.redact import redact
 from cronkeeper.sources._payload import (
     decode_json,
     describe,
@@ -200,12 +199,7 @@ class MetaClient:
         and the :class:`FetchError` family from the HTTP layer.
         """
         account = normalize_ad_account_id(ad_account_id)
-        unit = f"Meta ad account {account}"
-        try:
-            return await self._collect(account, day, unit)
-        except PayloadError as exc:
-            # Belt and braces: the parsers never quote URLs, but the token must not leak.
-            raise PayloadError(self._http.redactor(redact(str(exc), (self._token,)))) from None
+        return await self._collect(account, day, f"Meta ad account {account}")
 
     async def _collect(self, account: str, day: date, unit: str) -> MetaInsight | None:
         url = f"{self._base}/{self._version}/act_{account}/insights"
@@ -220,11 +214,16 @@ class MetaClient:
         total: MetaInsight | None = None
         seen: set[str] = set()
         for page in range(1, MAX_PAGES + 1):
-            response = await self._http.fetch("GET", url, params=params)
-            rows, nxt = parse_insights_page(
-                decode_json(response, unit),
-                ad_account_id=account,
-                conversion_action_types=self._conversions,
+            # fetch_parsed redacts a parse error with the call's secrets (the URL's token).
+            rows, nxt = await self._http.fetch_parsed(
+                "GET",
+                url,
+                lambda response: parse_insights_page(
+                    decode_json(response, unit),
+                    ad_account_id=account,
+                    conversion_action_types=self._conversions,
+                ),
+                params=params,
             )
             for row in rows:
                 if row.date != day:
