@@ -145,6 +145,7 @@ class RequestLimiter:
                 " not sent: this unit is skipped, run it again later",
                 wait_seconds=wait,
                 attempts=0,
+                reason="quota",
             )
         counter.starts.append(start)
         return wait

@@ -168,9 +168,10 @@ class _Call:
             async with self.gate() if self.gate is not None else nullcontext():
                 return await self._send()
         except WaitTooLong as exc:
-            if exc.url:  # the server's ask, already worded
+            if exc.url:  # the server's ask, raised by _send and already worded
                 raise
-            # The client-side quota's: name the endpoint, as every other error does.
+            # The gate's (a client-side quota knows no URL): name the endpoint, as every
+            # other error does. Nothing was sent for this attempt.
             raise WaitTooLong(
                 f"{self.method} {self.url}: {exc}",
                 wait_seconds=exc.wait_seconds,
