@@ -58,9 +58,10 @@ class Quota:
         return Limit(self, key)
 
     def describe(self) -> str:
-        window = "an hour" if self.window == 3600 else f"{self.window:g} s"
-        if self.window == 1:
-            window = "a second"
+        """``"60 requests in an hour and 5 at once per project"``."""
+        window = {1.0: "a second", 60.0: "a minute", 3600.0: "an hour"}.get(
+            self.window, f"{self.window:g} s"
+        )
         text = f"{self.requests} requests in {window}"
         if self.concurrent is not None:
             text += f" and {self.concurrent} at once"
