@@ -59,7 +59,10 @@ class FetchError(CronkeeperError):
     """An HTTP call to a source API failed for good.
 
     ``url`` is already redacted; ``status`` is the last HTTP status seen (``None`` when no
-    response arrived); ``attempts`` is how many requests were sent.
+    response arrived); ``attempts`` is how many requests were sent. ``reason`` (``"timeout"``,
+    ``"status_5xx"``, … as in :data:`cronkeeper.http.Reason`) and ``detail`` (redacted, one
+    line: ``"HTTP 500 (…)"``) describe the last failed attempt, for callers that word their
+    own message (the alert webhook).
     """
 
     def __init__(
@@ -69,11 +72,15 @@ class FetchError(CronkeeperError):
         url: str = "",
         status: int | None = None,
         attempts: int = 1,
+        reason: str | None = None,
+        detail: str = "",
     ) -> None:
         super().__init__(message)
         self.url = url
         self.status = status
         self.attempts = attempts
+        self.reason = reason
+        self.detail = detail
 
 
 class PermanentFetchError(FetchError):

@@ -8,11 +8,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-import httpx
-
-from cronkeeper import __version__
 from cronkeeper.errors import CronkeeperError
-from cronkeeper.http import HttpContext, RetryEvent
+from cronkeeper.http import HttpContext, RetryEvent, client_from_settings
 from cronkeeper.http.pacing import Pacer, PacingPolicy
 from cronkeeper.jobs import JobContext, get_job, report_date
 from cronkeeper.ledger import FinalStatus, RunTracker
@@ -122,9 +119,7 @@ async def run_job(service: Service, name: str, day: date | None = None) -> RunRe
             for observer in service.observers:
                 observer.retry(name, event)
 
-        async with httpx.AsyncClient(
-            headers={"User-Agent": f"cronkeeper/{__version__}"}, follow_redirects=False
-        ) as client:
+        async with client_from_settings(settings) as client:
             http = HttpContext(
                 client=client,
                 policy=service.retry_policy,
@@ -132,6 +127,7 @@ async def run_job(service: Service, name: str, day: date | None = None) -> RunRe
                 now=service.clock,
                 on_retry=on_retry,
                 redactor=settings.redactor,
+                limiter=service.limiter,
                 pacer=Pacer(
                     PacingPolicy(settings.pacing_high_water, settings.pacing_pause),
                     clock=service.clock,

@@ -14,7 +14,7 @@ from cronkeeper.clock import sleep as real_sleep
 from cronkeeper.config import JobSpec, Settings
 from cronkeeper.errors import first_line
 from cronkeeper.health import HealthReport, evaluate_health
-from cronkeeper.http import RetryEvent, RetryPolicy
+from cronkeeper.http import RequestLimiter, RetryEvent, RetryPolicy
 from cronkeeper.lease import LeaseManager
 from cronkeeper.ledger import Ledger, RunRow
 from cronkeeper.storage.breaker import Breaker
@@ -47,9 +47,16 @@ class Service:
     clock: Clock
     sleep: Sleep = real_sleep
     observers: list[RunObserver] = field(default_factory=list)
+    limiter: RequestLimiter = field(init=False)
+    """Client-side API quotas, shared by every run of this process (Mixpanel's is hourly)."""
     _latest_in_flight: asyncio.Future[dict[str, RunRow | None]] | None = field(
         default=None, init=False, repr=False
     )
+
+    def __post_init__(self) -> None:
+        self.limiter = RequestLimiter(
+            clock=self.clock, sleep=self.sleep, max_wait=self.settings.max_wait
+        )
 
     @classmethod
     def from_settings(

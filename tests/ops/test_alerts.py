@@ -321,6 +321,19 @@ async def test_httpx_request_log_does_not_carry_the_webhook_url(
     assert "hook-secret-XyZ123" not in caplog.text
 
 
+async def test_a_webhook_url_with_a_query_stays_out_of_every_log_line(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The HTTP layer names a failing URL without its query: that spelling is secret too."""
+    receiver.fail_next = 1
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="httpx"):
+        assert await alerter(receiver.url + "?thread_ts=1700000000.1").send("hello")
+    assert receiver.attempts == 2
+    assert "attempt 1 of 3 failed" in caplog.text  # the retry line, at INFO
+    assert "hook-secret-XyZ123" not in caplog.text
+    assert "/services/" not in caplog.text
+
+
 # -- configuration and wiring ---------------------------------------------------------------
 
 

@@ -1,8 +1,12 @@
-"""HTTP to the source APIs: one call, the retries the SPEC allows, and no secret in any error.
+"""Outbound HTTP: one client factory, one call with the retries the SPEC allows, client-side
+quotas, and no secret in any error or log line.
 
-Source clients take an :class:`HttpContext` and call :meth:`HttpContext.fetch`; the pure
-decisions behind it (:func:`classify`, :func:`parse_retry_after`, …) are exported for tests
-and for the API simulators that must agree with them.
+Every outbound client comes from :func:`build_client` (:mod:`.client`: per-attempt timeout,
+connection limits, User-Agent, no redirects, log redaction). Source clients take an
+:class:`HttpContext` and call :meth:`HttpContext.fetch_parsed`; the alert webhook calls
+:func:`fetch_with_retry` directly. The pure decisions behind them (:func:`classify`,
+:func:`parse_retry_after`, :func:`next_start`, …) are exported for tests and for the API
+simulators that must agree with them.
 """
 
 from cronkeeper.http.classify import (
@@ -19,7 +23,9 @@ from cronkeeper.http.classify import (
     meta_error,
     parse_retry_after,
 )
-from cronkeeper.http.logs import RedactingFilter, protect_httpx_log
+from cronkeeper.http.client import USER_AGENT, build_client, client_from_settings
+from cronkeeper.http.limits import Limit, Quota, RequestLimiter, next_start
+from cronkeeper.http.logs import RedactingFilter, protect_httpx_log, request_redactor
 from cronkeeper.http.retry import (
     DEFAULT_POLICY,
     Clock,
@@ -35,21 +41,29 @@ __all__ = [
     "DEFAULT_POLICY",
     "META_THROTTLE_CODES",
     "META_TRANSIENT_CODES",
+    "USER_AGENT",
     "Clock",
     "HttpContext",
+    "Limit",
     "MetaError",
+    "Quota",
     "Reason",
     "RedactingFilter",
+    "RequestLimiter",
     "RetryEvent",
     "RetryPolicy",
     "Sleep",
     "Verdict",
     "api_error_text",
     "buc_wait_seconds",
+    "build_client",
     "classify",
     "classify_exception",
+    "client_from_settings",
     "fetch_with_retry",
     "meta_error",
+    "next_start",
     "parse_retry_after",
     "protect_httpx_log",
+    "request_redactor",
 ]

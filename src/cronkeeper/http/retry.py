@@ -15,16 +15,22 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import quote, quote_plus
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_exception_type
 from tenacity.stop import stop_after_attempt
 
 from cronkeeper.clock import Clock, Sleep, utcnow
-from cronkeeper.errors import ConfigError, PermanentFetchError, RetriesExhausted, WaitTooLong
+from cronkeeper.errors import (
+    ConfigError,
+    PayloadError,
+    PermanentFetchError,
+    RetriesExhausted,
+    WaitTooLong,
+)
 from cronkeeper.http.classify import (
     BUC_HEADER,
     Verdict,
@@ -32,9 +38,10 @@ from cronkeeper.http.classify import (
     classify,
     classify_exception,
 )
-from cronkeeper.http.logs import protect_httpx_log
+from cronkeeper.http.limits import Limit, RequestLimiter
+from cronkeeper.http.logs import protect_httpx_log, request_redactor
 from cronkeeper.http.pacing import SOURCE, SOURCE_WIDE_META_CODES, Pacer, read_usage
-from cronkeeper.redact import Redactor, redact, truncate
+from cronkeeper.redact import Redactor, truncate
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -52,6 +59,8 @@ logger = logging.getLogger("cronkeeper.http")
 
 
 MAX_API_MESSAGE = 300
+T = TypeVar("T")
+Gate = Callable[[], AbstractAsyncContextManager[None]]
 _MAX_DOUBLINGS = 64  # past this, 2**n only risks an OverflowError; max_wait caps it anyway
 _AD_ACCOUNT = re.compile(r"/(act_\d+)(?:/|$)")
 
@@ -129,39 +138,6 @@ class _AttemptFailed(Exception):
         self.detail = detail
 
 
-def _is_secret_key(name: str) -> bool:
-    # Ask the redactor's own patterns rather than keep a second list of secret key names.
-    probe = f"{name}=x"
-    return redact(probe) != probe
-
-
-def _call_redactor(
-    base: Redactor,
-    url: httpx.URL,
-    headers: httpx.Headers,
-    auth: httpx.Auth | tuple[str, str] | None,
-) -> Redactor:
-    """Extend ``base`` with every secret this call carries, in every spelling it may take.
-
-    The patterns already blank ``access_token=…`` in a URL; adding the values themselves also
-    catches them where a pattern cannot see a key (an API echoing the token in its error
-    message), and the percent-encoded forms catch them inside ``str(url)``.
-    """
-    secrets = set(base.secrets)
-    secrets.update(value for key, value in url.params.multi_items() if _is_secret_key(key))
-    for key in ("authorization", "proxy-authorization"):
-        value = headers.get(key)
-        if value:
-            secrets.update((value, value.partition(" ")[2]))
-    if isinstance(auth, tuple):
-        secrets.add(auth[1])
-    spellings = set(secrets)
-    for secret in secrets:
-        spellings.update((quote(secret, safe=""), quote_plus(secret, safe="")))
-        spellings.add(str(httpx.QueryParams({"k": secret}))[2:])  # httpx's own encoding
-    return Redactor(secrets=tuple(sorted(s for s in spellings if s)))
-
-
 def _seconds(value: float) -> str:
     return f"{value:.0f}" if value >= 10 else f"{value:g}"
 
@@ -178,6 +154,8 @@ class _Call:
         now: Clock,
         on_retry: Callable[[RetryEvent], None] | None,
         redactor: Redactor,
+        gate: Gate | None,
+        retry_log_level: int,
         pacer: Pacer | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -190,7 +168,9 @@ class _Call:
         self.policy = policy
         self.now = now
         self.on_retry = on_retry
-        self.redact = _call_redactor(redactor, request.url, request.headers, auth)
+        self.gate = gate
+        self.retry_log_level = retry_log_level
+        self.redact = request_redactor(redactor, request.url, request.headers, auth)
         protect_httpx_log(self.redact.secrets)
         self.method = request.method
         # Messages name the endpoint, not the query: it is long, and it is where tokens travel.
@@ -243,6 +223,23 @@ class _Call:
     async def attempt(self) -> httpx.Response:
         if self.pacer is not None:
             await self._paced()
+        try:
+            async with self.gate() if self.gate is not None else nullcontext():
+                return await self._send()
+        except WaitTooLong as exc:
+            if exc.url:  # the server's ask, raised by _send and already worded
+                raise
+            # The gate's (a client-side quota knows no URL): name the endpoint, as every
+            # other error does. Nothing was sent for this attempt.
+            raise WaitTooLong(
+                f"{self.method} {self.url}: {exc}",
+                wait_seconds=exc.wait_seconds,
+                url=self.url,
+                attempts=self.attempts,
+                reason="quota",
+            ) from None
+
+    async def _send(self) -> httpx.Response:
         self.attempts += 1
         try:
             # One deadline over connect, headers and the whole body: httpx's timeouts are per
@@ -269,6 +266,7 @@ class _Call:
                 url=self.url,
                 status=status,
                 attempts=self.attempts,
+                detail=got,
             )
         if verdict.server_wait is not None and verdict.server_wait > self.policy.max_wait:
             meta = verdict.meta is not None or verdict.wait_source == BUC_HEADER
@@ -281,12 +279,15 @@ class _Call:
                 url=self.url,
                 status=status,
                 attempts=self.attempts,
+                reason=verdict.reason,
+                detail=got,
             )
         raise _AttemptFailed(verdict, status, got)
 
     def _transport_failure(self, exc: BaseException) -> Exception:
         verdict = classify_exception(exc)
-        if isinstance(exc, TimeoutError):
+        if isinstance(exc, TimeoutError | httpx.TimeoutException):
+            # Ours or httpx's (the client's per-operation timeout is the same number).
             detail = f"no complete answer within the {_seconds(self.policy.timeout)} s timeout"
         else:
             text = truncate(self.redact(str(exc)), MAX_API_MESSAGE)
@@ -299,6 +300,7 @@ class _Call:
             url=self.url,
             status=None,
             attempts=self.attempts,
+            detail=detail,
         )
 
     @staticmethod
@@ -323,7 +325,8 @@ class _Call:
         failure = self._failure(state)
         reason = failure.verdict.reason or "connection"
         wait = float(state.upcoming_sleep)
-        logger.warning(
+        logger.log(
+            self.retry_log_level,
             "%s %s: attempt %d of %d failed (%s: %s); retrying in %s s",
             self.method,
             self.url,
@@ -342,6 +345,7 @@ class _Call:
         failure = error.last_attempt.exception()
         detail = failure.detail if isinstance(failure, _AttemptFailed) else "unknown failure"
         status = failure.status if isinstance(failure, _AttemptFailed) else None
+        reason = failure.verdict.reason if isinstance(failure, _AttemptFailed) else None
         plural = "s" if self.attempts != 1 else ""
         return RetriesExhausted(
             f"{self.method} {self.url} still failing after {self.attempts} attempt{plural};"
@@ -350,6 +354,8 @@ class _Call:
             url=self.url,
             status=status,
             attempts=self.attempts,
+            reason=reason,
+            detail=detail,
         )
 
     @staticmethod
@@ -387,19 +393,36 @@ async def fetch_with_retry(
     now: Clock = utcnow,
     on_retry: Callable[[RetryEvent], None] | None = None,
     redactor: Redactor = _DEFAULT_REDACTOR,
+    gate: Gate | None = None,
+    retry_log_level: int = logging.WARNING,
     pacer: Pacer | None = None,
 ) -> httpx.Response:
     """Send one request, retrying what a later attempt can fix, and return the 2xx response.
 
-    ``auth=None`` keeps the client's own auth. Raises :class:`PermanentFetchError` for errors
-    no wait fixes (tried once), :class:`WaitTooLong` when the server asks for more than
-    ``policy.max_wait`` (nothing is slept), :class:`RetriesExhausted` otherwise. With a
-    ``pacer``, each attempt first waits until its scope may send (see :mod:`.pacing`).
+    ``auth=None`` keeps the client's own auth. ``gate`` is entered around every attempt
+    (a client-side quota: :meth:`RequestLimiter.slot`); ``retry_log_level`` is the level of
+    the line logged before each retry (the alert webhook logs its own summary instead).
+    With a ``pacer``, each attempt first waits until its scope may send (see :mod:`.pacing`).
+    Raises :class:`PermanentFetchError` for errors no wait fixes (tried once),
+    :class:`WaitTooLong` when the server (or the gate, or the pacer) asks for more than
+    ``policy.max_wait`` (nothing is slept), :class:`RetriesExhausted` otherwise.
     """
     request = client.build_request(
         method, url, params=_merged_params(client, url, params), json=json, headers=headers
     )
-    call = _Call(client, request, auth, policy, now, on_retry, redactor, pacer, sleep)
+    call = _Call(
+        client,
+        request,
+        auth,
+        policy,
+        now,
+        on_retry,
+        redactor,
+        gate,
+        retry_log_level,
+        pacer=pacer,
+        sleep=sleep,
+    )
 
     async def sleep_seconds(seconds: float) -> None:
         await sleep(float(seconds))  # tenacity hands over a float subclass; callers get a float
@@ -420,7 +443,12 @@ async def fetch_with_retry(
 
 @dataclass(frozen=True)
 class HttpContext:
-    """What source API clients receive: one client and the retry settings behind one method."""
+    """What source API clients receive: one client and the retry settings behind one method.
+
+    ``limiter`` holds the client-side quotas (:mod:`cronkeeper.http.limits`); the runner
+    shares the service's, so runs in one process share a quota. Left out, the context makes
+    its own from its clock, sleep and ``policy.max_wait``.
+    """
 
     client: httpx.AsyncClient
     policy: RetryPolicy = DEFAULT_POLICY
@@ -428,7 +456,15 @@ class HttpContext:
     now: Clock = utcnow
     on_retry: Callable[[RetryEvent], None] | None = None
     redactor: Redactor = _DEFAULT_REDACTOR
+    limiter: RequestLimiter | None = None
     pacer: Pacer | None = None
+    _limiter: RequestLimiter = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        limiter = self.limiter or RequestLimiter(
+            clock=self.now, sleep=self.sleep, max_wait=self.policy.max_wait
+        )
+        object.__setattr__(self, "_limiter", limiter)  # frozen: set once, here
 
     async def fetch(
         self,
@@ -439,8 +475,12 @@ class HttpContext:
         json: Any = None,
         headers: Mapping[str, str] | None = None,
         auth: httpx.Auth | tuple[str, str] | None = None,
+        limit: Limit | None = None,
     ) -> httpx.Response:
-        """:func:`fetch_with_retry` with this context's client and settings."""
+        """:func:`fetch_with_retry` with this context's client and settings.
+
+        ``limit`` makes every attempt wait for a slot of that client-side quota first.
+        """
         return await fetch_with_retry(
             self.client,
             method,
@@ -454,5 +494,35 @@ class HttpContext:
             now=self.now,
             on_retry=self.on_retry,
             redactor=self.redactor,
+            gate=(lambda: self._limiter.slot(limit)) if limit is not None else None,
             pacer=self.pacer,
         )
+
+    async def fetch_parsed(
+        self,
+        method: str,
+        url: str,
+        parse: Callable[[httpx.Response], T],
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        auth: httpx.Auth | tuple[str, str] | None = None,
+        limit: Limit | None = None,
+    ) -> T:
+        """:meth:`fetch`, then ``parse`` the answer; the source clients' one way to call.
+
+        A :class:`PayloadError` from ``parse`` goes through the same redaction as the fetch's
+        own errors (this context's secrets and the request's: its query token, its
+        ``Authorization``, the ``auth`` password), since a hostile or broken body may echo a
+        credential into the value a message quotes.
+        """
+        response = await self.fetch(
+            method, url, params=params, json=json, headers=headers, auth=auth, limit=limit
+        )
+        try:
+            return parse(response)
+        except PayloadError as exc:
+            request = response.request
+            redactor = request_redactor(self.redactor, request.url, request.headers, auth)
+            raise PayloadError(redactor(str(exc))) from None

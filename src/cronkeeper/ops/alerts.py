@@ -10,11 +10,14 @@ endpoint all accept. Text taken from runs (error messages) is redacted, cut to 5
 characters and escaped the way Slack asks (``&``, ``<``, ``>``), so an API error that
 happens to contain ``<!channel>`` cannot ping anyone.
 
-Delivery must never hurt the job: every attempt has a total timeout, retries (tenacity,
-fixed short waits) cover connection errors, timeouts, 408, 429 and 5xx, the whole delivery
-is bounded by ``timeout × attempts + waits``, and a failure is logged as a WARNING, never
-raised. The webhook URL is itself the credential (Slack's
-``hooks.slack.com/services/T…/B…/…``): logs name only its scheme and host.
+Delivery must never hurt the job. It goes through the same HTTP layer as the sources: a
+client from :func:`~cronkeeper.http.build_client` and :func:`~cronkeeper.http.fetch_with_retry`
+with the alerts' own policy (5 s per attempt, two retries after 1 s and 2 s; connection
+errors, timeouts, 408, 429 and 5xx retried, ``Retry-After`` honoured up to the longest of
+those waits, a longer ask given up at once). The whole delivery is bounded by
+``timeout × attempts + waits``, and a failure is logged as one WARNING, never raised. The
+webhook URL is itself the credential (Slack's ``hooks.slack.com/services/T…/B…/…``): logs
+name only its scheme and host.
 """
 
 from __future__ import annotations
@@ -25,14 +28,17 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import httpx
-from tenacity import AsyncRetrying, RetryCallState
-from tenacity.stop import stop_after_attempt
 
-from cronkeeper import __version__
 from cronkeeper.clock import Clock, Sleep, utcnow
 from cronkeeper.config import Settings
-from cronkeeper.errors import ConfigError
-from cronkeeper.http import parse_retry_after, protect_httpx_log
+from cronkeeper.errors import ConfigError, FetchError, PermanentFetchError, WaitTooLong
+from cronkeeper.http import (
+    RetryEvent,
+    RetryPolicy,
+    build_client,
+    fetch_with_retry,
+    protect_httpx_log,
+)
 from cronkeeper.ledger import RunRow
 from cronkeeper.redact import Redactor, truncate
 from cronkeeper.service import RunObserver, Service
@@ -134,23 +140,6 @@ def safe_destination(url: str) -> str:
 # -- delivery ----------------------------------------------------------------------------
 
 
-class _Retryable(Exception):
-    """An attempt failed in a way a later attempt may fix; ``asked`` is a server's wait."""
-
-    def __init__(self, detail: str, asked: float | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.asked = asked
-
-
-class _Rejected(Exception):
-    """The webhook refused the message (4xx): retrying the same payload cannot help."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
 class WebhookAlerter(RunObserver):
     """Posts run alerts to one webhook; a :class:`~cronkeeper.service.RunObserver`."""
 
@@ -186,7 +175,12 @@ class WebhookAlerter(RunObserver):
         self.retries = retries
         self.waits = tuple(waits) or (0.0,)
         self.sleep = sleep
-        spellings = tuple({url, str(parsed)})
+        self.policy = RetryPolicy(
+            max_retries=retries, waits=self.waits, timeout=timeout, max_wait=max(self.waits)
+        )
+        # The HTTP layer names the URL without its query: that spelling is the secret too.
+        bare = str(parsed.copy_with(query=None, fragment=None))
+        spellings = tuple({url, str(parsed), bare})
         base = redactor or Redactor()
         self.redactor = Redactor(secrets=(*base.secrets, *spellings))
         self.client_factory = client_factory or self._default_client
@@ -199,14 +193,7 @@ class WebhookAlerter(RunObserver):
         return self.timeout * (self.retries + 1) + self.retries * max(self.waits) + 0.5
 
     def _default_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            timeout=httpx.Timeout(self.timeout),
-            follow_redirects=False,
-            headers={"User-Agent": f"cronkeeper/{__version__}"},
-        )
-
-    def _scheduled_wait(self, retry_number: int) -> float:
-        return self.waits[min(retry_number, len(self.waits)) - 1]
+        return build_client(timeout=self.timeout, redactor=self.redactor)
 
     # -- RunObserver hooks
 
@@ -223,52 +210,46 @@ class WebhookAlerter(RunObserver):
 
     async def send(self, text: str, *, about: str = "cronkeeper") -> bool:
         """Post ``text``; whether the webhook took it. Never raises (except cancellation)."""
-        payload = {"text": text}
-        attempts = 0
-
-        async def post(client: httpx.AsyncClient) -> None:
-            nonlocal attempts
-            attempts += 1
-            await self._post(client, payload)
-
-        async def sleep_seconds(seconds: float) -> None:
-            await self.sleep(float(seconds))
-
-        def wait(state: RetryCallState) -> float:
-            scheduled = self._scheduled_wait(state.attempt_number)
-            failure = state.outcome.exception() if state.outcome is not None else None
-            asked = failure.asked if isinstance(failure, _Retryable) else None
-            return max(scheduled, asked or 0.0)
-
-        def retryable(state: RetryCallState) -> bool:
-            failure = state.outcome.exception() if state.outcome is not None else None
-            if not isinstance(failure, _Retryable):
-                return False
-            # Never earlier than the server asked; never longer than the budget allows.
-            return failure.asked is None or failure.asked <= max(self.waits)
-
+        retries: list[RetryEvent] = []
         try:
             async with asyncio.timeout(self.budget), self.client_factory() as client:
-                retrying = AsyncRetrying(
-                    stop=stop_after_attempt(self.retries + 1),
-                    wait=wait,
-                    retry=retryable,
-                    sleep=sleep_seconds,
-                    reraise=True,
+                await fetch_with_retry(
+                    client,
+                    "POST",
+                    self.url,
+                    json={"text": text},
+                    policy=self.policy,
+                    sleep=self.sleep,
+                    now=self.clock,
+                    on_retry=retries.append,
+                    redactor=self.redactor,
+                    retry_log_level=logging.INFO,  # one WARNING per delivery, below
                 )
-                await retrying(post, client)
-        except (_Retryable, _Rejected) as exc:
-            self._warn(about, attempts, exc.detail)
+        except FetchError as exc:
+            self._warn(about, exc.attempts, self._failure(exc))
             return False
         except TimeoutError:
-            self._warn(about, attempts, f"no delivery within {self.budget:g} s")
+            self._warn(about, len(retries) + 1, f"no delivery within {self.budget:g} s")
             return False
         except Exception as exc:  # a webhook must never fail a job, whatever goes wrong
             detail = truncate(self.redactor(f"{type(exc).__name__}: {exc}"), 300)
-            self._warn(about, attempts, detail)
+            self._warn(about, len(retries) + 1, detail)
             return False
         log.info("alert about %s delivered to %s", about, self.destination)
         return True
+
+    def _failure(self, exc: FetchError) -> str:
+        """The last attempt's failure, in the alerts' words (the HTTP layer's speak of units)."""
+        if exc.reason == "timeout":
+            return f"no answer within {self.timeout:g} s"
+        if isinstance(exc, WaitTooLong):
+            return (
+                f"{exc.detail}; the webhook asked to wait {exc.wait_seconds:g} s,"
+                " more than alerts may wait"
+            )
+        if isinstance(exc, PermanentFetchError) and exc.status is not None:
+            return f"{exc.detail}; not retried, check the webhook (revoked, archived, moved?)"
+        return exc.detail or str(exc)
 
     def _warn(self, about: str, attempts: int, detail: str) -> None:
         plural = "s" if attempts != 1 else ""
@@ -280,29 +261,6 @@ class WebhookAlerter(RunObserver):
             plural,
             detail,
         )
-
-    async def _post(self, client: httpx.AsyncClient, payload: dict[str, str]) -> None:
-        try:
-            # One deadline over connect, headers and body (httpx's are per operation).
-            async with asyncio.timeout(self.timeout):
-                response = await client.post(self.url, json=payload)
-        except (TimeoutError, httpx.TimeoutException):
-            raise _Retryable(f"no answer within {self.timeout:g} s") from None
-        except httpx.TransportError as exc:
-            text = truncate(self.redactor(str(exc)), 200)
-            raise _Retryable(type(exc).__name__ + (f" ({text})" if text else "")) from None
-        status = response.status_code
-        if 200 <= status < 300:
-            return
-        body = truncate(self.redactor(response.text.strip()), 200)
-        got = f"HTTP {status}" + (f" ({body})" if body else "")
-        if status in (408, 429) or status >= 500:
-            retry_after = response.headers.get("Retry-After")
-            asked = parse_retry_after(retry_after, self.clock()) if retry_after else None
-            if asked is not None and asked > max(self.waits):
-                got += f"; the webhook asked to wait {asked:g} s, more than alerts may wait"
-            raise _Retryable(got, asked)
-        raise _Rejected(got + "; not retried, check the webhook (revoked, archived, moved?)")
 
 
 # -- wiring ------------------------------------------------------------------------------

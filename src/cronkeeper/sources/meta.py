@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronkeeper.errors import ConfigError, PayloadError
-from cronkeeper.redact import redact
 from cronkeeper.sources._payload import (
     decode_json,
     describe,
@@ -303,12 +302,7 @@ class MetaClient:
         layer.
         """
         account = normalize_ad_account_id(ad_account_id)
-        unit = f"Meta ad account {account}"
-        try:
-            return await self._collect(account, since, until, unit)
-        except PayloadError as exc:
-            # Belt and braces: the parsers never quote URLs, but the token must not leak.
-            raise PayloadError(self._http.redactor(redact(str(exc), (self._token,)))) from None
+        return await self._collect(account, since, until, f"Meta ad account {account}")
 
     async def account_details(self, ad_account_id: str) -> AccountDetails:
         """``GET /{version}/act_{id}?fields=name,timezone_name,currency``: the account's own
@@ -318,11 +312,14 @@ class MetaClient:
         unit = f"Meta ad account {account}"
         url = f"{self._base}/{self._version}/act_{account}"
         params = {"fields": DETAIL_FIELDS, "access_token": self._token}
-        try:
-            response = await self._http.fetch("GET", url, params=params)
-            return parse_account_details(decode_json(response, unit), ad_account_id=account)
-        except PayloadError as exc:
-            raise PayloadError(self._http.redactor(redact(str(exc), (self._token,)))) from None
+        return await self._http.fetch_parsed(
+            "GET",
+            url,
+            lambda response: parse_account_details(
+                decode_json(response, unit), ad_account_id=account
+            ),
+            params=params,
+        )
 
     async def _collect(
         self, account: str, since: date, until: date, unit: str
@@ -343,12 +340,17 @@ class MetaClient:
         days: dict[date, MetaInsight] = {}
         seen: set[str] = set()
         for page in range(1, MAX_PAGES + 1):
-            response = await self._http.fetch("GET", url, params=params)
-            rows, nxt = parse_insights_page(
-                decode_json(response, unit),
-                ad_account_id=account,
-                conversion_action_types=self._conversions,
-                lead_action_types=self._leads,
+            # fetch_parsed redacts a parse error with the call's secrets (the URL's token).
+            rows, nxt = await self._http.fetch_parsed(
+                "GET",
+                url,
+                lambda response: parse_insights_page(
+                    decode_json(response, unit),
+                    ad_account_id=account,
+                    conversion_action_types=self._conversions,
+                    lead_action_types=self._leads,
+                ),
+                params=params,
             )
             for row in rows:
                 if not since <= row.date <= until:

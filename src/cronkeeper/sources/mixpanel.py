@@ -10,6 +10,9 @@ project settings; "the Mixpanel API returns timestamps based on your project's t
 settings", Fivetran's Mixpanel connector notes). One query covers ``from_date`` … ``to_date``:
 the Query API allows 60 queries an hour and 5 at once per project
 (https://docs.mixpanel.com/reference/rate-limits), so a range costs one of them, not N.
+
+Every query waits for a slot of :data:`QUERY_API_QUOTA` first, so the client never provokes
+the 429 Mixpanel answers past its limits.
 """
 
 from __future__ import annotations
@@ -20,17 +23,21 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-import httpx
-
 from cronkeeper.errors import ConfigError, PayloadError
-from cronkeeper.redact import redact
+from cronkeeper.http.limits import Quota
 from cronkeeper.sources._payload import decode_json, describe, non_negative_int
 
 if TYPE_CHECKING:
     from cronkeeper.config import Settings
     from cronkeeper.http import HttpContext
 
-__all__ = ["MixpanelClient", "MixpanelCount", "parse_event_counts"]
+__all__ = ["QUERY_API_QUOTA", "MixpanelClient", "MixpanelCount", "parse_event_counts"]
+
+# "Query API: A maximum of 5 concurrent queries and 60 queries per hour", and "these rate
+# limits are scope per project": https://docs.mixpanel.com/reference/rate-limits
+QUERY_API_QUOTA = Quota(
+    "Mixpanel's Query API", requests=60, window=3600.0, concurrent=5, per="project"
+)
 
 
 @dataclass(frozen=True)
@@ -102,8 +109,8 @@ class MixpanelClient:
     def __init__(self, http: HttpContext, *, base: str, service_account: str, secret: str) -> None:
         self._http = http
         self._base = base.rstrip("/")
-        self._auth = httpx.BasicAuth(service_account, secret)
-        self._secrets = (service_account, secret)
+        # A tuple, not httpx.BasicAuth: the HTTP layer then knows the password to redact.
+        self._auth = (service_account, secret)
 
     @classmethod
     def from_settings(cls, http: HttpContext, settings: Settings) -> MixpanelClient:
@@ -140,16 +147,17 @@ class MixpanelClient:
             "to_date": last.isoformat(),
         }
         unit = f"Mixpanel project {project_id}"
-        try:
-            response = await self._http.fetch(
-                "GET", f"{self._base}/events", params=params, auth=self._auth
-            )
-            return parse_event_counts(
+        return await self._http.fetch_parsed(
+            "GET",
+            f"{self._base}/events",
+            lambda response: parse_event_counts(
                 decode_json(response, unit),
                 project_id=project_id,
                 events=wanted,
                 day=day,
                 until=last,
-            )
-        except PayloadError as exc:
-            raise PayloadError(self._http.redactor(redact(str(exc), (self._secrets[1],)))) from None
+            ),
+            params=params,
+            auth=self._auth,
+            limit=QUERY_API_QUOTA.of(f"project {project_id}"),
+        )

@@ -27,18 +27,22 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 from cronkeeper.errors import ConfigError, PayloadError
+from cronkeeper.http.limits import Quota
 from cronkeeper.notion_props import NotionProps
-from cronkeeper.redact import redact
 from cronkeeper.sources._payload import decode_json, describe, is_text, storable_text
 
 if TYPE_CHECKING:
+    import httpx
+
     from cronkeeper.config import Settings
     from cronkeeper.http import HttpContext
 
 __all__ = [
+    "API_QUOTA",
     "MAX_PAGES",
     "NotionAccount",
     "NotionClient",
@@ -51,6 +55,11 @@ __all__ = [
 MAX_PAGES = 1000
 """100 results a page: 100,000 rows, ten times what one Notion query may return."""
 PAGE_SIZE = 100
+# "The rate limit for incoming requests per connection is an average of three requests per
+# second. Some bursts beyond the average rate are allowed."
+# https://developers.notion.com/reference/request-limits — three in any second keeps the
+# average without counting on the bursts.
+API_QUOTA = Quota("Notion's API", requests=3, window=1.0, per="integration")
 _DIGITS = re.compile(r"[0-9]{1,20}")
 _SHOWN = 40
 
@@ -290,7 +299,6 @@ class NotionClient:
     ) -> None:
         self._http = http
         self._url = f"{base.rstrip('/')}/v1/data_sources/{data_source_id}/query"
-        self._token = token
         self._headers = {
             "Authorization": f"Bearer {token}",
             "Notion-Version": version,
@@ -322,12 +330,6 @@ class NotionClient:
         Raises :class:`PayloadError` for a malformed response or a cursor loop, and the HTTP
         layer's :class:`FetchError` family.
         """
-        try:
-            return await self._query_all()
-        except PayloadError as exc:
-            raise PayloadError(self._http.redactor(redact(str(exc), (self._token,)))) from None
-
-    async def _query_all(self) -> NotionListing:
         accounts: list[NotionAccount] = []
         skipped: list[SkippedPage] = []
         owner: dict[str, NotionAccount] = {}
@@ -356,9 +358,14 @@ class NotionClient:
             body: dict[str, object] = {"page_size": PAGE_SIZE}
             if cursor is not None:
                 body["start_cursor"] = cursor
-            response = await self._http.fetch("POST", self._url, json=body, headers=self._headers)
-            payload = decode_json(response, f"Notion data source query, page {number}")
-            accounts, skipped, cursor = parse_query_page(payload, self._props)
+            accounts, skipped, cursor = await self._http.fetch_parsed(
+                "POST",
+                self._url,
+                partial(self._parse, unit=f"Notion data source query, page {number}"),
+                json=body,
+                headers=self._headers,
+                limit=API_QUOTA.of("the integration"),
+            )
             yield accounts, skipped
             if cursor is None:
                 return
@@ -369,6 +376,11 @@ class NotionClient:
                 )
             seen.add(cursor)
         raise PayloadError(f"Notion data source query: more than {MAX_PAGES} pages; cursor loop?")
+
+    def _parse(
+        self, response: httpx.Response, unit: str
+    ) -> tuple[list[NotionAccount], list[SkippedPage], str | None]:
+        return parse_query_page(decode_json(response, unit), self._props)
 
 
 def _duplicate(account: NotionAccount, first: NotionAccount) -> SkippedPage:
