@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
@@ -163,6 +164,8 @@ class _Call:
         self.pacer = pacer
         self.sleep = sleep
         self.scope = pacing_scope(request.url)
+        self._covered: datetime | None = None
+        """Until when this call has already waited (its own retry wait, its pacing)."""
         self.request = request
         self.auth = auth
         self.policy = policy
@@ -184,10 +187,15 @@ class _Call:
     async def _paced(self) -> None:
         """Wait until the pacer lets this scope send; a wait above ``max_wait`` is deferred.
 
-        Loops because another unit's answer may push the time later while this one sleeps.
+        A hold this call's own retry wait already covered is not waited for twice. Loops
+        only when the hold moved later while it slept (another unit's answer), so a clock
+        that a test does not advance cannot spin it.
         """
         assert self.pacer is not None
-        while (delay := self.pacer.delay(self.scope)) > 0:
+        while (until := self.pacer.not_before(self.scope)) is not None:
+            if self._covered is not None and until <= self._covered:
+                return
+            delay = (until - self.pacer.clock()).total_seconds()
             if delay > self.policy.max_wait:
                 raise WaitTooLong(
                     f"{self.method} {self.url}: held back {_seconds(delay)} s by the API's"
@@ -199,6 +207,7 @@ class _Call:
                     attempts=self.attempts,
                 )
             await self.sleep(delay)
+            self._covered = until
 
     def _learn(self, response: httpx.Response, verdict: Verdict) -> None:
         """Feed the pacer: usage on every answer; a refusal's wait for its whole scope.
@@ -318,8 +327,12 @@ class _Call:
     def wait(self, state: RetryCallState) -> float:
         failure = self._failure(state)
         if failure.verdict.server_wait is not None:
-            return failure.verdict.server_wait  # never earlier than the server asked
-        return self.policy.default_wait(state.attempt_number)
+            wait = failure.verdict.server_wait  # never earlier than the server asked
+        else:
+            wait = self.policy.default_wait(state.attempt_number)
+        if self.pacer is not None:  # the pacer's hold for this refusal is waited out here
+            self._covered = self.pacer.clock() + timedelta(seconds=wait)
+        return wait
 
     def before_sleep(self, state: RetryCallState) -> None:
         failure = self._failure(state)
