@@ -80,7 +80,6 @@ class Service:
             engine,
             ttl=settings.lease_ttl,
             timeout=settings.ledger_timeout,
-            clock=clock,
             breaker=breaker,
         )
         return cls(settings, engine, ledger, leases, clock, sleep)
