@@ -29,7 +29,7 @@ from typing import TypeVar
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cronkeeper.errors import AlreadyRunning, CronkeeperError
+from cronkeeper.errors import AlreadyRunning, LeaseLost
 from cronkeeper.storage.breaker import Breaker
 from cronkeeper.storage.dbclock import db_now, db_now_plus
 from cronkeeper.storage.schema import cron_leases
@@ -44,10 +44,6 @@ T = TypeVar("T")
 def new_holder_id() -> str:
     """Who holds a lease: host, process and a random part (two runs in one process differ)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-class LeaseLost(CronkeeperError):
-    """The lease expired while its run went on, and another run took it over."""
 
 
 @dataclass(frozen=True)
