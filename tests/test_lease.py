@@ -106,6 +106,20 @@ async def test_renewal_reaches_the_database_while_the_breaker_is_open(
     assert left > timedelta(seconds=50)
 
 
+async def test_a_new_run_claims_its_lease_once_the_database_is_back_even_in_the_cooldown(
+    engine: AsyncEngine,
+) -> None:
+    """The claim is how a new run finds out the database answers again. Gated by the breaker,
+    every run in the 30 s after a blip went on unguarded (and unrecorded), though the
+    database was back: two replicas could then run one job at once."""
+    breaker = Breaker(cooldown=300)
+    leases = LeaseManager(engine, ttl=60, breaker=breaker)
+    breaker.record(TimeoutError())  # the blip
+    lease = await leases.try_acquire(JOB)
+    assert lease.acquired
+    assert breaker.allow()  # and the rest of the run's bookkeeping goes through again
+
+
 async def test_a_renewal_that_finds_the_lease_taken_over_says_so(engine: AsyncEngine) -> None:
     leases = LeaseManager(engine, ttl=60)
     mine = await leases.try_acquire(JOB, holder="me")

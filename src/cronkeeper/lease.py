@@ -11,7 +11,8 @@ renewal: a claimant whose clock runs ahead cannot judge a live lease expired. Re
 the release are never gated by the circuit breaker: after a database blip the breaker stays
 open for its cooldown, longer than the renewal interval, and a renewal skipped without even
 asking the database would let the lease of a live run expire — the next claimant would then
-close that run as abandoned and run the job a second time.
+close that run as abandoned and run the job a second time. Nor is the claim: it is how a new
+run learns that the database is back.
 """
 
 from __future__ import annotations
@@ -102,8 +103,11 @@ class LeaseManager:
                 return len(result.all())
 
         try:
-            # Gated: a run that starts while the database is known down goes on unguarded.
-            claimed = await self._bounded(claim, gated=True)
+            # Not gated: the claim is a new run's first call to the database, the one that
+            # finds out whether it is back. Gated, every run in the breaker's cooldown after
+            # a blip would go on unguarded and unrecorded though the database answers again.
+            # When it does not answer, the run's later bookkeeping calls fail fast.
+            claimed = await self._bounded(claim, gated=False)
         except Exception as exc:
             log.error(
                 "could not claim the lease of %s (%s); running without the one-at-a-time guard",
