@@ -109,12 +109,17 @@ async def test_renewal_reaches_the_database_while_the_breaker_is_open(
 async def test_a_new_run_claims_its_lease_once_the_database_is_back_even_in_the_cooldown(
     engine: AsyncEngine,
 ) -> None:
-    """The claim is how a new run finds out the database answers again. Gated by the breaker,
-    every run in the 30 s after a blip went on unguarded (and unrecorded), though the
-    database was back: two replicas could then run one job at once."""
-    breaker = Breaker(cooldown=300)
+    """The claim is how a new run finds out the database answers again. Gated by the breaker
+    for its whole cooldown, every run in the 30 s after a blip went on unguarded (and
+    unrecorded), though the database was back: two replicas could then run one job at once."""
+    now = [1000.0]
+    breaker = Breaker(cooldown=30, recheck=5, monotonic=lambda: now[0])
     leases = LeaseManager(engine, ttl=60, breaker=breaker)
     breaker.record(TimeoutError())  # the blip
+    now[0] += 1  # moments later (the run's own start-up failed): trusted, run unguarded
+    assert (await leases.try_acquire(JOB)).acquired is False
+
+    now[0] += 5  # the database is back, well within the breaker's cooldown
     lease = await leases.try_acquire(JOB)
     assert lease.acquired
     assert breaker.allow()  # and the rest of the run's bookkeeping goes through again

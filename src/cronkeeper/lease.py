@@ -11,8 +11,8 @@ renewal: a claimant whose clock runs ahead cannot judge a live lease expired. Re
 the release are never gated by the circuit breaker: after a database blip the breaker stays
 open for its cooldown, longer than the renewal interval, and a renewal skipped without even
 asking the database would let the lease of a live run expire — the next claimant would then
-close that run as abandoned and run the job a second time. Nor is the claim: it is how a new
-run learns that the database is back.
+close that run as abandoned and run the job a second time. The claim is a probe: it trusts a
+failure only for a few seconds (the run's own start-up found the database down), then asks.
 """
 
 from __future__ import annotations
@@ -69,9 +69,12 @@ class LeaseManager:
         self.timeout = timeout
         self.breaker = breaker or Breaker()
 
-    async def _bounded(self, work: Callable[[], Awaitable[T]], *, gated: bool) -> T:
-        """Within the timeout; ``gated`` calls not at all while the database is known down."""
-        return await self.breaker.call(work, seconds=self.timeout, gated=gated)
+    async def _bounded(
+        self, work: Callable[[], Awaitable[T]], *, gated: bool, probe: bool = False
+    ) -> T:
+        """Within the timeout; ``gated`` calls not at all while the database is known down
+        (see :class:`~cronkeeper.storage.breaker.Breaker` for ``probe``)."""
+        return await self.breaker.call(work, seconds=self.timeout, gated=gated, probe=probe)
 
     async def try_acquire(self, job_name: str, holder: str | None = None) -> Lease:
         """Claim the lease of ``job_name`` or raise :class:`AlreadyRunning`.
@@ -103,11 +106,10 @@ class LeaseManager:
                 return len(result.all())
 
         try:
-            # Not gated: the claim is a new run's first call to the database, the one that
-            # finds out whether it is back. Gated, every run in the breaker's cooldown after
-            # a blip would go on unguarded and unrecorded though the database answers again.
-            # When it does not answer, the run's later bookkeeping calls fail fast.
-            claimed = await self._bounded(claim, gated=False)
+            # A probe: the claim is a new run's first call, the one that finds out whether the
+            # database is back. Trusting the breaker for its whole cooldown, every run in the
+            # 30 s after a blip would go on unguarded and unrecorded.
+            claimed = await self._bounded(claim, gated=True, probe=True)
         except Exception as exc:
             log.error(
                 "could not claim the lease of %s (%s); running without the one-at-a-time guard",

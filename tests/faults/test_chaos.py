@@ -39,17 +39,12 @@ from cronkeeper.storage.schema import (
     mixpanel_daily_events,
     weekly_benchmarks,
 )
-from tests.conftest import BACKENDS, make_settings
+from tests.conftest import make_settings
 from tests.faults.chaos_worker import FIRST_DAY, JOBS
+from tests.faults.helpers import POSTGRES_ONLY
 from tests.support.pg import PgCluster
 
-pytestmark = [
-    pytest.mark.parametrize("backend", ["postgresql"], indirect=True),
-    pytest.mark.postgres_only,
-    pytest.mark.slow,
-    pytest.mark.timeout(240),
-    pytest.mark.skipif("postgresql" not in BACKENDS, reason="PostgreSQL is not selected"),
-]
+pytestmark = [*POSTGRES_ONLY, pytest.mark.slow, pytest.mark.timeout(240)]
 
 REPO = Path(__file__).resolve().parents[2]
 WORKERS = 3

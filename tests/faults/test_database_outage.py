@@ -25,11 +25,12 @@ import pytest
 from cronkeeper.api.app import create_app
 from cronkeeper.sandbox import MetaSimulator, serve_app
 from cronkeeper.service import Service
-from tests.conftest import BACKENDS, make_settings
+from tests.conftest import make_settings
 from tests.faults.helpers import (
     AUTH,
     DAY,
     META_TOKEN,
+    POSTGRES_ONLY,
     GatedApp,
     meta_account,
     skipped_units,
@@ -38,11 +39,7 @@ from tests.faults.helpers import (
 )
 from tests.support.pg import PgCluster
 
-pytestmark = [
-    pytest.mark.parametrize("backend", ["postgresql"], indirect=True),
-    pytest.mark.postgres_only,
-    pytest.mark.skipif("postgresql" not in BACKENDS, reason="PostgreSQL is not selected"),
-]
+pytestmark = POSTGRES_ONLY
 
 ACCOUNTS = [str(1001 + i) for i in range(6)]
 LEDGER_TIMEOUT = 2.0

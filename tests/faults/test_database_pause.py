@@ -23,15 +23,11 @@ from cronkeeper.storage.breaker import Breaker
 from cronkeeper.storage.dbclock import db_now
 from cronkeeper.storage.engine import create_engine
 from cronkeeper.storage.schema import cron_leases
-from tests.conftest import BACKENDS, make_settings
-from tests.faults.helpers import DAY, META_TOKEN, GatedApp, meta_account, wait_until
+from tests.conftest import make_settings
+from tests.faults.helpers import DAY, META_TOKEN, POSTGRES_ONLY, GatedApp, meta_account, wait_until
 from tests.support.pg import PgCluster
 
-pytestmark = [
-    pytest.mark.parametrize("backend", ["postgresql"], indirect=True),
-    pytest.mark.postgres_only,
-    pytest.mark.skipif("postgresql" not in BACKENDS, reason="PostgreSQL is not selected"),
-]
+pytestmark = POSTGRES_ONLY
 
 ACCOUNT = "1001"
 OUTAGE = 6.0

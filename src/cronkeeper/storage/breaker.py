@@ -5,6 +5,11 @@ and with an unreachable database each would wait out its own timeout. After one 
 to reach the database, the breaker lets bookkeeping calls fail at once for ``cooldown``
 seconds. Reads that answer a person or a monitor (health, the runs list) are not gated: they
 always try, and their success closes the breaker again.
+
+A new run's first call (its lease claim) is a *probe*: it trusts a failure seen in the last
+``recheck`` seconds — the run's own start-up found the database down moments ago — and asks
+the database about an older one. Trusted for the whole cooldown, every run in the 30 s after
+a blip would go on unguarded and unrecorded though the database answers again.
 """
 
 from __future__ import annotations
@@ -39,10 +44,15 @@ def is_unreachable(exc: BaseException) -> bool:
 class Breaker:
     cooldown: float = 30.0
     monotonic: Callable[[], float] = time.monotonic
+    recheck: float = 5.0
     _open_until: float = field(default=0.0, init=False)
 
-    def allow(self) -> bool:
-        return self.monotonic() >= self._open_until
+    def allow(self, *, probe: bool = False) -> bool:
+        """Whether a gated call may try; a ``probe`` may once the failure is ``recheck`` old."""
+        now = self.monotonic()
+        if probe:
+            return now >= self._open_until - self.cooldown + self.recheck
+        return now >= self._open_until
 
     def record(self, exc: BaseException | None) -> None:
         """After a call: ``None`` for success (closes), or its exception (opens if unreachable)."""
@@ -52,14 +62,21 @@ class Breaker:
             self._open_until = self.monotonic() + self.cooldown
 
     async def call(
-        self, work: Callable[[], Awaitable[T]], *, seconds: float, gated: bool = True
+        self,
+        work: Callable[[], Awaitable[T]],
+        *,
+        seconds: float,
+        gated: bool = True,
+        probe: bool = False,
     ) -> T:
         """Run ``work`` within ``seconds`` and learn from its outcome.
 
         ``gated`` calls (a run's bookkeeping) fail at once with :class:`BreakerOpen` while the
-        breaker is open; ungated ones (health, lists, closing a recorded run) always try.
+        breaker is open; ungated ones (health, lists, closing a recorded run, renewing a
+        lease) always try; a gated ``probe`` (a new run's first call) tries again once the
+        failure is ``recheck`` seconds old.
         """
-        if gated and not self.allow():
+        if gated and not self.allow(probe=probe):
             raise BreakerOpen(
                 "not attempted: the database did not answer moments ago"
                 f" (tried again after {self.cooldown:g} s)"
@@ -95,11 +112,16 @@ async def _within(work: Callable[[], Awaitable[T]], seconds: float) -> T:
     try:
         done, _ = await asyncio.wait({task}, timeout=seconds)
     except asyncio.CancelledError:
-        task.cancel()
+        _leave_behind(task)
         raise
     if not done:
-        task.cancel()
-        _left_behind.add(task)  # referenced until it ends, then its outcome is retrieved
-        task.add_done_callback(_forget)
+        _leave_behind(task)
         raise TimeoutError(f"no answer within {seconds:g} s")
     return task.result()
+
+
+def _leave_behind(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and let it end in the background, referenced until it does."""
+    task.cancel()
+    _left_behind.add(task)
+    task.add_done_callback(_forget)
