@@ -91,6 +91,8 @@ class Breaker:
 
 
 _left_behind: set[asyncio.Task[Any]] = set()
+_GRACE = 0.5
+"""How long a timed-out call gets to finish cancelling before it is left to end alone."""
 
 
 def _forget(task: asyncio.Task[Any]) -> None:
@@ -100,28 +102,31 @@ def _forget(task: asyncio.Task[Any]) -> None:
 
 
 async def _within(work: Callable[[], Awaitable[T]], seconds: float) -> T:
-    """``work()`` within ``seconds`` — really: the timeout does not wait for its clean-up.
+    """``work()`` within ``seconds`` — really: the timeout does not wait long for clean-up.
 
     ``asyncio.wait_for`` waits until the cancelled call has finished cancelling, and a
     driver talking to a server that hangs (stopped, partitioned) spends that time trying to
     cancel the query on the server: psycopg waits 5 s for the cancel request and 5 s more
-    for the query to end before it closes the connection — 11 s for a 1 s timeout. Here the
-    cancelled call finishes in the background; the caller has its answer on time.
+    for the query to end before it closes the connection — 11 s for a 1 s timeout. Here a
+    timed-out call gets a short grace to clean up (enough for a driver whose server
+    answers) and then finishes in the background; the caller has its answer on time. When
+    the *caller* is cancelled, the call is cancelled and waited for, as ``wait_for`` does.
     """
     task = asyncio.ensure_future(work())
     try:
         done, _ = await asyncio.wait({task}, timeout=seconds)
     except asyncio.CancelledError:
-        _leave_behind(task)
+        task.cancel()
+        await asyncio.wait({task})
+        _forget(task)
         raise
     if not done:
-        _leave_behind(task)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=min(_GRACE, seconds))
+        if done:
+            _forget(task)
+        else:
+            _left_behind.add(task)  # referenced until it ends, then its outcome is retrieved
+            task.add_done_callback(_forget)
         raise TimeoutError(f"no answer within {seconds:g} s")
     return task.result()
-
-
-def _leave_behind(task: asyncio.Task[Any]) -> None:
-    """Cancel ``task`` and let it end in the background, referenced until it does."""
-    task.cancel()
-    _left_behind.add(task)
-    task.add_done_callback(_forget)
