@@ -1,4 +1,4 @@
-"""Exact money on SQLite: ``spend`` and ``conversions`` become decimal text.
+"""Exact money on SQLite: ``spend``, ``conversions`` and ``leads`` become decimal text.
 
 SQLite stored ``NUMERIC(18,4)`` amounts as floats (REAL), so ``0.1 + 0.2`` read back as
 ``0.30000000000000004`` and large KRW amounts lost digits; PostgreSQL's ``NUMERIC`` held
@@ -19,12 +19,13 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0004"
+down_revision = "0006"  # after the leads column (0006), which it converts too
 branch_labels = None
 depends_on = None
 
 TABLE = "meta_daily_insights"
-COLUMNS = ("spend", "conversions")
+COLUMNS = {"spend": None, "conversions": None, "leads": "0"}
+"""Each money column and its server default."""
 
 
 def _swap(new_type: sa.types.TypeEngine[Any], expression: str) -> None:
@@ -39,7 +40,12 @@ def _swap(new_type: sa.types.TypeEngine[Any], expression: str) -> None:
     with op.batch_alter_table(TABLE, recreate="always") as batch:
         for name in COLUMNS:
             batch.drop_column(name)
-            batch.alter_column(f"{name}_new", new_column_name=name, nullable=False)
+            batch.alter_column(
+                f"{name}_new",
+                new_column_name=name,
+                nullable=False,
+                server_default=COLUMNS[name],
+            )
 
 
 def upgrade() -> None:
