@@ -24,7 +24,6 @@ CRON_RUNS_ALLOWED = (
 DIALECT_ALLOWED = (
     "storage/",  # the one place that knows which database is underneath
     "migrations/",  # per-dialect DDL by nature: RLS on PostgreSQL, batch mode on SQLite
-    "lease.py",  # moved by the durability work (its insert-on-conflict goes to storage/upsert)
 )
 DIALECT_PATTERNS = ("dialect.name", "dialects.postgresql", "dialects.sqlite", "get_backend_name")
 RAW_SQL_ON_CRON_RUNS = re.compile(r"\b(from|into|update|join|table)\s+cron_runs\b", re.IGNORECASE)

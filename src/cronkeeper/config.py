@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -271,6 +272,11 @@ class Settings(BaseSettings):
     pacing_pause: float = Field(
         default=60.0, ge=0, le=3600, validation_alias=AliasChoices("CRONKEEPER_PACING_PAUSE")
     )
+    spool_dir: Path | None = Field(
+        default=None, validation_alias=AliasChoices("CRONKEEPER_SPOOL_DIR")
+    )
+    """Where run ends wait while the database is down (default: beside the SQLite file, or
+    ``./cronkeeper-spool`` for PostgreSQL)."""
 
     @field_validator(
         "meta_ad_account_ids",

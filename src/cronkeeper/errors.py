@@ -9,7 +9,8 @@
     │   └── WaitTooLong            the API asked to wait longer than ``max_wait``
     ├── PayloadError           an API answered with a malformed or unexpected body
     ├── UnknownJob             no job by that name
-    └── AlreadyRunning         another process holds the job's lease
+    ├── AlreadyRunning         another process holds the job's lease
+    └── LeaseLost              a run's lease expired and another run took it over
 
 Every message says what failed, for which unit, and what to do; none carries a secret
 (URLs and texts pass through :mod:`cronkeeper.redact` before they reach an exception).
@@ -24,6 +25,7 @@ __all__ = [
     "ConfigError",
     "CronkeeperError",
     "FetchError",
+    "LeaseLost",
     "PayloadError",
     "PermanentFetchError",
     "RetriesExhausted",
@@ -109,3 +111,7 @@ class UnknownJob(CronkeeperError):
 
 class AlreadyRunning(CronkeeperError):
     """Another process holds the lease of this job; no run was recorded."""
+
+
+class LeaseLost(CronkeeperError):
+    """A run's lease expired while it went on, and another run took it over."""

@@ -5,6 +5,14 @@ A lease is claimed with one atomic ``INSERT … ON CONFLICT DO UPDATE … WHERE 
 creates the row, takes over an expired one, or changes nothing — and the row count says
 which. The holder renews it while the job runs and deletes it at the end; a holder that dies
 stops renewing, so its lease expires after ``ttl`` and the next run takes over.
+
+"Now" is the database's clock (:mod:`cronkeeper.storage.dbclock`), in the claim and in the
+renewal: a claimant whose clock runs ahead cannot judge a live lease expired. Renewals and
+the release are never gated by the circuit breaker: after a database blip the breaker stays
+open for its cooldown, longer than the renewal interval, and a renewal skipped without even
+asking the database would let the lease of a live run expire — the next claimant would then
+close that run as abandoned and run the job a second time. The claim is a probe: it trusts a
+failure only for a few seconds (the run's own start-up found the database down), then asks.
 """
 
 from __future__ import annotations
@@ -17,20 +25,18 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import TypeVar
 
 from sqlalchemy import delete, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cronkeeper.clock import Clock, utcnow
-from cronkeeper.errors import AlreadyRunning
+from cronkeeper.errors import AlreadyRunning, LeaseLost
 from cronkeeper.storage.breaker import Breaker
+from cronkeeper.storage.dbclock import db_now, db_now_plus
 from cronkeeper.storage.schema import cron_leases
+from cronkeeper.storage.upsert import insert_on_conflict
 
-__all__ = ["Lease", "LeaseManager", "new_holder_id"]
+__all__ = ["Lease", "LeaseLost", "LeaseManager", "new_holder_id"]
 
 log = logging.getLogger("cronkeeper.lease")
 T = TypeVar("T")
@@ -56,18 +62,19 @@ class LeaseManager:
         *,
         ttl: float = 60.0,
         timeout: float = 5.0,
-        clock: Clock = utcnow,
         breaker: Breaker | None = None,
     ) -> None:
         self.engine = engine
-        self.ttl = timedelta(seconds=ttl)
+        self.ttl = float(ttl)
         self.timeout = timeout
-        self.clock = clock
         self.breaker = breaker or Breaker()
 
-    async def _bounded(self, work: Callable[[], Awaitable[T]]) -> T:
-        """Within the timeout, and not at all while the database is known to be unreachable."""
-        return await self.breaker.call(work, seconds=self.timeout)
+    async def _bounded(
+        self, work: Callable[[], Awaitable[T]], *, gated: bool, probe: bool = False
+    ) -> T:
+        """Within the timeout; ``gated`` calls not at all while the database is known down
+        (see :class:`~cronkeeper.storage.breaker.Breaker` for ``probe``)."""
+        return await self.breaker.call(work, seconds=self.timeout, gated=gated, probe=probe)
 
     async def try_acquire(self, job_name: str, holder: str | None = None) -> Lease:
         """Claim the lease of ``job_name`` or raise :class:`AlreadyRunning`.
@@ -77,31 +84,32 @@ class LeaseManager:
         unguarded).
         """
         holder = holder or new_holder_id()
-        now = self.clock()
         values = {
             "job_name": job_name,
             "holder": holder,
-            "acquired_at": now,
-            "expires_at": now + self.ttl,
+            "acquired_at": db_now(),
+            "expires_at": db_now_plus(self.ttl),
         }
 
         async def claim() -> int:
             async with self.engine.begin() as conn:
-                insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-                statement = insert(cron_leases).values(**values)
-                statement = statement.on_conflict_do_update(
-                    index_elements=["job_name"],
-                    set_={
-                        k: statement.excluded[k] for k in ("holder", "acquired_at", "expires_at")
-                    },
-                    where=cron_leases.c.expires_at < now,
+                statement = insert_on_conflict(
+                    conn.dialect,
+                    cron_leases,
+                    values,
+                    key=["job_name"],
+                    update=("holder", "acquired_at", "expires_at"),
+                    where=cron_leases.c.expires_at < db_now(),
                 )
                 # RETURNING, not rowcount: drivers disagree on rowcount for INSERT … ON CONFLICT.
                 result = await conn.execute(statement.returning(cron_leases.c.holder))
                 return len(result.all())
 
         try:
-            claimed = await self._bounded(claim)
+            # A probe: the claim is a new run's first call, the one that finds out whether the
+            # database is back. Trusting the breaker for its whole cooldown, every run in the
+            # 30 s after a blip would go on unguarded and unrecorded.
+            claimed = await self._bounded(claim, gated=True, probe=True)
         except Exception as exc:
             log.error(
                 "could not claim the lease of %s (%s); running without the one-at-a-time guard",
@@ -114,7 +122,12 @@ class LeaseManager:
         return Lease(job_name, holder, acquired=True)
 
     async def renew(self, lease: Lease) -> bool:
-        """Push the expiry forward; False if the lease was lost (expired and taken over)."""
+        """Push the expiry to the database's now + ``ttl``.
+
+        True when renewed; False when the database could not be asked (the lease may still
+        be ours: try again soon). Raises :class:`LeaseLost` when the row is no longer ours
+        (it expired and another run took it over).
+        """
         if not lease.acquired:
             return False
 
@@ -126,15 +139,18 @@ class LeaseManager:
                         cron_leases.c.job_name == lease.job_name,
                         cron_leases.c.holder == lease.holder,
                     )
-                    .values(expires_at=self.clock() + self.ttl)
+                    .values(expires_at=db_now_plus(self.ttl))
                 )
                 return result.rowcount
 
         try:
-            return await self._bounded(extend) == 1
+            renewed = await self._bounded(extend, gated=False) == 1
         except Exception as exc:
             log.warning("could not renew the lease of %s: %s", lease.job_name, type(exc).__name__)
             return False
+        if not renewed:
+            raise LeaseLost(f"the lease of {lease.job_name} expired and was taken over")
+        return True
 
     async def release(self, lease: Lease) -> None:
         if not lease.acquired:
@@ -150,7 +166,8 @@ class LeaseManager:
                 )
 
         try:
-            await self._bounded(drop)
+            # Not gated: a lease left behind holds the job back until it expires.
+            await self._bounded(drop, gated=False)
         except Exception as exc:  # it expires by itself after ttl
             log.warning("could not release the lease of %s: %s", lease.job_name, type(exc).__name__)
 
@@ -169,10 +186,18 @@ class LeaseManager:
             await asyncio.shield(self.release(lease))
 
     async def _keep_renewing(self, lease: Lease) -> None:
-        interval = self.ttl.total_seconds() / 3
+        """Renew every ``ttl / 3``; after a failed attempt, again after ``ttl / 12``.
+
+        A lease survives a database outage of up to about half its ``ttl``.
+        """
+        interval = self.ttl / 3
         while True:
             await asyncio.sleep(interval)
-            if not await self.renew(lease):
+            try:
+                renewed = await self.renew(lease)
+            except LeaseLost:
                 log.error(
                     "lost the lease of %s while running: another run may start", lease.job_name
                 )
+                return
+            interval = self.ttl / 3 if renewed else self.ttl / 12

@@ -17,6 +17,7 @@ from cronkeeper.health import HealthReport, evaluate_health
 from cronkeeper.http import RequestLimiter, RetryEvent, RetryPolicy
 from cronkeeper.lease import LeaseManager
 from cronkeeper.ledger import Ledger, RunRow
+from cronkeeper.ledger.spool import Spool
 from cronkeeper.storage.breaker import Breaker
 from cronkeeper.storage.engine import create_engine, ensure_schema
 
@@ -75,12 +76,12 @@ class Service:
             clock=clock,
             redactor=settings.redactor,
             breaker=breaker,
+            spool=Spool.for_database(settings.database_url, settings.spool_dir),
         )
         leases = LeaseManager(
             engine,
             ttl=settings.lease_ttl,
             timeout=settings.ledger_timeout,
-            clock=clock,
             breaker=breaker,
         )
         return cls(settings, engine, ledger, leases, clock, sleep)
@@ -91,7 +92,8 @@ class Service:
         return RetryPolicy(max_retries=s.max_retries, timeout=s.http_timeout, max_wait=s.max_wait)
 
     async def prepare(self) -> bool:
-        """Create the SQLite schema on first use; on PostgreSQL, report a stale one.
+        """Create the SQLite schema on first use; on PostgreSQL, report a stale one; record
+        the run ends spooled while the database was down.
 
         Never raises: with the database down the jobs still run (and the ledger logs what it
         could not record), and health answers "database unavailable". Returns whether the
@@ -107,6 +109,7 @@ class Service:
             log.error("database unavailable at start-up: %s", self.settings.redactor(first))
             return False
         self.ledger.breaker.record(None)
+        await self.ledger.replay_spool()
         return True
 
     async def health(self) -> HealthReport:

@@ -9,18 +9,26 @@ import time
 from collections.abc import Callable
 from datetime import date
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cronkeeper.storage.schema import meta_daily_insights
-from tests.conftest import SECRET
+from tests.conftest import BACKENDS, SECRET
 
 DAY = date(2026, 11, 19)
 META_TOKEN = "meta-fault-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {SECRET}"}
 GATE_LIMIT = 30.0
 """A held request goes through by itself after this long: a broken test must not hang."""
+
+POSTGRES_ONLY = [
+    pytest.mark.parametrize("backend", ["postgresql"], indirect=True),
+    pytest.mark.postgres_only,
+    pytest.mark.skipif("postgresql" not in BACKENDS, reason="PostgreSQL is not selected"),
+]
+"""``pytestmark`` of the tests that stop, pause or restart the PostgreSQL server."""
 
 _META_ACCOUNT = re.compile(r"/act_(?P<id>\d+)/insights")
 

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,11 +25,12 @@ import pytest
 from cronkeeper.api.app import create_app
 from cronkeeper.sandbox import MetaSimulator, serve_app
 from cronkeeper.service import Service
-from tests.conftest import BACKENDS, make_settings
+from tests.conftest import make_settings
 from tests.faults.helpers import (
     AUTH,
     DAY,
     META_TOKEN,
+    POSTGRES_ONLY,
     GatedApp,
     meta_account,
     skipped_units,
@@ -34,11 +39,7 @@ from tests.faults.helpers import (
 )
 from tests.support.pg import PgCluster
 
-pytestmark = [
-    pytest.mark.parametrize("backend", ["postgresql"], indirect=True),
-    pytest.mark.postgres_only,
-    pytest.mark.skipif("postgresql" not in BACKENDS, reason="PostgreSQL is not selected"),
-]
+pytestmark = POSTGRES_ONLY
 
 ACCOUNTS = [str(1001 + i) for i in range(6)]
 LEDGER_TIMEOUT = 2.0
@@ -173,11 +174,12 @@ async def test_a_database_restarted_mid_run_loses_nothing_and_the_run_is_recorde
     assert META_TOKEN not in caplog.text
 
 
-async def test_a_database_still_down_when_the_run_ends_is_logged_and_the_work_still_done(
+async def test_a_run_that_ends_while_the_database_is_down_is_recorded_at_the_next_contact(
     database_url: str,
     pg_cluster: PgCluster,
     gated_meta: tuple[MetaSimulator, GatedApp, str],
     caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
 ) -> None:
     caplog.set_level(logging.WARNING)
     async with world(database_url, gated_meta) as w:
@@ -210,13 +212,37 @@ async def test_a_database_still_down_when_the_run_ends_is_logged_and_the_work_st
         assert any("could not release the lease of collect-daily" in m for m in caplog.messages)
         assert META_TOKEN not in caplog.text
 
+        # The end the database could not take waits in the local spool.
+        assert any(f"kept in {tmp_path}" in m for m in ledger_errors)
+        assert len(list((tmp_path / "cronkeeper-spool").glob("*.json"))) == 1
+
         await asyncio.to_thread(pg_cluster.start)
-        # What was written before the outage is there; the row stays `running`, which health
-        # accepts until max_runtime and the next run closes as abandoned once the lease expires.
+        # What was written before the outage is there; until something contacts the database
+        # again the row is `running`, which health accepts until max_runtime.
         assert set(await stored_insights(w.service.engine)) == set(first)
         run = await w.service.ledger.get_run(run_id)
         assert run is not None
         assert (run.status, run.finished_at) == ("running", None)
+
+        # Any command is a contact: the run ends with its true outcome, never "abandoned".
+        command = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "cronkeeper", "health"],
+            env=os.environ
+            | {"DATABASE_URL": database_url, "CRONKEEPER_MONITORED_JOBS": "collect-daily"},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert command.returncode == 0, command.stderr
+        run = await w.service.ledger.get_run(run_id)
+        assert run is not None
+        assert (run.status, run.records_count) == ("partial", 2)
+        assert run.error_message == body["errorMessage"]
+        assert run.finished_at is not None
+        assert list((tmp_path / "cronkeeper-spool").glob("*.json")) == []
         after = await w.health()
         assert after.status_code == 200
-        assert after.json()["checks"]["collect-daily"]["status"] == "running"
+        assert after.json()["checks"]["collect-daily"]["status"] == "partial"

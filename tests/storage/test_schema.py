@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.ledger import Ledger
 from cronkeeper.ledger.reads import latest_runs_statement
 from cronkeeper.storage.engine import current_revision, head_revision, upgrade
+from cronkeeper.storage.schema import metadata
 from tests.support.pg import PgCluster
 from tests.support.plans import fill_history, query_plan
 
@@ -17,6 +20,19 @@ from tests.support.plans import fill_history, query_plan
 async def test_upgrade_is_idempotent_and_reaches_head(engine: AsyncEngine) -> None:
     assert await current_revision(engine) == head_revision()
     assert await upgrade(engine) == head_revision()
+
+
+async def test_the_migrated_schema_is_the_declared_one(engine: AsyncEngine) -> None:
+    """What the migrations create and what ``storage/schema.py`` declares (the tables every
+    query is built from) must not drift apart: same tables, columns, types, indexes —
+    ``idx_cron_runs_name_started`` with ``started_at DESC`` in both — and constraints."""
+    async with engine.connect() as conn:
+        drift = await conn.run_sync(
+            lambda sync: compare_metadata(
+                MigrationContext.configure(sync, opts={"compare_type": True}), metadata
+            )
+        )
+    assert drift == []
 
 
 async def test_health_query_uses_the_name_started_index(engine: AsyncEngine) -> None:

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -303,6 +303,7 @@ class PgCluster:
         self.db = db
         self._account = account
         self._closed = False
+        self._paused: list[int] = []
         atexit.register(self._atexit)
 
     def __repr__(self) -> str:
@@ -397,6 +398,8 @@ class PgCluster:
             raise ValueError(f"unknown pg_ctl stop mode {mode!r}")
         if not self.is_running():
             return
+        if self._paused:  # a stopped postmaster would not hear pg_ctl
+            self.resume()
         self._pg_ctl_stop(mode, timeout)
         if self.is_running():
             self._force_stop()
@@ -434,6 +437,47 @@ class PgCluster:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def _server_pids(self) -> list[int]:
+        """The postmaster first, then every process it forked (backends, walwriter, …)."""
+        postmaster = self._postmaster_pid()
+        if postmaster is None or not _pid_alive(postmaster):
+            raise PgHarnessError(f"{self!r} is not running")
+        children: list[int] = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if int(stat.read_text().rpartition(")")[2].split()[1]) == postmaster:
+                    children.append(int(stat.parent.name))
+        return [postmaster, *children]
+
+    def pause(self) -> None:
+        """SIGSTOP the postmaster and its backends: a database that hangs instead of refusing.
+
+        Connections stay open and new ones are accepted by the kernel, but nothing answers —
+        what a network partition or a stalled host looks like to a client. ``resume()`` it.
+        """
+        self._paused = self._server_pids()
+        for pid in self._paused:  # the postmaster first, so it forks nothing meanwhile
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT what ``pause()`` stopped (and anything the postmaster forked since)."""
+        pids = self._paused
+        with contextlib.suppress(PgHarnessError):
+            pids = [*pids, *self._server_pids()]
+        for pid in reversed(pids):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self._paused = []
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        self.pause()
+        try:
+            yield
+        finally:
+            self.resume()
 
     def cleanup(self) -> None:
         """Stop the server and delete its directory.  Idempotent."""

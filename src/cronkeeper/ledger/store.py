@@ -41,8 +41,9 @@ from cronkeeper.ledger.reads import (
     row_to_run,
     run_statement,
 )
+from cronkeeper.ledger.spool import Spool, SpooledEnd, replay
 from cronkeeper.redact import Redactor, truncate
-from cronkeeper.storage.breaker import Breaker, BreakerOpen
+from cronkeeper.storage.breaker import Breaker, BreakerOpen, is_unreachable
 from cronkeeper.storage.engine import read_connection
 from cronkeeper.storage.schema import RUN_STATUSES, cron_runs
 
@@ -85,12 +86,15 @@ class Ledger:
         clock: Clock = utcnow,
         redactor: Redactor | None = None,
         breaker: Breaker | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self.engine = engine
         self.timeout = timeout
         self.clock = clock
         self.redactor = redactor or Redactor()
         self.breaker = breaker or Breaker()
+        self.spool = spool
+        """Where run ends the database could not take wait for it (:mod:`.spool`)."""
 
     async def _bounded(self, work: Callable[[], Awaitable[T]], *, gated: bool = False) -> T:
         return await self.breaker.call(work, seconds=self.timeout, gated=gated)
@@ -143,13 +147,20 @@ class Ledger:
         status: str,
         records_count: int,
         error_message: str | None = None,
+        *,
+        cron_name: str | None = None,
     ) -> bool:
-        """Close a run. Returns whether the row was updated; never raises for the database."""
+        """Close a run. Returns whether the row was updated; never raises for the database.
+
+        When the database cannot be reached the end goes to the spool (if there is one) and
+        is recorded at the next contact; ``cron_name`` only names the run in the logs.
+        """
         if status not in FINAL_STATUSES:
             raise ValueError(f"status must be one of {FINAL_STATUSES}, not {status!r}")
         if run_id is None:
             return False
         message = self.redactor.message(error_message) if error_message else None
+        finished_at = self.clock()
 
         async def close() -> int:
             async with self.engine.begin() as conn:
@@ -160,7 +171,7 @@ class Ledger:
                         status=status,
                         records_count=max(0, records_count),
                         error_message=message,
-                        finished_at=self.clock(),
+                        finished_at=finished_at,
                     )
                 )
                 return result.rowcount
@@ -169,13 +180,35 @@ class Ledger:
             # Not gated: a run that was recorded must be closed if at all possible.
             return await self._bounded(close) == 1
         except Exception as exc:
+            spooled = ""
+            if self.spool is not None and is_unreachable(exc):
+                end = SpooledEnd(
+                    run_id, cron_name, status, max(0, records_count), message, finished_at
+                )
+                spooled = await self._spool(end)
             log.error(
-                "could not record the end of run %s as %s: %s",
+                "could not record the end of run %s as %s: %s%s",
                 run_id,
                 status,
                 self._describe(exc),
+                spooled,
             )
             return False
+
+    async def _spool(self, end: SpooledEnd) -> str:
+        """Keep ``end`` on disk for :meth:`replay_spool`; what to add to the log line."""
+        assert self.spool is not None
+        try:
+            path = await asyncio.to_thread(self.spool.write, end)
+        except OSError as exc:
+            return f"; and it could not be spooled either ({exc})"
+        return f"; kept in {path}, recorded at the next contact with the database"
+
+    async def replay_spool(self) -> list[str]:
+        """Record the run ends spooled while the database was down; the ids closed."""
+        if self.spool is None:
+            return []
+        return await replay(self.spool, self.engine, self._bounded)
 
     async def close_abandoned(self, cron_name: str, *, reason: str) -> list[str]:
         """Close every ``running`` row of ``cron_name`` as ``error``; their ids.
@@ -185,11 +218,18 @@ class Ledger:
         process that died (killed, OOM, host lost) and would otherwise look stuck forever.
         """
 
+        # A run whose end waits in the local spool finished: record it, never abandon it.
+        await self.replay_spool()
+        spooled = sorted(await asyncio.to_thread(self.spool.run_ids)) if self.spool else []
+        running = [cron_runs.c.cron_name == cron_name, cron_runs.c.status == "running"]
+        if spooled:
+            running.append(cron_runs.c.id.not_in(spooled))
+
         async def close() -> list[str]:
             async with self.engine.begin() as conn:
                 result = await conn.execute(
                     update(cron_runs)
-                    .where(cron_runs.c.cron_name == cron_name, cron_runs.c.status == "running")
+                    .where(*running)
                     .values(status="error", finished_at=self.clock(), error_message=reason)
                     .returning(cron_runs.c.id)
                 )
@@ -226,7 +266,9 @@ class Ledger:
             message = self.redactor.message(f"{type(exc).__name__}: {text}")
             tracker.summary = RunSummary("error", tracker.records_count, message)
             await asyncio.shield(
-                self.complete_cron_run(run_id, "error", tracker.records_count, message)
+                self.complete_cron_run(
+                    run_id, "error", tracker.records_count, message, cron_name=cron_name
+                )
             )
             raise
         summary = summarize(
@@ -242,7 +284,11 @@ class Ledger:
         )
         tracker.summary = summary
         await self.complete_cron_run(
-            run_id, summary.status, summary.records_count, summary.error_message
+            run_id,
+            summary.status,
+            summary.records_count,
+            summary.error_message,
+            cron_name=cron_name,
         )
 
     # -- reads: raise StorageError ------------------------------------------------------

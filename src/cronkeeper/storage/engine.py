@@ -126,15 +126,16 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         return await conn.run_sync(_current)
 
 
-def _upgrade(connection: Connection) -> None:
-    command.upgrade(_alembic_config(connection), "head")
+def _upgrade(connection: Connection, revision: str) -> None:
+    command.upgrade(_alembic_config(connection), revision)
 
 
-async def upgrade(engine: AsyncEngine) -> str:
-    """Apply every pending migration; returns the revision the database is now at."""
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> str:
+    """Apply every pending migration (up to ``revision``); returns the revision the database
+    is now at."""
     async with engine.begin() as conn:
-        await conn.run_sync(_upgrade)
-    return head_revision()
+        await conn.run_sync(_upgrade, revision)
+    return head_revision() if revision == "head" else revision
 
 
 _upgraded: set[str] = set()

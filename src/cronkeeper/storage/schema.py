@@ -8,6 +8,7 @@ These objects are what queries are built from.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -32,6 +33,7 @@ from sqlalchemy.engine import Dialect
 
 __all__ = [
     "RUN_STATUSES",
+    "Money",
     "UtcDateTime",
     "accounts",
     "cron_leases",
@@ -76,8 +78,53 @@ class UtcDateTime(TypeDecorator[datetime]):
         return stamp.astimezone(UTC)
 
 
+class Money(TypeDecorator[Decimal]):
+    """An exact amount with 4 decimal places: ``NUMERIC(18,4)`` on PostgreSQL, decimal text
+    on SQLite.
+
+    SQLite has no decimal type: a ``NUMERIC`` column stores ``0.1 + 0.2`` as the float
+    ``0.30000000000000004`` and a large KRW amount loses its last digits. As text (a ``TEXT``
+    column, so SQLite's type affinity leaves it alone) it keeps exactly what PostgreSQL keeps:
+    the value rounded to 4 places the way PostgreSQL rounds (half away from zero), and
+    the same overflow (at most 14 integer digits). Values come back as ``Decimal`` with 4
+    places on both.
+    """
+
+    impl = Numeric(18, 4)
+    cache_ok = True
+    PLACES = Decimal("0.0001")
+    LIMIT = Decimal(10) ** 14
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Text())
+        return dialect.type_descriptor(Numeric(18, 4, asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        amount = self.exact(value)
+        return format(amount, "f") if dialect.name == "sqlite" else amount
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        # SQLite hands back the text, or a float for arithmetic on it (SUM).
+        return self.exact(value)
+
+    @classmethod
+    def exact(cls, value: Any) -> Decimal:
+        """``value`` rounded to 4 places as PostgreSQL's ``NUMERIC(18,4)`` would store it."""
+        amount = value if isinstance(value, Decimal) else Decimal(str(value))
+        if not amount.is_finite():
+            raise ValueError(f"not an amount: {value!r}")
+        amount = amount.quantize(cls.PLACES, rounding=ROUND_HALF_UP)
+        if abs(amount) >= cls.LIMIT:
+            raise ValueError(f"amount {amount} does not fit NUMERIC(18,4)")
+        return amount + 0  # no negative zero: PostgreSQL has none
+
+
 metadata = MetaData()
-Money = Numeric(18, 4)
 
 cron_runs = Table(
     "cron_runs",
@@ -95,9 +142,10 @@ cron_runs = Table(
         "status IN ('running','success','error','partial')", name="cron_runs_status_check"
     ),
     CheckConstraint("records_count >= 0", name="cron_runs_records_count_check"),
-    Index("idx_cron_runs_name_started", "cron_name", "started_at"),
     Index("idx_cron_runs_name_report_date", "cron_name", "report_date"),
 )
+# As the design writes it, and as migration 0001 creates it: newest first.
+Index("idx_cron_runs_name_started", cron_runs.c.cron_name, cron_runs.c.started_at.desc())
 
 cron_leases = Table(
     "cron_leases",
@@ -126,15 +174,16 @@ meta_daily_insights = Table(
     metadata,
     Column("ad_account_id", Text, nullable=False),
     Column("date", Date, nullable=False),
-    Column("spend", Money, nullable=False),
+    Column("spend", Money(), nullable=False),
     Column("impressions", BigInteger, nullable=False),
     Column("clicks", BigInteger, nullable=False),
     Column("reach", BigInteger, nullable=False),
-    Column("conversions", Money, nullable=False),
+    Column("conversions", Money(), nullable=False),
     Column("currency", Text),
     Column("collected_at", UtcDateTime, nullable=False),
     Column("leads", Money, nullable=False, server_default="0"),
     PrimaryKeyConstraint("ad_account_id", "date"),
+    Index("idx_meta_daily_insights_date", "date"),
 )
 
 meta_account_details = Table(

@@ -1,16 +1,48 @@
-"""Idempotent writes: ``INSERT … ON CONFLICT (key) DO UPDATE`` on both dialects."""
+"""Idempotent writes: ``INSERT … ON CONFLICT (key) DO UPDATE`` on both dialects.
+
+PostgreSQL and SQLite (≥ 3.24) spell it the same way, but SQLAlchemy builds it from each
+dialect's own ``insert``; :func:`insert_on_conflict` is the one place that picks it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import ColumnElement, Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Insert
 
-__all__ = ["upsert"]
+__all__ = ["insert_on_conflict", "upsert"]
+
+
+def insert_on_conflict(
+    dialect: Dialect,
+    table: Table,
+    values: Mapping[str, Any] | None = None,
+    *,
+    key: Sequence[str],
+    update: Iterable[str],
+    where: ColumnElement[bool] | None = None,
+) -> Insert:
+    """``INSERT INTO table … ON CONFLICT (key) DO UPDATE SET col = excluded.col [WHERE …]``.
+
+    ``update`` names the columns a conflicting row takes from the proposed one; ``where``
+    makes the update conditional (the row count — or ``RETURNING`` — then says whether the
+    write happened: the claim pattern of the lease). ``values`` may hold SQL expressions.
+    """
+    insert = pg_insert if dialect.name == "postgresql" else sqlite_insert
+    statement = insert(table)
+    if values is not None:
+        statement = statement.values(**values)
+    return statement.on_conflict_do_update(
+        index_elements=list(key),
+        set_={name: statement.excluded[name] for name in update},
+        where=where,
+    )
 
 
 async def upsert(
@@ -28,9 +60,11 @@ async def upsert(
     if not rows:
         return 0
     key_columns = list(key) if key else [c.name for c in table.primary_key.columns]
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(table)
-    updates = {name: statement.excluded[name] for name in rows[0] if name not in key_columns}
-    statement = statement.on_conflict_do_update(index_elements=key_columns, set_=updates)
+    statement = insert_on_conflict(
+        conn.dialect,
+        table,
+        key=key_columns,
+        update=[name for name in rows[0] if name not in key_columns],
+    )
     await conn.execute(statement, [dict(r) for r in rows])
     return len(rows)

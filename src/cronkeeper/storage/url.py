@@ -8,10 +8,19 @@ SQLite). Error messages never repeat the password.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-__all__ = ["database_password", "normalize_database_url", "safe_url"]
+__all__ = [
+    "database_identity",
+    "database_password",
+    "default_spool_dir",
+    "normalize_database_url",
+    "safe_url",
+]
 
 DEFAULT_URL = "sqlite:///cronkeeper.db"
 # Query parameters some providers add that libpq does not know; they would make it refuse
@@ -72,3 +81,41 @@ def database_password(raw: str) -> str | None:
         return _parse(raw).password
     except ValueError:
         return None
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database).expanduser().resolve()
+
+
+DEFAULT_SPOOL_DIR = "cronkeeper-spool"
+
+
+def default_spool_dir(raw: str) -> Path:
+    """Where unrecorded run ends wait for the database when ``CRONKEEPER_SPOOL_DIR`` is unset.
+
+    SQLite: beside the database file (``cronkeeper.db-spool/``, like its ``-wal`` file), so
+    the two travel together. PostgreSQL: ``cronkeeper-spool/`` in the working directory, where
+    the default SQLite file and ``.env`` live too.
+    """
+    sqlite = _sqlite_file(_parse(raw))
+    if sqlite is not None:
+        return sqlite.with_name(sqlite.name + "-spool")
+    return Path(DEFAULT_SPOOL_DIR).resolve()
+
+
+def database_identity(raw: str) -> str:
+    """A short stable name for the database ``raw`` points at (no credentials in it).
+
+    Spooled run ends are filed under it, so one spool directory shared by several databases
+    never replays a run into the wrong one.
+    """
+    url = _parse(raw)
+    sqlite = _sqlite_file(url)
+    if sqlite is not None:
+        where = f"sqlite:{sqlite}"
+    else:
+        host = url.host or url.query.get("host")
+        where = f"{url.get_backend_name()}:{host}:{url.port}/{url.database}"
+    return hashlib.sha256(where.encode()).hexdigest()[:16]

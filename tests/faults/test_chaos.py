@@ -1,0 +1,320 @@
+"""Chaos, bounded: three processes run random jobs against PostgreSQL while the test SIGKILLs
+them at random and restarts PostgreSQL twice (issue 12, item 13).
+
+Afterwards the ledger must tell the truth: every row closed; "abandoned" only for runs whose
+process was killed; no two runs of one job overlapping; no duplicate data rows; no lease
+left behind; every run end that was spooled while the database was down recorded with the
+outcome its process saw. Loopback only; stops by itself (about a minute).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+
+from cronkeeper.runner import ABANDONED, run_job
+from cronkeeper.sandbox import DemoWorld, demo_world
+from cronkeeper.service import Service
+from cronkeeper.storage.dbclock import db_now
+from cronkeeper.storage.schema import (
+    accounts,
+    cron_leases,
+    cron_runs,
+    meta_daily_insights,
+    mixpanel_daily_events,
+    weekly_benchmarks,
+)
+from tests.conftest import make_settings
+from tests.faults.chaos_worker import FIRST_DAY, JOBS
+from tests.faults.helpers import POSTGRES_ONLY
+from tests.support.pg import PgCluster
+
+pytestmark = [*POSTGRES_ONLY, pytest.mark.slow, pytest.mark.timeout(240)]
+
+REPO = Path(__file__).resolve().parents[2]
+WORKERS = 3
+TARGET_ROWS = 50
+# What happens, by the number of ledger rows written so far: kills and PostgreSQL restarts.
+EVENTS = (
+    (6, "kill"),
+    (14, "restart"),
+    (20, "kill"),
+    (27, "kill"),
+    (34, "restart"),
+    (41, "kill"),
+)
+CHAOS_LIMIT = 150.0  # a loaded machine is slow; the test still ends
+LEASE_TTL = 10.0  # longer than an outage here (≤ about 5 s): live leases survive it
+LEDGER_TIMEOUT = 2.0
+SEED = 20261130
+
+
+@dataclass
+class Worker:
+    index: int
+    results: Path
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    generation: int = 0
+
+
+@dataclass
+class Chaos:
+    root: Path
+    env: dict[str, str]
+    stop_file: Path
+    workers: list[Worker] = field(default_factory=list)
+    kills: int = 0
+    spooled_seen: set[str] = field(default_factory=set)
+
+    @property
+    def spool(self) -> Path:
+        return Path(self.env["CRONKEEPER_SPOOL_DIR"])
+
+    def start(self, worker: Worker) -> None:
+        worker.generation += 1
+        seed = SEED * 100 + worker.index * 10 + worker.generation
+        with worker.log.open("ab") as log:
+            worker.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.faults.chaos_worker",
+                    str(worker.results),
+                    str(self.stop_file),
+                    str(seed),
+                ],
+                cwd=REPO,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self, worker: Worker) -> None:
+        assert worker.process is not None
+        worker.process.send_signal(signal.SIGKILL)
+        worker.process.wait(10)
+        self.kills += 1
+
+    def mid_run(self) -> list[Worker]:
+        """Workers whose last log line says a run started (and did not end yet)."""
+        busy = []
+        for worker in self.workers:
+            lines = (
+                worker.log.read_text(errors="replace").splitlines() if worker.log.exists() else []
+            )
+            if lines and "cronkeeper.runner: running " in lines[-1]:
+                busy.append(worker)
+        return busy
+
+    def watch_spool(self) -> None:
+        """Remember every run end that went through the spool (file names carry run ids)."""
+        for path in self.spool.glob("*.json"):
+            self.spooled_seen.add(path.name.split(".")[1])
+
+    def stop_all(self) -> None:
+        self.stop_file.touch()
+        for worker in self.workers:
+            if worker.process is not None and worker.process.poll() is None:
+                try:
+                    worker.process.wait(45)
+                except subprocess.TimeoutExpired:
+                    self.kill(worker)
+
+    def reported(self) -> list[dict[str, Any]]:
+        """Every run end a worker saw (refusals left out)."""
+        lines = []
+        for worker in self.workers:
+            if worker.results.exists():
+                for line in worker.results.read_text().splitlines():
+                    entry = json.loads(line)
+                    if "run_id" in entry:
+                        lines.append(entry)
+        return lines
+
+
+def sleep_watching(chaos: Chaos, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        chaos.watch_spool()
+        time.sleep(0.05)
+
+
+def count_rows(cluster: PgCluster, db: str) -> int:
+    return int(cluster.psql("SELECT count(*) FROM cron_runs", db=db))
+
+
+def kill_one_mid_run(chaos: Chaos, rng: random.Random) -> None:
+    """SIGKILL a worker in the middle of a run (waiting up to 10 s for one), restart it."""
+    deadline = time.monotonic() + 10.0
+    while not (busy := chaos.mid_run()) and time.monotonic() < deadline:
+        sleep_watching(chaos, 0.05)
+    victim = rng.choice(busy or chaos.workers)
+    sleep_watching(chaos, rng.uniform(0.0, 0.3))
+    chaos.kill(victim)
+    chaos.start(victim)
+
+
+def restart_database(chaos: Chaos, cluster: PgCluster) -> None:
+    """Stop PostgreSQL until a run has ended into the spool (at most 3 s), then start it."""
+    before = len(chaos.spooled_seen)
+    cluster.stop("fast")
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline and len(chaos.spooled_seen) == before:
+        sleep_watching(chaos, 0.1)
+    cluster.start()
+
+
+@pytest.fixture
+def world() -> Iterator[tuple[DemoWorld, dict[str, str]]]:
+    sim = demo_world(seed=7, latency=0.15)
+    with sim.serve() as endpoints:
+        env = sim.environment(endpoints)
+        env["META_AD_ACCOUNT_IDS"] = ",".join(sim.credentials.meta_ad_account_ids)
+        yield sim, env
+
+
+def test_chaos_leaves_a_truthful_ledger(
+    database_url: str,
+    pg_cluster: PgCluster,
+    world: tuple[DemoWorld, dict[str, str]],
+    tmp_path: Path,
+) -> None:
+    _, sim_env = world
+    db = database_url.rsplit("/", 1)[1]
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CRON", "DATABASE"))}
+    env = base | sim_env
+    env |= {
+        "DATABASE_URL": database_url,
+        "CRONKEEPER_SPOOL_DIR": str(tmp_path / "spool"),
+        "CRONKEEPER_LEASE_TTL": str(LEASE_TTL),
+        "CRONKEEPER_LEDGER_TIMEOUT": str(LEDGER_TIMEOUT),
+        "CRONKEEPER_MAX_RETRIES": "0",  # the demo's dead account fails at once
+        "CRONKEEPER_HTTP_TIMEOUT": "10",
+        "PYTHONPATH": str(REPO),
+    }
+    chaos = Chaos(tmp_path, env, tmp_path / "stop")
+    chaos.workers = [
+        Worker(i, tmp_path / f"worker{i}.jsonl", tmp_path / f"worker{i}.log")
+        for i in range(WORKERS)
+    ]
+    rng = random.Random(SEED)
+    events = list(EVENTS)
+    started = time.monotonic()
+    try:
+        for worker in chaos.workers:
+            chaos.start(worker)
+        while time.monotonic() - started < CHAOS_LIMIT:
+            sleep_watching(chaos, 0.5)
+            rows = count_rows(pg_cluster, db)
+            if events and rows >= events[0][0]:
+                _, what = events.pop(0)
+                if what == "kill":
+                    kill_one_mid_run(chaos, rng)
+                else:
+                    restart_database(chaos, pg_cluster)
+            elif not events and rows >= TARGET_ROWS:
+                break
+    finally:
+        chaos.stop_all()
+        if not pg_cluster.is_running():
+            pg_cluster.start()
+    assert not events, f"chaos unfinished after {CHAOS_LIMIT:g} s: {events} left"
+    assert chaos.kills == 4
+    chaos.watch_spool()
+    assert chaos.spooled_seen, "no run ended while PostgreSQL was down: the spool went untested"
+
+    asyncio.run(check(database_url, chaos))
+
+
+async def check(database_url: str, chaos: Chaos) -> None:
+    """The next contact, as a real deployment would make it, then the ledger's truth."""
+    settings = make_settings(database_url, spool_dir=chaos.spool, lease_ttl=LEASE_TTL)
+    service = Service.from_settings(settings)
+    try:
+        assert await service.prepare()  # replays what the workers spooled
+        async with service.engine.connect() as conn:
+            while (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(cron_leases)
+                    .where(cron_leases.c.expires_at > db_now())
+                )
+            ).scalar_one():
+                await conn.commit()
+                await asyncio.sleep(0.2)
+        for job in JOBS:  # closes what killed processes left running
+            await run_job(service, job, FIRST_DAY)
+
+        async with service.engine.connect() as conn:
+            runs = (await conn.execute(select(cron_runs).order_by(cron_runs.c.started_at))).all()
+            leases = (await conn.execute(select(func.count()).select_from(cron_leases))).scalar()
+            duplicates = {
+                table.name: (
+                    await conn.execute(
+                        text(
+                            f"SELECT count(*) FROM (SELECT 1 FROM {table.name} GROUP BY "
+                            + ", ".join(c.name for c in table.primary_key.columns)
+                            + " HAVING count(*) > 1) AS d"
+                        )
+                    )
+                ).scalar_one()
+                for table in (
+                    accounts,
+                    meta_daily_insights,
+                    mixpanel_daily_events,
+                    weekly_benchmarks,
+                )
+            }
+    finally:
+        await service.aclose()
+
+    by_id = {str(r.id): r for r in runs}
+    reported = {e["run_id"]: e for e in chaos.reported() if e["run_id"] is not None}
+    assert len(runs) >= 50
+    # Every row closed.
+    assert [str(r.id) for r in runs if r.status == "running"] == []
+    # Only killed runs abandoned: a run whose process saw its end is never "abandoned" …
+    abandoned = {str(r.id) for r in runs if r.error_message == ABANDONED}
+    assert abandoned.isdisjoint(reported)
+    assert 1 <= len(abandoned) <= chaos.kills  # a kill may land just after its run ended
+    # … and its row holds the outcome the process saw, spooled or not.
+    for run_id, seen in reported.items():
+        row = by_id[run_id]
+        assert (row.status, row.records_count, row.error_message) == (
+            seen["status"],
+            seen["records"],
+            seen["message"],
+        ), run_id
+    # Every spooled end replayed.
+    assert list(chaos.spool.glob("*.json")) == []
+    spooled_and_seen = chaos.spooled_seen & set(reported)
+    for run_id in chaos.spooled_seen:
+        assert by_id[run_id].status != "running"
+    assert spooled_and_seen, "no spooled end of a surviving process to compare"
+    # No two runs of one job overlapped.
+    for job in JOBS:
+        ordered = [r for r in runs if r.cron_name == job]
+        for earlier, later in itertools.pairwise(ordered):
+            assert earlier.finished_at is not None
+            assert earlier.finished_at <= later.started_at, (job, earlier.id, later.id)
+    # No duplicate data rows, no lease left behind.
+    assert duplicates == dict.fromkeys(duplicates, 0)
+    assert leases == 0
+    assert Counter(r.cron_name for r in runs).keys() == set(JOBS)
