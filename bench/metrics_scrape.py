@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -274,6 +275,17 @@ def report(
         if name in base:
             ratio = target[name].median / base[name].median
             verdicts.append(f"{label}, without it: ×{ratio:.1f} over the same range")
+    executions = {
+        phase: found.group(1)
+        for phase, plan in plans.items()
+        if (found := re.search(r"Execution Time: ([\d.]+) ms", plan))
+    }
+    if len(executions) == 2:
+        verdicts.append(
+            f"server-side execution of the last-success statement at {sizes[-1]:,} rows "
+            f"(EXPLAIN ANALYZE, unaffected by client load): {executions['without']} ms without "
+            f"the index, {executions['with']} ms with it"
+        )
     if "with:http" not in base:
         met = False
         verdicts.append("HTTP latency not measured (see note): goal not verified")
