@@ -159,9 +159,9 @@ class CronExpression:
         cronsim walks a fixed-time job's wall clock (that is how it fires once in a repeated
         hour), so its order is the wall clock's, not real time's: callers filter by instant.
         """
-        with contextlib.suppress(StopIteration):  # cronsim gives up after 50 years
-            for fire in CronSim(self.expr, start.astimezone(tz), reverse=reverse):
-                yield fire.astimezone(UTC)
+        # The loop ends if cronsim finds nothing within 50 years (its StopIteration).
+        for fire in CronSim(self.expr, start.astimezone(tz), reverse=reverse):
+            yield fire.astimezone(UTC)
 
     def next_after(self, moment: datetime, tz: tzinfo) -> datetime | None:
         """The first fire strictly after ``moment``, in ``tz``; ``None`` if it never fires."""
