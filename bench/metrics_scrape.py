@@ -11,7 +11,7 @@ success to stop at. Then ``VACUUM ANALYZE``. At each size it measures the median
       and last success of each job, run concurrently), in-process;
   (b) ``GET /metrics`` over HTTP against ``cronkeeper serve`` (a real uvicorn in its own
       process), one keep-alive client with the bearer;
-  (c) the last-success statement alone (``cronkeeper.ledger.successes``);
+  (c) the last-success statement alone (``cronkeeper.ledger.reads``);
 
 first with ``idx_cron_runs_success`` dropped (the schema before migration 0008: the statement
 walks ``idx_cron_runs_name_started`` back through every collect-daily run), then with it.
@@ -56,7 +56,7 @@ repo_on_path()
 from tests.support.pg import PgCluster, start_postgres  # noqa: E402
 
 from cronkeeper.config import JOB_NAMES, Settings  # noqa: E402
-from cronkeeper.ledger.successes import last_success_statement  # noqa: E402
+from cronkeeper.ledger.reads import last_success_statement  # noqa: E402
 from cronkeeper.ops.metrics import read_snapshot  # noqa: E402
 from cronkeeper.service import Service  # noqa: E402
 from cronkeeper.storage.engine import create_engine, upgrade  # noqa: E402
