@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0004"
+down_revision = "0006"  # after main's 0006 (the brief said 0004; 0006 landed on it first)
 branch_labels = None
 depends_on = None
 
