@@ -25,10 +25,15 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+    from tests.support.pg import PgCluster
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOC = REPO_ROOT / "docs" / "benchmarks.md"
@@ -38,11 +43,13 @@ console = Console(width=None if sys.stdout.isatty() else 180)
 
 __all__ = [
     "DOC",
+    "OTHER_JOBS",
     "REPO_ROOT",
     "Served",
     "Stats",
     "console",
     "cpu_busy",
+    "fill_runs",
     "free_port",
     "machine_lines",
     "markdown_table",
@@ -54,6 +61,7 @@ __all__ = [
     "run_command",
     "scratch_dir",
     "serve_cronkeeper",
+    "serve_each",
     "update_section",
     "wait_until_quiet",
 ]
@@ -292,3 +300,65 @@ def wait_until_quiet(limit: float = 0.15, patience: float = 60.0) -> str:
         console.print(f"[yellow]machine {busy:.0%} busy; waiting for it to settle…[/]")
         busy = cpu_busy(2.0)
     return f"{busy:.0%} of the CPUs busy (other processes) just before the run"
+
+
+# -- a history to measure against ---------------------------------------------------------------
+
+OTHER_JOBS = tuple(f"other-job-{i:02d}" for i in range(1, 21))
+"""Job names beside the four: a ledger shared with other jobs, as a real one often is."""
+
+DEFAULT_STATUS = (
+    "CASE WHEN g % 37 = 0 THEN 'error' WHEN g % 41 = 0 THEN 'partial' ELSE 'success' END"
+)
+
+
+async def fill_runs(
+    engine: AsyncEngine,
+    cluster: PgCluster,
+    db: str,
+    size: int,
+    names: Sequence[str],
+    status: str = DEFAULT_STATUS,
+) -> float:
+    """Rows 1..``size`` of ``cron_runs``, server-side: row g starts g×10 s ago on job
+    ``names[g mod len]`` with the SQL expression ``status`` (over ``g`` and ``job``); then
+    ``VACUUM ANALYZE``. Seconds taken."""
+    from sqlalchemy import text
+
+    array = "ARRAY[" + ", ".join(f"'{n}'" for n in names) + "]"
+    statement = text(
+        "INSERT INTO cron_runs "
+        "(cron_name, started_at, finished_at, status, records_count, created_at) "
+        f"SELECT job, now() - g * interval '10 seconds', "
+        "now() - g * interval '10 seconds' + interval '5 seconds', "
+        f"{status}, g % 1000, now() - g * interval '10 seconds' "
+        f"FROM generate_series(1, CAST(:size AS bigint)) AS g, "
+        f"LATERAL (SELECT ({array})[1 + g % {len(names)}] AS job) AS j"
+    )
+    start = time.perf_counter()
+    async with engine.begin() as conn:
+        await conn.execute(statement, {"size": size})
+    cluster.psql("VACUUM ANALYZE cron_runs", db=db, timeout=3600)
+    return time.perf_counter() - start
+
+
+def serve_each(
+    stack: contextlib.ExitStack, database_urls: Sequence[str], secret: str, workdir: Path
+) -> tuple[list[str | None], str]:
+    """``cronkeeper serve`` on each database, kept running until ``stack`` closes.
+
+    Returns the base URLs and a note: if one server does not start, every URL is ``None``
+    (HTTP is then not measured at all rather than at some sizes) and the note says why.
+    """
+    urls: list[str | None] = []
+    for url in database_urls:
+        try:
+            served = stack.enter_context(
+                serve_cronkeeper({"DATABASE_URL": url, "CRON_SECRET": secret}, workdir)
+            )
+        except Exception as exc:
+            note = f"HTTP not measured: `cronkeeper serve` did not start ({exc!s:.300})"
+            console.print(f"[yellow]{note}[/]")
+            return [None] * len(database_urls), note
+        urls.append(served.base_url)
+    return urls, ""

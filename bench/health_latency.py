@@ -28,15 +28,16 @@ import asyncio
 import contextlib
 import re
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 from benchlib import (
+    OTHER_JOBS,
     Stats,
     console,
     cpu_busy,
+    fill_runs,
     machine_lines,
     markdown_table,
     measure,
@@ -45,7 +46,7 @@ from benchlib import (
     repo_on_path,
     run_command,
     scratch_dir,
-    serve_cronkeeper,
+    serve_each,
     update_section,
     wait_until_quiet,
 )
@@ -63,7 +64,6 @@ from cronkeeper.service import Service  # noqa: E402
 from cronkeeper.storage.engine import create_engine, upgrade  # noqa: E402
 
 SECRET = "bench-secret-0123456789abcdef"
-OTHER_JOBS = tuple(f"other-job-{i:02d}" for i in range(1, 21))
 ALL_JOBS = JOB_NAMES + OTHER_JOBS
 GOAL_RATIO = 1.5
 COLUMNS = "id, cron_name, started_at, finished_at, status, records_count, error_message"
@@ -87,26 +87,6 @@ def naive_group_by(names: tuple[str, ...]) -> str:
         f"WHERE cron_name IN ({in_list}) GROUP BY cron_name) m "
         "ON r.cron_name = m.cron_name AND r.started_at = m.started_at"
     )
-
-
-async def fill(engine: AsyncEngine, cluster: PgCluster, db: str, size: int) -> float:
-    """Rows 1..``size``; row g starts g×10 s ago on job ``g mod 24``. Seconds taken."""
-    names = ", ".join(f"'{n}'" for n in ALL_JOBS)
-    statement = text(
-        "INSERT INTO cron_runs "
-        "(cron_name, started_at, finished_at, status, records_count, created_at) "
-        f"SELECT (ARRAY[{names}])[1 + g % {len(ALL_JOBS)}], "
-        "now() - g * interval '10 seconds', "
-        "now() - g * interval '10 seconds' + interval '5 seconds', "
-        "CASE WHEN g % 37 = 0 THEN 'error' WHEN g % 41 = 0 THEN 'partial' ELSE 'success' END, "
-        "g % 1000, now() - g * interval '10 seconds' "
-        "FROM generate_series(1, CAST(:size AS bigint)) AS g"
-    )
-    start = time.perf_counter()
-    async with engine.begin() as conn:
-        await conn.execute(statement, {"size": size})
-    cluster.psql("VACUUM ANALYZE cron_runs", db=db, timeout=3600)
-    return time.perf_counter() - start
 
 
 def explain(cluster: PgCluster, db: str, sql: str, options: str = "") -> str:
@@ -205,13 +185,12 @@ async def main() -> int:
     console.print("[bold]starting a throwaway PostgreSQL cluster…[/]")
     cluster = start_postgres(settings={"shared_buffers": "256MB", "work_mem": "16MB"})
     workdir = scratch_dir("cronkeeper-bench-")
-    http_note = ""
     try:
         levels: list[Size] = []
         for size in sizes:
             level = Size(cluster, size)
             await upgrade(level.engine)
-            seconds = await fill(level.engine, cluster, level.db, size)
+            seconds = await fill_runs(level.engine, cluster, level.db, size, ALL_JOBS)
             console.print(f"{size:>12,} rows in database {level.db} (filled in {seconds:.1f} s)")
             levels.append(level)
         async with levels[0].engine.connect() as conn:
@@ -220,23 +199,9 @@ async def main() -> int:
         busy = wait_until_quiet()
         console.print(busy)
         with contextlib.ExitStack() as stack:
-            for level in levels:
-                try:
-                    served = stack.enter_context(
-                        serve_cronkeeper(
-                            {"DATABASE_URL": level.url, "CRON_SECRET": SECRET}, workdir
-                        )
-                    )
-                    level.base_url = served.base_url
-                except Exception as exc:
-                    http_note = (
-                        f"HTTP not measured: `cronkeeper serve` did not start ({exc!s:.300})"
-                    )
-                    console.print(f"[yellow]{http_note}[/]")
-                    break
-            if http_note:
-                for level in levels:
-                    level.base_url = None
+            urls, http_note = serve_each(stack, [lv.url for lv in levels], SECRET, workdir)
+            for level, base_url in zip(levels, urls, strict=True):
+                level.base_url = base_url
             client = httpx.AsyncClient(headers={"Authorization": f"Bearer {SECRET}"}, timeout=60)
             # Rounds interleave the sizes so that a slow spell of the machine (another process
             # waking up) lands on every size alike instead of on whichever ran then.

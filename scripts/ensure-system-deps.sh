@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite needs when they are missing: PostgreSQL (the
-# suite starts its own throwaway cluster), PgBouncer (the pooler test) and Chromium (the
-# status page test). Only apt-get; nothing is downloaded from elsewhere.
+# suite starts its own throwaway cluster), PgBouncer (the pooler test), Chromium (the
+# status page test) and Prometheus (its `promtool` checks a real scrape and the README's alert
+# rules). Only apt-get; nothing is downloaded from elsewhere.
 set -euo pipefail
 
 need=()
@@ -9,6 +10,7 @@ pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || tru
 if ! command -v initdb >/dev/null 2>&1 && [ -z "$pg_bin" ]; then need+=(postgresql); fi
 if ! command -v pgbouncer >/dev/null 2>&1; then need+=(pgbouncer); fi
 if ! command -v chromium >/dev/null 2>&1; then need+=(chromium); fi
+if ! command -v promtool >/dev/null 2>&1; then need+=(prometheus); fi
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != "0" ]; then

@@ -141,7 +141,17 @@ def refused_from_env(monkeypatch: pytest.MonkeyPatch, variable: str, value: str)
 
 @pytest.mark.parametrize(
     "schedule",
-    ["61 * * * *", "0 24 * * *", "0 1 32 * *", "0 1 * * 8", "*/0 * * * *", "a * * * *"],
+    [
+        "61 * * * *",
+        "0 24 * * *",
+        "0 1 32 * *",
+        "0 1 * * 8",
+        "*/0 * * * *",
+        "a * * * *",
+        "0 0 L * *",  # cronsim extensions that Debian cron does not read
+        "0 0 * * mon#2",
+        "0 0 31 2 *",  # never fires
+    ],
 )
 def test_a_schedule_cron_cannot_read_fails_at_load_naming_the_variable(
     schedule: str, monkeypatch: pytest.MonkeyPatch

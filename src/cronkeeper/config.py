@@ -8,17 +8,17 @@ of at 01:00 in the middle of a cron.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
-from cronsim import CronSim, CronSimError
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from cronkeeper.cron import check_cron
 from cronkeeper.durations import parse_duration
 from cronkeeper.notion_props import DEFAULT_NOTION_PROPS
 from cronkeeper.redact import Redactor
@@ -84,12 +84,13 @@ def _pairs(value: str, sep: str, what: str) -> dict[str, str]:
 
 
 def check_schedule(name: str, expr: str) -> None:
-    """A 5-field cron expression cronsim (Debian cron's semantics) can read, or ``ValueError``."""
+    """A 5-field cron expression the scheduler can fire (:func:`cronkeeper.cron.check_cron`:
+    Debian cron's syntax, cronsim's semantics), or ``ValueError``."""
     if len(expr.split()) != 5:
         raise ValueError(f"{name}={expr!r} is not a 5-field cron expression")
     try:
-        CronSim(expr, datetime(2000, 1, 1, tzinfo=UTC))
-    except CronSimError as exc:
+        check_cron(expr)
+    except ValueError as exc:
         raise ValueError(f"{name}={expr!r} is not a valid cron expression: {exc}") from None
 
 

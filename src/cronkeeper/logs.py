@@ -60,7 +60,6 @@ def configure_logging(redactor: Redactor, level: int = logging.INFO) -> None:
     # httpx logs every request URL at INFO, token included: keep it at WARNING.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     # Alembic announces every plugin it sets up, and every migration step, at INFO: noise on
     # every command that opens the SQLite default. cronkeeper says what it migrates itself.
     logging.getLogger("alembic").setLevel(logging.WARNING)

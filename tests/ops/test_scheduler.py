@@ -1,5 +1,6 @@
-"""The scheduler on SQLite and PostgreSQL: firing with a test clock, catch-up, time zones,
-failures that never stop it, and the real AsyncIOScheduler's registration."""
+"""The scheduler on SQLite and PostgreSQL: its loop driven by a fake clock and a sleep that only
+moves it (the production path, no real waiting), catch-up, time zones and DST, failures that
+never stop it."""
 
 from __future__ import annotations
 
@@ -14,9 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cronkeeper.clock import utcnow
-from cronkeeper.jobs.base import report_date
-from cronkeeper.ops.scheduler import CronScheduler, Fire
+from cronkeeper.ops.scheduler import CronScheduler, Fire, RunJob, RunOutcome
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import cron_runs
 from tests.conftest import FakeClock, make_settings
@@ -40,6 +39,43 @@ def scheduler(
 ) -> CronScheduler:
     jobs = [s for s in service.settings.jobs if not only or s.name in only]
     return CronScheduler(service, run=run, misfire_grace=grace, jobs=jobs)
+
+
+async def drive(sched: CronScheduler, clock: FakeClock, until: datetime) -> list[float]:
+    """Run the scheduler's own loop until the fake clock reaches ``until``; returns the sleeps.
+
+    Its sleep lets whatever the scheduler started finish (as it would in the time slept),
+    then moves the clock: the loop, its waits and its fires are production's, time is not.
+    """
+    slept: list[float] = []
+    reached = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        await sched.idle()
+        if clock.now >= until:
+            reached.set()
+            await asyncio.Event().wait()  # until shutdown cancels the loop
+        slept.append(seconds)
+        clock.advance(seconds=seconds)
+
+    sched.sleep = sleep
+    await sched.start()
+    try:
+        await asyncio.wait_for(reached.wait(), 60)
+    finally:
+        await sched.shutdown(wait=True)
+    return slept
+
+
+def timed(clock: FakeClock, run: FakeRun) -> tuple[RunJob, list[tuple[str, datetime]]]:
+    """``run`` that also notes the clock at each call."""
+    at: list[tuple[str, datetime]] = []
+
+    async def go(service: Service, name: str, day: date) -> RunOutcome:
+        at.append((name, clock.now))
+        return await run(service, name, day)
+
+    return go, at
 
 
 async def test_tick_fires_each_job_on_its_cron_expression(
@@ -201,26 +237,21 @@ async def test_catch_up_runs_missed_jobs_one_after_another_oldest_slot_first(
     assert set(run.days()) == {date(2026, 11, 22)}
 
 
-async def test_start_catches_up_in_the_background_and_registers_the_jobs(
+async def test_start_catches_up_in_the_background_and_knows_the_next_runs(
     database_url: str, engine: AsyncEngine
 ) -> None:
-    # APScheduler keeps real time, so this test does too: a daily slot 20 minutes ago.
-    now = utcnow()
-    slot = (now - timedelta(minutes=20)).replace(second=0, microsecond=0)
-    clock = FakeClock(now)
-    service = make_service(
-        database_url, engine, clock, schedules=f"collect-daily={slot.minute} {slot.hour} * * *"
-    )
+    clock = FakeClock(utc(2026, 11, 20, 1, 20))  # the 01:00 slot is 20 minutes old
+    service = make_service(database_url, engine, clock)
     run = FakeRun()
     sched = scheduler(service, run, "collect-daily")
     await sched.start()
     try:
         await asyncio.wait_for(run.called.wait(), 10)
         assert sched.running
-        assert sched.next_run_times() == {"collect-daily": slot + timedelta(days=1)}
+        assert sched.next_run_times() == {"collect-daily": utc(2026, 11, 21, 1)}
     finally:
         await sched.shutdown(wait=True)
-    assert run.calls == [("collect-daily", report_date(slot, ZoneInfo("UTC")))]
+    assert run.calls == [("collect-daily", date(2026, 11, 19))]
     assert not sched.running
 
 
@@ -294,56 +325,149 @@ def test_an_invalid_schedule_fails_at_start_up_naming_it(database_url: str) -> N
         make_settings(database_url, schedules="collect-daily=61 * * * *")
 
 
-async def test_the_real_apscheduler_registers_jobs_in_the_configured_zone(
+async def test_next_runs_are_in_the_configured_zone(database_url: str, engine: AsyncEngine) -> None:
+    clock = FakeClock(utc(2026, 11, 20, 12))  # Friday
+    service = make_service(database_url, engine, clock, timezone="Asia/Seoul")
+    runs = CronScheduler(service, run=FakeRun()).next_run_times()
+    assert set(runs) == {"sync-notion", "collect-daily", "collect-mixpanel", "collect-benchmarks"}
+    daily = runs["collect-daily"]
+    assert daily is not None
+    assert (daily.hour, daily.minute, daily.utcoffset()) == (1, 0, timedelta(hours=9))
+    assert daily == utc(2026, 11, 20, 16)
+    weekly = runs["collect-benchmarks"]
+    assert weekly is not None
+    assert (weekly.isoweekday(), weekly.hour) == (1, 2)  # Monday 02:00 KST
+    assert weekly == utc(2026, 11, 22, 17)
+
+
+async def test_a_fire_off_schedule_collects_the_date_of_the_latest_slot(
     database_url: str, engine: AsyncEngine
 ) -> None:
-    service = Service.from_settings(
-        make_settings(database_url, timezone="Asia/Seoul"), engine=engine
+    clock = FakeClock(utc(2026, 11, 20, 0, 30))  # before today's 01:00 slot
+    service = make_service(database_url, engine, clock)
+    run = FakeRun()
+    await scheduler(service, run, "collect-daily").fire("collect-daily")
+    assert run.calls == [("collect-daily", date(2026, 11, 18))]  # the slot of 19 Nov 01:00
+
+
+async def test_the_loop_fires_each_job_at_its_slot_with_a_fake_clock(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    clock = FakeClock(utc(2026, 11, 22, 23, 30))  # Sunday evening
+    service = make_service(database_url, engine, clock)
+    run, at = timed(clock, FakeRun())
+    sched = CronScheduler(service, run=run)
+    slept = await drive(sched, clock, until=utc(2026, 11, 23, 3))
+    assert at == [
+        ("sync-notion", utc(2026, 11, 23, 0)),
+        ("collect-daily", utc(2026, 11, 23, 1)),
+        ("collect-mixpanel", utc(2026, 11, 23, 1, 30)),
+        ("collect-benchmarks", utc(2026, 11, 23, 2)),  # Monday
+    ]
+    assert max(slept) <= 60, "the loop looks at the wall clock at least once a minute"
+
+
+async def test_the_loop_around_a_spring_forward_fires_at_the_jump_and_then_on_time(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    """Paris jumps from 02:00 to 03:00 on 29 March 2026: ``15 2,3`` fires at 03:00 and 03:15
+    (02:15 does not exist; Debian cron runs it when the clock jumps), then 02:15 and 03:15."""
+    clock = FakeClock(utc(2026, 3, 28, 22))
+    service = make_service(
+        database_url,
+        engine,
+        clock,
+        timezone="Europe/Paris",
+        schedules="collect-daily=15 2,3 * * *",
     )
-    sched = CronScheduler(service, run=FakeRun())
-    await sched.start(catch_up=False)
+    run = FakeRun()
+    go, at = timed(clock, run)
+    sched = CronScheduler(service, run=go, jobs=[service.settings.job("collect-daily")])
+    await drive(sched, clock, until=utc(2026, 3, 30, 3))
+    paris = ZoneInfo("Europe/Paris")
+    assert [when.astimezone(paris).strftime("%d %H:%M%z") for _, when in at] == [
+        "29 03:00+0200",
+        "29 03:15+0200",
+        "30 02:15+0200",
+        "30 03:15+0200",
+    ]
+    assert run.days() == [
+        date(2026, 3, 28),
+        date(2026, 3, 28),
+        date(2026, 3, 29),
+        date(2026, 3, 29),
+    ]
+
+
+async def test_the_loop_around_a_fall_back_fires_a_fixed_time_once(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    clock = FakeClock(utc(2026, 10, 24, 22))
+    service = make_service(
+        database_url, engine, clock, timezone="Europe/Paris", schedules="collect-daily=30 2 * * *"
+    )
+    go, at = timed(clock, FakeRun())
+    sched = CronScheduler(service, run=go, jobs=[service.settings.job("collect-daily")])
+    await drive(sched, clock, until=utc(2026, 10, 26, 3))
+    assert [when for _, when in at] == [utc(2026, 10, 25, 0, 30), utc(2026, 10, 26, 1, 30)]
+
+
+async def test_a_long_run_does_not_hold_up_the_next_job(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    clock = FakeClock(utc(2026, 11, 20, 1, 0, 30))  # collect-daily's slot: 30 s ago
+    service = make_service(database_url, engine, clock)
+    run = FakeRun(block=asyncio.Event())  # every run blocks once inside: daily never ends
+    finished = asyncio.Event()
+
+    async def go(service: Service, name: str, day: date) -> RunOutcome:
+        if name == "collect-mixpanel":
+            run.block = None
+        result = await run(service, name, day)
+        finished.set()
+        return result
+
+    jobs = [service.settings.job("collect-daily"), service.settings.job("collect-mixpanel")]
+    sched = CronScheduler(service, run=go, jobs=jobs, max_sleep=3600)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) > 1:
+            await asyncio.Event().wait()  # the test ends here
+        await run.inside.wait()  # collect-daily (caught up) is running and stays so
+        clock.advance(seconds=seconds)
+
+    sched.sleep = sleep
+    await sched.start()
     try:
-        jobs = {job.id: job for job in sched.apscheduler.get_jobs()}
-        assert set(jobs) == {
-            "sync-notion",
-            "collect-daily",
-            "collect-mixpanel",
-            "collect-benchmarks",
-        }
-        for job in jobs.values():
-            assert (job.max_instances, job.coalesce, job.misfire_grace_time) == (1, True, 3600)
-        daily = jobs["collect-daily"].next_run_time
-        assert (daily.hour, daily.minute, daily.utcoffset()) == (1, 0, timedelta(hours=9))
-        assert (daily.astimezone(UTC).hour, daily.astimezone(UTC).minute) == (16, 0)
-        assert timedelta(0) < daily - utcnow() <= timedelta(days=1)
-        weekly = jobs["collect-benchmarks"].next_run_time
-        assert (weekly.isoweekday(), weekly.hour) == (1, 2)  # Monday 02:00 KST
-        assert timedelta(0) < weekly - utcnow() <= timedelta(days=7)
+        await asyncio.wait_for(finished.wait(), 10)
+        assert run.names() == ["collect-daily", "collect-mixpanel"]
+        assert slept[0] == 29.5 * 60  # one sleep to 01:30, not a wait for collect-daily
     finally:
         await sched.shutdown()
 
 
-async def test_the_real_apscheduler_calls_fire_which_runs_the_job(
-    database_url: str, engine: AsyncEngine
+async def test_periodic_work_rides_the_loop_and_survives_its_failures(
+    database_url: str, engine: AsyncEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    service = Service.from_settings(make_settings(database_url), engine=engine)
-    run = FakeRun()
-    sched = CronScheduler(service, run=run, jobs=[service.settings.job("collect-daily")])
-    await sched.start(catch_up=False)
-    try:
-        sched.apscheduler.modify_job("collect-daily", next_run_time=datetime.now(UTC))
-        await asyncio.wait_for(run.called.wait(), 10)
-    finally:
-        await sched.shutdown(wait=True)
-    # Fired off-schedule, it collects the report date of the latest slot (yesterday here).
-    expected = report_date(_latest_daily_slot(), ZoneInfo("UTC"))
-    assert run.calls == [("collect-daily", expected)]
+    clock = FakeClock(utc(2026, 11, 20, 12))
+    service = make_service(database_url, engine, clock)
+    sched = CronScheduler(service, run=FakeRun())
+    seen: list[datetime] = []
 
+    async def watch(now: datetime) -> None:
+        seen.append(now)
+        if len(seen) == 2:
+            raise RuntimeError("watchdog hiccup")
 
-def _latest_daily_slot() -> datetime:
-    now = utcnow()
-    slot = now.replace(hour=1, minute=0, second=0, microsecond=0)
-    return slot if slot <= now else slot - timedelta(days=1)
+    sched.every(timedelta(minutes=1), "watchdog", watch)
+    with caplog.at_level(logging.ERROR, logger="cronkeeper.ops.scheduler"):
+        await drive(sched, clock, until=utc(2026, 11, 20, 12, 3))
+    assert seen == [utc(2026, 11, 20, 12, m) for m in range(4)]
+    assert "watchdog failed: RuntimeError: watchdog hiccup" in caplog.text
+    with pytest.raises(ValueError, match="positive"):
+        sched.every(timedelta(0), "never", watch)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)

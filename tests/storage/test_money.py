@@ -85,7 +85,7 @@ def test_money_rounds_like_postgresql_numeric() -> None:
         Money.exact(Decimal("NaN"))
 
 
-async def test_migration_0005_turns_stored_sqlite_floats_into_exact_text(tmp_path: Path) -> None:
+async def test_migration_0006_turns_stored_sqlite_floats_into_exact_text(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path}/old.db")
     try:
         await upgrade(engine, "0004")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -104,3 +106,15 @@ def test_rls_keeps_a_role_without_bypassrls_from_reading_cron_runs(
         assert anon.execute("SELECT count(*) FROM cron_runs").fetchone() == (0,)
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
             anon.execute("INSERT INTO cron_runs (cron_name) VALUES ('forged')")
+
+
+async def test_successes_have_a_partial_index_on_both_backends(engine: AsyncEngine) -> None:
+    """Migration 0008: what ``cronkeeper_last_success_timestamp_seconds`` reads."""
+    if engine.dialect.name == "postgresql":
+        sql = "SELECT indexdef FROM pg_indexes WHERE indexname = 'idx_cron_runs_success'"
+    else:
+        sql = "SELECT sql FROM sqlite_master WHERE name = 'idx_cron_runs_success'"
+    async with engine.connect() as conn:
+        definition = str((await conn.execute(text(sql))).scalar_one())
+    assert "(cron_name, started_at DESC)" in definition
+    assert re.search(r"WHERE \(?status = 'success'", definition), definition

@@ -64,6 +64,12 @@ log = logging.getLogger("cronkeeper.ops.metrics")
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """``text/plain; version=0.0.4``: what every Prometheus server and agent reads."""
 
+CRON = "cron"
+"""The label naming the job in every ``cronkeeper_*`` series. Not ``job``: Prometheus sets
+``job`` on every target (the scrape job's name) and renames a scraped ``job`` label to
+``exported_job``, so ``{job="collect-daily"}`` would match nothing and ``$labels.job`` would
+name the scrape job (Prometheus docs, configuration: ``honor_labels``)."""
+
 
 # -- ledger figures, read at scrape time ------------------------------------------------
 
@@ -134,27 +140,27 @@ class LedgerCollector(Collector):
         start = GaugeMetricFamily(
             "cronkeeper_last_run_start_timestamp_seconds",
             "Unix time the job's latest run started (absent if it never ran).",
-            labels=["job"],
+            labels=[CRON],
         )
         duration = GaugeMetricFamily(
             "cronkeeper_last_run_duration_seconds",
             "Duration of the job's latest run (absent while it is still running).",
-            labels=["job"],
+            labels=[CRON],
         )
         records = GaugeMetricFamily(
             "cronkeeper_last_run_records",
             "Rows the job's latest run wrote (records_count).",
-            labels=["job"],
+            labels=[CRON],
         )
         status = GaugeMetricFamily(
             "cronkeeper_last_run_status",
             "1 for the status of the job's latest run, 0 for the others (all 0: never ran).",
-            labels=["job", "status"],
+            labels=[CRON, "status"],
         )
         success = GaugeMetricFamily(
             "cronkeeper_last_success_timestamp_seconds",
-            "Unix time the job's latest successful run finished (absent if it never succeeded).",
-            labels=["job"],
+            "Unix time the job's latest successful run finished; 0 if it never succeeded.",
+            labels=[CRON],
         )
         for spec in snap.jobs:
             job = spec.name
@@ -166,15 +172,16 @@ class LedgerCollector(Collector):
                 records.add_metric([job], run.records_count)
             for name in RUN_STATUSES:
                 status.add_metric([job, name], 1 if run is not None and run.status == name else 0)
+            # Every job, so that ``time() - …{cron="x"} > 26 * 3600`` also fires for a job
+            # that never succeeded (only ever ``partial``): 0 is "a very long time ago".
             succeeded = snap.last_success.get(job)
-            if succeeded is not None:
-                success.add_metric([job], succeeded.timestamp())
+            success.add_metric([job], succeeded.timestamp() if succeeded is not None else 0)
         yield from (start, duration, records, status, success)
         if snap.health is not None:
             healthy = GaugeMetricFamily(
                 "cronkeeper_job_healthy",
                 "1 when the monitored job passes the health check of GET /api/cron/health.",
-                labels=["job"],
+                labels=[CRON],
             )
             for check in snap.health.checks:
                 healthy.add_metric([check.name], 1 if check.ok else 0)
@@ -209,19 +216,19 @@ class MetricsObserver(RunObserver):
         self.runs = Counter(
             "cronkeeper_runs",
             "Runs this process finished, by job and final status.",
-            ["job", "status"],
+            [CRON, "status"],
             registry=self.registry,
         )
         self.retries = Counter(
             "cronkeeper_retries",
             "HTTP calls to source APIs retried by this process, by job and reason.",
-            ["job", "reason"],
+            [CRON, "reason"],
             registry=self.registry,
         )
         self.abandoned = Counter(
             "cronkeeper_abandoned_runs",
             "Runs of dead processes this process closed as error, by job.",
-            ["job"],
+            [CRON],
             registry=self.registry,
         )
         for job in job_names:

@@ -1,18 +1,21 @@
 """Run each job on its cron expression, in the configured time zone, one run per slot.
 
-APScheduler 3's ``AsyncIOScheduler`` does the waiting (one job per :class:`JobSpec`,
-``max_instances=1``, ``coalesce=True``, a misfire grace), but not the calendar arithmetic:
-its ``CronTrigger.from_crontab`` reads day-of-week ``1`` as *Tuesday* (APScheduler counts
-from Monday = 0, crontab from Sunday = 0, so the weekly ``0 2 * * 1`` would run a day late),
-intersects day-of-month and day-of-week where cron unites them, and around a DST fall-back
-fires a daily ``30 2 * * *`` twice and loops when asked for the next fire from inside the
-repeated hour. :class:`CronExpression` below is a small, pure crontab calendar with cron's
-own rules, and APScheduler is given it as its trigger.
+The calendar is `cronsim <https://github.com/cuu508/cronsim>`_ (the library healthchecks.io
+uses and Sentry Crons moved to), written to follow Debian cron: Sunday is ``0`` or ``7``,
+day-of-month and day-of-week are OR-ed when both are restricted, and around daylight saving
+time a job at a fixed time (neither minute nor hour a wildcard) fires once: a time skipped by
+a spring-forward fires at the first minute that exists after it (in a zone that jumps from
+02:00 to 03:00, ``15 2,3 * * *`` fires at 03:00 and 03:15), a time repeated by a fall-back
+fires on its first pass only; wildcard jobs (``*/15 * * * *``, ``0 * * * *``) keep their
+rhythm in real time through both changes. Only the syntax Debian cron reads is accepted
+(five fields; no ``L``, ``W`` or ``#``).
 
-DST, as Vixie cron / cronie do it: a time skipped by a spring-forward fires once, shifted by
-the gap (``30 2`` → 03:30 CEST); a time repeated by a fall-back fires once (its first
-occurrence) unless the minute or hour field is a wildcard (``*/15 * * * *``, ``0 * * * *``),
-whose jobs keep their rhythm through both passes.
+The firing path is one plain asyncio loop (:meth:`CronScheduler.serve`) with the clock and
+the sleep injected: it sleeps until the next slot (at most ``max_sleep`` at a time, so a
+wall clock that jumps is noticed), then :meth:`CronScheduler.tick` runs every job whose slot
+came since the previous tick, once (coalesced), in a task of its own so a long run never
+delays another job. Tests drive that same loop with a fake clock and a sleep that only moves
+it. Periodic work (a watchdog) can ride the same loop: :meth:`CronScheduler.every`.
 
 A fire missed while the process was down is run once on start-up (:meth:`catch_up`) when it
 is less than ``misfire_grace`` old and no run of the job has started since that slot; older
@@ -29,13 +32,12 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.base import BaseTrigger
-
+from cronkeeper.clock import Sleep
 from cronkeeper.config import JobSpec
+from cronkeeper.cron import CronExpression
 from cronkeeper.errors import AlreadyRunning, ConfigError, first_line
 from cronkeeper.jobs.base import report_date
 from cronkeeper.runner import run_job
@@ -57,8 +59,8 @@ __all__ = [
 log = logging.getLogger("cronkeeper.ops.scheduler")
 
 DEFAULT_MISFIRE_GRACE = timedelta(hours=1)
-_SEARCH_DAYS = 8 * 366
-"""How far to look for a fire: ``0 0 29 2 *`` fires once in four years (eight: 2100 skips)."""
+DEFAULT_MAX_SLEEP = 60.0
+"""Seconds the loop sleeps at most before it looks at the wall clock again."""
 
 
 class RunOutcome(Protocol):
@@ -78,150 +80,7 @@ RunJob = Callable[[Service, str, date], Awaitable[RunOutcome]]
 """``run_job``'s shape: tests pass a fake that needs no HTTP."""
 
 
-# -- the calendar ---------------------------------------------------------------------------
-
-_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_MONTHS = {m: i for i, m in enumerate(_MONTH_NAMES, 1)}
-_WEEKDAYS = {d: i for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
-_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
-    ("minute", 0, 59, {}),
-    ("hour", 0, 23, {}),
-    ("day of month", 1, 31, {}),
-    ("month", 1, 12, _MONTHS),
-    ("day of week", 0, 7, _WEEKDAYS),
-)
-
-
-def _parse_field(text: str, name: str, lo: int, hi: int, names: dict[str, int]) -> set[int]:
-    def number(token: str) -> int:
-        value = names.get(token.lower()) if names else None
-        if value is None:
-            if not token.isdigit():
-                raise ValueError(f"{name} {token!r} is not a number")
-            value = int(token)
-        if not lo <= value <= hi:
-            raise ValueError(f"{name} {value} is outside {lo}-{hi}")
-        return value
-
-    values: set[int] = set()
-    for item in text.split(","):
-        base, slash, step_text = item.partition("/")
-        step = 1
-        if slash:
-            if not step_text.isdigit() or int(step_text) == 0:
-                raise ValueError(f"{name} step {step_text!r} must be a positive number")
-            step = int(step_text)
-        if base == "*":
-            start, end = lo, hi
-        elif "-" in base:
-            first, _, last = base.partition("-")
-            start, end = number(first), number(last)
-            if start > end:
-                raise ValueError(f"{name} range {base!r} runs backwards")
-        else:
-            start = number(base)
-            end = hi if slash else start  # cronie reads ``5/15`` as ``5-59/15``
-        values.update(range(start, end + 1, step))
-    return values
-
-
-@dataclass(frozen=True)
-class CronExpression:
-    """A 5-field crontab expression with cron's semantics (Sunday is 0 or 7).
-
-    Day-of-month and day-of-week: when both are restricted (neither starts with ``*``) a day
-    matches if *either* does, as in every cron since Vixie's; otherwise both must.
-    """
-
-    expr: str
-    minutes: tuple[int, ...]
-    hours: tuple[int, ...]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]
-    """0 = Sunday … 6 = Saturday."""
-    day_or_weekday: bool
-    wildcard: bool
-    """Minute or hour field is a wildcard: the job also fires in a repeated (fall-back) hour."""
-
-    @classmethod
-    def parse(cls, expr: str) -> CronExpression:
-        fields = expr.split()
-        if len(fields) != 5:
-            raise ValueError(
-                f"invalid cron expression {expr!r}: expected 5 fields "
-                "(minute hour day-of-month month day-of-week), got {len(fields)}"
-            )
-        try:
-            parsed = [
-                _parse_field(text, name, lo, hi, names)
-                for text, (name, lo, hi, names) in zip(fields, _FIELDS, strict=True)
-            ]
-        except ValueError as exc:
-            raise ValueError(f"invalid cron expression {expr!r}: {exc}") from None
-        minutes, hours, days, months, weekdays = parsed
-        return cls(
-            expr=expr,
-            minutes=tuple(sorted(minutes)),
-            hours=tuple(sorted(hours)),
-            days=frozenset(days),
-            months=frozenset(months),
-            weekdays=frozenset(d % 7 for d in weekdays),
-            day_or_weekday=not fields[2].startswith("*") and not fields[4].startswith("*"),
-            wildcard=fields[0].startswith("*") or fields[1].startswith("*"),
-        )
-
-    def matches_day(self, day: date) -> bool:
-        if day.month not in self.months:
-            return False
-        by_day = day.day in self.days
-        by_weekday = day.isoweekday() % 7 in self.weekdays
-        return (by_day or by_weekday) if self.day_or_weekday else (by_day and by_weekday)
-
-    def next_after(self, moment: datetime, tz: tzinfo) -> datetime | None:
-        """The first fire strictly after ``moment``, in ``tz``; ``None`` if it never fires."""
-        first = moment.astimezone(tz).date() - timedelta(days=1)
-        for offset in range(_SEARCH_DAYS):
-            day = first + timedelta(days=offset)
-            for fire in self.fires_on(day, tz):
-                if fire > moment:
-                    return fire.astimezone(tz)
-        return None
-
-    def previous(self, moment: datetime, tz: tzinfo) -> datetime | None:
-        """The last fire at or before ``moment``, in ``tz``; ``None`` if none in eight years."""
-        last = moment.astimezone(tz).date() + timedelta(days=1)
-        for offset in range(_SEARCH_DAYS):
-            day = last - timedelta(days=offset)
-            for fire in reversed(self.fires_on(day, tz)):
-                if fire <= moment:
-                    return fire.astimezone(tz)
-        return None
-
-    def fires_on(self, day: date, tz: tzinfo) -> list[datetime]:
-        """The instants (aware, UTC) at which this expression fires on local ``day``, in order."""
-        if not self.matches_day(day):
-            return []
-        instants: set[datetime] = set()
-        for hour in self.hours:
-            for minute in self.minutes:
-                wall = datetime.combine(day, time(hour, minute))
-                instants.update(_instants(wall, tz, both_passes=self.wildcard))
-        return sorted(instants)
-
-
-def _instants(wall: datetime, tz: tzinfo, *, both_passes: bool = False) -> list[datetime]:
-    """The UTC instants a local wall-clock time stands for (PEP 495 folds).
-
-    Normal: one. Repeated by a fall-back: the first pass, or both for wildcard jobs. Skipped
-    by a spring-forward: one instant, shifted forward by the gap (``fold=0`` reads it with
-    the offset from before the change).
-    """
-    first = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
-    second = wall.replace(tzinfo=tz, fold=1).astimezone(UTC)
-    if first < second:  # ambiguous: the wall time happens twice
-        return [first, second] if both_passes else [first]
-    return [first]  # normal (equal) or in a gap (first > second: the shifted instant)
+# -- the calendar ---------------------------------------------------------------------
 
 
 def _cron(schedule: str | CronExpression) -> CronExpression:
@@ -277,27 +136,18 @@ def due_fires(specs: Iterable[JobSpec], tz: tzinfo, since: datetime, now: dateti
     return sorted(fires, key=lambda f: f.slot)
 
 
-# -- APScheduler ----------------------------------------------------------------------------
+# -- the loop -------------------------------------------------------------------------------
+
+Work = Callable[[datetime], Awaitable[None]]
 
 
-class _Trigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 ships no type hints
-    """APScheduler's view of a :class:`CronExpression`."""
-
-    __slots__ = ("cron", "tz")
-
-    def __init__(self, cron: CronExpression, tz: tzinfo) -> None:
-        self.cron = cron
-        self.tz = tz
-
-    def get_next_fire_time(
-        self, previous_fire_time: datetime | None, now: datetime
-    ) -> datetime | None:
-        if previous_fire_time is not None:
-            return self.cron.next_after(previous_fire_time, self.tz)
-        return self.cron.next_after(now - timedelta(microseconds=1), self.tz)
-
-    def __str__(self) -> str:
-        return f"cron[{self.cron.expr}] in {self.tz}"
+@dataclass
+class _Periodic:
+    name: str
+    interval: timedelta
+    work: Work
+    due: datetime | None = None
+    """Next time it is due; ``None`` until the loop starts (then: at once)."""
 
 
 class CronScheduler:
@@ -305,7 +155,8 @@ class CronScheduler:
 
     ``run`` runs one job for one report date (default :func:`cronkeeper.runner.run_job`);
     a run that fails is logged and the scheduler goes on, a job already running elsewhere
-    (another replica, a manual run) is skipped with an info line.
+    (another replica, a manual run) is skipped with an info line. Time is the service's
+    clock; ``sleep`` defaults to the service's sleep.
     """
 
     def __init__(
@@ -315,37 +166,54 @@ class CronScheduler:
         run: RunJob = run_job,
         misfire_grace: timedelta = DEFAULT_MISFIRE_GRACE,
         jobs: Sequence[JobSpec] | None = None,
+        sleep: Sleep | None = None,
+        max_sleep: float = DEFAULT_MAX_SLEEP,
     ) -> None:
         self.service = service
         self.tz = service.settings.tz
         self.misfire_grace = misfire_grace
         self.specs = tuple(jobs if jobs is not None else service.settings.jobs)
+        self.sleep = sleep or service.sleep
+        self.max_sleep = max_sleep
         self._run = run
         try:
             self.crons = {spec.name: CronExpression.parse(spec.schedule) for spec in self.specs}
         except ValueError as exc:
             raise ConfigError(f"CRONKEEPER_SCHEDULES: {exc}") from None
-        self._scheduler: AsyncIOScheduler | None = None
         self._last_tick = service.clock()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.Task[None] | None = None
+        self._periodic: list[_Periodic] = []
+
+    def every(self, interval: timedelta, name: str, work: Work) -> None:
+        """Also run ``work(now)`` every ``interval`` from this loop, first when it starts.
+
+        For periodic duties that belong with the scheduler (a watchdog): same clock, same
+        sleep, same lifecycle. A failure is logged and the next turn comes as planned.
+        """
+        if interval <= timedelta(0):
+            raise ValueError(f"{name}: the interval must be positive, got {interval}")
+        self._periodic.append(_Periodic(name, interval, work))
 
     # -- firing ---------------------------------------------------------------------------
 
     async def fire(self, name: str, slot: datetime | None = None) -> RunOutcome | None:
-        """Run ``name`` for ``slot`` (default: its latest slot); what APScheduler calls.
+        """Run ``name`` for ``slot`` (default: its latest slot).
 
         The report date comes from the slot, not the wall clock, so a fire delayed past
         midnight still collects the day it was scheduled for. Returns ``None`` when nothing
         ran (slot already served, job running elsewhere, or the run failed).
         """
+        # Tracked, so that shutdown can cancel it (a task of ours already is).
         task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
+        own = task if task is not None and task not in self._tasks else None
+        if own is not None:
+            self._tasks.add(own)
         try:
             return await self._fire(name, slot)
         finally:
-            if task is not None:
-                self._tasks.discard(task)
+            if own is not None:
+                self._tasks.discard(own)
 
     async def _fire(self, name: str, slot: datetime | None) -> RunOutcome | None:
         now = self.service.clock()
@@ -395,16 +263,37 @@ class CronScheduler:
         return self.service.settings.redactor(f"{type(exc).__name__}: {first_line(exc)}"[:500])
 
     async def tick(self, now: datetime | None = None) -> list[Fire]:
-        """Fire every job with a slot since the previous tick (coalesced); the fires run.
+        """Run every job with a slot since the previous tick (coalesced: once, for its latest
+        slot) and the periodic work that is due; returns the fires once they have run.
 
-        The same decision APScheduler takes on its timer, in one step and with time given:
-        tests drive the scheduler with a fake clock through this, and so can an external loop.
+        What the loop does each time it wakes (there, without waiting for the runs); tests
+        may call it with a time of their own.
         """
         now = now or self.service.clock()
+        fires, periodic = self._take_due(now)
+        await self._run_due(now, fires, periodic)
+        return fires
+
+    def _take_due(self, now: datetime) -> tuple[list[Fire], list[_Periodic]]:
+        """What is due at ``now``, marked as taken (no await: the loop cannot race itself)."""
         fires = due_fires(self.specs, self.tz, self._last_tick, now)
         self._last_tick = max(self._last_tick, now)
-        await asyncio.gather(*(self.fire(f.name, f.slot) for f in fires))
-        return fires
+        periodic = [p for p in self._periodic if p.due is None or p.due <= now]
+        for item in periodic:
+            item.due = now + item.interval
+        return fires, periodic
+
+    async def _run_due(self, now: datetime, fires: list[Fire], periodic: list[_Periodic]) -> None:
+        await asyncio.gather(
+            *(self.fire(f.name, f.slot) for f in fires),
+            *(self._periodic_turn(item, now) for item in periodic),
+        )
+
+    async def _periodic_turn(self, item: _Periodic, now: datetime) -> None:
+        try:
+            await item.work(now)
+        except Exception as exc:
+            log.error("%s failed: %s", item.name, self._why(exc), exc_info=True)
 
     async def catch_up(self, now: datetime | None = None) -> list[Fire]:
         """Run, once each, the slots missed while no scheduler was running (within grace).
@@ -440,56 +329,52 @@ class CronScheduler:
             await self.fire(item.name, item.slot)
         return missed
 
-    # -- lifecycle ------------------------------------------------------------------------
+    # -- the loop -------------------------------------------------------------------------
 
-    @property
-    def running(self) -> bool:
-        return self._scheduler is not None
+    def next_run_times(self, now: datetime | None = None) -> dict[str, datetime | None]:
+        """Each job's next fire after ``now`` (default: the clock), in the configured zone."""
+        now = now or self.service.clock()
+        return {name: cron.next_after(now, self.tz) for name, cron in self.crons.items()}
 
-    @property
-    def apscheduler(self) -> AsyncIOScheduler:
-        """The running APScheduler (to inspect or nudge its jobs); only after :meth:`start`."""
-        if self._scheduler is None:
-            raise RuntimeError("the scheduler is not running")
-        return self._scheduler
+    def next_wake(self, now: datetime) -> datetime | None:
+        """When the loop has something to do next: a job's next slot or periodic work."""
+        times = [t for t in self.next_run_times(max(now, self._last_tick)).values() if t]
+        times += [p.due or now for p in self._periodic]
+        return min(times, default=None)
 
-    def next_run_times(self) -> dict[str, datetime | None]:
-        """Each job's next fire as APScheduler has it (empty before :meth:`start`)."""
-        if self._scheduler is None:
-            return {}
-        return {job.id: job.next_run_time for job in self._scheduler.get_jobs()}
+    async def serve(self, *, catch_up: bool = True) -> None:
+        """The firing loop, until cancelled: catch up (in the background), then sleep until
+        the next slot and :meth:`tick`, over and over.
 
-    async def start(self, *, catch_up: bool = True) -> None:
-        """Register the jobs with APScheduler and start it; then catch up in the background.
-
-        Slots up to the start are the catch-up's, slots after it APScheduler's: each job's
-        first ``next_run_time`` is given explicitly so the two never both take one slot.
+        Slots up to the start are the catch-up's, slots after it the ticks': the two never
+        both take one slot. Each wake's fires run in a task of their own, so the loop wakes on
+        time however long a job runs.
         """
-        if self._scheduler is not None:
-            raise RuntimeError("the scheduler is already running")
         now = self.service.clock()
         self._last_tick = now
-        scheduler = AsyncIOScheduler(timezone=self.tz)
-        grace = max(1, int(self.misfire_grace.total_seconds()))
-        for spec in self.specs:
-            cron = self.crons[spec.name]
-            scheduler.add_job(
-                self.fire,
-                trigger=_Trigger(cron, self.tz),
-                args=[spec.name],
-                id=spec.name,
-                name=spec.name,
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=grace,
-                next_run_time=cron.next_after(now, self.tz),
+        for name, when in self.next_run_times(now).items():
+            log.info(
+                "scheduled %s (%s in %s): next run %s",
+                name,
+                self.crons[name].expr,
+                self.tz,
+                when.isoformat() if when else "never",
             )
-        scheduler.start()
-        self._scheduler = scheduler
-        for job in scheduler.get_jobs():
-            log.info("scheduled %s (%s): next run %s", job.id, job.trigger, job.next_run_time)
         if catch_up:
             self._spawn(self.catch_up(now))
+        while True:
+            wake = self.next_wake(now)
+            delay = self.max_sleep
+            if wake is not None:
+                delay = min(delay, (wake - now).total_seconds())
+            if delay > 0:
+                await self.sleep(delay)
+            else:
+                await asyncio.sleep(0)  # never a turn of the loop without a yield
+            now = self.service.clock()
+            fires, periodic = self._take_due(now)
+            if fires or periodic:
+                self._spawn(self._run_due(now, fires, periodic))
 
     def _spawn(self, work: Awaitable[Any]) -> None:
         async def guarded() -> None:
@@ -502,18 +387,37 @@ class CronScheduler:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._loop is not None and not self._loop.done()
+
+    async def start(self, *, catch_up: bool = True) -> None:
+        """Start the loop (:meth:`serve`) as a task; returns at once."""
+        if self.running:
+            raise RuntimeError("the scheduler is already running")
+        self._loop = asyncio.get_running_loop().create_task(self.serve(catch_up=catch_up))
+        await asyncio.sleep(0)  # let it log its schedule and spawn the catch-up
+
+    async def idle(self) -> None:
+        """Wait until no fire, tick or catch-up of this scheduler is in flight."""
+        me = asyncio.current_task()
+        while tasks := [t for t in self._tasks if t is not me and not t.done()]:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
     async def shutdown(self, *, wait: bool = False) -> None:
         """Stop firing. Running jobs are cancelled (their runs end ``error``, their leases are
         released) unless ``wait``, which lets them finish first."""
-        scheduler, self._scheduler = self._scheduler, None
-        if scheduler is not None and scheduler.running:
-            scheduler.shutdown(wait=False)
-            await asyncio.sleep(0)  # AsyncIOScheduler shuts down on its next loop turn
-        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.cancel()
+            await asyncio.gather(loop, return_exceptions=True)
         if not wait:
-            for task in tasks:
-                task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            for task in self._tasks:
+                if task is not asyncio.current_task():
+                    task.cancel()
+        await self.idle()
 
     async def run_forever(self, *, stop: asyncio.Event | None = None) -> None:
         """``cronkeeper scheduler``: start, wait for SIGINT/SIGTERM (or ``stop``), shut down."""

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     Uuid,
+    text,
 )
 from sqlalchemy.engine import Dialect
 
@@ -143,6 +144,13 @@ cron_runs = Table(
     ),
     CheckConstraint("records_count >= 0", name="cron_runs_records_count_check"),
     Index("idx_cron_runs_name_report_date", "cron_name", "report_date"),
+    Index(
+        "idx_cron_runs_success",
+        "cron_name",
+        "started_at",
+        postgresql_where=text("status = 'success'"),
+        sqlite_where=text("status = 'success'"),
+    ),
 )
 # As the design writes it, and as migration 0001 creates it: newest first.
 Index("idx_cron_runs_name_started", cron_runs.c.cron_name, cron_runs.c.started_at.desc())

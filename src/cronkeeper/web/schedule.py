@@ -1,9 +1,8 @@
 """When does a job run next? Asked of the scheduler's own calendar.
 
 The page must show what will happen, so it uses :func:`cronkeeper.ops.scheduler.next_fire`, the
-calendar the scheduler fires by (crontab's Sunday-0 weekdays, day-of-month *or* day-of-week,
-DST as cron does it), rather than APScheduler 3's ``CronTrigger.from_crontab``, which reads
-the weekly ``0 2 * * 1`` as a Tuesday.
+calendar the scheduler fires by (cronsim: crontab's Sunday-0 weekdays, day-of-month *or*
+day-of-week, DST as Debian cron does it).
 """
 
 from __future__ import annotations

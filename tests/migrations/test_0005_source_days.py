@@ -1,4 +1,4 @@
-"""Migration 0006 on both backends: leads, account details, benchmarks keyed by currency."""
+"""Migration 0005 on both backends: leads, account details, benchmarks keyed by currency."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ async def test_old_benchmarks_are_kept_as_mixed_and_the_key_takes_the_currency(
     async with engine.begin() as conn:
         await conn.run_sync(_to("0004", down=True))  # type: ignore[arg-type]
         await conn.execute(insert_old, old)
-        await conn.run_sync(_to("0006"))  # type: ignore[arg-type]
+        await conn.run_sync(_to("0005"))  # type: ignore[arg-type]
     async with engine.connect() as conn:
         rows = (await conn.execute(text("SELECT industry, currency FROM weekly_benchmarks"))).all()
         assert [tuple(r) for r in rows] == [("Retail", "mixed")]
@@ -58,7 +58,7 @@ async def test_old_benchmarks_are_kept_as_mixed_and_the_key_takes_the_currency(
             await conn.execute(insert_new, old | {"cur": "KRW"})
     async with engine.begin() as conn:  # and back down, then up again, keeps working
         await conn.run_sync(_to("0004", down=True))  # type: ignore[arg-type]
-        await conn.run_sync(_to("0006"))  # type: ignore[arg-type]
+        await conn.run_sync(_to("0005"))  # type: ignore[arg-type]
     async with engine.connect() as conn:
         count = await conn.execute(text("SELECT count(*) FROM weekly_benchmarks"))
         assert count.scalar() == 1

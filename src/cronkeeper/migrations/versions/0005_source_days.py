@@ -11,7 +11,7 @@
   before this mixed them, so they are kept labelled ``mixed`` (no run writes that value);
   ``cronkeeper backfill collect-benchmarks`` recomputes them per currency.
 
-Revision ID: 0006
+Revision ID: 0005
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
+revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None

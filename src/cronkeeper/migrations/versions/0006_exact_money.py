@@ -8,7 +8,7 @@ decimals and fits a float's 15–17 significant digits) into TEXT columns, which
 type affinity leaves alone. The conversion reads the floats directly: ``CAST(… AS TEXT)``
 would keep only 15 significant digits. PostgreSQL already stores ``NUMERIC``: nothing to do.
 
-Revision ID: 0005
+Revision ID: 0006
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0006"  # after the leads column (0006), which it converts too
+revision = "0006"
+down_revision = "0005"  # after the leads column (0005), which it converts too
 branch_labels = None
 depends_on = None
 
