@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["upsert"]
+__all__ = ["insert_missing", "upsert"]
 
 
 async def upsert(
@@ -34,3 +34,16 @@ async def upsert(
     statement = statement.on_conflict_do_update(index_elements=key_columns, set_=updates)
     await conn.execute(statement, [dict(r) for r in rows])
     return len(rows)
+
+
+async def insert_missing(
+    conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> int:
+    """Insert the ``rows`` whose primary key is not there yet (``ON CONFLICT DO NOTHING``);
+    safe when several processes create the same rows at once. Returns how many were new."""
+    if not rows:
+        return 0
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    statement = insert(table).on_conflict_do_nothing()
+    result = await conn.execute(statement, [dict(r) for r in rows])
+    return max(0, result.rowcount)
