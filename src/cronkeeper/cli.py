@@ -87,14 +87,14 @@ def load_settings(*, verbose: bool = False) -> Settings:
 @asynccontextmanager
 async def opened(settings: Settings, *, alerts: bool = False) -> AsyncIterator[Service]:
     """The service of one command: alerts wired if asked, schema prepared, engine disposed."""
-    from cronkeeper.ops.alerts import install_alerts
+    from cronkeeper.ops.watchdog import install_watchdog
     from cronkeeper.service import Service
 
     service = Service.from_settings(settings)
     try:
         if alerts:
             try:
-                install_alerts(service)
+                install_watchdog(service)
             except ConfigError as exc:  # e.g. ALERT_WEBHOOK_URL that is not a URL
                 fail(str(exc))
         await service.prepare()
@@ -258,7 +258,7 @@ def serve(
     import uvicorn
 
     from cronkeeper.api.app import create_app
-    from cronkeeper.ops.alerts import install_alerts
+    from cronkeeper.ops.watchdog import install_watchdog
     from cronkeeper.service import Service
 
     settings = load_settings()
@@ -271,7 +271,7 @@ def serve(
         )
     try:
         service = Service.from_settings(settings)
-        install_alerts(service)
+        install_watchdog(service)
     except (ConfigError, StorageError) as exc:
         fail(settings.redactor(str(exc)))
     api = create_app(service, scheduler=scheduler)
@@ -293,15 +293,22 @@ def serve(
 
 @app.command()
 def scheduler() -> None:
-    """Run every job on its schedule (CRONKEEPER_SCHEDULES, CRONKEEPER_TIMEZONE) until stopped."""
+    """Run every job on its schedule (CRONKEEPER_SCHEDULES, CRONKEEPER_TIMEZONE) until stopped,
+    with the watchdog evaluating every job each CRONKEEPER_WATCH_INTERVAL."""
     from cronkeeper.ops.scheduler import CronScheduler
+    from cronkeeper.ops.watchdog import install_watchdog
 
     settings = load_settings()
 
     async def go() -> int:
         try:
             async with opened(settings, alerts=True) as service:
-                await CronScheduler(service).run_forever()
+                watchdog = install_watchdog(service)
+                watchdog.start()
+                try:
+                    await CronScheduler(service).run_forever()
+                finally:
+                    await watchdog.stop()
         except StorageError as exc:
             return database_failed(settings, exc)
         return 0

@@ -16,6 +16,7 @@ from cronkeeper.api.deps import AUTH_RESPONSES, Authorized, ServiceDep
 from cronkeeper.errors import AlreadyRunning, StorageError, UnknownJob
 from cronkeeper.ops.metrics import install_metrics
 from cronkeeper.ops.scheduler import CronScheduler
+from cronkeeper.ops.watchdog import install_watchdog
 from cronkeeper.runner import parse_report_date, run_job
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import RUN_STATUSES
@@ -116,11 +117,16 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await service.prepare()  # never raises: health answers 500 until the database is back
         cron = CronScheduler(service) if scheduler else None
+        watchdog = install_watchdog(service) if scheduler else None
         if cron is not None:
             await cron.start()
+        if watchdog is not None:
+            watchdog.start()  # next to the scheduler: absences alert even when nothing runs
         try:
             yield
         finally:
+            if watchdog is not None:
+                await watchdog.stop()
             if cron is not None:
                 await cron.shutdown()
             if own_service:
