@@ -1,8 +1,8 @@
 """The ``cronkeeper`` command.
 
 Exit codes are part of the contract: ``run`` 0 success, 3 partial, 1 error, 75 already
-running; ``health`` 0 healthy, 1 unhealthy, 2 database error; 2 for bad configuration or
-usage everywhere.
+running; ``health`` 0 healthy, 1 unhealthy, 2 database error; ``check`` 0 every job ok or
+paused, 1 a job down, 2 database error; 2 for bad configuration or usage everywhere.
 """
 
 from __future__ import annotations
@@ -174,6 +174,80 @@ def health() -> None:
             return database_failed(settings, exc)
         out.print_json(json.dumps(report.as_json()))
         return 0 if report.healthy else 1
+
+    raise typer.Exit(run_async(go))
+
+
+@app.command()
+def check() -> None:
+    """Evaluate every job's alert state once and send what changed (for system cron).
+
+    Exit 0 every job ok or paused, 1 a job is down (missing, stuck, failed, anomalous),
+    2 database error.
+    """
+    from cronkeeper.ops.alert_state import DOWN_STATES
+    from cronkeeper.ops.watchdog import install_watchdog
+
+    settings = load_settings()
+
+    async def go() -> int:
+        try:
+            async with opened(settings, alerts=True) as service:
+                changes = await install_watchdog(service).check()
+        except StorageError as exc:
+            return database_failed(settings, exc)
+        out.print_json(json.dumps({"jobs": {c.job: c.as_json() for c in changes}}))
+        return 1 if any(c.state in DOWN_STATES for c in changes) else 0
+
+    raise typer.Exit(run_async(go))
+
+
+@app.command()
+def pause(
+    job: Annotated[str, typer.Argument(help="the job to pause")],
+    for_: Annotated[
+        str | None, typer.Option("--for", help="end the pause by itself after this, e.g. 2h")
+    ] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="why, shown in health")] = None,
+) -> None:
+    """Pause a job: the scheduler skips it, no alert, ok in health (exit 0; 2 error)."""
+    from cronkeeper.ops.watchdog import pause_job, pause_json
+
+    settings = load_settings()
+
+    async def go() -> int:
+        try:
+            async with opened(settings) as service:
+                row = await pause_job(service, job, for_=for_, reason=reason)
+                now = service.clock()
+        except (UnknownJob, ValueError) as exc:
+            fail(f"--for: {exc}" if isinstance(exc, ValueError) else str(exc))
+        except StorageError as exc:
+            return database_failed(settings, exc)
+        out.print_json(json.dumps(pause_json(row, now)))
+        return 0
+
+    raise typer.Exit(run_async(go))
+
+
+@app.command()
+def resume(job: Annotated[str, typer.Argument(help="the job to resume")]) -> None:
+    """End a job's pause now (exit 0; 2 error)."""
+    from cronkeeper.ops.watchdog import pause_json, resume_job
+
+    settings = load_settings()
+
+    async def go() -> int:
+        try:
+            async with opened(settings) as service:
+                row = await resume_job(service, job)
+                now = service.clock()
+        except UnknownJob as exc:
+            fail(str(exc))
+        except StorageError as exc:
+            return database_failed(settings, exc)
+        out.print_json(json.dumps(pause_json(row, now)))
+        return 0
 
     raise typer.Exit(run_async(go))
 

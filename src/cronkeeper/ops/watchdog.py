@@ -30,9 +30,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cronkeeper.config import JobSpec, Settings
-from cronkeeper.durations import format_duration
+from cronkeeper.durations import format_duration, parse_duration
 from cronkeeper.errors import StorageError
 from cronkeeper.health import evaluate_health
+from cronkeeper.jobs import get_job
 from cronkeeper.ledger import RunRow
 from cronkeeper.ledger.history import BASELINE_LIMIT, last_runs, successes_since
 from cronkeeper.ledger.job_state import JobState
@@ -47,6 +48,7 @@ from cronkeeper.ops.alert_state import (
 )
 from cronkeeper.ops.alerts import WebhookAlerter, alerter_from_settings, finished_text
 from cronkeeper.ops.volume import Anomaly, Band, VolumeVerdict, classify_history, is_daily
+from cronkeeper.redact import truncate
 from cronkeeper.service import RunObserver, Service
 
 __all__ = [
@@ -55,6 +57,9 @@ __all__ = [
     "Change",
     "Watchdog",
     "install_watchdog",
+    "pause_job",
+    "pause_json",
+    "resume_job",
     "thresholds_from_settings",
 ]
 
@@ -346,6 +351,39 @@ class Watchdog(RunObserver):
             self._stop.set()
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+MAX_REASON = 500
+
+
+async def pause_job(
+    service: Service, job: str, *, for_: str | None = None, reason: str | None = None
+) -> JobState:
+    """``cronkeeper pause`` and ``POST /api/cron/{job}/pause``: no scheduled fire, no alert,
+    ``ok`` in health until resumed or, with ``for_`` (``2h``), until that time has passed.
+
+    Raises :class:`~cronkeeper.errors.UnknownJob`, ``ValueError`` for a bad duration, and
+    :class:`~cronkeeper.errors.StorageError`.
+    """
+    get_job(job)
+    now = service.clock()
+    until = now + parse_duration(for_) if for_ else None
+    text = truncate(service.settings.redactor(reason.strip()), MAX_REASON) if reason else None
+    row = await service.job_states.pause(job, now, until=until, reason=text or None)
+    log.info("%s paused%s", job, f" until {_iso(until)}" if until else "")
+    return row
+
+
+async def resume_job(service: Service, job: str) -> JobState:
+    """End a pause at once (``cronkeeper resume``, ``POST /api/cron/{job}/resume``)."""
+    get_job(job)
+    row = await service.job_states.resume(job, service.clock())
+    log.info("%s resumed", job)
+    return row
+
+
+def pause_json(row: JobState, now: datetime) -> dict[str, Any]:
+    return {"cronName": row.cron_name, **row.pause_json(now)}
 
 
 def install_watchdog(service: Service) -> Watchdog:
