@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from prometheus_client import generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.ledger import RunRow
 from cronkeeper.ops.alerts import WebhookAlerter
+from cronkeeper.ops.metrics import LedgerCollector, read_snapshot
 from cronkeeper.ops.scheduler import CronScheduler
 from cronkeeper.ops.watchdog import Watchdog
 from cronkeeper.service import Service
@@ -134,7 +136,10 @@ async def test_a_drop_from_about_200_to_20_after_8_weeks_is_low_volume(
     clock.now = FRIDAY
     await finish(service, clock, "success", 20)
     report = (await service.health()).as_json()
+    scrape = generate_latest(LedgerCollector(await read_snapshot(service))).decode()  # type: ignore[arg-type]  # a Collector is all it reads
     await service.aclose()
+    assert 'cronkeeper_volume_anomaly{anomaly="low-volume",cron="collect-daily"} 1.0' in scrape
+    assert 'cronkeeper_alert_state{cron="collect-daily",state="anomalous"} 1.0' in scrape
     [text] = outbox.texts
     assert text.startswith(":large_orange_circle: collect-daily wrote unusually few records")
     assert "wrote 20 (expected" in text

@@ -287,3 +287,19 @@ def test_views_judge_monitored_jobs_like_health_and_leave_the_others_unjudged() 
     assert (notion.badge, notion.latest_state) == ("unmonitored", "error")
     assert len(notion.cells) == 30 and notion.cells[0].state == "empty"
     assert notion.cells[-1].title.startswith("2026-11-27 01:00 UTC · error · 1m 00s · 10 records")
+
+
+def test_a_paused_job_shows_an_ok_paused_badge_with_its_end() -> None:
+    from cronkeeper.ledger.job_state import JobState
+
+    until = NOW + timedelta(hours=2)
+    states = {
+        "collect-daily": JobState("collect-daily", paused=True, paused_until=until),
+        "collect-mixpanel": JobState("collect-mixpanel", paused=True),
+    }
+    views = {v.name: v for v in build_jobs(DEFAULT_JOBS, {}, Clockface("UTC", NOW), states)}
+    daily, mixpanel = views["collect-daily"], views["collect-mixpanel"]
+    assert (daily.badge, daily.badge_text) == ("ok", "paused")
+    assert daily.reason.startswith("paused until ") and "05:00" in daily.reason
+    assert (mixpanel.badge, mixpanel.reason) == ("ok", "paused until resumed")
+    assert views["collect-benchmarks"].badge == "not-ok", "never ran, not paused"
