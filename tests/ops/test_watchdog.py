@@ -136,7 +136,7 @@ async def test_a_drop_from_about_200_to_20_after_8_weeks_is_low_volume(
     clock.now = FRIDAY
     await finish(service, clock, "success", 20)
     report = (await service.health()).as_json()
-    scrape = generate_latest(LedgerCollector(await read_snapshot(service))).decode()  # type: ignore[arg-type]  # a Collector is all it reads
+    scrape = generate_latest(LedgerCollector(await read_snapshot(service))).decode()
     await service.aclose()
     assert 'cronkeeper_volume_anomaly{anomaly="low-volume",cron="collect-daily"} 1.0' in scrape
     assert 'cronkeeper_alert_state{cron="collect-daily",state="anomalous"} 1.0' in scrape
