@@ -224,7 +224,7 @@ def build_jobs(
                 next_run=next_run(spec.schedule, clock.tz, clock.now),
                 cells=tuple(cells),
                 durations=sparkline(durations),
-                records=sparkline(records),
+                records=sparkline(records, band=check.expected if check else None),
                 counts=counts,
             )
         )
