@@ -313,15 +313,27 @@ class Watchdog(RunObserver):
     # -- run ends
 
     async def run_finished(self, run: RunRow, previous: RunRow | None) -> None:
-        """Evaluate the job at once; a ``partial`` run also sends its warning."""
-        if run.status == "partial":
-            row = (await self.service.job_states.read([run.cron_name]))[run.cron_name]
-            if not row.is_paused(self.service.clock()):
-                text = finished_text(run, previous, self.redactor)
-                if text is not None:
-                    for alerter in self.alerters:
-                        await alerter.send(text, about=run.cron_name)
-        await self.check([run.cron_name])
+        """Evaluate the job at once; a ``partial`` run also sends its warning.
+
+        Never raises for the database: the next watchdog tick (or ``cronkeeper check``)
+        evaluates the job again.
+        """
+        try:
+            if run.status == "partial":
+                row = (await self.service.job_states.read([run.cron_name]))[run.cron_name]
+                if not row.is_paused(self.service.clock()):
+                    text = finished_text(run, previous, self.redactor)
+                    if text is not None:
+                        for alerter in self.alerters:
+                            await alerter.send(text, about=run.cron_name)
+            await self.check([run.cron_name])
+        except StorageError as exc:
+            log.warning(
+                "%s: alert state not evaluated at the end of run %s: %s",
+                run.cron_name,
+                run.id,
+                self.redactor(str(exc)),
+            )
 
     # -- the timer
 
