@@ -38,6 +38,7 @@ from cronkeeper.runs_table import print_runs
 from cronkeeper.storage.url import safe_url
 
 if TYPE_CHECKING:
+    from cronkeeper.ledger.job_state import JobState
     from cronkeeper.service import Service
 
 __all__ = ["app", "main"]
@@ -211,39 +212,34 @@ def pause(
     reason: Annotated[str | None, typer.Option("--reason", help="why, shown in health")] = None,
 ) -> None:
     """Pause a job: the scheduler skips it, no alert, ok in health (exit 0; 2 error)."""
-    from cronkeeper.ops.watchdog import pause_job, pause_json
+    from cronkeeper.ops.watchdog import pause_job
 
-    settings = load_settings()
-
-    async def go() -> int:
-        try:
-            async with opened(settings) as service:
-                row = await pause_job(service, job, for_=for_, reason=reason)
-                now = service.clock()
-        except (UnknownJob, ValueError) as exc:
-            fail(f"--for: {exc}" if isinstance(exc, ValueError) else str(exc))
-        except StorageError as exc:
-            return database_failed(settings, exc)
-        out.print_json(json.dumps(pause_json(row, now)))
-        return 0
-
-    raise typer.Exit(run_async(go))
+    pausing(lambda service: pause_job(service, job, for_=for_, reason=reason))
 
 
 @app.command()
 def resume(job: Annotated[str, typer.Argument(help="the job to resume")]) -> None:
     """End a job's pause now (exit 0; 2 error)."""
-    from cronkeeper.ops.watchdog import pause_json, resume_job
+    from cronkeeper.ops.watchdog import resume_job
+
+    pausing(lambda service: resume_job(service, job))
+
+
+def pausing(change: Callable[[Service], Awaitable[JobState]]) -> NoReturn:
+    """Pause or resume, print the pause as JSON, exit 0; 2 for bad input or the database."""
+    from cronkeeper.ops.watchdog import pause_json
 
     settings = load_settings()
 
     async def go() -> int:
         try:
             async with opened(settings) as service:
-                row = await resume_job(service, job)
+                row = await change(service)
                 now = service.clock()
         except UnknownJob as exc:
             fail(str(exc))
+        except ValueError as exc:
+            fail(f"--for: {exc}")
         except StorageError as exc:
             return database_failed(settings, exc)
         out.print_json(json.dumps(pause_json(row, now)))
