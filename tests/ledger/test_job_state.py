@@ -79,3 +79,29 @@ async def test_the_volume_verdict_is_stored_per_run(engine: AsyncEngine) -> None
     row = (await states.read(["collect-daily"]))["collect-daily"]
     assert (row.evaluated_run_id, row.anomaly) == ("run-1", "low-volume")
     assert (row.expected_low, row.expected_high) == (165.0, 235.0)
+
+
+async def test_the_baseline_read_walks_the_name_started_index(engine: AsyncEngine) -> None:
+    """The watchdog's volume baseline costs a bounded index walk, whatever the history."""
+    from cronkeeper.ledger import Ledger
+    from cronkeeper.ledger.reads import successes_statement
+    from tests.support.plans import fill_history, query_plan
+
+    await fill_history(engine)
+    since = datetime.now(UTC) - timedelta(weeks=17)
+    for statement in (
+        successes_statement("collect-daily", since, 400),
+        successes_statement("collect-daily", None, 60),
+    ):
+        shown = await query_plan(engine, statement)
+        assert "idx_cron_runs_name_started" in shown, shown
+        if engine.dialect.name == "postgresql":
+            assert "Seq Scan" not in shown and "Sort" not in shown, shown
+        else:
+            assert "TEMP B-TREE" not in shown, shown
+    ledger = Ledger(engine)
+    for status in ("success", "error", "success", "partial", "success"):
+        await ledger.complete_cron_run(await ledger.start_cron_run("collect-daily"), status, 1)
+    rows = await ledger.successes("collect-daily", None, limit=2)
+    assert len(rows) == 2 and {r.status for r in rows} == {"success"}
+    assert rows == sorted(rows, key=lambda r: r.started_at, reverse=True)

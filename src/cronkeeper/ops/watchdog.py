@@ -35,7 +35,6 @@ from cronkeeper.errors import StorageError
 from cronkeeper.health import evaluate_health
 from cronkeeper.jobs import get_job
 from cronkeeper.ledger import RunRow
-from cronkeeper.ledger.history import BASELINE_LIMIT, last_runs, successes_since
 from cronkeeper.ledger.job_state import JobState
 from cronkeeper.ops.alert_state import (
     AlertKind,
@@ -69,6 +68,8 @@ EXIT_CHECK_OK = 0
 EXIT_CHECK_DOWN = 1
 """``cronkeeper check``: 0 every job ``ok`` or ``paused``, 1 a job is down, 2 database error."""
 
+BASELINE_LIMIT = 400
+"""Successes read for a daily job's baseline: 17 weeks with re-runs to spare."""
 TRAILING_LIMIT = 60
 """Successes read for a non-daily job's baseline: 14 runs, and 14 before each of those."""
 BASELINE_WEEKS = 17
@@ -204,7 +205,14 @@ class Watchdog(RunObserver):
         await states.ensure(wanted, now)
         rows = await states.read(wanted)
         depth = max(self.thresholds.depth(n) for n in wanted) if wanted else 1
-        recent = await last_runs(service.ledger, wanted, depth)
+        recent: dict[str, list[RunRow]] = {name: [] for name in wanted}
+        if wanted:
+            for run in sorted(
+                await service.ledger.last_runs(wanted, depth),
+                key=lambda r: r.started_at,
+                reverse=True,
+            ):
+                recent[run.cron_name].append(run)
         changes = []
         for spec in specs:
             changes.append(await self._evaluate(spec, rows[spec.name], recent[spec.name], now))
@@ -258,7 +266,7 @@ class Watchdog(RunObserver):
         daily = is_daily(spec.schedule)
         since = run.started_at - timedelta(weeks=BASELINE_WEEKS) if daily else None
         limit = BASELINE_LIMIT if daily else TRAILING_LIMIT
-        history = await successes_since(self.service.ledger, spec.name, since, limit=limit)
+        history = await self.service.ledger.successes(spec.name, since, limit=limit)
         runs = {r.id: r for r in history} | {run.id: run}
         verdict = classify_history(runs.values(), daily=daily, tz=self.service.settings.tz)[run.id]
         band = (verdict.band.low, verdict.band.high) if verdict.band else None
