@@ -80,6 +80,10 @@ def test_jobs_that_never_ran_are_missing_in_configuration_order() -> None:
         "durationSeconds": None,
         "stuck": False,
         "reason": "never-ran",
+        "anomaly": None,
+        "expectedRecords": None,
+        "paused": False,
+        "pausedUntil": None,
     }
     reordered = Settings(
         _env_file=None, monitored_jobs="collect-benchmarks,collect-daily"
@@ -115,3 +119,49 @@ def test_windows_and_max_runtime_are_configurable() -> None:
     assert evaluate_health(specs, old, NOW).missing[0] == "collect-daily"
     slow = {"collect-daily": run("collect-daily", ago=timedelta(minutes=6), status="running")}
     assert evaluate_health(specs, slow, NOW).checks[0].stuck is True
+
+
+def test_a_paused_job_is_ok_not_missing_and_says_until_when() -> None:
+    from cronkeeper.ledger.job_state import JobState
+
+    until = NOW + timedelta(hours=2)
+    states = {"collect-daily": JobState("collect-daily", paused=True, paused_until=until)}
+    report = evaluate_health(SPECS, {}, NOW, states).as_json()
+    daily = report["checks"]["collect-daily"]
+    assert (daily["ok"], daily["paused"], daily["pausedUntil"]) == (
+        True,
+        True,
+        "2026-11-27T14:00:00+00:00",
+    )
+    assert report["missing"] == ["collect-mixpanel", "collect-benchmarks"]
+    ended = evaluate_health(SPECS, {}, until, states).as_json()["checks"]["collect-daily"]
+    assert (ended["ok"], ended["paused"], ended["pausedUntil"]) == (False, False, None)
+
+
+@pytest.mark.parametrize("affects", [False, True])
+def test_a_volume_anomaly_shows_and_changes_ok_only_when_asked(affects: bool) -> None:
+    from cronkeeper.ledger.job_state import JobState
+
+    latest = {"collect-daily": run("collect-daily", ago=timedelta(hours=2))}
+    state = JobState(
+        "collect-daily",
+        evaluated_run_id="id-collect-daily",
+        anomaly="low-volume",
+        expected_low=165.0,
+        expected_high=235.0,
+    )
+    report = evaluate_health(
+        SPECS, latest, NOW, {"collect-daily": state}, volume_affects_health=affects
+    )
+    daily = report.as_json()["checks"]["collect-daily"]
+    assert daily["anomaly"] == "low-volume"
+    assert daily["expectedRecords"] == {"low": 165.0, "high": 235.0}
+    assert daily["ok"] is not affects
+    assert daily["reason"] == ("anomalous" if affects else None)
+    stale = evaluate_health(
+        SPECS,
+        latest,
+        NOW,
+        {"collect-daily": JobState("collect-daily", evaluated_run_id="old", anomaly="low-volume")},
+    ).as_json()["checks"]["collect-daily"]
+    assert (stale["anomaly"], stale["expectedRecords"]) == (None, None), "a verdict on another run"

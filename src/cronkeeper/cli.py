@@ -1,8 +1,8 @@
 """The ``cronkeeper`` command.
 
 Exit codes are part of the contract: ``run`` 0 success, 3 partial, 1 error, 75 already
-running; ``health`` 0 healthy, 1 unhealthy, 2 database error; 2 for bad configuration or
-usage everywhere.
+running; ``health`` 0 healthy, 1 unhealthy, 2 database error; ``check`` 0 every job ok or
+paused, 1 a job down, 2 database error; 2 for bad configuration or usage everywhere.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from cronkeeper.runs_table import print_runs
 from cronkeeper.storage.url import safe_url
 
 if TYPE_CHECKING:
+    from cronkeeper.ledger.job_state import JobState
     from cronkeeper.service import Service
 
 __all__ = ["app", "main"]
@@ -87,14 +88,14 @@ def load_settings(*, verbose: bool = False) -> Settings:
 @asynccontextmanager
 async def opened(settings: Settings, *, alerts: bool = False) -> AsyncIterator[Service]:
     """The service of one command: alerts wired if asked, schema prepared, engine disposed."""
-    from cronkeeper.ops.alerts import install_alerts
+    from cronkeeper.ops.watchdog import install_watchdog
     from cronkeeper.service import Service
 
     service = Service.from_settings(settings)
     try:
         if alerts:
             try:
-                install_alerts(service)
+                install_watchdog(service)
             except ConfigError as exc:  # e.g. ALERT_WEBHOOK_URL that is not a URL
                 fail(str(exc))
         await service.prepare()
@@ -179,6 +180,75 @@ def health() -> None:
 
 
 @app.command()
+def check() -> None:
+    """Evaluate every job's alert state once and send what changed (for system cron).
+
+    Exit 0 every job ok or paused, 1 a job is down (missing, stuck, failed, anomalous),
+    2 database error.
+    """
+    from cronkeeper.ops.alert_state import DOWN_STATES
+    from cronkeeper.ops.watchdog import install_watchdog
+
+    settings = load_settings()
+
+    async def go() -> int:
+        try:
+            async with opened(settings, alerts=True) as service:
+                changes = await install_watchdog(service).check()
+        except StorageError as exc:
+            return database_failed(settings, exc)
+        out.print_json(json.dumps({"jobs": {c.job: c.as_json() for c in changes}}))
+        return 1 if any(c.state in DOWN_STATES for c in changes) else 0
+
+    raise typer.Exit(run_async(go))
+
+
+@app.command()
+def pause(
+    job: Annotated[str, typer.Argument(help="the job to pause")],
+    for_: Annotated[
+        str | None, typer.Option("--for", help="end the pause by itself after this, e.g. 2h")
+    ] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="why, shown in health")] = None,
+) -> None:
+    """Pause a job: the scheduler skips it, no alert, ok in health (exit 0; 2 error)."""
+    from cronkeeper.ops.watchdog import pause_job
+
+    pausing(lambda service: pause_job(service, job, for_=for_, reason=reason))
+
+
+@app.command()
+def resume(job: Annotated[str, typer.Argument(help="the job to resume")]) -> None:
+    """End a job's pause now (exit 0; 2 error)."""
+    from cronkeeper.ops.watchdog import resume_job
+
+    pausing(lambda service: resume_job(service, job))
+
+
+def pausing(change: Callable[[Service], Awaitable[JobState]]) -> NoReturn:
+    """Pause or resume, print the pause as JSON, exit 0; 2 for bad input or the database."""
+    from cronkeeper.ops.watchdog import pause_json
+
+    settings = load_settings()
+
+    async def go() -> int:
+        try:
+            async with opened(settings) as service:
+                row = await change(service)
+                now = service.clock()
+        except UnknownJob as exc:
+            fail(str(exc))
+        except ValueError as exc:
+            fail(f"--for: {exc}")
+        except StorageError as exc:
+            return database_failed(settings, exc)
+        out.print_json(json.dumps(pause_json(row, now)))
+        return 0
+
+    raise typer.Exit(run_async(go))
+
+
+@app.command()
 def runs(
     job: Annotated[str | None, typer.Option(help="only this job")] = None,
     status: Annotated[str | None, typer.Option(help="running, success, error or partial")] = None,
@@ -258,7 +328,7 @@ def serve(
     import uvicorn
 
     from cronkeeper.api.app import create_app
-    from cronkeeper.ops.alerts import install_alerts
+    from cronkeeper.ops.watchdog import install_watchdog
     from cronkeeper.service import Service
 
     settings = load_settings()
@@ -271,7 +341,7 @@ def serve(
         )
     try:
         service = Service.from_settings(settings)
-        install_alerts(service)
+        install_watchdog(service)
     except (ConfigError, StorageError) as exc:
         fail(settings.redactor(str(exc)))
     api = create_app(service, scheduler=scheduler)
@@ -293,15 +363,22 @@ def serve(
 
 @app.command()
 def scheduler() -> None:
-    """Run every job on its schedule (CRONKEEPER_SCHEDULES, CRONKEEPER_TIMEZONE) until stopped."""
+    """Run every job on its schedule (CRONKEEPER_SCHEDULES, CRONKEEPER_TIMEZONE) until stopped,
+    with the watchdog evaluating every job each CRONKEEPER_WATCH_INTERVAL."""
     from cronkeeper.ops.scheduler import CronScheduler
+    from cronkeeper.ops.watchdog import install_watchdog
 
     settings = load_settings()
 
     async def go() -> int:
         try:
             async with opened(settings, alerts=True) as service:
-                await CronScheduler(service).run_forever()
+                watchdog = install_watchdog(service)
+                watchdog.start()
+                try:
+                    await CronScheduler(service).run_forever()
+                finally:
+                    await watchdog.stop()
         except StorageError as exc:
             return database_failed(settings, exc)
         return 0

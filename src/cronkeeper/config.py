@@ -139,6 +139,12 @@ def project_zones(value: str) -> dict[str, ZoneInfo]:
     return out
 
 
+def _positive(text: str, what: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError(f"{what}: expected a whole number of runs, 1 or more, got {text!r}")
+    return int(text)
+
+
 class Settings(BaseSettings):
     """Every setting of cronkeeper. Field docs double as the README's configuration table."""
 
@@ -278,6 +284,18 @@ class Settings(BaseSettings):
     )
     """Where run ends wait while the database is down (default: beside the SQLite file, or
     ``./cronkeeper-spool`` for PostgreSQL)."""
+    # Alert states (issue 13): parsed by the properties below, validated at load time.
+    watch_interval: str = Field("60s", validation_alias=AliasChoices("CRONKEEPER_WATCH_INTERVAL"))
+    failure_threshold: str = Field(
+        "1", validation_alias=AliasChoices("CRONKEEPER_FAILURE_THRESHOLD")
+    )
+    recovery_threshold: int = Field(
+        1, ge=1, le=1000, validation_alias=AliasChoices("CRONKEEPER_RECOVERY_THRESHOLD")
+    )
+    alert_repeat: str = Field("off", validation_alias=AliasChoices("CRONKEEPER_ALERT_REPEAT"))
+    volume_affects_health: bool = Field(
+        False, validation_alias=AliasChoices("CRONKEEPER_VOLUME_AFFECTS_HEALTH")
+    )
 
     @field_validator(
         "meta_ad_account_ids",
@@ -362,7 +380,36 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _jobs_parse(self) -> Settings:
         self.jobs  # noqa: B018 - validates the per-job overrides at load time
+        self.watch_every, self.failure_thresholds, self.alert_repeat_every  # noqa: B018
         return self
+
+    @cached_property
+    def watch_every(self) -> timedelta:
+        """``CRONKEEPER_WATCH_INTERVAL``: how often the watchdog evaluates every job."""
+        try:
+            return parse_duration(self.watch_interval)
+        except ValueError as exc:
+            raise ValueError(f"CRONKEEPER_WATCH_INTERVAL: {exc}") from None
+
+    @cached_property
+    def failure_thresholds(self) -> tuple[int, dict[str, int]]:
+        """``CRONKEEPER_FAILURE_THRESHOLD``: ``N`` for every job, or ``job=N,…`` (others 1)."""
+        text = self.failure_threshold.strip() or "1"
+        what = "CRONKEEPER_FAILURE_THRESHOLD"
+        if "=" not in text:
+            return _positive(text, what), {}
+        return 1, {k: _positive(v, f"{what} {k}") for k, v in _pairs(text, ",", what).items()}
+
+    @cached_property
+    def alert_repeat_every(self) -> timedelta | None:
+        """``CRONKEEPER_ALERT_REPEAT``: remind this often while a job is down; ``off``: never."""
+        text = self.alert_repeat.strip().lower()
+        if text in ("", "off", "0", "never", "false", "no"):
+            return None
+        try:
+            return parse_duration(text)
+        except ValueError as exc:
+            raise ValueError(f"CRONKEEPER_ALERT_REPEAT: {exc} (or off)") from None
 
     @property
     def run_budget_seconds(self) -> float:

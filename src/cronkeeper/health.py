@@ -4,21 +4,27 @@ Rules (SPEC "Health"): a job is ``ok`` when its latest run started inside its wi
 ended ``success`` or ``partial``, or is still ``running`` and younger than ``max_runtime``.
 ``missing`` lists the monitored jobs with no run started inside their window, in
 configuration order. ``healthy`` is every check ``ok``.
+
+With the jobs' rows of ``job_state`` (issue 13): a paused job is ``ok`` (and not
+``missing``) and says ``"paused": true, "pausedUntil": …``; the watchdog's volume verdict on
+the latest run shows as ``anomaly`` and ``expectedRecords``, and makes the job not ``ok`` only
+when ``CRONKEEPER_VOLUME_AFFECTS_HEALTH`` asks for it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
 from cronkeeper.config import JobSpec
+from cronkeeper.ledger.job_state import JobState
 from cronkeeper.ledger.models import RunRow
 
 __all__ = ["CheckResult", "HealthReport", "evaluate_health", "is_stuck"]
 
-Reason = Literal["never-ran", "missing", "failed", "stuck"]
+Reason = Literal["never-ran", "missing", "failed", "stuck", "anomalous"]
 
 
 @dataclass(frozen=True)
@@ -29,9 +35,14 @@ class CheckResult:
     in_window: bool
     stuck: bool
     reason: Reason | None
+    paused: bool = False
+    paused_until: datetime | None = None
+    anomaly: str | None = None
+    expected: tuple[float, float] | None = None
 
     def as_json(self) -> dict[str, Any]:
         run = self.run
+        low_high = self.expected
         return {
             "lastRun": run.started_at.isoformat() if run else None,
             "status": run.status if run else None,
@@ -41,6 +52,10 @@ class CheckResult:
             "durationSeconds": run.duration_seconds if run else None,
             "stuck": self.stuck,
             "reason": self.reason,
+            "anomaly": self.anomaly,
+            "expectedRecords": {"low": low_high[0], "high": low_high[1]} if low_high else None,
+            "paused": self.paused,
+            "pausedUntil": self.paused_until.isoformat() if self.paused_until else None,
         }
 
 
@@ -88,10 +103,53 @@ def _check(spec: JobSpec, run: RunRow | None, now: datetime) -> CheckResult:
     return CheckResult(spec.name, run, ok, in_window, stuck, reason)
 
 
+def _with_state(
+    check: CheckResult, state: JobState | None, now: datetime, volume_affects_health: bool
+) -> CheckResult:
+    if state is None:
+        return check
+    run = check.run
+    anomaly: str | None = None
+    expected: tuple[float, float] | None = None
+    if run is not None and state.evaluated_run_id == run.id:
+        anomaly = state.anomaly
+        if state.expected_low is not None and state.expected_high is not None:
+            expected = (round(state.expected_low, 1), round(state.expected_high, 1))
+    ok, reason = check.ok, check.reason
+    if volume_affects_health and anomaly is not None and ok:
+        ok, reason = False, "anomalous"
+    paused = state.is_paused(now)
+    if paused:
+        ok, reason = True, None
+    return replace(
+        check,
+        ok=ok,
+        reason=reason,
+        paused=paused,
+        paused_until=state.paused_until if paused else None,
+        anomaly=anomaly,
+        expected=expected,
+    )
+
+
 def evaluate_health(
-    specs: Sequence[JobSpec], latest: Mapping[str, RunRow | None], now: datetime
+    specs: Sequence[JobSpec],
+    latest: Mapping[str, RunRow | None],
+    now: datetime,
+    states: Mapping[str, JobState] | None = None,
+    *,
+    volume_affects_health: bool = False,
 ) -> HealthReport:
     """The health of ``specs`` (monitored jobs, in configuration order) at ``now``."""
-    checks = tuple(_check(spec, latest.get(spec.name), now) for spec in specs)
-    missing = tuple(check.name for check in checks if not check.in_window)
+    found = states or {}
+    checks = tuple(
+        _with_state(
+            _check(spec, latest.get(spec.name), now),
+            found.get(spec.name),
+            now,
+            volume_affects_health,
+        )
+        for spec in specs
+    )
+    missing = tuple(check.name for check in checks if not check.in_window and not check.paused)
     return HealthReport(checks, missing)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -17,6 +18,7 @@ from cronkeeper.health import HealthReport, evaluate_health
 from cronkeeper.http import RequestLimiter, RetryEvent, RetryPolicy
 from cronkeeper.lease import LeaseManager
 from cronkeeper.ledger import Ledger, RunRow
+from cronkeeper.ledger.job_state import JobState, JobStates
 from cronkeeper.ledger.spool import Spool
 from cronkeeper.storage.breaker import Breaker
 from cronkeeper.storage.engine import create_engine, ensure_schema
@@ -39,6 +41,9 @@ class RunObserver:
         """An HTTP call is about to be retried."""
 
 
+_HealthRead = tuple[dict[str, RunRow | None], dict[str, JobState]]
+
+
 @dataclass
 class Service:
     settings: Settings
@@ -50,7 +55,7 @@ class Service:
     observers: list[RunObserver] = field(default_factory=list)
     limiter: RequestLimiter = field(init=False)
     """Client-side API quotas, shared by every run of this process (Mixpanel's is hourly)."""
-    _latest_in_flight: asyncio.Future[dict[str, RunRow | None]] | None = field(
+    _latest_in_flight: asyncio.Future[_HealthRead] | None = field(
         default=None, init=False, repr=False
     )
 
@@ -85,6 +90,13 @@ class Service:
             breaker=breaker,
         )
         return cls(settings, engine, ledger, leases, clock, sleep)
+
+    @cached_property
+    def job_states(self) -> JobStates:
+        """Alert states and pauses (``job_state``), on the ledger's engine and breaker."""
+        return JobStates(
+            self.engine, timeout=self.settings.ledger_timeout, breaker=self.ledger.breaker
+        )
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -125,14 +137,31 @@ class Service:
             # Retrieved here too, in case every caller was cancelled before it finished.
             self._latest_in_flight.add_done_callback(lambda f: f.cancelled() or f.exception())
         flight = self._latest_in_flight
-        latest = await asyncio.shield(flight)
-        return evaluate_health(specs, latest, self.clock())
+        latest, states = await asyncio.shield(flight)
+        return evaluate_health(
+            specs,
+            latest,
+            self.clock(),
+            states,
+            volume_affects_health=self.settings.volume_affects_health,
+        )
 
-    async def _read_latest(self, specs: tuple[JobSpec, ...]) -> dict[str, RunRow | None]:
+    async def _read_latest(self, specs: tuple[JobSpec, ...]) -> _HealthRead:
+        names = [spec.name for spec in specs]
         try:
-            return await self.ledger.latest_runs([spec.name for spec in specs])
+            # Both at once: the pause and volume verdicts cost no extra round trip of latency.
+            latest, states = await asyncio.gather(
+                self.ledger.latest_runs(names), self.job_states.read(names), return_exceptions=True
+            )
         finally:
             self._latest_in_flight = None
+        if isinstance(latest, BaseException):
+            raise latest
+        if isinstance(states, BaseException):
+            # Health still answers from the ledger (e.g. a schema not yet at 0007).
+            log.warning("health without pauses and volume verdicts: %s", states)
+            states = {}
+        return latest, states
 
     async def notify(self, hook: Callable[[RunObserver], Awaitable[None]]) -> None:
         """Call a hook on every observer; an observer's failure never reaches the job."""

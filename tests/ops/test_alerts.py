@@ -1,4 +1,8 @@
-"""Webhook alerts: the right messages reach a real local receiver; a bad webhook hurts nobody."""
+"""Webhook alerts: the right messages reach a real local receiver; a bad webhook hurts nobody.
+
+Which run ends deserve a message is the watchdog's state machine (tests/ops/test_watchdog.py);
+here a run's message (``finished_text``) is posted the way the watchdog posts it.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from cronkeeper.ops.alerts import (
     finished_text,
     install_alerts,
 )
+from cronkeeper.ops.watchdog import Watchdog
 from cronkeeper.redact import Redactor
 from cronkeeper.runner import run_job
 from cronkeeper.sandbox import Fault, MetaSimulator
@@ -112,6 +117,13 @@ def alerter(url: str, sleep: FakeSleep | None = None, **kwargs: Any) -> WebhookA
     return WebhookAlerter(url, clock=FakeClock(T0), sleep=sleep or FakeSleep(), **kwargs)
 
 
+async def post_finished(hook: WebhookAlerter, run: RunRow, previous: RunRow | None) -> None:
+    """Post a finished run's message, if it has one (what the watchdog sends on a change)."""
+    text = finished_text(run, previous, hook.redactor)
+    if text is not None:
+        await hook.send(text, about=run.cron_name)
+
+
 def run(
     status: str,
     *,
@@ -147,7 +159,7 @@ async def test_an_error_run_posts_a_red_alert_with_the_redacted_error(receiver: 
         "FetchError: GET https://graph.test/v24.0/act_1/insights?access_token=EAAB-tok3n-999"
         " failed with HTTP 500\nsecond line\n"
     )
-    await alerter(receiver.url).run_finished(run("error", message=message), None)
+    await post_finished(alerter(receiver.url), run("error", message=message), None)
     [text] = receiver.texts
     assert text.startswith(":red_circle: collect-daily failed")
     assert "run 7d3c1e2a-0000-4000-8000-000000000001" in text
@@ -162,7 +174,7 @@ async def test_a_partial_run_posts_a_yellow_alert_naming_what_was_skipped(
     receiver: Receiver,
 ) -> None:
     message = "skipped 1 of 3 accounts:\n- 1234: still failing after 3 attempts"
-    await alerter(receiver.url).run_finished(run("partial", records=7, message=message), None)
+    await post_finished(alerter(receiver.url), run("partial", records=7, message=message), None)
     [text] = receiver.texts
     assert text.startswith(":large_yellow_circle: collect-daily partial: 7 records")
     assert "skipped 1 of 3 accounts:\n- 1234: still failing" in text
@@ -172,7 +184,7 @@ async def test_a_partial_run_posts_a_yellow_alert_naming_what_was_skipped(
 @pytest.mark.parametrize("before", ["error", "partial"])
 async def test_a_success_after_a_failure_posts_a_recovery(receiver: Receiver, before: str) -> None:
     previous = run(before, started=T0 - timedelta(days=1), run_id="old")
-    await alerter(receiver.url).run_finished(run("success", records=12), previous)
+    await post_finished(alerter(receiver.url), run("success", records=12), previous)
     [text] = receiver.texts
     assert text.startswith(":large_green_circle: collect-daily recovered at 2026-11-20T01:00:42")
     assert "12 records" in text
@@ -184,7 +196,7 @@ async def test_a_success_after_a_success_or_a_first_run_sends_nothing(
     receiver: Receiver, before: str | None
 ) -> None:
     previous = run(before, started=T0 - timedelta(days=1)) if before else None
-    await alerter(receiver.url).run_finished(run("success", records=12), previous)
+    await post_finished(alerter(receiver.url), run("success", records=12), previous)
     assert receiver.attempts == 0
 
 
@@ -234,7 +246,7 @@ async def test_a_webhook_still_failing_after_the_retries_is_given_up_with_a_warn
     receiver.fail_next = 10
     sleep = FakeSleep()
     with caplog.at_level(logging.DEBUG):
-        await alerter(receiver.url, sleep).run_finished(run("error", message="boom"), None)
+        await post_finished(alerter(receiver.url, sleep), run("error", message="boom"), None)
     assert receiver.attempts == 3 and receiver.received == []
     assert sleep.waits == [1.0, 2.0]
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -282,7 +294,7 @@ async def test_a_dead_webhook_neither_raises_nor_delays_and_logs_no_secret(
     sleep = FakeSleep()
     started = time.monotonic()
     with caplog.at_level(logging.DEBUG):
-        await alerter(url, sleep).run_finished(run("error", message="boom"), None)
+        await post_finished(alerter(url, sleep), run("error", message="boom"), None)
     assert time.monotonic() - started < 3.0
     assert sleep.waits == [1.0, 2.0], "connection errors are retried"
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -386,7 +398,7 @@ async def test_runs_recorded_by_the_ledger_reach_the_webhook_through_the_service
 ) -> None:
     """The ledger records a failure then a success; the service notifies; the webhook hears."""
     service = Service.from_settings(settings, clock=clock)
-    service.observers.append(alerter(receiver.url))
+    service.observers.append(Watchdog(service, alerters=[alerter(receiver.url)]))
     first_id = await service.ledger.start_cron_run("collect-daily")
     clock.advance(seconds=3)
     await service.ledger.complete_cron_run(first_id, "error", 0, "RuntimeError: Meta is down")
@@ -408,13 +420,17 @@ async def test_runs_recorded_by_the_ledger_reach_the_webhook_through_the_service
 
 
 async def test_a_dead_webhook_does_not_fail_the_observers_caller(
-    tmp_path: Any, clock: FakeClock, receiver: Receiver
+    settings: Settings, clock: FakeClock, receiver: Receiver
 ) -> None:
     """A dead webhook first, a live one after it: the second still gets the message."""
-    settings = make_settings(f"sqlite:///{tmp_path}/x.db")  # never connected to
     service = Service.from_settings(settings, clock=clock)
-    service.observers += [alerter(closed_port_url()), alerter(receiver.url)]
-    await service.notify(lambda o: o.run_finished(run("error", message="boom"), None))
+    hooks = [alerter(closed_port_url()), alerter(receiver.url)]
+    service.observers.append(Watchdog(service, alerters=hooks))
+    run_id = await service.ledger.start_cron_run("collect-daily")
+    await service.ledger.complete_cron_run(run_id, "error", 0, "boom")
+    failed = await service.ledger.get_run(str(run_id))
+    assert failed is not None
+    await service.notify(lambda o: o.run_finished(failed, None))
     await service.aclose()
     assert len(receiver.texts) == 1
 
@@ -442,7 +458,7 @@ async def test_runs_of_a_real_job_alert_and_a_dead_webhook_fails_none_of_them(
         service = Service.from_settings(settings, clock=clock, sleep=sleep)
         dead = WebhookAlerter(closed_port_url(), clock=clock, sleep=sleep)
         live = WebhookAlerter(receiver.url, clock=clock, sleep=sleep, redactor=settings.redactor)
-        service.observers += [dead, live]
+        service.observers.append(Watchdog(service, alerters=[dead, live]))
         day = T0.date() - timedelta(days=1)  # a report date is a day that is over
         statuses = []
         try:

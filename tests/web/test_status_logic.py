@@ -287,3 +287,29 @@ def test_views_judge_monitored_jobs_like_health_and_leave_the_others_unjudged() 
     assert (notion.badge, notion.latest_state) == ("unmonitored", "error")
     assert len(notion.cells) == 30 and notion.cells[0].state == "empty"
     assert notion.cells[-1].title.startswith("2026-11-27 01:00 UTC · error · 1m 00s · 10 records")
+
+
+def test_a_paused_job_shows_an_ok_paused_badge_with_its_end() -> None:
+    from cronkeeper.ledger.job_state import JobState
+
+    until = NOW + timedelta(hours=2)
+    states = {
+        "collect-daily": JobState("collect-daily", paused=True, paused_until=until),
+        "collect-mixpanel": JobState("collect-mixpanel", paused=True),
+    }
+    views = {v.name: v for v in build_jobs(DEFAULT_JOBS, {}, Clockface("UTC", NOW), states)}
+    daily, mixpanel = views["collect-daily"], views["collect-mixpanel"]
+    assert (daily.badge, daily.badge_text) == ("ok", "paused")
+    assert daily.reason.startswith("paused until ") and "05:00" in daily.reason
+    assert (mixpanel.badge, mixpanel.reason) == ("ok", "paused until resumed")
+    assert views["collect-benchmarks"].badge == "not-ok", "never ran, not paused"
+
+
+def test_the_records_chart_draws_the_expected_range_on_the_same_scale() -> None:
+    line = sparkline([200.0, 200.0, 20.0], width=120, height=28, pad=2.0, band=(160.0, 240.0))
+    assert line.band is not None
+    top, bottom = line.band
+    # The scale runs to the band's top (240), not the highest run (200): 24 px for 240.
+    assert top == 2.0 and bottom == pytest.approx(28 - 2 - 160 * 24 / 240, abs=0.1)
+    assert line.high == 200.0
+    assert sparkline([200.0]).band is None

@@ -443,3 +443,20 @@ async def test_the_coverage_section_shows_each_account_day_by_day(
     assert 'data-source="mixpanel"' in section
     assert section.count("c-missing") >= 2 * 28
     assert "28 missing" in section
+
+
+async def test_a_paused_job_reads_ok_and_the_records_chart_shows_the_expected_range(
+    service: Service, signed_in: httpx.AsyncClient, month: list[Row], clock: FakeClock
+) -> None:
+    latest = (await service.ledger.latest_runs(["collect-daily"]))["collect-daily"]
+    assert latest is not None
+    await service.job_states.ensure(["collect-daily"], clock.now)
+    await service.job_states.record_volume(
+        "collect-daily", latest.id, None, (100.0, 130.0), clock.now
+    )
+    await service.job_states.pause("collect-mixpanel", clock.now, until=None, reason=None)
+    cards = articles((await signed_in.get("/status")).text)
+    assert 'data-badge="ok"' in cards["collect-mixpanel"]
+    assert "paused until resumed" in cards["collect-mixpanel"]
+    assert '<rect class="band"' in cards["collect-daily"]
+    assert '<rect class="band"' not in cards["collect-mixpanel"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -14,8 +14,10 @@ from cronkeeper import __version__
 from cronkeeper.api.auth import FailureLimiter
 from cronkeeper.api.deps import AUTH_RESPONSES, Authorized, ServiceDep
 from cronkeeper.errors import AlreadyRunning, StorageError, UnknownJob
+from cronkeeper.ledger.job_state import JobState
 from cronkeeper.ops.metrics import install_metrics
 from cronkeeper.ops.scheduler import CronScheduler
+from cronkeeper.ops.watchdog import install_watchdog, pause_job, pause_json, resume_job
 from cronkeeper.runner import parse_report_date, run_job
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import RUN_STATUSES
@@ -75,6 +77,47 @@ async def runs(
     return JSONResponse({"runs": [row.as_json() for row in rows]})
 
 
+PAUSE: dict[str, Any] = {
+    "responses": {
+        400: {"description": "invalid duration"},
+        404: {"description": "unknown job"},
+        **DB_ERROR,
+    }
+}
+
+
+@router.post("/{job}/pause", summary="Pause a job: not fired, no alert, ok in health", **PAUSE)
+async def pause(
+    service: ServiceDep,
+    job: str,
+    for_: Annotated[
+        str | None, Query(alias="for", max_length=20, description="e.g. 2h; ends by itself")
+    ] = None,
+    reason: Annotated[str | None, Query(max_length=500, pattern="^[^\\x00]*$")] = None,
+) -> JSONResponse:
+    return await _pausing(service, job, lambda: pause_job(service, job, for_=for_, reason=reason))
+
+
+@router.post("/{job}/resume", summary="End a job's pause now", **PAUSE)
+async def resume(service: ServiceDep, job: str) -> JSONResponse:
+    return await _pausing(service, job, lambda: resume_job(service, job))
+
+
+async def _pausing(
+    service: Service, job: str, change: Callable[[], Awaitable[JobState]]
+) -> JSONResponse:
+    try:
+        row = await change()
+    except UnknownJob as exc:
+        return JSONResponse({"error": str(exc)}, status_code=404)
+    except ValueError as exc:
+        return JSONResponse({"error": f"for: {exc}", "cronName": job}, status_code=400)
+    except StorageError as exc:
+        log.error("pausing or resuming %s failed: %s", job, exc)
+        return JSONResponse({"error": "database unavailable"}, status_code=500)
+    return JSONResponse(pause_json(row, service.clock()))
+
+
 @router.get("/{job}", operation_id="trigger_job_get", **TRIGGER)
 @router.post("/{job}", operation_id="trigger_job_post", **TRIGGER)
 async def trigger(
@@ -116,11 +159,16 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await service.prepare()  # never raises: health answers 500 until the database is back
         cron = CronScheduler(service) if scheduler else None
+        watchdog = install_watchdog(service) if scheduler else None
         if cron is not None:
             await cron.start()
+        if watchdog is not None:
+            watchdog.start()  # next to the scheduler: absences alert even when nothing runs
         try:
             yield
         finally:
+            if watchdog is not None:
+                await watchdog.stop()
             if cron is not None:
                 await cron.shutdown()
             if own_service:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -41,6 +41,7 @@ __all__ = [
     "recent_runs_statement",
     "row_to_run",
     "run_statement",
+    "successes_statement",
 ]
 
 RUN_COLUMNS = (
@@ -134,6 +135,15 @@ def latest_runs_statement(cron_names: Sequence[str]) -> CompoundSelect[Any]:
 @functools.lru_cache(maxsize=64)
 def _latest_runs_statement(cron_names: tuple[str, ...]) -> CompoundSelect[Any]:
     return last_runs_statement(cron_names, 1)
+
+
+def successes_statement(cron_name: str, since: datetime | None, limit: int) -> CompoundSelect[Any]:
+    """The newest ``limit`` ``success`` runs of a job started at or after ``since``: what a
+    volume baseline learns from (the watchdog), a bounded walk down the index."""
+    conditions = [cron_runs.c.status == "success"]
+    if since is not None:
+        conditions.append(cron_runs.c.started_at >= since)
+    return _newest_per_job(RUN_COLUMNS, [cron_name], limit, *conditions, arm="baseline")
 
 
 def run_statement(run_id: str) -> Select[Any]:

@@ -40,6 +40,7 @@ from cronkeeper.ledger.reads import (
     recent_runs_statement,
     row_to_run,
     run_statement,
+    successes_statement,
 )
 from cronkeeper.ledger.spool import Spool, SpooledEnd, replay
 from cronkeeper.redact import Redactor, truncate
@@ -341,6 +342,13 @@ class Ledger:
     async def last_runs(self, cron_names: Sequence[str], per_job: int) -> list[RunRow]:
         """The newest ``per_job`` runs of each job (see :func:`last_runs_statement`)."""
         [rows] = await self._runs(last_runs_statement(cron_names, per_job))
+        return rows
+
+    async def successes(
+        self, cron_name: str, since: datetime | None, *, limit: int
+    ) -> list[RunRow]:
+        """The newest ``limit`` successes of a job since ``since`` (a volume baseline)."""
+        [rows] = await self._runs(successes_statement(cron_name, since, limit))
         return rows
 
     async def recent_runs(

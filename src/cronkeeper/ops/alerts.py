@@ -1,9 +1,10 @@
 """Alerts to a Slack-compatible incoming webhook (``ALERT_WEBHOOK_URL``).
 
-A message goes out when a run ends ``error`` or ``partial``, when runs of a dead process are
-found abandoned, and when a job recovers (a ``success`` right after an ``error`` or
-``partial``). A success after a success says nothing: an alert channel that talks every
-night is a channel nobody reads.
+What to say is decided elsewhere: :mod:`cronkeeper.ops.watchdog` puts every job through the
+alert state machine (``failed``, ``missing``, ``stuck``, ``anomalous``, recovered; thresholds;
+one message per change across replicas) and sends through :class:`WebhookAlerter`, which
+also warns by itself when runs of a dead process are found abandoned. A success after a
+success says nothing: an alert channel that talks every night is a channel nobody reads.
 
 The payload is ``{"text": "..."}``, which Slack, Mattermost and Discord's ``/slack``
 endpoint all accept. Text taken from runs (error messages) is redacted, cut to 500
@@ -195,12 +196,7 @@ class WebhookAlerter(RunObserver):
     def _default_client(self) -> httpx.AsyncClient:
         return build_client(timeout=self.timeout, redactor=self.redactor)
 
-    # -- RunObserver hooks
-
-    async def run_finished(self, run: RunRow, previous: RunRow | None) -> None:
-        text = finished_text(run, previous, self.redactor)
-        if text is not None:
-            await self.send(text, about=run.cron_name)
+    # -- RunObserver hook (run ends go through the watchdog's state machine)
 
     async def run_abandoned(self, cron_name: str, run_ids: list[str]) -> None:
         if run_ids:

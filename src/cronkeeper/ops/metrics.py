@@ -45,7 +45,9 @@ from cronkeeper.errors import first_line
 from cronkeeper.health import HealthReport, evaluate_health
 from cronkeeper.http import Reason, RetryEvent
 from cronkeeper.ledger import RunRow
+from cronkeeper.ledger.job_state import JobState
 from cronkeeper.ledger.models import FINAL_STATUSES
+from cronkeeper.ops.alert_state import ALERT_STATES
 from cronkeeper.redact import truncate
 from cronkeeper.service import RunObserver, Service
 from cronkeeper.storage.schema import RUN_STATUSES
@@ -83,6 +85,9 @@ class LedgerSnapshot:
     latest: Mapping[str, RunRow | None] = field(default_factory=dict)
     last_success: Mapping[str, datetime | None] = field(default_factory=dict)
     health: HealthReport | None = None
+    states: Mapping[str, JobState] = field(default_factory=dict)
+    """Alert states and pauses (``job_state``); empty when that table could not be read."""
+    now: datetime | None = None
 
 
 async def read_snapshot(service: Service) -> LedgerSnapshot:
@@ -93,8 +98,20 @@ async def read_snapshot(service: Service) -> LedgerSnapshot:
     except Exception as exc:
         log.warning("metrics: the ledger could not be read: %s", _describe(service, exc))
         return LedgerSnapshot(jobs, database_up=False)
-    health = evaluate_health(service.settings.monitored, latest, service.clock())
-    return LedgerSnapshot(jobs, True, latest, successes, health)
+    try:
+        states = await service.job_states.read([spec.name for spec in jobs])
+    except Exception as exc:
+        log.warning("metrics: alert states could not be read: %s", _describe(service, exc))
+        states = {}
+    now = service.clock()
+    health = evaluate_health(
+        service.settings.monitored,
+        latest,
+        now,
+        states,
+        volume_affects_health=service.settings.volume_affects_health,
+    )
+    return LedgerSnapshot(jobs, True, latest, successes, health, states, now)
 
 
 async def _read_ledger(
@@ -186,6 +203,45 @@ class LedgerCollector(Collector):
             for check in snap.health.checks:
                 healthy.add_metric([check.name], 1 if check.ok else 0)
             yield healthy
+        if snap.states and snap.now is not None:
+            yield from alert_gauges(snap.jobs, snap.states, snap.latest, snap.now)
+
+
+def alert_gauges(
+    jobs: Sequence[JobSpec],
+    states: Mapping[str, JobState],
+    latest: Mapping[str, RunRow | None],
+    now: datetime,
+) -> Iterator[Metric]:
+    """The watchdog's view (issue 13), labelled ``cron`` (``job`` is Prometheus's own)."""
+    alert = GaugeMetricFamily(
+        "cronkeeper_alert_state",
+        "1 for the job's alert state as the watchdog last recorded it, 0 for the others.",
+        labels=["cron", "state"],
+    )
+    paused = GaugeMetricFamily(
+        "cronkeeper_job_paused", "1 while the job is paused (cronkeeper pause).", labels=["cron"]
+    )
+    anomaly = GaugeMetricFamily(
+        "cronkeeper_volume_anomaly",
+        "1 when the job's latest run wrote unusually few (low-volume) or many (high-volume)"
+        " records against its baseline, 0 otherwise.",
+        labels=["cron", "anomaly"],
+    )
+    for spec in jobs:
+        state = states.get(spec.name)
+        if state is None:
+            continue
+        is_paused = state.is_paused(now)
+        current = "paused" if is_paused else state.state
+        for name in ALERT_STATES:
+            alert.add_metric([spec.name, name], 1 if current == name else 0)
+        paused.add_metric([spec.name], 1 if is_paused else 0)
+        run = latest.get(spec.name)
+        verdict = state.anomaly if run is not None and state.evaluated_run_id == run.id else None
+        for kind in ("low-volume", "high-volume"):
+            anomaly.add_metric([spec.name, kind], 1 if verdict == kind else 0)
+    yield from (alert, paused, anomaly)
 
 
 class _Scrape(Collector):

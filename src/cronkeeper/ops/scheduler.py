@@ -219,6 +219,9 @@ class CronScheduler:
         now = self.service.clock()
         slot = slot or self.crons[name].previous(now, self.tz) or now
         day = report_date(slot, self.tz)
+        if await self._paused(name, now):
+            log.info("%s is paused: its %s fire is skipped", name, slot.isoformat())
+            return None
         if await self._served(name, slot, day):
             log.info(
                 "%s: its %s slot was already served (another replica?)", name, slot.isoformat()
@@ -258,6 +261,15 @@ class CronScheduler:
             log.warning("could not read the ledger before running %s: %s", name, self._why(exc))
             return False
         return started is not None and started >= slot
+
+    async def _paused(self, name: str, now: datetime) -> bool:
+        """``cronkeeper pause``: a paused job is not fired (a database that cannot say fires it)."""
+        try:
+            state = (await self.service.job_states.read([name]))[name]
+        except Exception as exc:
+            log.warning("could not read the pause of %s: %s", name, self._why(exc))
+            return False
+        return state.is_paused(now)
 
     def _why(self, exc: BaseException) -> str:
         return self.service.settings.redactor(f"{type(exc).__name__}: {first_line(exc)}"[:500])

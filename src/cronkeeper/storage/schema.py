@@ -39,6 +39,7 @@ __all__ = [
     "accounts",
     "cron_leases",
     "cron_runs",
+    "job_state",
     "meta_account_details",
     "meta_daily_insights",
     "metadata",
@@ -164,6 +165,34 @@ cron_leases = Table(
     Column("acquired_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
 )
+
+job_state = Table(
+    "job_state",
+    metadata,
+    Column("cron_name", Text, primary_key=True),
+    Column("state", Text, nullable=False, server_default="ok"),
+    Column("since", UtcDateTime, nullable=False),
+    Column("version", Integer, nullable=False, server_default="0"),
+    Column("last_alerted_at", UtcDateTime),
+    Column("paused", Boolean, nullable=False, server_default="false"),
+    Column("paused_until", UtcDateTime),
+    Column("pause_reason", Text),
+    Column("resumed_at", UtcDateTime),
+    Column("evaluated_run_id", Text),
+    Column("anomaly", Text),
+    Column("expected_low", Double),
+    Column("expected_high", Double),
+    Column("updated_at", UtcDateTime, nullable=False),
+    CheckConstraint(
+        "state IN ('ok','missing','stuck','failed','anomalous','paused')",
+        name="job_state_state_check",
+    ),
+    CheckConstraint(
+        "anomaly IS NULL OR anomaly IN ('low-volume','high-volume')",
+        name="job_state_anomaly_check",
+    ),
+)
+"""Each job's alert state and pause (:mod:`cronkeeper.ledger.job_state` owns its SQL)."""
 
 accounts = Table(
     "accounts",

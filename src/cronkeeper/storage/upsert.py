@@ -16,7 +16,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
 
-__all__ = ["insert_on_conflict", "upsert"]
+__all__ = ["insert_missing", "insert_on_conflict", "upsert"]
 
 
 def insert_on_conflict(
@@ -68,3 +68,16 @@ async def upsert(
     )
     await conn.execute(statement, [dict(r) for r in rows])
     return len(rows)
+
+
+async def insert_missing(
+    conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> int:
+    """Insert the ``rows`` whose primary key is not there yet (``ON CONFLICT DO NOTHING``);
+    safe when several processes create the same rows at once. Returns how many were new."""
+    if not rows:
+        return 0
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    statement = insert(table).on_conflict_do_nothing()
+    result = await conn.execute(statement, [dict(r) for r in rows])
+    return max(0, result.rowcount)

@@ -22,6 +22,8 @@ class Sparkline:
     latest: float | None
     high: float | None
     points: int
+    band: tuple[float, float] | None = None
+    """The expected range drawn behind the line: SVG ``y`` of its top and of its bottom."""
 
     @property
     def empty(self) -> bool:
@@ -40,21 +42,29 @@ def sparkline(
     width: int = 120,
     height: int = 28,
     pad: float = 2.0,
+    band: tuple[float, float] | None = None,
 ) -> Sparkline:
     """Draw ``values`` (oldest first) right-aligned into ``slots`` evenly spaced positions.
 
     The y axis starts at zero, so a run that wrote half as many records sits half as high:
     a drop in volume looks like one. ``None`` (a run still going, no duration yet) leaves a
-    gap rather than inventing a value.
+    gap rather than inventing a value. ``band`` (low, high) is an expected range (the records
+    baseline), drawn on the same scale.
     """
     slots = max(slots or len(values), len(values))
     numbers = [v for v in values if v is not None]
     high = max(numbers) if numbers else None
+    scale_top = max(high, band[1]) if high is not None and band is not None else high
     if slots == 0 or high is None:
         return Sparkline(width, height, "", None, None, high, 0)
     step = (width - 2 * pad) / (slots - 1) if slots > 1 else 0.0
     offset = slots - len(values)
-    scale = (height - 2 * pad) / high if high > 0 else 0.0
+    assert scale_top is not None
+    scale = (height - 2 * pad) / scale_top if scale_top > 0 else 0.0
+    drawn_band = None
+    if band is not None:
+        top, bottom = (height - pad - max(v, 0.0) * scale for v in (band[1], band[0]))
+        drawn_band = (round(top, 1), round(bottom, 1))
     commands: list[str] = []
     pen_down = False
     point: tuple[float, float] | None = None
@@ -68,4 +78,6 @@ def sparkline(
         commands.append(f"{'L' if pen_down else 'M'}{_fmt(x)} {_fmt(y)}")
         pen_down = True
         point = (round(x, 1), round(y, 1))
-    return Sparkline(width, height, " ".join(commands), point, values[-1], high, len(numbers))
+    return Sparkline(
+        width, height, " ".join(commands), point, values[-1], high, len(numbers), drawn_band
+    )

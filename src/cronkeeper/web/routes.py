@@ -175,7 +175,11 @@ class StatusPage:
             by_job[row.cron_name].append(row)
         for rows in by_job.values():
             rows.sort(key=lambda r: r.started_at, reverse=True)
-        jobs = build_jobs(settings.jobs, by_job, clock)
+        try:  # pauses: the page still shows the ledger without them
+            states = await self.service.job_states.read(names)
+        except StorageError:
+            states = {}
+        jobs = build_jobs(settings.jobs, by_job, clock, states)
         specs = {spec.name: spec for spec in settings.jobs}
         table = [(row, run_state(row, specs.get(row.cron_name), clock.now)) for row in recent]
         if state_filter is not None:

@@ -16,6 +16,7 @@ from cronkeeper.config import JobSpec
 from cronkeeper.durations import format_duration
 from cronkeeper.health import CheckResult, evaluate_health, is_stuck
 from cronkeeper.ledger import RunRow
+from cronkeeper.ledger.job_state import JobState
 from cronkeeper.web.charts import Sparkline, sparkline
 from cronkeeper.web.schedule import next_run
 
@@ -164,7 +165,10 @@ def _reason(check: CheckResult, spec: JobSpec, clock: Clockface) -> str:
 
 
 def build_jobs(
-    specs: Sequence[JobSpec], runs: Mapping[str, Sequence[RunRow]], clock: Clockface
+    specs: Sequence[JobSpec],
+    runs: Mapping[str, Sequence[RunRow]],
+    clock: Clockface,
+    job_states: Mapping[str, JobState] | None = None,
 ) -> list[JobView]:
     """One view per job, monitored jobs first (in configuration order), then the others.
 
@@ -178,7 +182,7 @@ def build_jobs(
     for spec in specs:
         job_runs = runs.get(spec.name) or ()
         latest[spec.name] = job_runs[0] if job_runs else None
-    checks = {c.name: c for c in evaluate_health(monitored, latest, clock.now).checks}
+    checks = {c.name: c for c in evaluate_health(monitored, latest, clock.now, job_states).checks}
     views: list[JobView] = []
     for spec in ordered:
         history = list(reversed(runs.get(spec.name, ())[:STRIP_LENGTH]))  # oldest first
@@ -199,6 +203,10 @@ def build_jobs(
         badge: Badge
         if check is None:
             badge, badge_text, reason = "unmonitored", "not monitored", ""
+        elif check.paused:
+            badge, badge_text = "ok", "paused"
+            until = check.paused_until
+            reason = f"paused until {clock.full(until)}" if until else "paused until resumed"
         elif check.ok:
             badge, badge_text, reason = "ok", "OK", ""
         else:
@@ -216,7 +224,7 @@ def build_jobs(
                 next_run=next_run(spec.schedule, clock.tz, clock.now),
                 cells=tuple(cells),
                 durations=sparkline(durations),
-                records=sparkline(records),
+                records=sparkline(records, band=check.expected if check else None),
                 counts=counts,
             )
         )

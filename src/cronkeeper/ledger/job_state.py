@@ -1,0 +1,206 @@
+"""The ``job_state`` table: each job's alert state, its pause, and its latest volume verdict.
+
+The only module that writes SQL for this table. A change of alert state is *claimed*: one
+``UPDATE … WHERE cron_name = :job AND version = :seen`` whose row count says whether this
+process won, so any number of replicas evaluating the same job send exactly one alert per
+change (the ``version`` column makes A → B → A two claims, never a lost one). Rows are created
+on first use with ``INSERT … ON CONFLICT DO NOTHING``.
+
+Reads and writes raise :class:`~cronkeeper.errors.StorageError` (the callers decide: the
+watchdog logs and tries again at its next tick, the API answers 500, the scheduler fires).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Row, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cronkeeper.errors import StorageError
+from cronkeeper.redact import truncate
+from cronkeeper.storage.breaker import Breaker
+from cronkeeper.storage.schema import job_state
+from cronkeeper.storage.upsert import insert_missing
+
+__all__ = ["JobState", "JobStates"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class JobState:
+    """One row of ``job_state`` (a job without a row reads as a fresh ``ok`` one)."""
+
+    cron_name: str
+    state: str = "ok"
+    since: datetime | None = None
+    version: int = 0
+    last_alerted_at: datetime | None = None
+    paused: bool = False
+    paused_until: datetime | None = None
+    pause_reason: str | None = None
+    resumed_at: datetime | None = None
+    evaluated_run_id: str | None = None
+    anomaly: str | None = None
+    expected_low: float | None = None
+    expected_high: float | None = None
+
+    def is_paused(self, now: datetime) -> bool:
+        """Paused, and its ``--for`` (if any) not over yet: a pause with an end ends by itself."""
+        return self.paused and (self.paused_until is None or self.paused_until > now)
+
+    def pause_json(self, now: datetime) -> dict[str, Any]:
+        paused = self.is_paused(now)
+        return {
+            "paused": paused,
+            "pausedUntil": self.paused_until.isoformat() if paused and self.paused_until else None,
+            "pauseReason": self.pause_reason if paused else None,
+        }
+
+
+def _row(row: Row[Any]) -> JobState:
+    return JobState(**{key: getattr(row, key) for key in JobState.__dataclass_fields__})
+
+
+class JobStates:
+    """Reads and conditional writes of ``job_state``, each bounded by ``timeout``."""
+
+    def __init__(
+        self, engine: AsyncEngine, *, timeout: float = 5.0, breaker: Breaker | None = None
+    ) -> None:
+        self.engine = engine
+        self.timeout = timeout
+        self.breaker = breaker or Breaker()
+
+    async def _bounded(self, work: Callable[[], Awaitable[T]]) -> T:
+        try:
+            # Not gated: a pause or a health read must always try.
+            return await self.breaker.call(work, seconds=self.timeout, gated=False)
+        except TimeoutError:
+            raise StorageError(
+                f"database unavailable (no answer within {self.timeout:g} s)"
+            ) from None
+        except StorageError:
+            raise
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            detail = truncate(f"{type(exc).__name__}: {first}", 300)
+            raise StorageError(f"database unavailable ({detail})") from None
+
+    async def read(self, names: Sequence[str]) -> dict[str, JobState]:
+        """The state of each of ``names`` (fresh ``ok`` rows for jobs without one)."""
+        found = {name: JobState(name) for name in names}
+        if not names:
+            return found
+
+        async def query() -> None:
+            async with self.engine.connect() as conn:
+                result = await conn.execute(
+                    select(job_state).where(job_state.c.cron_name.in_(list(names)))
+                )
+                for row in result:
+                    found[row.cron_name] = _row(row)
+
+        await self._bounded(query)
+        return found
+
+    async def ensure(self, names: Sequence[str], now: datetime) -> None:
+        """Create the rows of ``names`` that do not exist yet (every replica may try)."""
+        rows = [
+            {"cron_name": n, "state": "ok", "since": now, "version": 0, "updated_at": now}
+            for n in names
+        ]
+
+        async def insert() -> None:
+            async with self.engine.begin() as conn:
+                await insert_missing(conn, job_state, rows)
+
+        await self._bounded(insert)
+
+    async def _update(self, name: str, values: Mapping[str, Any], *where: Any) -> bool:
+        async def run() -> int:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(
+                    update(job_state).where(job_state.c.cron_name == name, *where).values(**values)
+                )
+                return int(result.rowcount)
+
+        return await self._bounded(run) == 1
+
+    async def claim(self, seen: JobState, new_state: str, now: datetime, *, alerting: bool) -> bool:
+        """Move ``seen.cron_name`` from ``seen`` to ``new_state``; whether this call won.
+
+        Conditional on the version read: if another process moved the job since, nothing
+        changes and the answer is ``False`` (that process sends the alert, not this one).
+        """
+        values: dict[str, Any] = {
+            "state": new_state,
+            "since": now,
+            "version": job_state.c.version + 1,
+            "updated_at": now,
+        }
+        if alerting:
+            values["last_alerted_at"] = now
+        return await self._update(seen.cron_name, values, job_state.c.version == seen.version)
+
+    async def claim_reminder(self, seen: JobState, now: datetime) -> bool:
+        """Take the right to send ``CRONKEEPER_ALERT_REPEAT``'s reminder; whether this call won."""
+        values = {"last_alerted_at": now, "version": job_state.c.version + 1, "updated_at": now}
+        return await self._update(
+            seen.cron_name,
+            values,
+            job_state.c.version == seen.version,
+            job_state.c.state == seen.state,
+        )
+
+    async def record_volume(
+        self,
+        name: str,
+        run_id: str,
+        anomaly: str | None,
+        band: tuple[float, float] | None,
+        now: datetime,
+    ) -> None:
+        """Store the volume verdict on ``run_id`` (the same for every replica: no claim)."""
+        low, high = band if band is not None else (None, None)
+        await self._update(
+            name,
+            {
+                "evaluated_run_id": run_id,
+                "anomaly": anomaly,
+                "expected_low": low,
+                "expected_high": high,
+                "updated_at": now,
+            },
+        )
+
+    async def pause(
+        self, name: str, now: datetime, *, until: datetime | None, reason: str | None
+    ) -> JobState:
+        """Pause ``name`` (``until`` ``None``: until resumed); the row as it is now."""
+        await self.ensure([name], now)
+        await self._update(
+            name,
+            {"paused": True, "paused_until": until, "pause_reason": reason, "updated_at": now},
+        )
+        return (await self.read([name]))[name]
+
+    async def resume(self, name: str, now: datetime) -> JobState:
+        """End the pause of ``name`` (nothing happens if it was not paused)."""
+        await self.ensure([name], now)
+        await self._update(
+            name,
+            {
+                "paused": False,
+                "paused_until": None,
+                "pause_reason": None,
+                "resumed_at": now,
+                "updated_at": now,
+            },
+            job_state.c.paused.is_(True),
+        )
+        return (await self.read([name]))[name]

@@ -1,0 +1,139 @@
+"""Each job's alert state, and which changes of it deserve a message: pure functions.
+
+States: ``ok``; the down states ``missing`` (no run started inside the job's window),
+``stuck`` (a run ``running`` longer than its ``max_runtime``), ``failed`` (the last
+``CRONKEEPER_FAILURE_THRESHOLD`` finished runs ended ``error``), ``anomalous`` (the latest
+run succeeded with unusually few records); and ``paused``, which silences everything.
+
+The rules, in order:
+
+1. paused → ``paused`` (nothing else is looked at);
+2. stuck → ``stuck``; no run in the window → ``missing``;
+3. at least *failure threshold* consecutive ``error`` runs → ``failed``;
+4. leaving a down state needs *recovery threshold* consecutive ``success`` runs; until then
+   the job stays where it is;
+5. the latest run a ``success`` flagged ``low-volume`` → ``anomalous``; else ``ok``.
+
+A ``partial`` run is a warning (a message of its own when it ends), never a state: it
+neither counts towards a failure nor towards a recovery. A change into a down state sends a
+"down" message, a change from a down state to ``ok`` a "recovered" one; going in and out of
+``paused`` says nothing (a pause that ends on a job that is down does alert, once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from cronkeeper.ledger.models import RunRow
+from cronkeeper.ops.volume import Anomaly
+
+__all__ = [
+    "ALERT_STATES",
+    "DOWN_STATES",
+    "AlertKind",
+    "AlertState",
+    "Observation",
+    "Thresholds",
+    "alert_kind",
+    "leading",
+    "next_state",
+    "reminder_due",
+]
+
+AlertState = Literal["ok", "missing", "stuck", "failed", "anomalous", "paused"]
+ALERT_STATES: tuple[AlertState, ...] = ("ok", "missing", "stuck", "failed", "anomalous", "paused")
+DOWN_STATES: frozenset[str] = frozenset({"missing", "stuck", "failed", "anomalous"})
+AlertKind = Literal["down", "recovered"]
+_STICKY: dict[str, AlertState] = {"missing": "missing", "stuck": "stuck", "failed": "failed"}
+"""Down states that only enough consecutive successes end."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """``failure``: consecutive errors before ``failed``; ``recovery``: consecutive successes
+    before a down job is ``ok`` again; per job where configured."""
+
+    failure: int = 1
+    recovery: int = 1
+    failure_by_job: Mapping[str, int] | None = None
+
+    def failure_for(self, job: str) -> int:
+        if self.failure_by_job and job in self.failure_by_job:
+            return self.failure_by_job[job]
+        return self.failure
+
+    def depth(self, job: str) -> int:
+        """How many recent runs the rules need to see."""
+        return max(self.failure_for(job), self.recovery) + 1
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the ledger and the pause say about one job at one moment."""
+
+    job: str
+    recent: Sequence[RunRow]
+    """The job's latest runs, newest first (at least :meth:`Thresholds.depth` when it has them)."""
+    missing: bool
+    stuck: bool
+    paused: bool
+    anomaly: Anomaly | None = None
+    """The verdict on the latest finished run's volume."""
+
+
+def leading(runs: Sequence[RunRow], status: str) -> int:
+    """How many of the newest finished runs in a row ended ``status``."""
+    count = 0
+    for run in runs:
+        if run.status == "running":
+            continue
+        if run.status != status:
+            break
+        count += 1
+    return count
+
+
+def _latest_finished(runs: Sequence[RunRow]) -> RunRow | None:
+    return next((r for r in runs if r.status != "running"), None)
+
+
+def next_state(current: str, seen: Observation, thresholds: Thresholds) -> AlertState:
+    """The state ``seen`` puts a job in, coming from ``current``."""
+    if seen.paused:
+        return "paused"
+    if seen.stuck:
+        return "stuck"
+    if seen.missing:
+        return "missing"
+    if leading(seen.recent, "error") >= thresholds.failure_for(seen.job):
+        return "failed"
+    sticky = _STICKY.get(current)
+    if sticky is not None and leading(seen.recent, "success") < thresholds.recovery:
+        return sticky
+    latest = _latest_finished(seen.recent)
+    if latest is not None and latest.status == "success" and seen.anomaly == "low-volume":
+        return "anomalous"
+    return "ok"
+
+
+def alert_kind(old: str, new: str) -> AlertKind | None:
+    """The message a change of state sends, or ``None`` for a silent one."""
+    if new == old:
+        return None
+    if new in DOWN_STATES:
+        return "down"
+    if new == "ok" and old in DOWN_STATES:
+        return "recovered"
+    return None
+
+
+def reminder_due(
+    state: str, last_alerted_at: datetime | None, now: datetime, repeat: timedelta | None
+) -> bool:
+    """``CRONKEEPER_ALERT_REPEAT``: whether a job still down is owed a reminder."""
+    if repeat is None or state not in DOWN_STATES or last_alerted_at is None:
+        return False
+    return now - last_alerted_at >= repeat
