@@ -144,15 +144,17 @@ def test_log_in_see_every_job_open_a_run_filter_and_log_out(
     # Filter the table with the plain GET form.
     page.select_option("#filter-job", "collect-daily")
     page.select_option("#filter-status", "partial")
-    page.click("#filters button[type=submit]")
+    with page.expect_navigation(wait_until="load"):  # count() does not wait for the new page
+        page.click("#filters button[type=submit]")
     assert page.url == f"{base}/status?job=collect-daily&status=partial#runs"
     table_rows = page.locator("table.runs tbody tr")
-    assert table_rows.count() == 1
+    assert table_rows.count() == 1, page.content()[:3000]
     assert table_rows.first.get_attribute("data-status") == "partial"
     assert "skipped 9 of 118 ad accounts" in table_rows.first.inner_text()
     page.select_option("#filter-job", "")
     page.select_option("#filter-status", "error")
-    page.click("#filters button[type=submit]")
+    with page.expect_navigation(wait_until="load"):
+        page.click("#filters button[type=submit]")
     states = page.locator("table.runs tbody tr").evaluate_all(
         "rows => rows.map(r => r.dataset.status)"
     )

@@ -145,16 +145,17 @@ cron_runs = Table(
     ),
     CheckConstraint("records_count >= 0", name="cron_runs_records_count_check"),
     Index("idx_cron_runs_name_report_date", "cron_name", "report_date"),
-    Index(
-        "idx_cron_runs_success",
-        "cron_name",
-        "started_at",
-        postgresql_where=text("status = 'success'"),
-        sqlite_where=text("status = 'success'"),
-    ),
 )
 # As the design writes it, and as migration 0001 creates it: newest first.
 Index("idx_cron_runs_name_started", cron_runs.c.cron_name, cron_runs.c.started_at.desc())
+# Each job's successes only, newest first (migration 0008): the last success at any history.
+Index(
+    "idx_cron_runs_success",
+    cron_runs.c.cron_name,
+    cron_runs.c.started_at.desc(),
+    postgresql_where=text("status = 'success'"),
+    sqlite_where=text("status = 'success'"),
+)
 
 cron_leases = Table(
     "cron_leases",
