@@ -148,3 +148,20 @@ def test_with_a_clock_the_61st_query_of_a_project_within_an_hour_is_429(serve: S
     assert query("5151") == 200  # another project has its own budget
     now[0] += timedelta(minutes=61)
     assert query("4242") == 200
+
+
+def test_a_sixth_concurrent_query_of_a_project_is_429(serve: Serve) -> None:
+    """Mixpanel's Query API: at most 5 concurrent queries per project (its rate-limits page).
+
+    Each answer takes 0.5 s, so six queries sent at once overlap: one is refused, and a query
+    of another project at the same time is not.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    base = serve(_sim(latency=0.5))
+    projects = ["4242"] * 6 + ["5151"]
+    with ThreadPoolExecutor(max_workers=len(projects)) as pool:
+        statuses = list(pool.map(lambda p: _get(base, ["signup"], project=p).status_code, projects))
+    assert sorted(statuses[:6]) == [200] * 5 + [429]
+    assert statuses[6] == 200
+    assert _get(base, ["signup"]).status_code == 200  # once they are answered, room again

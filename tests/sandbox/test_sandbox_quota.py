@@ -60,3 +60,14 @@ def test_refused_calls_are_not_counted() -> None:
         assert not quota.admit("1").admitted
     tick.now += 60
     assert quota.admit("1").admitted
+
+
+def test_the_tokens_own_limit_refuses_with_code_17() -> None:
+    tick = Tick()
+    quota = MetaQuota(QuotaPolicy(account_calls=100, app_calls=100, user_calls=2, window=60), tick)
+    assert quota.admit("1").admitted
+    assert quota.admit("2").admitted
+    refused = quota.admit("3")
+    assert refused.refusal_code == 17
+    tick.now += 60
+    assert quota.admit("3").admitted

@@ -25,6 +25,7 @@ import email.utils
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -193,6 +194,7 @@ class Simulator(abc.ABC):
         self.log = RequestLog()
         self.faults = FaultPlan(mix=mix)
         self._requests = 0
+        self._in_flight_keys: Counter[str] = Counter()
         for key, faults in (scripts or {}).items():
             self.script(key, *faults)
         for key, fault in (always or {}).items():
@@ -230,6 +232,11 @@ class Simulator(abc.ABC):
 
     def attempt_gaps(self, key: str | int) -> list[float]:
         return self.log.attempt_gaps(self.normalize_key(key))
+
+    def in_flight_for(self, key: str | int) -> int:
+        """Requests of ``key`` being answered right now (this one included, inside ``handle``):
+        what an API that limits concurrent queries per unit counts."""
+        return self._in_flight_keys[self.normalize_key(key)]
 
     # -- what subclasses provide --------------------------------------------------------------
 
@@ -271,6 +278,7 @@ class Simulator(abc.ABC):
         """Every request: read it, pick its fault, log it, wait; Starlette sends what it returns."""
         at = time.monotonic()
         wall = datetime.now(UTC)
+        counted: str | None = None
         self.log.enter()
         try:
             try:
@@ -279,6 +287,9 @@ class Simulator(abc.ABC):
                 return _NoAnswer()
             sim_request = SimRequest.from_request(request, body)
             key = self.route_key(sim_request)
+            counted = key
+            if counted is not None:
+                self._in_flight_keys[counted] += 1
             self._requests += 1
             fault = self.faults.next_fault(key) if key is not None else None
             reply = (
@@ -308,6 +319,8 @@ class Simulator(abc.ABC):
                 return _Dropped(after_headers=fault.after_headers)
             return _response(reply)
         finally:
+            if counted is not None:
+                self._in_flight_keys[counted] -= 1
             # Leave the in-flight count *before* the answer goes out (Starlette sends it once
             # this returns): a client that holds its answer must never find its request still
             # counted.

@@ -278,7 +278,9 @@ def _error(
 def _quota_refusal(admission: Admission) -> Reply:
     """Meta's answer to a call over a quota: HTTP 400 with the error code, usage headers kept."""
     if admission.refusal_code == 4:
-        reply = _error(400, 4, "(#4) Application request limit reached", type_="OAuthException")
+        reply = _error(400, 4, "(#4) Application request limit reached")
+    elif admission.refusal_code == 17:
+        reply = _error(400, 17, "(#17) User request limit reached", subcode=2446079)
     else:
         reply = _error(
             400,

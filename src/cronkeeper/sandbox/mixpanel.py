@@ -6,9 +6,10 @@ Clients use ``{base_url}/api/query`` as ``MIXPANEL_API_BASE``. The unit key of a
 With a ``clock``, counts are those of the project's own days (Mixpanel buckets ``unit=day`` in
 the project's time zone, ``MixpanelProject.timezone_name``): a day not begun there counts
 nothing yet and today only the share of the day elapsed. Without a clock every day is whole.
-With a clock the Query API's per-project limit is enforced too: a 61st query of a project
-within an hour is answered 429 ("A maximum of 5 concurrent queries and 60 queries per hour",
-scoped per project: https://docs.mixpanel.com/reference/rate-limits).
+The Query API's per-project limits are enforced ("A maximum of 5 concurrent queries and 60
+queries per hour", scoped per project: https://docs.mixpanel.com/reference/rate-limits): a
+6th query of a project while 5 are being answered is refused 429 always; with a clock, a 61st
+query of a project within an hour is too.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = ["MixpanelProject", "MixpanelSimulator"]
 
 _PATH = "/api/query/events"
 QUERIES_PER_HOUR = 60
+CONCURRENT_QUERIES = 5
 _STATUS_MESSAGES = {
     408: "Request timed out",
     429: "Query rate limit exceeded",
@@ -128,6 +130,8 @@ class MixpanelSimulator(Simulator):
         project = self.projects.get(key)
         if project is None:
             return _error(403, f"Permission denied: no access to project {key}")
+        if self.in_flight_for(key) > CONCURRENT_QUERIES:
+            return _error(429, "Query rate limit exceeded: 5 concurrent queries per project")
         if self._over_hourly_limit(key):
             return _error(429, "Query rate limit exceeded: 60 queries per hour per project")
         events = _parse_events(request.query.get("event"))

@@ -13,8 +13,10 @@ What the simulator imitates, and where it comes from:
 - Once a limit is reached, calls fail until enough time has passed for the count to drop
   below it (same page): an ad account over its BUC limit gets error 80000 ("There have been
   too many calls from this ad-account", HTTP 400, subcode 2446079, with the regain estimate),
-  the app over its limit gets error 4 ("Application request limit reached"). A refused call
-  is not counted.
+  the app over its limit gets error 4 ("Application request limit reached"), and the access
+  token over its own limit error 17 ("User request limit reached"; both from the error
+  reference, https://developers.facebook.com/docs/graph-api/guides/error-handling). A refused
+  call is not counted. The simulator has one token, so the user's calls are the app's.
 
 The windows are a simulator's choice (Meta does not publish its budgets): each is a number
 of calls per ``window`` seconds, small enough that a benchmark sees throttling in seconds.
@@ -40,6 +42,9 @@ class QuotaPolicy:
     """Calls one ad account may make per ``window``."""
     app_calls: int = 1000
     """Calls the whole app may make per ``window``."""
+    user_calls: int | None = None
+    """Calls the (one) access token may make per ``window``; ``None``: no user limit. Meta
+    answers a token over its limit with code 17, "User request limit reached"."""
     window: float = 3600.0
 
 
@@ -50,7 +55,7 @@ class Admission:
     admitted: bool
     headers: list[tuple[str, str]]
     refusal_code: int | None = None
-    """4 (the app's limit) or 80000 (the ad account's business use case limit)."""
+    """4 (the app's limit), 17 (the token's) or 80000 (the ad account's business use case)."""
     regain_seconds: float = 0.0
 
 
@@ -82,8 +87,11 @@ class MetaQuota:
             self._prune(mine, now)
             code: int | None = None
             regain = 0.0
+            user_limit = self.policy.user_calls
             if len(app) >= self.policy.app_calls:
                 code, regain = 4, self._regain(app, now)
+            elif user_limit is not None and len(app) >= user_limit:
+                code, regain = 17, self._regain(app, now)
             elif len(mine) >= self.policy.account_calls:
                 code, regain = 80000, self._regain(mine, now)
             else:
