@@ -147,7 +147,7 @@ async def run_per_date(
 
 def spread(values: list[int], scale: float = 1.0) -> str:
     low, high = min(values) * scale, max(values) * scale
-    fmt = "{:.0f}" if scale == 1.0 else "{:.1f}"
+    fmt = "{:.0f}" if float(low).is_integer() and float(high).is_integer() else "{:.1f}"
     text = fmt.format(low) if low == high else f"{fmt.format(low)}–{fmt.format(high)}"
     return text
 
@@ -277,7 +277,9 @@ def report(
         " 28-day chain is 2 requests",
         "- *backfill in ranges*: `cronkeeper.ops.backfill.backfill` (what `cronkeeper backfill"
         " collect-daily` runs), `META_LOOKBACK_DAYS=28`: one run per 28-day window, one"
-        " `time_increment=1` request chain per account per run",
+        " `time_increment=1` request chain per account per run. A run for date D reads"
+        " D−27 … D, so the last run of a range that is not a multiple of 28 days re-reads a"
+        " full window (here 2 pages) too",
         "- *per-date loop*: the old backfill, one `run_job` per date with"
         " `META_LOOKBACK_DAYS=1` (one request per account per date)"
         + (

@@ -1,0 +1,303 @@
+"""Benchmark: collect-daily of 200 ad accounts against Meta's quotas, paced and not paced.
+
+The Meta simulator (a real uvicorn on loopback) enforces rolling-window quotas
+(:mod:`cronkeeper.sandbox.quota`): ``--app-calls`` insights calls per ``--window`` seconds
+for the whole app and ``--account-calls`` per ad account, with the real usage headers on
+every answer and error 4 (app) / 80000 (ad account) refusals once a limit is reached. Meta's
+windows are an hour; here they are scaled down to seconds so the bench finishes in a minute
+or two, and the pause is scaled with them (``CRONKEEPER_PACING_PAUSE`` = the window).
+
+collect-daily runs through ``cronkeeper.runner.run_job`` (lease, ledger, HTTP client, pacer,
+deferral within ``CRONKEEPER_RUN_BUDGET``) on a fresh SQLite database, with a 28-day
+lookback: each account is one ``time_increment=1`` chain of two pages (Meta pages 25 rows),
+plus its account-details request, which the quota does not count. Runs:
+
+* **paced**: the settings an operator would use, high-water mark ``--high-water`` (default
+  90 %, the documented default), pause = the window;
+* **pacing off**: ``CRONKEEPER_PACING_HIGH_WATER=100``, ``CRONKEEPER_PACING_PAUSE=0`` — no
+  pause from usage headers, only the reaction to refusals (the app-wide back-off stays);
+* **no pacer** (the behaviour before issue 11): the runner built without a pacer
+  (``cronkeeper.runner.Pacer`` replaced by ``None`` for this run only): refusals are retried
+  per account with the default 3 s / 6 s waits, then the account is skipped.
+
+Lower bound: with a rolling window W and an app limit A, N calls cannot all be admitted
+before (⌈N/A⌉ − 1)·W, plus one latency for the last answer. N = every page of every account
+(the calls a complete run needs).
+
+    .venv/bin/python bench/pacing.py [--accounts 200] [--window 10] [--app-calls 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import re
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from benchlib import (
+    console,
+    machine_lines,
+    markdown_table,
+    print_table,
+    run_command,
+    scratch_dir,
+    update_section,
+    wait_until_quiet,
+)
+
+from cronkeeper.config import Settings
+from cronkeeper.runner import run_job
+from cronkeeper.sandbox import MetaQuota, MetaSimulator, QuotaPolicy, serve_app
+from cronkeeper.service import Service
+
+TOKEN = "bench-meta-token-0123456789"
+LOOKBACK = 28
+PAGE = 25  # Meta's (and the simulator's) default page size
+GOAL = 1.2
+
+
+@dataclass(frozen=True)
+class Outcome:
+    label: str
+    wall: float
+    status: str
+    skipped: int
+    records: int
+    admitted: int
+    refusals: dict[int, int]
+    max_in_flight: int
+    app_peak: int
+
+    @property
+    def refused(self) -> int:
+        return sum(self.refusals.values())
+
+
+def peak_in_window(times: list[float], window: float) -> int:
+    """The most admitted calls inside any rolling window (must stay ≤ the app limit)."""
+    best, low = 0, 0
+    for high, at in enumerate(times):
+        while times[low] <= at - window:
+            low += 1
+        best = max(best, high - low + 1)
+    return best
+
+
+async def run_once(
+    label: str,
+    accounts: list[str],
+    args: argparse.Namespace,
+    workdir: Path,
+    *,
+    high_water: float,
+    pause: float,
+    pacer: bool = True,
+) -> Outcome:
+    admitted: list[float] = []
+    quota = MetaQuota(
+        QuotaPolicy(account_calls=args.account_calls, app_calls=args.app_calls, window=args.window)
+    )
+    original = quota.admit
+
+    def admit(account: str) -> Any:
+        admission = original(account)
+        if admission.admitted:
+            admitted.append(time.monotonic())
+        return admission
+
+    quota.admit = admit  # type: ignore[method-assign]
+    sim = MetaSimulator(accounts, access_token=TOKEN, latency=args.latency, quota=quota)
+    day = datetime.now(UTC).date() - timedelta(days=1)
+    with serve_app(sim.app) as base_url:
+        settings = Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            database_url=f"sqlite:///{workdir}/{label.split()[0]}.db",
+            meta_access_token=TOKEN,
+            meta_api_base=base_url,
+            meta_ad_account_ids=tuple(accounts),
+            meta_lookback_days=LOOKBACK,
+            concurrency=args.concurrency,
+            timezone="UTC",
+            pacing_high_water=high_water,
+            pacing_pause=pause,
+            run_budget=f"{args.budget}s",
+            max_wait=args.max_wait,
+        )
+        service = Service.from_settings(settings)
+        patch = nullcontext() if pacer else mock.patch("cronkeeper.runner.Pacer", _no_pacer)
+        try:
+            await service.prepare()
+            start = time.perf_counter()
+            with patch:
+                result = await run_job(service, "collect-daily", day)
+            wall = time.perf_counter() - start
+        finally:
+            await service.aclose()
+    match = re.search(r"skipped (\d+) of", result.error_message or "")
+    refusals: dict[int, int] = {}
+    for _, _, code in quota.refusals:
+        refusals[code] = refusals.get(code, 0) + 1
+    return Outcome(
+        label,
+        wall,
+        result.status,
+        int(match.group(1)) if match else 0,
+        result.records_count,
+        len(admitted),
+        refusals,
+        sim.log.max_in_flight,
+        peak_in_window(admitted, args.window),
+    )
+
+
+def _no_pacer(*_args: object, **_kwargs: object) -> None:
+    return None
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--accounts", type=int, default=200)
+    parser.add_argument("--window", type=float, default=10.0, help="quota window, seconds")
+    parser.add_argument("--app-calls", type=int, default=100, help="app calls per window")
+    parser.add_argument("--account-calls", type=int, default=10, help="calls per account/window")
+    parser.add_argument("--latency", type=float, default=0.02)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--high-water", type=float, default=90.0)
+    parser.add_argument("--budget", type=int, default=90, help="CRONKEEPER_RUN_BUDGET, seconds")
+    parser.add_argument("--max-wait", type=float, default=60.0, help="CRONKEEPER_MAX_WAIT")
+    parser.add_argument("--only-paced", action="store_true")
+    parser.add_argument("--no-doc", action="store_true")
+    args = parser.parse_args()
+    if not 1 <= args.accounts <= 2000:
+        parser.error("--accounts must be 1-2000")
+    logging.getLogger("cronkeeper").setLevel(logging.CRITICAL)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    accounts = [str(3_000_000_000 + i) for i in range(args.accounts)]
+    workdir = scratch_dir("cronkeeper-bench-pacing-")
+    busy = wait_until_quiet()
+    console.print(busy)
+    runs: list[tuple[str, dict[str, Any]]] = [
+        (
+            f"paced (high-water {args.high_water:g} %, pause {args.window:g} s)",
+            {"high_water": args.high_water, "pause": args.window},
+        ),
+    ]
+    if not args.only_paced:
+        runs += [
+            ("pacing off (high-water 100 %, pause 0)", {"high_water": 100.0, "pause": 0.0}),
+            (
+                "no pacer (before issue 11)",
+                {"high_water": 100.0, "pause": 0.0, "pacer": False},
+            ),
+        ]
+    outcomes = []
+    for label, kwargs in runs:
+        console.print(f"{label}…")
+        outcomes.append(await run_once(label, accounts, args, workdir, **kwargs))
+    report(args, accounts, outcomes, busy)
+    return 0
+
+
+def report(
+    args: argparse.Namespace, accounts: list[str], outcomes: list[Outcome], busy: str
+) -> None:
+    pages = math.ceil(LOOKBACK / PAGE)
+    calls = len(accounts) * pages
+    bound = (math.ceil(calls / args.app_calls) - 1) * args.window + args.latency
+    headers = [
+        "run",
+        "status",
+        "accounts skipped",
+        "rows stored",
+        "calls admitted",
+        "requests refused",
+        "peak calls in a window",
+        "max in flight",
+        "wall s",
+        "wall / bound",
+    ]
+    rows = []
+    for o in outcomes:
+        refused = (
+            f"{o.refused} ("
+            + ", ".join(f"{n} × code {c}" for c, n in sorted(o.refusals.items()))
+            + ")"
+            if o.refusals
+            else "0"
+        )
+        rows.append(
+            [
+                o.label,
+                o.status,
+                str(o.skipped),
+                f"{o.records:,}",
+                f"{o.admitted} / {calls}",
+                refused,
+                f"{o.app_peak} (limit {args.app_calls})",
+                str(o.max_in_flight),
+                f"{o.wall:.1f}",
+                f"×{o.wall / bound:.2f}",
+            ]
+        )
+    paced = outcomes[0]
+    ratio = paced.wall / bound
+    met = paced.skipped == 0 and paced.refused == 0 and ratio <= GOAL
+    title = (
+        f"collect-daily, {len(accounts)} accounts × {LOOKBACK} days, quota {args.app_calls}"
+        f" app / {args.account_calls} account calls per {args.window:g} s, latency"
+        f" {args.latency * 1000:.0f} ms, concurrency {args.concurrency}"
+    )
+    print_table(title, headers, rows)
+    verdict = (
+        f"paced: {paced.skipped} accounts skipped, {paced.refused} requests refused,"
+        f" {paced.wall:.1f} s against the quota's lower bound {bound:.2f} s (×{ratio:.2f})"
+    )
+    console.print(verdict)
+    for o in outcomes[1:]:
+        console.print(
+            f"{o.label}: {o.skipped} accounts skipped, {o.refused} refused, {o.wall:.1f} s"
+        )
+    console.print(f"[bold]goal {'met' if met else 'MISSED'}[/]")
+    if args.no_doc:
+        return
+    body = [
+        "## 7. Pacing under Meta's quotas (issue 11)",
+        "",
+        f"Command: `{run_command()}`",
+        "",
+        *machine_lines(),
+        f"- machine load: {busy}",
+        f"- {len(accounts)} ad accounts, collect-daily with a {LOOKBACK}-day lookback: one"
+        f" `time_increment=1` chain of {pages} pages per account, N = {calls} insights calls"
+        " (plus one account-details call each, not counted by the quota)",
+        f"- Meta simulator in-process (uvicorn thread), {args.latency * 1000:.0f} ms per call,"
+        f" quotas as rolling windows scaled from Meta's hour to W = {args.window:g} s: app"
+        f" A = {args.app_calls} calls per window (binding), {args.account_calls} per ad account;"
+        " refusals are error 4 (app) and 80000 (ad account), usage headers on every answer",
+        f"- `run_job` with concurrency {args.concurrency}, `CRONKEEPER_RUN_BUDGET={args.budget}s`,"
+        f" `CRONKEEPER_MAX_WAIT={args.max_wait:g}`, `CRONKEEPER_PACING_PAUSE` = W when paced;"
+        " *no pacer* is the runner built without one (the behaviour before issue 11: each"
+        " refused account retries after 3 s then 6 s, then is skipped)",
+        f"- lower bound = (⌈N/A⌉ − 1)·W + one latency = {bound:.2f} s: a rolling window admits"
+        " at most A calls in any W seconds. *Peak calls in a window* is the most calls the"
+        " simulator admitted inside any W-second span",
+        "",
+        markdown_table(headers, rows),
+        "",
+        f"**Goal {'met' if met else 'missed'}** (paced: 0 accounts skipped, within ×{GOAL} of"
+        f" the lower bound): {verdict}.",
+    ]
+    update_section("pacing", "\n".join(body))
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
