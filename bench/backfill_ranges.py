@@ -29,6 +29,7 @@ import math
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -69,7 +70,12 @@ class Counts:
 
     @staticmethod
     def of(
-        sim: MetaSimulator, accounts: list[str], rows: int, runs: int, wall: float, st: list[str]
+        sim: MetaSimulator,
+        accounts: list[str],
+        rows: int,
+        runs: int,
+        wall: float,
+        st: Sequence[str],
     ) -> Counts:
         insights, chains, details = [], [], []
         for account in accounts:
@@ -264,7 +270,7 @@ def report(
     if args.no_doc:
         return
     body = [
-        "## 6. Backfill in ranges (issue 10)",
+        "## 5. Backfill in ranges (issue 10)",
         "",
         f"Command: `{run_command()}`",
         "",

@@ -351,7 +351,7 @@ def report(
     if args.no_doc:
         return
     body = [
-        "## 7. Pacing under Meta's quotas (issue 11)",
+        "## 6. Pacing under Meta's quotas (issue 11)",
         "",
         f"Command: `{run_command()}`",
         "",
@@ -406,7 +406,7 @@ def report(
         " in-flight requests are not the cause; *pacing off* is faster here only because each"
         " error-4 refusal costs 3 s (Meta names no wait for it), not the 60 s and more that a"
         " business-use-case refusal (80000, `estimated_time_to_regain_access` in whole"
-        " minutes) costs, and it is refused 25–30 times.",
+        " minutes) costs.",
         "- proposed fix (not made): follow the window's drain instead of pausing from the"
         " crossing, i.e. hold until the oldest call this client made inside the window leaves"
         " it (its answer time + W) rather than until now + W. That needs the quota's window,"
