@@ -400,8 +400,8 @@ def report(
         "- *the pause starts at the crossing*: `PacingPolicy` holds the app for `pause` from"
         " the answer that reached the mark, that is one burst after the window's first call;"
         " each cycle lasts W + burst instead of W. The bursts are the latency-bound part"
-        " (≈ ⌊0.9·A⌋ × 20 ms / concurrency 4 on an idle machine, several times more when the"
-        " machine is busy: see the machine load above), so this part grows with the load.",
+        " (≈ ⌊0.9·A⌋ × 20 ms / concurrency 4 on an idle machine, longer when the machine is"
+        " busy: see the machine load above), so this part grows with the load.",
         "- no refusal, and no overshoot past the limit (*peak calls in a window* ≤ A), so"
         " in-flight requests are not the cause; *pacing off* is faster here only because each"
         " error-4 refusal costs 3 s (Meta names no wait for it), not the 60 s and more that a"
