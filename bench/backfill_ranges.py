@@ -270,7 +270,7 @@ def report(
     if args.no_doc:
         return
     body = [
-        "## 5. Backfill in ranges (issue 10)",
+        "## 6. Backfill in ranges (issue 10)",
         "",
         f"Command: `{run_command()}`",
         "",

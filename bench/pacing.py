@@ -351,7 +351,7 @@ def report(
     if args.no_doc:
         return
     body = [
-        "## 6. Pacing under Meta's quotas (issue 11)",
+        "## 7. Pacing under Meta's quotas (issue 11)",
         "",
         f"Command: `{run_command()}`",
         "",
