@@ -20,7 +20,7 @@ from cronkeeper.sandbox import Fault, MetaAccount, MetaQuota, MetaSimulator, Quo
 from cronkeeper.storage.schema import meta_daily_insights
 from tests.conftest import FakeClock
 from tests.jobs.conftest import Sandbox
-from tests.jobs.helpers import META_TOKEN, Harness
+from tests.jobs.helpers import META_TOKEN, Harness, Outcome
 
 pytestmark = pytest.mark.pooler
 
@@ -120,16 +120,22 @@ async def test_without_a_pacer_the_other_accounts_keep_calling(
     assert sim.log.records_for("1002")[0].at < refused_at + 0.5
 
 
+async def _regain_run(sandbox: Sandbox, harness: Harness, regain_minutes: int) -> Outcome:
+    """collect-daily with a 45-minute budget; Meta throttles account 1002 once, asking for
+    ``regain_minutes`` in ``estimated_time_to_regain_access``."""
+    sim = MetaSimulator(ACCOUNTS, access_token=META_TOKEN)
+    sim.faults.add_script("1002", [Fault.meta_throttle(80000, regain_minutes=regain_minutes)])
+    pacer = Pacer(clock=harness.clock)
+    deadline = harness.clock() + timedelta(minutes=45)
+    return await harness.run(
+        "collect-daily", settings(sandbox, harness, sim), pacer=pacer, deadline=deadline
+    )
+
+
 async def test_a_long_wait_sets_the_account_aside_until_then(
     sandbox: Sandbox, harness: Harness, stamps: Stamps
 ) -> None:
-    sim = MetaSimulator(ACCOUNTS, access_token=META_TOKEN)
-    sim.faults.add_script("1002", [Fault.meta_throttle(80000, regain_minutes=5)])
-    pacer = Pacer(clock=harness.clock)
-    deadline = harness.clock() + timedelta(minutes=45)
-    outcome = await harness.run(
-        "collect-daily", settings(sandbox, harness, sim), pacer=pacer, deadline=deadline
-    )
+    outcome = await _regain_run(sandbox, harness, 5)
 
     assert outcome.status == "success", outcome.message
     assert await harness.count(meta_daily_insights) == 4
@@ -141,13 +147,7 @@ async def test_a_long_wait_sets_the_account_aside_until_then(
 async def test_a_wait_past_the_run_budget_skips_the_account_and_says_how_long(
     sandbox: Sandbox, harness: Harness, stamps: Stamps
 ) -> None:
-    sim = MetaSimulator(ACCOUNTS, access_token=META_TOKEN)
-    sim.faults.add_script("1002", [Fault.meta_throttle(80000, regain_minutes=60)])
-    pacer = Pacer(clock=harness.clock)
-    deadline = harness.clock() + timedelta(minutes=45)
-    outcome = await harness.run(
-        "collect-daily", settings(sandbox, harness, sim), pacer=pacer, deadline=deadline
-    )
+    outcome = await _regain_run(sandbox, harness, 60)
 
     assert outcome.status == "partial"
     assert "act_1002" in outcome.message
