@@ -159,7 +159,10 @@ class Service:
             raise latest
         if isinstance(states, BaseException):
             # Health still answers from the ledger (e.g. a schema not yet at 0007).
-            log.warning("health without pauses and volume verdicts: %s", states)
+            log.warning(
+                "health without pauses and volume verdicts: %s",
+                self.settings.redactor(first_line(states, type(states).__name__)),
+            )
             states = {}
         return latest, states
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cronkeeper.errors import StorageError
+from cronkeeper.errors import StorageError, first_line
 from cronkeeper.redact import truncate
 from cronkeeper.storage.breaker import Breaker
 from cronkeeper.storage.schema import job_state
@@ -87,8 +87,7 @@ class JobStates:
         except StorageError:
             raise
         except Exception as exc:
-            first = (str(exc).strip().splitlines() or [""])[0]
-            detail = truncate(f"{type(exc).__name__}: {first}", 300)
+            detail = truncate(f"{type(exc).__name__}: {first_line(exc)}", 300)
             raise StorageError(f"database unavailable ({detail})") from None
 
     async def read(self, names: Sequence[str]) -> dict[str, JobState]:
