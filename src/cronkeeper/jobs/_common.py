@@ -159,6 +159,8 @@ class Deferral:
             url=exc.url,
             status=exc.status,
             attempts=exc.attempts,
+            reason=exc.reason,
+            detail=exc.detail,
         )
 
 

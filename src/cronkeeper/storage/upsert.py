@@ -1,7 +1,7 @@
 """Idempotent writes: ``INSERT … ON CONFLICT (key) DO UPDATE`` on both dialects.
 
 PostgreSQL and SQLite (≥ 3.24) spell it the same way, but SQLAlchemy builds it from each
-dialect's own ``insert``; :func:`insert_on_conflict` is the one place that picks it.
+dialect's own ``insert``; :func:`_insert` is the one place that picks it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,11 @@ from sqlalchemy.sql.dml import Insert
 __all__ = ["insert_missing", "insert_on_conflict", "upsert"]
 
 
+def _insert(dialect: Dialect) -> Any:
+    """The dialect's own ``insert`` (both have ``on_conflict_do_update``/``_do_nothing``)."""
+    return pg_insert if dialect.name == "postgresql" else sqlite_insert
+
+
 def insert_on_conflict(
     dialect: Dialect,
     table: Table,
@@ -34,15 +39,15 @@ def insert_on_conflict(
     makes the update conditional (the row count — or ``RETURNING`` — then says whether the
     write happened: the claim pattern of the lease). ``values`` may hold SQL expressions.
     """
-    insert = pg_insert if dialect.name == "postgresql" else sqlite_insert
-    statement = insert(table)
+    statement = _insert(dialect)(table)
     if values is not None:
         statement = statement.values(**values)
-    return statement.on_conflict_do_update(
+    upserting: Insert = statement.on_conflict_do_update(
         index_elements=list(key),
         set_={name: statement.excluded[name] for name in update},
         where=where,
     )
+    return upserting
 
 
 async def upsert(
@@ -77,7 +82,6 @@ async def insert_missing(
     safe when several processes create the same rows at once. Returns how many were new."""
     if not rows:
         return 0
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(table).on_conflict_do_nothing()
+    statement = _insert(conn.dialect)(table).on_conflict_do_nothing()
     result = await conn.execute(statement, [dict(r) for r in rows])
     return max(0, result.rowcount)
