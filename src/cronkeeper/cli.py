@@ -187,7 +187,7 @@ def check() -> None:
     2 database error.
     """
     from cronkeeper.ops.alert_state import DOWN_STATES
-    from cronkeeper.ops.watchdog import install_watchdog
+    from cronkeeper.ops.watchdog import EXIT_CHECK_DOWN, EXIT_CHECK_OK, install_watchdog
 
     settings = load_settings()
 
@@ -198,7 +198,7 @@ def check() -> None:
         except StorageError as exc:
             return database_failed(settings, exc)
         out.print_json(json.dumps({"jobs": {c.job: c.as_json() for c in changes}}))
-        return 1 if any(c.state in DOWN_STATES for c in changes) else 0
+        return EXIT_CHECK_DOWN if any(c.state in DOWN_STATES for c in changes) else EXIT_CHECK_OK
 
     raise typer.Exit(run_async(go))
 

@@ -51,9 +51,9 @@ def _check_field(text: str, name: str, lo: int, hi: int, names: tuple[str, ...])
         if base == "*":
             continue
         first, dash, last = base.partition("-")
-        if dash and number(first) > number(last):
+        start = number(first)
+        if dash and start > number(last):
             raise ValueError(f"{name} range {base!r} runs backwards")
-        number(first)
 
 
 def check_cron(expr: str) -> None:

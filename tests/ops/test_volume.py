@@ -40,10 +40,6 @@ def history(counts: Sequence[int], last: date) -> list[RunRow]:
     return [daily_run(first + timedelta(days=i), c) for i, c in enumerate(counts)]
 
 
-def judge(run: RunRow, runs: Sequence[RunRow], daily: bool = True) -> object:
-    return evaluate_volume(run, runs, daily=daily, tz=UTC)
-
-
 def test_daily_schedules_are_recognised() -> None:
     assert is_daily("0 1 * * *") and is_daily("30 1 * * *")
     assert not is_daily("0 2 * * 1") and not is_daily("*/15 * * * *")

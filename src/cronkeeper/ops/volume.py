@@ -59,9 +59,6 @@ class Band:
     high: float
     median: float
 
-    def as_json(self) -> dict[str, float]:
-        return {"low": round(self.low, 1), "high": round(self.high, 1)}
-
 
 @dataclass(frozen=True)
 class VolumeVerdict:

@@ -88,7 +88,6 @@ class Change:
     """The message this evaluation owed: ``down``, ``recovered`` (or a reminder of ``down``)."""
     sent: bool = False
     """This process claimed the change and sent (or logged) its message."""
-    reminder: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -254,7 +253,7 @@ class Watchdog(RunObserver):
             text = self._text(spec, row, row.state, "down", runs, verdict, now)
             since = f" since {_iso(row.since)}" if row.since else ""
             await self._send(f":repeat: still {row.state}{since}: {text}", spec.name)
-            return Change(spec.name, row.state, row.state, row.since, "down", True, True)
+            return Change(spec.name, row.state, row.state, row.since, "down", sent=True)
         return Change(spec.name, row.state, row.state, row.since)
 
     async def _volume(
