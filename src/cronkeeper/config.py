@@ -411,7 +411,7 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise ValueError(f"CRONKEEPER_ALERT_REPEAT: {exc} (or off)") from None
 
-    @property
+    @cached_property
     def run_budget_seconds(self) -> float:
         """How long a run may keep deferred units waiting (``CRONKEEPER_RUN_BUDGET``)."""
         return parse_duration(self.run_budget).total_seconds()
@@ -423,7 +423,12 @@ class Settings(BaseSettings):
     def mixpanel_zone(self, project_id: str) -> ZoneInfo:
         """The project's time zone (``MIXPANEL_PROJECT_TIMEZONES``, else ``CRONKEEPER_TIMEZONE``):
         Mixpanel counts a day in the project's own zone."""
-        return project_zones(self.mixpanel_project_timezones).get(project_id, self.tz)
+        return self.project_timezones.get(project_id, self.tz)
+
+    @cached_property
+    def project_timezones(self) -> dict[str, ZoneInfo]:
+        """``MIXPANEL_PROJECT_TIMEZONES`` parsed once (it is asked per project and page)."""
+        return project_zones(self.mixpanel_project_timezones)
 
     @cached_property
     def jobs(self) -> tuple[JobSpec, ...]:

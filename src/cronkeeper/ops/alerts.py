@@ -31,7 +31,7 @@ from datetime import datetime
 import httpx
 
 from cronkeeper.clock import Clock, Sleep, utcnow
-from cronkeeper.config import Settings
+from cronkeeper.config import Settings, check_webhook_url
 from cronkeeper.errors import ConfigError, FetchError, PermanentFetchError, WaitTooLong
 from cronkeeper.http import (
     RetryEvent,
@@ -157,12 +157,13 @@ class WebhookAlerter(RunObserver):
         client_factory: ClientFactory | None = None,
     ) -> None:
         try:
-            parsed = httpx.URL(url)
-        except (httpx.InvalidURL, TypeError):
-            parsed = None
-        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+            check_webhook_url(url)  # the settings' own rule
+        except ValueError:
             # The URL is a secret: the message must not echo it.
-            raise ConfigError("ALERT_WEBHOOK_URL must be an absolute http:// or https:// URL")
+            raise ConfigError(
+                "ALERT_WEBHOOK_URL must be an absolute http:// or https:// URL"
+            ) from None
+        parsed = httpx.URL(url)
         if not timeout > 0:
             raise ConfigError(f"the alert timeout must be above 0 s, got {timeout}")
         if retries < 0:

@@ -27,8 +27,9 @@ from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
+from cronkeeper.config import zone
 from cronkeeper.errors import ConfigError, PayloadError
 from cronkeeper.sources._payload import (
     decode_json,
@@ -92,8 +93,8 @@ def parse_account_details(payload: object, *, ad_account_id: str) -> AccountDeta
             f"got {describe(zone_name)}"
         )
     try:
-        ZoneInfo(zone_name)
-    except (ZoneInfoNotFoundError, ValueError):
+        zone(zone_name)
+    except ValueError:
         raise PayloadError(
             f"{unit}: details: field 'timezone_name': unknown time zone {describe(zone_name)}"
         ) from None
