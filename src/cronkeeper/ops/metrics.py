@@ -93,15 +93,21 @@ class LedgerSnapshot:
 async def read_snapshot(service: Service) -> LedgerSnapshot:
     """Read the ledger for one scrape; never raises for the database."""
     jobs = service.settings.jobs
-    try:
-        latest, successes = await _read_ledger(service, [spec.name for spec in jobs])
-    except Exception as exc:
-        log.warning("metrics: the ledger could not be read: %s", _describe(service, exc))
+    names = [spec.name for spec in jobs]
+    # All three reads at once: a scrape waits one ledger timeout at most, not two or three.
+    latest, successes, states = await asyncio.gather(
+        service.ledger.latest_runs(names),
+        service.ledger.last_successes(names),
+        service.job_states.read(names),
+        return_exceptions=True,
+    )
+    if isinstance(latest, BaseException) or isinstance(successes, BaseException):
+        failed = latest if isinstance(latest, BaseException) else successes
+        assert isinstance(failed, BaseException)
+        log.warning("metrics: the ledger could not be read: %s", _describe(service, failed))
         return LedgerSnapshot(jobs, database_up=False)
-    try:
-        states = await service.job_states.read([spec.name for spec in jobs])
-    except Exception as exc:
-        log.warning("metrics: alert states could not be read: %s", _describe(service, exc))
+    if isinstance(states, BaseException):
+        log.warning("metrics: alert states could not be read: %s", _describe(service, states))
         states = {}
     now = service.clock()
     health = evaluate_health(
@@ -112,22 +118,6 @@ async def read_snapshot(service: Service) -> LedgerSnapshot:
         volume_affects_health=service.settings.volume_affects_health,
     )
     return LedgerSnapshot(jobs, True, latest, successes, health, states, now)
-
-
-async def _read_ledger(
-    service: Service, names: Sequence[str]
-) -> tuple[dict[str, RunRow | None], dict[str, datetime | None]]:
-    # Both statements at once: a scrape waits one ledger timeout at most, not two.
-    latest, successes = await asyncio.gather(
-        service.ledger.latest_runs(names),
-        service.ledger.last_successes(names),
-        return_exceptions=True,
-    )
-    if isinstance(latest, BaseException):
-        raise latest
-    if isinstance(successes, BaseException):
-        raise successes
-    return latest, successes
 
 
 def _describe(service: Service, exc: BaseException) -> str:
