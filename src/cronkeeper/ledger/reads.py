@@ -167,8 +167,14 @@ def last_success_statement(cron_names: Sequence[str]) -> CompoundSelect[Any]:
     (migration 0008), a partial index that holds only the successes: its first entry for the
     job, or none. On ``idx_cron_runs_name_started`` the arm walked back from the newest run to
     the first success, which for a job that is always ``partial`` (one dead ad account is
-    enough) is its whole history, on every scrape (``bench/metrics_scrape.py``).
+    enough) is its whole history, on every scrape (``bench/metrics_scrape.py``). Built once
+    per set of job names, like the health query.
     """
+    return _last_success_statement(tuple(cron_names))
+
+
+@functools.lru_cache(maxsize=64)
+def _last_success_statement(cron_names: tuple[str, ...]) -> CompoundSelect[Any]:
     columns = (cron_runs.c.cron_name, cron_runs.c.started_at, cron_runs.c.finished_at)
     return _newest_per_job(columns, cron_names, 1, IS_SUCCESS, arm="success_")
 
