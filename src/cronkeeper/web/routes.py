@@ -93,12 +93,11 @@ def _count(value: float | None) -> str:
 class StatusPage:
     """The page's state for one app: the service, the session signer, the failure limiter."""
 
-    def __init__(self, service: Service, *, limiter: FailureLimiter | None = None) -> None:
+    def __init__(self, service: Service, *, limiter: FailureLimiter) -> None:
         """``limiter``: the app's, shared with the bearer API (see :func:`install_status_page`)."""
         self.service = service
         self.sessions = Sessions(service.settings.cron_secret, service.clock)
-        # ``is None``, not ``or``: a limiter with no failures yet has length 0, so it is falsy.
-        self.limiter = FailureLimiter(service.clock) if limiter is None else limiter
+        self.limiter = limiter
         self.templates = _environment()
         self.router = APIRouter(include_in_schema=False)
         self.router.add_api_route("/status", self.status, methods=["GET"])
