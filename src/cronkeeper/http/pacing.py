@@ -25,7 +25,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cronkeeper.clock import Clock, utcnow
@@ -160,10 +160,10 @@ class Pacer:
     def _push(self, scope: str, seconds: float) -> None:
         if seconds <= 0:
             return
-        until = self.clock().timestamp() + seconds
+        until = self.clock() + timedelta(seconds=seconds)
         current = self._not_before.get(scope)
-        if current is None or current.timestamp() < until:
-            self._not_before[scope] = datetime.fromtimestamp(until, tz=self.clock().tzinfo)
+        if current is None or current < until:
+            self._not_before[scope] = until
 
     def observe(self, scope: str, usage: Usage) -> None:
         """An answer for ``scope`` reported ``usage``: space the next requests accordingly."""
@@ -174,16 +174,13 @@ class Pacer:
         """The API refused and asked for ``seconds``: nothing of ``scope`` goes out before."""
         self._push(scope, seconds)
 
-    def delay(self, scope: str) -> float:
-        """Seconds ``scope`` must still wait (its own hold and the whole source's)."""
-        now = self.clock().timestamp()
-        times = [self._not_before.get(scope), self._not_before.get(SOURCE)]
-        latest = max((t.timestamp() for t in times if t is not None), default=now)
-        return max(0.0, latest - now)
-
     def not_before(self, scope: str) -> datetime | None:
-        """When ``scope`` may send again, if it is held at all."""
-        delay = self.delay(scope)
-        if delay <= 0:
-            return None
-        return datetime.fromtimestamp(self.clock().timestamp() + delay, tz=self.clock().tzinfo)
+        """When ``scope`` may send again (its own hold and the whole source's), if held."""
+        holds = [self._not_before.get(scope), self._not_before.get(SOURCE)]
+        latest = max((t for t in holds if t is not None), default=None)
+        return latest if latest is not None and latest > self.clock() else None
+
+    def delay(self, scope: str) -> float:
+        """Seconds ``scope`` must still wait."""
+        until = self.not_before(scope)
+        return 0.0 if until is None else (until - self.clock()).total_seconds()
