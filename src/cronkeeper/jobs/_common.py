@@ -7,6 +7,7 @@ line, without the SQL and bound parameters SQLAlchemy appends to its messages.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -191,23 +192,20 @@ async def for_each(
 
     async def one(item: T) -> None:
         await slots.acquire()
-        set_aside = 0
         try:
-            while True:
+            for set_aside in itertools.count():
                 try:
                     await work(item)
+                    return
                 except WaitTooLong as exc:
                     if defer is None or set_aside >= defer.max_times:
-                        on_error(item, exc)
-                    elif not defer.allows(exc.wait_seconds):
-                        on_error(item, defer.too_late(exc))
-                    else:
-                        set_aside += 1
-                        await sleep_outside(slots, defer.sleep)(exc.wait_seconds)
-                        continue
-                except Exception as exc:
-                    on_error(item, exc)
-                return
+                        raise
+                    if not defer.allows(exc.wait_seconds):
+                        raise defer.too_late(exc) from None
+                    wait = exc.wait_seconds
+                await sleep_outside(slots, defer.sleep)(wait)
+        except Exception as exc:
+            on_error(item, exc)
         finally:
             slots.release()
 
