@@ -47,16 +47,38 @@ T = TypeVar("T")
 MIN_SECRET_LENGTH = 16
 _redactor = Redactor()  # the loaded settings' one, for the last-resort message in main()
 
+# Plain click help: Typer's Rich panels print a type column that shows flags as `--help <bool>`.
 app = typer.Typer(
     help="Scheduled marketing-data collection with a run ledger and a health check.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(db_app, name="db")
 out = Console()
 err = Console(stderr=True, soft_wrap=True)  # one message, one line, whatever the width
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from cronkeeper import __version__
+
+        out.print(f"cronkeeper {__version__}", highlight=False, markup=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Scheduled marketing-data collection with a run ledger and a health check."""
 
 
 def say_error(message: str) -> None:
@@ -76,9 +98,11 @@ def load_settings(*, verbose: bool = False) -> Settings:
     except ValidationError as exc:
         lines = []
         for problem in exc.errors():
-            where = ".".join(str(p) for p in problem["loc"]) or "configuration"
+            where = ".".join(str(p) for p in problem["loc"]).upper()
             message = problem["msg"].removeprefix("Value error, ")
-            lines.append(f"invalid configuration: {where.upper()}: {message}")
+            # A field's error names its variable here; a cross-field one names it itself.
+            named = f"{where}: {message}" if where and not message.startswith(where) else message
+            lines.append(f"invalid configuration: {named}")
         fail("\nerror: ".join(lines))
     configure_logging(settings.redactor, logging.DEBUG if verbose else logging.INFO)
     _redactor = settings.redactor
@@ -86,7 +110,9 @@ def load_settings(*, verbose: bool = False) -> Settings:
 
 
 @asynccontextmanager
-async def opened(settings: Settings, *, alerts: bool = False) -> AsyncIterator[Service]:
+async def opened(
+    settings: Settings, *, alerts: bool = False, announce: bool = False
+) -> AsyncIterator[Service]:
     """The service of one command: alerts wired if asked, schema prepared, engine disposed."""
     from cronkeeper.ops.watchdog import install_watchdog
     from cronkeeper.service import Service
@@ -98,7 +124,7 @@ async def opened(settings: Settings, *, alerts: bool = False) -> AsyncIterator[S
                 install_watchdog(service)
             except ConfigError as exc:  # e.g. ALERT_WEBHOOK_URL that is not a URL
                 fail(str(exc))
-        await service.prepare()
+        await service.prepare(announce=announce)  # others fail with one line of their own
         yield service
     finally:
         await service.aclose()
@@ -146,7 +172,7 @@ def run(
 
     async def go() -> int:
         try:
-            async with opened(settings, alerts=True) as service:
+            async with opened(settings, alerts=True, announce=True) as service:
                 result = await run_job(service, job, report_day)
         except (UnknownJob, ValueError) as exc:
             fail(str(exc))
@@ -306,6 +332,20 @@ def db_upgrade() -> None:
     out.print(f"database {safe_url(settings.database_url)} is at revision {revision}")
 
 
+def refuse_busy_port(host: str, port: int) -> None:
+    """Exit 2 with one line when ``host:port`` cannot be listened on (uvicorn would say so only
+    after start-up, with exit 3: "partial" in this command's contract)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port")
+
+
 @app.command()
 def serve(
     host: Annotated[
@@ -332,6 +372,7 @@ def serve(
     from cronkeeper.service import Service
 
     settings = load_settings()
+    refuse_busy_port(host, port)  # before the schema or the scheduler is touched
     secret = settings.cron_secret.get_secret_value() if settings.cron_secret else ""
     if len(secret) < MIN_SECRET_LENGTH:
         fail(
@@ -395,7 +436,9 @@ def backfill(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="re-run dates already collected")] = False,
 ) -> None:
-    """Re-collect a date range, one run per date; dates already `success` are skipped."""
+    """Re-collect a date range in as few runs as each job's lookback allows (collect-daily one
+    per META_LOOKBACK_DAYS days); run dates already `success` are skipped, so running it again
+    resumes an interrupted backfill."""
     from cronkeeper.ops.backfill import backfill as run_backfill
     from cronkeeper.ops.backfill import make_progress
 
@@ -405,7 +448,7 @@ def backfill(
 
     async def go() -> int:
         try:
-            async with opened(settings, alerts=True) as service:
+            async with opened(settings, alerts=True, announce=True) as service:
                 report = await run_backfill(
                     service, job, first, last, force=force, progress=make_progress(out)
                 )

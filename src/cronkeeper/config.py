@@ -139,6 +139,14 @@ def project_zones(value: str) -> dict[str, ZoneInfo]:
     return out
 
 
+def _duration(text: str, what: str) -> timedelta:
+    """A duration, or a ValueError that names the setting (``what``) it came from."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from None
+
+
 def _positive(text: str, what: str) -> int:
     if not text.strip().isdigit() or int(text) < 1:
         raise ValueError(f"{what}: expected a whole number of runs, 1 or more, got {text!r}")
@@ -434,17 +442,17 @@ class Settings(BaseSettings):
     def jobs(self) -> tuple[JobSpec, ...]:
         """The four jobs with this configuration's schedules, windows and runtimes applied."""
         windows = {
-            k: parse_duration(v)
+            k: _duration(v, f"CRONKEEPER_JOB_WINDOWS {k}")
             for k, v in _pairs(self.job_windows, ",", "CRONKEEPER_JOB_WINDOWS").items()
         }
         schedules = _pairs(self.schedules, ";", "CRONKEEPER_SCHEDULES")
         runtime_default: timedelta | None = None
         runtimes: dict[str, timedelta] = {}
         if self.max_runtime.strip() and "=" not in self.max_runtime:
-            runtime_default = parse_duration(self.max_runtime)
+            runtime_default = _duration(self.max_runtime, "CRONKEEPER_MAX_RUNTIME")
         else:
             runtimes = {
-                k: parse_duration(v)
+                k: _duration(v, f"CRONKEEPER_MAX_RUNTIME {k}")
                 for k, v in _pairs(self.max_runtime, ",", "CRONKEEPER_MAX_RUNTIME").items()
             }
         return tuple(

@@ -103,7 +103,7 @@ class Service:
         s = self.settings
         return RetryPolicy(max_retries=s.max_retries, timeout=s.http_timeout, max_wait=s.max_wait)
 
-    async def prepare(self) -> bool:
+    async def prepare(self, *, announce: bool = True) -> bool:
         """Create the SQLite schema on first use; on PostgreSQL, report a stale one; record
         the run ends spooled while the database was down.
 
@@ -118,7 +118,12 @@ class Service:
         except Exception as exc:
             self.ledger.breaker.record(exc)
             first = first_line(exc, type(exc).__name__)
-            log.error("database unavailable at start-up: %s", self.settings.redactor(first))
+            # ``announce=False``: a CLI command that says so itself in its one error line.
+            log.log(
+                logging.ERROR if announce else logging.DEBUG,
+                "database unavailable at start-up: %s",
+                self.settings.redactor(first),
+            )
             return False
         self.ledger.breaker.record(None)
         await self.ledger.replay_spool()

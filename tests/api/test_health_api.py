@@ -124,7 +124,14 @@ async def test_runs_lists_recent_runs_with_filters_and_validates_input(
     body = (await client.get("/api/cron/runs?job=collect-daily", headers=AUTH)).json()
     assert [r["id"] for r in body["runs"]] == [a]
     assert body["runs"][0]["errorMessage"] == "boom"
-    assert (await client.get("/api/cron/runs?status=weird", headers=AUTH)).status_code == 422
+    weird = await client.get("/api/cron/runs?status=weird", headers=AUTH)
+    assert weird.status_code == 400
+    assert weird.json() == {
+        "error": "unknown status 'weird'; statuses are running, success, error, partial"
+    }
+    typo = await client.get("/api/cron/runs?job=collect-daly", headers=AUTH)
+    assert typo.status_code == 400
+    assert typo.json()["error"].startswith("unknown job 'collect-daly'; jobs are ")
     assert (await client.get("/api/cron/runs?limit=0", headers=AUTH)).status_code == 422
     assert len((await client.get("/api/cron/runs?limit=1", headers=AUTH)).json()["runs"]) == 1
 

@@ -63,9 +63,14 @@ async def prune(
                 if count < batch_size:
                     break
     except Exception as exc:
+        done = (
+            f"prune --dry-run stopped after counting {deleted} runs"
+            if dry_run
+            else f"prune stopped after deleting {deleted} runs"
+        )
+        again = "" if dry_run else "; run it again to continue"
         raise StorageError(
-            f"prune stopped after deleting {deleted} runs: {type(exc).__name__}: "
-            f"{first_line(exc)[:300]}; run it again to continue"
+            f"{done}: {type(exc).__name__}: {first_line(exc)[:300]}{again}"
         ) from None
     log.info(
         "%s %d runs started before %s",
