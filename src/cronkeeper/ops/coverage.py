@@ -45,6 +45,15 @@ class SourceCoverage:
     def count(self, state: DayState) -> int:
         return sum(1 for s in self.days.values() if s == state)
 
+    @property
+    def missing_days(self) -> int:
+        return self.count("missing")
+
+    @property
+    def label(self) -> str:
+        """How a person names the unit: ``act_…`` or ``Mixpanel …``."""
+        return f"act_{self.unit}" if self.source == "meta" else f"Mixpanel {self.unit}"
+
     def as_json(self) -> dict[str, Any]:
         return {
             "source": self.source,
