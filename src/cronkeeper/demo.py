@@ -17,7 +17,7 @@ from rich.console import Console
 
 from cronkeeper.config import Settings
 from cronkeeper.http import RetryEvent
-from cronkeeper.jobs import report_date
+from cronkeeper.reportday import default_day
 from cronkeeper.runner import RunResult, run_job
 from cronkeeper.runs_table import print_runs
 from cronkeeper.sandbox import demo_world
@@ -64,7 +64,7 @@ async def run_demo(database: Path, console: Console, *, day: date | None = None)
         service.observers.append(_ShowRetries(console))
         try:
             await service.prepare()
-            report_day = day or report_date(service.clock(), settings.tz)
+            report_day = day or default_day(service.clock(), settings.tz)
             console.print(
                 f"report date: {report_day.isoformat()} (yesterday, {settings.timezone})\n"
             )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -11,8 +10,9 @@ from typing import Any
 from cronkeeper.errors import CronkeeperError
 from cronkeeper.http import HttpContext, RetryEvent, client_from_settings
 from cronkeeper.http.pacing import Pacer, PacingPolicy
-from cronkeeper.jobs import JobContext, get_job, report_date
+from cronkeeper.jobs import JobContext, get_job
 from cronkeeper.ledger import FinalStatus, RunTracker
+from cronkeeper.reportday import check_report_date, default_day, parse_report_date
 from cronkeeper.service import Service
 
 __all__ = [
@@ -32,41 +32,6 @@ ABANDONED = (
     "abandoned: its end was never recorded (the process stopped, or the database was"
     " unreachable when it finished) and its lease expired"
 )
-EARLIEST_REPORT_DATE = date(2000, 1, 1)
-
-
-_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-
-
-def parse_report_date(text: str) -> date:
-    """``YYYY-MM-DD`` and nothing else, or ``ValueError``.
-
-    Not a Unix timestamp, not a datetime at midnight, not ``20261129``: pydantic (``?date=``)
-    and ``date.fromisoformat`` (``--date``) each accept some of these, and a run for a date
-    the caller did not mean is worse than a refusal.
-    """
-    if _ISO_DAY.fullmatch(text):
-        try:
-            return date.fromisoformat(text)
-        except ValueError:
-            pass
-    raise ValueError(f"invalid date {text[:40]!r}: use YYYY-MM-DD")
-
-
-def check_report_date(day: date, last_complete: date, zone: str) -> None:
-    """Refuse dates no source has complete data for, with a message (``ValueError``).
-
-    One rule for ``run --date``, ``?date=`` and ``backfill``: a report date is a day that has
-    ended in ``zone`` (``CRONKEEPER_TIMEZONE``); ``last_complete`` is yesterday there.
-    Today would be collected half-way and then look complete.
-    """
-    if day < EARLIEST_REPORT_DATE:
-        raise ValueError(f"report date {day.isoformat()} is before {EARLIEST_REPORT_DATE}")
-    if day > last_complete:
-        raise ValueError(
-            f"report date {day.isoformat()} is not over yet in {zone}: the last complete day "
-            f"is {last_complete.isoformat()}"
-        )
 
 
 @dataclass(frozen=True)
@@ -100,7 +65,7 @@ async def run_job(service: Service, name: str, day: date | None = None) -> RunRe
     job = get_job(name)
     settings = service.settings
     now = service.clock()
-    last_complete = report_date(now, settings.tz)
+    last_complete = default_day(now, settings.tz)
     explicit_day = day is not None
     if day is None:
         day = last_complete

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from cronkeeper.errors import UnknownJob
 from cronkeeper.jobs import collect_benchmarks, collect_daily, collect_mixpanel, sync_notion
-from cronkeeper.jobs.base import Job, JobContext, JobFunc, lookback, report_date, source_day
+from cronkeeper.jobs.base import Job, JobContext, JobFunc, lookback, source_day
 
 __all__ = [
     "JOBS",
@@ -17,7 +17,6 @@ __all__ = [
     "JobFunc",
     "get_job",
     "lookback",
-    "report_date",
     "source_day",
 ]
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,8 +21,9 @@ from cronkeeper.clock import Clock
 from cronkeeper.config import Settings
 from cronkeeper.http import HttpContext
 from cronkeeper.ledger import RunTracker
+from cronkeeper.reportday import lookback, source_day  # the jobs' day rule lives there
 
-__all__ = ["Job", "JobContext", "JobFunc", "lookback", "report_date", "source_day"]
+__all__ = ["Job", "JobContext", "JobFunc", "lookback", "source_day"]
 
 
 @dataclass(frozen=True)
@@ -49,27 +49,3 @@ class Job:
     """What one unit is, for messages: ``accounts``, ``projects``, ``pages``, ``industries``."""
     run: JobFunc
     description: str
-
-
-def report_date(now: datetime, tz: ZoneInfo) -> date:
-    """Yesterday in the configured time zone: the last complete day."""
-    return now.astimezone(tz).date() - timedelta(days=1)
-
-
-def source_day(now: datetime, zone: ZoneInfo, day: date, *, explicit: bool) -> date:
-    """The last day to collect from a source that counts days in ``zone``.
-
-    Without an explicit date it is the source's own yesterday. An explicit ``day`` means that
-    day in the source's zone, but never a day that has not ended there yet: a day still open
-    would be stored as if complete (and, without a later re-read, never corrected). Meta counts
-    a day in the ad account's ``timezone_name`` (airbyte source-facebook-marketing,
-    ``_get_end_date_for_account``: "the Facebook Insights API interprets time_range dates in the
-    ad account's timezone"); Mixpanel in the project's time zone.
-    """
-    yesterday = report_date(now, zone)
-    return min(day, yesterday) if explicit else yesterday
-
-
-def lookback(end: date, days: int) -> tuple[date, date]:
-    """The restatement window of ``days`` days that ends on ``end``, both included."""
-    return end - timedelta(days=max(1, days) - 1), end

@@ -44,9 +44,9 @@ from rich.progress import (
 
 from cronkeeper.config import Settings
 from cronkeeper.errors import AlreadyRunning, UnknownJob
-from cronkeeper.jobs.base import report_date
 from cronkeeper.ops.scheduler import RunJob
-from cronkeeper.runner import EXIT_ALREADY_RUNNING, EXIT_CODES, check_report_date, run_job
+from cronkeeper.reportday import check_report_date, default_day
+from cronkeeper.runner import EXIT_ALREADY_RUNNING, EXIT_CODES, run_job
 from cronkeeper.service import Service
 
 __all__ = [
@@ -296,7 +296,7 @@ async def backfill(
     if job not in names:
         raise UnknownJob(f"no job named {job!r}; jobs are {', '.join(names)}")
     tz = service.settings.tz
-    last_complete = report_date(service.clock(), tz)
+    last_complete = default_day(service.clock(), tz)
     until = until or last_complete
     for day in (since, until):  # the runner's rule: a day that is over, not before 2000
         check_report_date(day, last_complete, service.settings.timezone)

@@ -13,14 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.config import Settings
 from cronkeeper.errors import StorageError
-from cronkeeper.jobs.base import report_date
+from cronkeeper.reportday import account_zone, earliest_day, last_complete_day, lookback
 from cronkeeper.storage.schema import (
     accounts,
     meta_account_details,
@@ -75,7 +74,7 @@ def day_states(
     A stored day younger than the source's restatement ``window`` is ``restating``: the next
     runs will rewrite it as the source revises its figures.
     """
-    first_final = last_day - timedelta(days=window - 1)
+    first_final, _ = lookback(last_day, window)
     states: dict[date, DayState] = {}
     for i in range(days - 1, -1, -1):
         day = last_day - timedelta(days=i)
@@ -90,7 +89,7 @@ async def load_coverage(
     engine: AsyncEngine, settings: Settings, now: datetime, days: int = 28
 ) -> list[SourceCoverage]:
     """Coverage of every ad account and Mixpanel project the jobs would collect."""
-    earliest = report_date(now, ZoneInfo("Etc/GMT-14")) - timedelta(days=days + 1)
+    earliest = earliest_day(now, days)
     try:
         async with engine.connect() as conn:
             active = (
@@ -133,8 +132,7 @@ async def load_coverage(
     out: list[SourceCoverage] = []
     for account in ad_ids:
         zone_name = zones.get(account)
-        zone = ZoneInfo(zone_name) if zone_name else settings.tz
-        last = report_date(now, zone)
+        last = last_complete_day(now, account_zone(zone_name, settings.tz))
         out.append(
             SourceCoverage(
                 "meta",
@@ -146,7 +144,7 @@ async def load_coverage(
         )
     for project in projects:
         zone = settings.mixpanel_zone(project)
-        last = report_date(now, zone)
+        last = last_complete_day(now, zone)
         out.append(
             SourceCoverage(
                 "mixpanel",

@@ -39,7 +39,7 @@ from cronkeeper.clock import Sleep
 from cronkeeper.config import JobSpec
 from cronkeeper.cron import CronExpression
 from cronkeeper.errors import AlreadyRunning, ConfigError, first_line
-from cronkeeper.jobs.base import report_date
+from cronkeeper.reportday import slot_day
 from cronkeeper.runner import run_job
 from cronkeeper.service import Service
 
@@ -218,7 +218,7 @@ class CronScheduler:
     async def _fire(self, name: str, slot: datetime | None) -> RunOutcome | None:
         now = self.service.clock()
         slot = slot or self.crons[name].previous(now, self.tz) or now
-        day = report_date(slot, self.tz)
+        day = slot_day(slot, self.tz)
         if await self._paused(name, now):
             log.info("%s is paused: its %s fire is skipped", name, slot.isoformat())
             return None
@@ -323,7 +323,7 @@ class CronScheduler:
                 continue
             try:
                 last = await self.service.ledger.last_started_for(
-                    spec.name, report_date(slot, self.tz)
+                    spec.name, slot_day(slot, self.tz)
                 )
             except Exception as exc:
                 log.warning(

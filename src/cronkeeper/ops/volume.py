@@ -23,9 +23,10 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, timedelta, tzinfo
 from typing import Literal
 
+from cronkeeper import reportday
 from cronkeeper.ledger.models import RunRow
 
 __all__ = [
@@ -79,23 +80,15 @@ def is_daily(schedule: str) -> bool:
     return minute.isdigit() and hour.isdigit() and rest == ["*", "*", "*"]
 
 
-def _local_day(moment: datetime, tz: tzinfo) -> date:
-    return moment.astimezone(tz).date()
-
-
 def is_backfill(run: RunRow, tz: tzinfo) -> bool:
     """A run for another date than the one its job collects by default (yesterday, locally,
     when it started): a backfill or a re-run, whose volume says nothing about today."""
-    if run.report_date is None:
-        return False
-    return run.report_date != _local_day(run.started_at, tz) - timedelta(days=1)
+    return reportday.is_backfill(run.report_date, run.started_at, tz)
 
 
 def _day(run: RunRow, tz: tzinfo) -> date:
     """The day a run stands for: its report date, or the day before it started."""
-    if run.report_date is not None:
-        return run.report_date
-    return _local_day(run.started_at, tz) - timedelta(days=1)
+    return reportday.run_day(run.report_date, run.started_at, tz)
 
 
 def _eligible(run: RunRow, tz: tzinfo) -> bool:
