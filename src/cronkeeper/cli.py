@@ -212,7 +212,7 @@ def check() -> None:
     Exit 0 every job ok or paused, 1 a job is down (missing, stuck, failed, anomalous),
     2 database error.
     """
-    from cronkeeper.ops.alert_state import DOWN_STATES
+    from cronkeeper.alerting.state import DOWN_STATES
     from cronkeeper.ops.watchdog import EXIT_CHECK_DOWN, EXIT_CHECK_OK, install_watchdog
 
     settings = load_settings()
@@ -238,7 +238,7 @@ def pause(
     reason: Annotated[str | None, typer.Option("--reason", help="why, shown in health")] = None,
 ) -> None:
     """Pause a job: the scheduler skips it, no alert, ok in health (exit 0; 2 error)."""
-    from cronkeeper.ops.watchdog import pause_job
+    from cronkeeper.alerting.pause import pause_job
 
     pausing(lambda service: pause_job(service, job, for_=for_, reason=reason))
 
@@ -246,14 +246,14 @@ def pause(
 @app.command()
 def resume(job: Annotated[str, typer.Argument(help="the job to resume")]) -> None:
     """End a job's pause now (exit 0; 2 error)."""
-    from cronkeeper.ops.watchdog import resume_job
+    from cronkeeper.alerting.pause import resume_job
 
     pausing(lambda service: resume_job(service, job))
 
 
 def pausing(change: Callable[[Service], Awaitable[JobState]]) -> NoReturn:
     """Pause or resume, print the pause as JSON, exit 0; 2 for bad input or the database."""
-    from cronkeeper.ops.watchdog import pause_json
+    from cronkeeper.alerting.pause import pause_json
 
     settings = load_settings()
 

@@ -11,8 +11,8 @@ from typing import Any
 from prometheus_client import generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cronkeeper.alerting.delivery import WebhookAlerter
 from cronkeeper.ledger import RunRow
-from cronkeeper.ops.alerts import WebhookAlerter
 from cronkeeper.ops.metrics import LedgerCollector, read_snapshot
 from cronkeeper.ops.scheduler import CronScheduler
 from cronkeeper.ops.watchdog import Watchdog

@@ -11,13 +11,14 @@ from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from cronkeeper import __version__
+from cronkeeper.alerting.pause import pause_job, pause_json, resume_job
 from cronkeeper.api.auth import FailureLimiter
 from cronkeeper.api.deps import AUTH_RESPONSES, Authorized, ServiceDep
 from cronkeeper.errors import AlreadyRunning, StorageError, UnknownJob
 from cronkeeper.ledger.job_state import JobState
 from cronkeeper.ops.metrics import install_metrics
 from cronkeeper.ops.scheduler import CronScheduler
-from cronkeeper.ops.watchdog import install_watchdog, pause_job, pause_json, resume_job
+from cronkeeper.ops.watchdog import install_watchdog
 from cronkeeper.runner import parse_report_date, run_job
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import RUN_STATUSES

@@ -39,6 +39,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
+from cronkeeper.alerting.state import ALERT_STATES
 from cronkeeper.api.deps import AUTH_RESPONSES, Authorized
 from cronkeeper.config import JobSpec
 from cronkeeper.errors import first_line
@@ -47,7 +48,6 @@ from cronkeeper.http import Reason, RetryEvent
 from cronkeeper.ledger import RunRow
 from cronkeeper.ledger.job_state import JobState
 from cronkeeper.ledger.models import FINAL_STATUSES
-from cronkeeper.ops.alert_state import ALERT_STATES
 from cronkeeper.redact import truncate
 from cronkeeper.service import RunObserver, Service
 from cronkeeper.storage.schema import RUN_STATUSES

@@ -4,9 +4,10 @@ Alerts used to go out only when a run ended, so a job that never started (schedu
 host gone, cron line deleted) said nothing. The watchdog reads the ledger and the
 ``job_state`` table every ``CRONKEEPER_WATCH_INTERVAL`` (``serve --scheduler`` and
 ``scheduler`` run it; ``cronkeeper check`` runs it once, for system cron), puts each job
-through the state machine of :mod:`cronkeeper.ops.alert_state`, and sends a message for each
-change it *claims* (one conditional UPDATE in :mod:`cronkeeper.ledger.job_state`): however
-many replicas watch, one message per change.
+and hands what it sees to :mod:`cronkeeper.alerting`, which owns the rule: the state machine,
+the claim of each change (one conditional UPDATE in :mod:`cronkeeper.ledger.job_state`:
+however many replicas watch, one message per change), the wording and the delivery. The
+watchdog only decides *when* to look.
 
 It is also a :class:`~cronkeeper.service.RunObserver`: a run that ends (``cronkeeper run``, a
 trigger, the scheduler) is evaluated at once, through the same claim, so a failure alerts
@@ -25,29 +26,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from cronkeeper.config import JobSpec, Settings
-from cronkeeper.durations import format_duration, parse_duration
+from cronkeeper.alerting.delivery import WebhookAlerter, alerter_from_settings
+from cronkeeper.alerting.dispatch import Change, Dispatcher
+from cronkeeper.alerting.state import Observation, Thresholds, thresholds_from_settings
+from cronkeeper.config import JobSpec
 from cronkeeper.errors import StorageError
 from cronkeeper.health import evaluate_health
-from cronkeeper.jobs import get_job
 from cronkeeper.ledger import RunRow
 from cronkeeper.ledger.job_state import JobState
-from cronkeeper.ops.alert_state import (
-    AlertKind,
-    Observation,
-    Thresholds,
-    alert_kind,
-    leading,
-    next_state,
-    reminder_due,
-)
-from cronkeeper.ops.alerts import WebhookAlerter, alerter_from_settings, finished_text
 from cronkeeper.ops.volume import Anomaly, Band, VolumeVerdict, classify_history, is_daily
-from cronkeeper.redact import truncate
 from cronkeeper.service import RunObserver, Service
 
 __all__ = [
@@ -56,10 +45,6 @@ __all__ = [
     "Change",
     "Watchdog",
     "install_watchdog",
-    "pause_job",
-    "pause_json",
-    "resume_job",
-    "thresholds_from_settings",
 ]
 
 log = logging.getLogger("cronkeeper.ops.watchdog")
@@ -74,82 +59,6 @@ TRAILING_LIMIT = 60
 """Successes read for a non-daily job's baseline: 14 runs, and 14 before each of those."""
 BASELINE_WEEKS = 17
 """A daily job's history read: 8 weeks of baseline, and 8 more to judge those runs, + 1."""
-
-
-@dataclass(frozen=True)
-class Change:
-    """What one evaluation did for one job."""
-
-    job: str
-    before: str
-    state: str
-    since: datetime | None
-    kind: AlertKind | None = None
-    """The message this evaluation owed: ``down``, ``recovered`` (or a reminder of ``down``)."""
-    sent: bool = False
-    """This process claimed the change and sent (or logged) its message."""
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "previous": self.before,
-            "since": self.since.isoformat() if self.since else None,
-            "alerted": self.sent,
-        }
-
-
-def thresholds_from_settings(settings: Settings) -> Thresholds:
-    failure, by_job = settings.failure_thresholds
-    return Thresholds(failure=failure, recovery=settings.recovery_threshold, failure_by_job=by_job)
-
-
-# -- messages (pure) ----------------------------------------------------------------------
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="seconds")
-
-
-def missing_text(spec: JobSpec, last: RunRow | None, now: datetime) -> str:
-    window = format_duration(spec.window)
-    when = f"its last run started {_iso(last.started_at)}" if last else "it never ran"
-    return (
-        f":red_circle: {spec.name} is missing: no run started in its {window} window"
-        f" ({when}; checked {_iso(now)})"
-    )
-
-
-def stuck_text(spec: JobSpec, run: RunRow | None, now: datetime) -> str:
-    started = _iso(run.started_at) if run else "?"
-    run_id = run.id if run else "?"
-    return (
-        f":red_circle: {spec.name} is stuck: run {run_id} has been running since {started},"
-        f" longer than its max runtime of {format_duration(spec.max_runtime)}"
-        f" (checked {_iso(now)})"
-    )
-
-
-def low_volume_text(run: RunRow, expected: tuple[float, float] | None) -> str:
-    at = _iso(run.finished_at or run.started_at)
-    if expected is None:
-        usual = "after runs that wrote some"
-    else:
-        usual = f"expected {expected[0]:g}–{expected[1]:g}"
-    return (
-        f":large_orange_circle: {run.cron_name} wrote unusually few records: run {run.id}"
-        f" wrote {run.records_count} ({usual}) at {at}"
-    )
-
-
-def recovered_text(job: str, before: str, since: datetime | None, run: RunRow | None) -> str:
-    was = f"{before} since {_iso(since)}" if since else before
-    if run is None:
-        return f":large_green_circle: {job} recovered (it was {was})"
-    at = _iso(run.finished_at or run.started_at)
-    return (
-        f":large_green_circle: {job} recovered at {at}: run {run.id} ended {run.status} with"
-        f" {run.records_count} record{'s' if run.records_count != 1 else ''} (it was {was})"
-    )
 
 
 def _stored_verdict(row: JobState) -> VolumeVerdict:
@@ -186,6 +95,13 @@ class Watchdog(RunObserver):
         self.repeat = repeat if repeat is not None else settings.alert_repeat_every
         self.interval = interval or settings.watch_every
         self.redactor = settings.redactor
+        self.alerting = Dispatcher(
+            service.job_states,
+            alerters=self.alerters,
+            thresholds=self.thresholds,
+            repeat=self.repeat,
+            redactor=self.redactor,
+        )
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
 
@@ -237,24 +153,7 @@ class Watchdog(RunObserver):
             paused=row.is_paused(now),
             anomaly=verdict.anomaly,
         )
-        new = next_state(row.state, seen, self.thresholds)
-        if new != row.state:
-            kind = alert_kind(row.state, new)
-            won = await self.service.job_states.claim(row, new, now, alerting=kind is not None)
-            if not won:
-                return Change(spec.name, row.state, new, now, kind)
-            log.info("%s: %s → %s", spec.name, row.state, new)
-            if kind is not None:
-                text = self._text(spec, row, new, kind, runs, verdict, now)
-                await self._send(text, spec.name)
-            return Change(spec.name, row.state, new, now, kind, sent=kind is not None)
-        due = reminder_due(row.state, row.last_alerted_at, now, self.repeat)
-        if due and await self.service.job_states.claim_reminder(row, now):
-            text = self._text(spec, row, row.state, "down", runs, verdict, now)
-            since = f" since {_iso(row.since)}" if row.since else ""
-            await self._send(f":repeat: still {row.state}{since}: {text}", spec.name)
-            return Change(spec.name, row.state, row.state, row.since, "down", sent=True)
-        return Change(spec.name, row.state, row.state, row.since)
+        return await self.alerting.settle(spec, row, seen, runs, verdict.band, now)
 
     async def _volume(
         self, spec: JobSpec, row: JobState, run: RunRow, now: datetime
@@ -274,49 +173,6 @@ class Watchdog(RunObserver):
             log.info("%s: run %s is %s (expected %s)", spec.name, run.id, verdict.anomaly, band)
         return verdict
 
-    def _text(
-        self,
-        spec: JobSpec,
-        row: JobState,
-        new: str,
-        kind: AlertKind,
-        runs: list[RunRow],
-        verdict: VolumeVerdict,
-        now: datetime,
-    ) -> str:
-        finished = [r for r in runs if r.status != "running"]
-        if kind == "recovered":
-            if row.state == "failed" and finished:
-                streak = leading(finished, "success")
-                before = finished[streak] if streak < len(finished) else None
-                text = finished_text(finished[0], before, self.redactor)
-                if text is not None:
-                    return text
-            return recovered_text(
-                spec.name, row.state, row.since, finished[0] if finished else None
-            )
-        if new == "missing":
-            return missing_text(spec, runs[0] if runs else None, now)
-        if new == "stuck":
-            return stuck_text(spec, runs[0] if runs else None, now)
-        if new == "anomalous" and finished:
-            band = (
-                (round(verdict.band.low, 1), round(verdict.band.high, 1)) if verdict.band else None
-            )
-            return low_volume_text(finished[0], band)
-        errors = leading(finished, "error")
-        text = finished_text(finished[0], None, self.redactor) if finished else None
-        if text is None:
-            return f":red_circle: {spec.name} failed"
-        if errors > 1:
-            text += f"\n({errors} runs in a row ended error)"
-        return text
-
-    async def _send(self, text: str, job: str) -> None:
-        log.warning("alert: %s", self.redactor(text.splitlines()[0]))
-        for alerter in self.alerters:
-            await alerter.send(text, about=job)
-
     # -- run ends
 
     async def run_finished(self, run: RunRow, previous: RunRow | None) -> None:
@@ -326,13 +182,7 @@ class Watchdog(RunObserver):
         evaluates the job again.
         """
         try:
-            if run.status == "partial":
-                row = (await self.service.job_states.read([run.cron_name]))[run.cron_name]
-                if not row.is_paused(self.service.clock()):
-                    text = finished_text(run, previous, self.redactor)
-                    if text is not None:
-                        for alerter in self.alerters:
-                            await alerter.send(text, about=run.cron_name)
+            await self.alerting.run_warning(run, previous, self.service.clock())
             await self.check([run.cron_name])
         except StorageError as exc:
             log.warning(
@@ -370,39 +220,6 @@ class Watchdog(RunObserver):
             self._stop.set()
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-
-
-MAX_REASON = 500
-
-
-async def pause_job(
-    service: Service, job: str, *, for_: str | None = None, reason: str | None = None
-) -> JobState:
-    """``cronkeeper pause`` and ``POST /api/cron/{job}/pause``: no scheduled fire, no alert,
-    ``ok`` in health until resumed or, with ``for_`` (``2h``), until that time has passed.
-
-    Raises :class:`~cronkeeper.errors.UnknownJob`, ``ValueError`` for a bad duration, and
-    :class:`~cronkeeper.errors.StorageError`.
-    """
-    get_job(job)
-    now = service.clock()
-    until = now + parse_duration(for_) if for_ else None
-    text = truncate(service.settings.redactor(reason.strip()), MAX_REASON) if reason else None
-    row = await service.job_states.pause(job, now, until=until, reason=text or None)
-    log.info("%s paused%s", job, f" until {_iso(until)}" if until else "")
-    return row
-
-
-async def resume_job(service: Service, job: str) -> JobState:
-    """End a pause at once (``cronkeeper resume``, ``POST /api/cron/{job}/resume``)."""
-    get_job(job)
-    row = await service.job_states.resume(job, service.clock())
-    log.info("%s resumed", job)
-    return row
-
-
-def pause_json(row: JobState, now: datetime) -> dict[str, Any]:
-    return {"cronName": row.cron_name, **row.pause_json(now)}
 
 
 def install_watchdog(service: Service) -> Watchdog:

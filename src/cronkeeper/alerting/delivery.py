@@ -1,15 +1,15 @@
-"""Alerts to a Slack-compatible incoming webhook (``ALERT_WEBHOOK_URL``).
+"""Delivery: alerts to a Slack-compatible incoming webhook (``ALERT_WEBHOOK_URL``).
 
-What to say is decided elsewhere: :mod:`cronkeeper.ops.watchdog` puts every job through the
-alert state machine (``failed``, ``missing``, ``stuck``, ``anomalous``, recovered; thresholds;
-one message per change across replicas) and sends through :class:`WebhookAlerter`, which
-also warns by itself when runs of a dead process are found abandoned. A success after a
-success says nothing: an alert channel that talks every night is a channel nobody reads.
+What to say is decided elsewhere in :mod:`cronkeeper.alerting`: the state machine
+(:mod:`~cronkeeper.alerting.state`: ``failed``, ``missing``, ``stuck``, ``anomalous``,
+recovered; thresholds), the claim of each change (:mod:`~cronkeeper.alerting.dispatch`: one
+message per change across replicas) and the wording (:mod:`~cronkeeper.alerting.messages`).
+:class:`WebhookAlerter` posts, and also warns by itself when runs of a dead process are found
+abandoned. A success after a success says nothing: an alert channel that talks every night is
+a channel nobody reads.
 
 The payload is ``{"text": "..."}``, which Slack, Mattermost and Discord's ``/slack``
-endpoint all accept. Text taken from runs (error messages) is redacted, cut to 500
-characters and escaped the way Slack asks (``&``, ``<``, ``>``), so an API error that
-happens to contain ``<!channel>`` cannot ping anyone.
+endpoint all accept.
 
 Delivery must never hurt the job. It goes through the same HTTP layer as the sources: a
 client from :func:`~cronkeeper.http.build_client` and :func:`~cronkeeper.http.fetch_with_retry`
@@ -26,10 +26,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime
 
 import httpx
 
+from cronkeeper.alerting.messages import abandoned_text
 from cronkeeper.clock import Clock, Sleep, utcnow
 from cronkeeper.config import Settings, check_webhook_url
 from cronkeeper.errors import ConfigError, FetchError, PermanentFetchError, WaitTooLong
@@ -40,92 +40,20 @@ from cronkeeper.http import (
     fetch_with_retry,
     protect_httpx_log,
 )
-from cronkeeper.ledger import RunRow
 from cronkeeper.redact import Redactor, truncate
 from cronkeeper.service import RunObserver, Service
 
 __all__ = [
-    "MAX_EXCERPT",
     "WebhookAlerter",
-    "abandoned_text",
     "alerter_from_settings",
-    "finished_text",
     "install_alerts",
     "safe_destination",
 ]
 
-log = logging.getLogger("cronkeeper.ops.alerts")
+log = logging.getLogger("cronkeeper.alerting")
 
-MAX_EXCERPT = 500
-MAX_EXCERPT_LINES = 6
-MAX_LISTED_IDS = 5
-RECOVERED_FROM = ("error", "partial")
 
 ClientFactory = Callable[[], httpx.AsyncClient]
-
-
-# -- messages (pure) ----------------------------------------------------------------------
-
-
-def _slack_escape(text: str) -> str:
-    """Slack's three control characters; anything else is shown as written."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _excerpt(message: str | None, redactor: Redactor) -> str:
-    """The first lines of a run's error message: redacted, then cut, then escaped."""
-    if not message or not message.strip():
-        return "no error message recorded"
-    lines = [line.rstrip() for line in redactor(message).splitlines() if line.strip()]
-    kept = lines[:MAX_EXCERPT_LINES]
-    if len(lines) > len(kept):
-        more = len(lines) - len(kept)
-        kept.append(f"… and {more} more line{'s' if more != 1 else ''}")
-    return _slack_escape(truncate("\n".join(kept), MAX_EXCERPT))
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="seconds")
-
-
-def _records(count: int) -> str:
-    return f"{count} record{'s' if count != 1 else ''}"
-
-
-def finished_text(run: RunRow, previous: RunRow | None, redactor: Redactor) -> str | None:
-    """The message for a run that ended, or ``None`` when there is nothing to say."""
-    at = _iso(run.finished_at or run.started_at)
-    job = run.cron_name
-    if run.status == "error":
-        return (
-            f":red_circle: {job} failed (run {run.id}, {_records(run.records_count)})"
-            f" at {at}: {_excerpt(run.error_message, redactor)}"
-        )
-    if run.status == "partial":
-        return (
-            f":large_yellow_circle: {job} partial: {_records(run.records_count)}"
-            f" (run {run.id}) at {at}: {_excerpt(run.error_message, redactor)}"
-        )
-    if run.status == "success" and previous is not None and previous.status in RECOVERED_FROM:
-        return (
-            f":large_green_circle: {job} recovered at {at}: run {run.id} succeeded with"
-            f" {_records(run.records_count)} after a run that ended {previous.status}"
-            f" (started {_iso(previous.started_at)})"
-        )
-    return None
-
-
-def abandoned_text(cron_name: str, run_ids: Sequence[str], at: datetime) -> str:
-    """The message for runs whose process died before they finished."""
-    count = len(run_ids)
-    listed = ", ".join(run_ids[:MAX_LISTED_IDS])
-    if count > MAX_LISTED_IDS:
-        listed += f" and {count - MAX_LISTED_IDS} more"
-    runs = "run was" if count == 1 else "runs were"
-    return (
-        f":warning: {cron_name}: {count} abandoned {runs} closed as error at {_iso(at)}"
-        f" (the process running them stopped before they finished): {listed}"
-    )
 
 
 def safe_destination(url: str) -> str:
@@ -197,7 +125,7 @@ class WebhookAlerter(RunObserver):
     def _default_client(self) -> httpx.AsyncClient:
         return build_client(timeout=self.timeout, redactor=self.redactor)
 
-    # -- RunObserver hook (run ends go through the watchdog's state machine)
+    # -- RunObserver hook (run ends go through the state machine, in the watchdog)
 
     async def run_abandoned(self, cron_name: str, run_ids: list[str]) -> None:
         if run_ids:

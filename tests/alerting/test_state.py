@@ -6,8 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cronkeeper.ledger import RunRow
-from cronkeeper.ops.alert_state import (
+from cronkeeper.alerting.state import (
     Observation,
     Thresholds,
     alert_kind,
@@ -15,6 +14,7 @@ from cronkeeper.ops.alert_state import (
     next_state,
     reminder_due,
 )
+from cronkeeper.ledger import RunRow
 from tests.conftest import make_settings
 
 T0 = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)

@@ -1,6 +1,6 @@
 """Webhook alerts: the right messages reach a real local receiver; a bad webhook hurts nobody.
 
-Which run ends deserve a message is the watchdog's state machine (tests/ops/test_watchdog.py);
+Which run ends deserve a message is the state machine (tests/ops/test_watchdog.py);
 here a run's message (``finished_text``) is posted the way the watchdog posts it.
 """
 
@@ -23,17 +23,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from cronkeeper.alerting.delivery import WebhookAlerter, alerter_from_settings, install_alerts
+from cronkeeper.alerting.messages import MAX_EXCERPT, abandoned_text, finished_text
 from cronkeeper.config import Settings
 from cronkeeper.errors import ConfigError
 from cronkeeper.ledger import RunRow
-from cronkeeper.ops.alerts import (
-    MAX_EXCERPT,
-    WebhookAlerter,
-    abandoned_text,
-    alerter_from_settings,
-    finished_text,
-    install_alerts,
-)
 from cronkeeper.ops.watchdog import Watchdog
 from cronkeeper.redact import Redactor
 from cronkeeper.runner import run_job
@@ -250,7 +244,7 @@ async def test_a_webhook_still_failing_after_the_retries_is_given_up_with_a_warn
     assert receiver.attempts == 3 and receiver.received == []
     assert sleep.waits == [1.0, 2.0]
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert warning.name == "cronkeeper.ops.alerts"
+    assert warning.name == "cronkeeper.alerting"
     text = warning.getMessage()
     assert "after 3 attempts" in text and "HTTP 500" in text
     assert "hook-secret-XyZ123" not in caplog.text

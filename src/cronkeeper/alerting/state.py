@@ -25,10 +25,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from cronkeeper.ledger.models import RunRow
 from cronkeeper.ops.volume import Anomaly
+
+if TYPE_CHECKING:
+    from cronkeeper.config import Settings
 
 __all__ = [
     "ALERT_STATES",
@@ -41,6 +44,7 @@ __all__ = [
     "leading",
     "next_state",
     "reminder_due",
+    "thresholds_from_settings",
 ]
 
 AlertState = Literal["ok", "missing", "stuck", "failed", "anomalous", "paused"]
@@ -68,6 +72,13 @@ class Thresholds:
     def depth(self, job: str) -> int:
         """How many recent runs the rules need to see."""
         return max(self.failure_for(job), self.recovery) + 1
+
+
+def thresholds_from_settings(settings: Settings) -> Thresholds:
+    """``CRONKEEPER_FAILURE_THRESHOLD`` (per job where given) and
+    ``CRONKEEPER_RECOVERY_THRESHOLD``."""
+    failure, by_job = settings.failure_thresholds
+    return Thresholds(failure=failure, recovery=settings.recovery_threshold, failure_by_job=by_job)
 
 
 @dataclass(frozen=True)
