@@ -1,7 +1,7 @@
 """Benchmark: a 90-day collect-daily backfill of 200 ad accounts, in ranges versus per date.
 
 ``cronkeeper backfill`` plans collect-daily runs in windows of ``META_LOOKBACK_DAYS`` (28)
-days (:func:`cronkeeper.ops.backfill.plan_runs`); each run reads its window for every ad
+days (:func:`cronkeeper.backfill.plan_runs`); each run reads its window for every ad
 account in one ``time_increment=1`` request chain (following ``paging.next``). The reference
 is the loop it replaced: one run per date, each reading one day (``meta_lookback_days=1``,
 one ``run_job`` per date).
@@ -46,8 +46,8 @@ from benchlib import (
     wait_until_quiet,
 )
 
+from cronkeeper.backfill import backfill
 from cronkeeper.config import Settings
-from cronkeeper.ops.backfill import backfill
 from cronkeeper.runner import run_job
 from cronkeeper.sandbox import MetaSimulator, serve_app
 from cronkeeper.sandbox.meta import DETAILS_KEY
@@ -281,7 +281,7 @@ def report(
         f" {args.latency * 1000:.0f} ms, no faults; concurrency {args.concurrency}; SQLite ledger"
         " and data, a fresh database for each run; Meta pages insights 25 rows at a time, so a"
         " 28-day chain is 2 requests",
-        "- *backfill in ranges*: `cronkeeper.ops.backfill.backfill` (what `cronkeeper backfill"
+        "- *backfill in ranges*: `cronkeeper.backfill.backfill` (what `cronkeeper backfill"
         " collect-daily` runs), `META_LOOKBACK_DAYS=28`: one run per 28-day window, one"
         " `time_increment=1` request chain per account per run. A run for date D reads"
         " D−27 … D, so the last run of a range that is not a multiple of 28 days re-reads a"

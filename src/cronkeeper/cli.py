@@ -406,8 +406,8 @@ def serve(
 def scheduler() -> None:
     """Run every job on its schedule (CRONKEEPER_SCHEDULES, CRONKEEPER_TIMEZONE) until stopped,
     with the watchdog evaluating every job each CRONKEEPER_WATCH_INTERVAL."""
-    from cronkeeper.ops.scheduler import CronScheduler
     from cronkeeper.ops.watchdog import install_watchdog
+    from cronkeeper.scheduler import CronScheduler
 
     settings = load_settings()
 
@@ -439,8 +439,8 @@ def backfill(
     """Re-collect a date range in as few runs as each job's lookback allows (collect-daily one
     per META_LOOKBACK_DAYS days); run dates already `success` are skipped, so running it again
     resumes an interrupted backfill."""
-    from cronkeeper.ops.backfill import backfill as run_backfill
-    from cronkeeper.ops.backfill import make_progress
+    from cronkeeper.backfill import backfill as run_backfill
+    from cronkeeper.backfill import make_progress
 
     settings = load_settings()
     first, last = parse_day(since), parse_day(until)
@@ -468,7 +468,7 @@ def coverage(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of lines")] = False,
 ) -> None:
     """Per ad account and Mixpanel project and day: collected, missing or still restating."""
-    from cronkeeper.ops.coverage import load_coverage, render_text
+    from cronkeeper.coverage import load_coverage, render_text
 
     settings = load_settings()
 
@@ -496,7 +496,7 @@ def prune(
 ) -> None:
     """Delete ledger rows older than --older-than (never a latest run, never a running one)."""
     from cronkeeper.durations import format_duration, parse_duration
-    from cronkeeper.ops.retention import prune as prune_runs
+    from cronkeeper.ledger.prune import prune as prune_runs
 
     settings = load_settings()
     try:

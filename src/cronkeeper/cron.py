@@ -1,6 +1,6 @@
 """Crontab expressions: Debian cron's syntax, checked with a message that says what is wrong,
 and their fires from `cronsim <https://github.com/cuu508/cronsim>`_ (see
-:mod:`cronkeeper.ops.scheduler` for the DST rules it follows).
+:mod:`cronkeeper.scheduler` for the DST rules it follows).
 
 Pure, and free of the rest of cronkeeper, so that the settings refuse a schedule with the very
 rules the scheduler fires by.

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cronkeeper.alerting.delivery import WebhookAlerter
 from cronkeeper.ledger import RunRow
 from cronkeeper.ops.metrics import LedgerCollector, read_snapshot
-from cronkeeper.ops.scheduler import CronScheduler
 from cronkeeper.ops.watchdog import Watchdog
+from cronkeeper.scheduler import CronScheduler
 from cronkeeper.service import Service
 from cronkeeper.storage.engine import create_engine
 from tests.conftest import FakeClock, make_settings

@@ -21,9 +21,9 @@ from cronkeeper.ledger import Ledger
 from cronkeeper.sandbox import MetaSimulator
 from cronkeeper.sandbox.server import serve_app
 from cronkeeper.storage.engine import create_engine
+from tests.alerting.test_alerts import HOOK_PATH, Receiver
 from tests.cli.test_cli import CLI, clean_env, cli
 from tests.conftest import SECRET, FakeClock
-from tests.ops.test_alerts import HOOK_PATH, Receiver
 from tests.support.pg import free_port, wait_for_port
 
 AUTH = {"Authorization": f"Bearer {SECRET}"}

@@ -17,9 +17,9 @@ from cronkeeper.api.deps import AUTH_RESPONSES, Authorized, ServiceDep
 from cronkeeper.errors import AlreadyRunning, StorageError, UnknownJob
 from cronkeeper.ledger.job_state import JobState
 from cronkeeper.ops.metrics import install_metrics
-from cronkeeper.ops.scheduler import CronScheduler
 from cronkeeper.ops.watchdog import install_watchdog
 from cronkeeper.runner import parse_report_date, run_job
+from cronkeeper.scheduler import CronScheduler
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import RUN_STATUSES
 from cronkeeper.web import install_status_page

@@ -1,4 +1,4 @@
-"""The statements that prune ``cron_runs``; :mod:`cronkeeper.ops.retention` drives them.
+"""The statements that prune ``cron_runs``; :mod:`cronkeeper.ledger.prune` drives them.
 
 A run is prunable when it started before the cutoff, is not its job's newest (nor tied with
 it) and is not ``running``. Each batch is ``DELETE … WHERE id IN (SELECT id … ORDER BY

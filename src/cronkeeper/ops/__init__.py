@@ -1,8 +1,9 @@
-"""What runs the service rather than the seed's jobs.
+"""What is left of "what runs the service": the metrics, the volume rule and the watchdog.
 
-``scheduler`` fires jobs on their cron expressions, ``watchdog`` evaluates every job's alert
-state (``alert_state``, ``volume``: pure rules) and ``alerts`` delivers its webhook messages,
-``metrics`` serves ``/metrics``, ``retention`` prunes the ledger and ``backfill`` re-collects
-date ranges. Each is optional around the main path (CLI/API → runner → job → source → http →
-storage) and reaches the ledger only through :mod:`cronkeeper.ledger`.
+``metrics`` serves ``/metrics``; ``volume`` is the pure anomaly rule on record counts;
+``watchdog`` decides *when* every job's alert state is evaluated (the rule itself is
+:mod:`cronkeeper.alerting`). The scheduler (:mod:`cronkeeper.scheduler`), backfill
+(:mod:`cronkeeper.backfill`), coverage (:mod:`cronkeeper.coverage`) and pruning
+(:mod:`cronkeeper.ledger.prune`) have rooms named for what they are; these three are due to
+follow (``docs/architecture.md``).
 """

@@ -23,10 +23,10 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from cronkeeper.api.deps import client_address, limiter_for
+from cronkeeper.coverage import SourceCoverage, load_coverage
 from cronkeeper.durations import format_duration
 from cronkeeper.errors import StorageError
 from cronkeeper.ledger.reads import FILTER_DEPTH
-from cronkeeper.ops.coverage import SourceCoverage, load_coverage
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import RUN_STATUSES
 from cronkeeper.web.auth import (

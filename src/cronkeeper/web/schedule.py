@@ -1,6 +1,6 @@
 """When does a job run next? Asked of the scheduler's own calendar.
 
-The page must show what will happen, so it uses :func:`cronkeeper.ops.scheduler.next_fire`, the
+The page must show what will happen, so it uses :func:`cronkeeper.scheduler.next_fire`, the
 calendar the scheduler fires by (cronsim: crontab's Sunday-0 weekdays, day-of-month *or*
 day-of-week, DST as Debian cron does it).
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, tzinfo
 
-from cronkeeper.ops.scheduler import next_fire
+from cronkeeper.scheduler import next_fire
 
 __all__ = ["next_run"]
 

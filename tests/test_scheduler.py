@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cronkeeper.ops.scheduler import CronScheduler, Fire, RunJob, RunOutcome
+from cronkeeper.scheduler import CronScheduler, Fire, RunJob, RunOutcome
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import cron_runs
 from tests.conftest import FakeClock, make_settings
@@ -262,7 +262,7 @@ async def test_already_running_elsewhere_is_swallowed_and_logged(
     service = make_service(database_url, engine, clock)
     run = FakeRun(busy={"collect-daily"})
     sched = scheduler(service, run, "collect-daily")
-    with caplog.at_level(logging.INFO, logger="cronkeeper.ops.scheduler"):
+    with caplog.at_level(logging.INFO, logger="cronkeeper.scheduler"):
         assert await sched.tick(utc(2026, 11, 20, 1)) == [
             Fire("collect-daily", utc(2026, 11, 20, 1))
         ]
@@ -278,7 +278,7 @@ async def test_a_failing_job_never_stops_the_scheduler_or_the_other_jobs(
     service = make_service(database_url, engine, clock, schedules="collect-daily=0 2 * * *")
     run = FakeRun(crash={date(2026, 11, 22)})
     sched = scheduler(service, run, "collect-daily", "collect-benchmarks")
-    with caplog.at_level(logging.ERROR, logger="cronkeeper.ops.scheduler"):
+    with caplog.at_level(logging.ERROR, logger="cronkeeper.scheduler"):
         fired = await sched.tick(utc(2026, 11, 23, 2))
     assert {f.name for f in fired} == {"collect-daily", "collect-benchmarks"}
     assert sorted(run.names()) == ["collect-benchmarks", "collect-daily"]
@@ -462,7 +462,7 @@ async def test_periodic_work_rides_the_loop_and_survives_its_failures(
             raise RuntimeError("watchdog hiccup")
 
     sched.every(timedelta(minutes=1), "watchdog", watch)
-    with caplog.at_level(logging.ERROR, logger="cronkeeper.ops.scheduler"):
+    with caplog.at_level(logging.ERROR, logger="cronkeeper.scheduler"):
         await drive(sched, clock, until=utc(2026, 11, 20, 12, 3))
     assert seen == [utc(2026, 11, 20, 12, m) for m in range(4)]
     assert "watchdog failed: RuntimeError: watchdog hiccup" in caplog.text

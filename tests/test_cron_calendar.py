@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cronkeeper.config import DEFAULT_JOBS
-from cronkeeper.ops.scheduler import (
+from cronkeeper.scheduler import (
     CronExpression,
     Fire,
     due_fires,

@@ -56,7 +56,7 @@ __all__ = [
     "previous_fire",
 ]
 
-log = logging.getLogger("cronkeeper.ops.scheduler")
+log = logging.getLogger("cronkeeper.scheduler")
 
 DEFAULT_MISFIRE_GRACE = timedelta(hours=1)
 DEFAULT_MAX_SLEEP = 60.0

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cronkeeper.ops.coverage import day_states, load_coverage, render_text
+from cronkeeper.coverage import day_states, load_coverage, render_text
 from cronkeeper.storage.schema import meta_account_details, meta_daily_insights
 from tests.conftest import make_settings
 

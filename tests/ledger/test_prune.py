@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.errors import StorageError
-from cronkeeper.ops.retention import prune
+from cronkeeper.ledger.prune import prune
 from cronkeeper.storage.engine import create_engine
 from cronkeeper.storage.schema import cron_runs
 from tests.ops.fakes import insert_run

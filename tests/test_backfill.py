@@ -12,9 +12,7 @@ from rich.console import Console
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cronkeeper.errors import StorageError, UnknownJob
-from cronkeeper.ledger import Ledger
-from cronkeeper.ops.backfill import (
+from cronkeeper.backfill import (
     BackfillReport,
     DateOutcome,
     PlainProgress,
@@ -23,6 +21,8 @@ from cronkeeper.ops.backfill import (
     make_progress,
     plan_runs,
 )
+from cronkeeper.errors import StorageError, UnknownJob
+from cronkeeper.ledger import Ledger
 from cronkeeper.service import Service
 from cronkeeper.storage.engine import create_engine
 from cronkeeper.storage.schema import meta_daily_insights

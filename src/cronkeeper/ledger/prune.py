@@ -23,7 +23,7 @@ from cronkeeper.ledger.retention import count_prunable, delete_prunable, newest_
 
 __all__ = ["prune"]
 
-log = logging.getLogger("cronkeeper.ops.retention")
+log = logging.getLogger("cronkeeper.ledger.prune")
 
 PruneProgress = Callable[[int], None]
 """Called after each batch with the number of rows deleted so far."""

@@ -44,9 +44,9 @@ from rich.progress import (
 
 from cronkeeper.config import Settings
 from cronkeeper.errors import AlreadyRunning, UnknownJob
-from cronkeeper.ops.scheduler import RunJob
 from cronkeeper.reportday import check_report_date, default_day
 from cronkeeper.runner import EXIT_ALREADY_RUNNING, EXIT_CODES, run_job
+from cronkeeper.scheduler import RunJob
 from cronkeeper.service import Service
 
 __all__ = [
@@ -61,7 +61,7 @@ __all__ = [
     "plan_runs",
 ]
 
-log = logging.getLogger("cronkeeper.ops.backfill")
+log = logging.getLogger("cronkeeper.backfill")
 
 OutcomeStatus = Literal["success", "partial", "error", "skipped", "busy"]
 _RUN_STATUSES: dict[str, OutcomeStatus] = {
