@@ -248,10 +248,10 @@ def resume(job: Annotated[str, typer.Argument(help="the job to resume")]) -> Non
     """End a job's pause now (exit 0; 2 error)."""
     from cronkeeper.alerting.pause import resume_job
 
-    pausing(lambda service: resume_job(service, job))
+    pausing(lambda service: resume_job(service, job), alerts=True)  # re-evaluates: may alert
 
 
-def pausing(change: Callable[[Service], Awaitable[JobState]]) -> NoReturn:
+def pausing(change: Callable[[Service], Awaitable[JobState]], *, alerts: bool = False) -> NoReturn:
     """Pause or resume, print the pause as JSON, exit 0; 2 for bad input or the database."""
     from cronkeeper.alerting.pause import pause_json
 
@@ -259,7 +259,7 @@ def pausing(change: Callable[[Service], Awaitable[JobState]]) -> NoReturn:
 
     async def go() -> int:
         try:
-            async with opened(settings) as service:
+            async with opened(settings, alerts=alerts) as service:
                 row = await change(service)
                 now = service.clock()
         except UnknownJob as exc:

@@ -37,6 +37,9 @@ class RunObserver:
     async def run_abandoned(self, cron_name: str, run_ids: list[str]) -> None:
         """Runs of a dead process were closed as ``error``."""
 
+    async def job_resumed(self, cron_name: str) -> None:
+        """A job's pause was ended (``resume``): its state is due a fresh look."""
+
     def retry(self, cron_name: str, event: RetryEvent) -> None:
         """An HTTP call is about to be retried."""
 

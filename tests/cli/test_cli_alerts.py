@@ -46,3 +46,19 @@ def test_check_exits_1_for_a_job_down_and_2_when_the_database_is_unreachable(
     assert down.returncode == 2
     assert "hunter2hunter2" not in down.stdout + down.stderr
     assert "Traceback" not in down.stderr
+
+
+def test_resume_of_a_job_still_missing_alerts_once(tmp_path: Path) -> None:
+    """Issue 17: ``cronkeeper resume`` re-evaluates; a job missing before its pause (here: it
+    never ran) is missing again at once, and says so once (logged without a webhook)."""
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/ck.db"}
+    first = cli("check", env=env, cwd=tmp_path)
+    assert "alert: :red_circle: collect-daily is missing" in first.stderr
+    assert cli("pause", "collect-daily", env=env).returncode == 0
+    paused = cli("check", env=env, cwd=tmp_path)
+    assert "alert:" not in paused.stderr
+    resumed = cli("resume", "collect-daily", env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "alert: :red_circle: collect-daily is missing" in resumed.stderr
+    again = cli("check", env=env, cwd=tmp_path)
+    assert again.returncode == 1 and "alert:" not in again.stderr, "once"

@@ -88,7 +88,8 @@ class Dispatcher:
         now: datetime,
     ) -> Change:
         """Move ``spec``'s job where ``seen`` puts it; alert if this process claimed a change
-        that deserves it, or a reminder that is due."""
+        that deserves it, or a reminder that is due. A pause that ends on a job still down
+        is ``paused`` → a down state: a ``down`` change, alerted once like any other."""
         new = next_state(row.state, seen, self.thresholds)
         if new != row.state:
             kind = alert_kind(row.state, new)

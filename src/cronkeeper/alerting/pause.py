@@ -9,16 +9,20 @@ paused job in ``paused``, which says nothing either way.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from cronkeeper.config import JobSpec
 from cronkeeper.durations import parse_duration
+from cronkeeper.health import evaluate_health
 from cronkeeper.jobs import get_job
+from cronkeeper.ledger import RunRow
 from cronkeeper.ledger.job_state import JobState
 from cronkeeper.redact import truncate
 from cronkeeper.service import Service
 
-__all__ = ["MAX_REASON", "pause_job", "pause_json", "resume_job"]
+__all__ = ["MAX_REASON", "missing_when_paused", "pause_job", "pause_json", "resume_job"]
 
 log = logging.getLogger("cronkeeper.alerting")
 
@@ -44,11 +48,40 @@ async def pause_job(
 
 
 async def resume_job(service: Service, job: str) -> JobState:
-    """End a pause at once (``cronkeeper resume``, ``POST /api/cron/{job}/resume``)."""
+    """End a pause at once (``cronkeeper resume``, ``POST /api/cron/{job}/resume``).
+
+    The observers hear of it (:meth:`~cronkeeper.service.RunObserver.job_resumed`): the
+    watchdog evaluates the job at once, so a job still ``failed``, ``stuck`` or ``missing``
+    alerts now, once, as if it had just gone down (issue 17), not at the next tick.
+    """
     get_job(job)
-    row = await service.job_states.resume(job, service.clock())
-    log.info("%s resumed", job)
+    spec = next((s for s in service.settings.jobs if s.name == job), None)
+    before = (await service.job_states.read([job]))[job]
+    runs = await service.ledger.last_runs([job], 1) if spec is not None else []
+    down = before.state == "missing" or (
+        spec is not None
+        and before.state == "paused"
+        and missing_when_paused(spec, runs, before.since)
+    )
+    row = await service.job_states.resume(job, service.clock(), grace=not down)
+    log.info("%s resumed%s", job, " (it was missing before its pause)" if down else "")
+    await service.notify(lambda observer: observer.job_resumed(job))
     return row
+
+
+def missing_when_paused(spec: JobSpec, runs: Sequence[RunRow], paused_at: datetime | None) -> bool:
+    """Whether ``spec``'s job was already ``missing`` when its pause began, and has not run
+    since: then the end of the pause owes no grace (a job resumed after a pause is otherwise
+    not ``missing`` until one window after the resume, its fires having been skipped on
+    purpose). ``runs``: the job's latest runs, newest first; ``paused_at``: when the state
+    machine saw the pause (the ``since`` of its ``paused`` state).
+    """
+    if not spec.monitored or paused_at is None:
+        return False
+    if any(run.started_at > paused_at for run in runs):
+        return False  # it ran during the pause: the usual rule decides
+    [check] = evaluate_health([spec], {spec.name: runs[0] if runs else None}, paused_at).checks
+    return not check.in_window
 
 
 def pause_json(row: JobState, now: datetime) -> dict[str, Any]:

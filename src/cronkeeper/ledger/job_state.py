@@ -188,8 +188,9 @@ class JobStates:
         )
         return (await self.read([name]))[name]
 
-    async def resume(self, name: str, now: datetime) -> JobState:
-        """End the pause of ``name`` (nothing happens if it was not paused)."""
+    async def resume(self, name: str, now: datetime, *, grace: bool = True) -> JobState:
+        """End the pause of ``name`` (nothing happens if it was not paused); ``grace``: record
+        ``resumed_at`` (not ``missing`` for one window), else clear it."""
         await self.ensure([name], now)
         await self._update(
             name,
@@ -197,7 +198,7 @@ class JobStates:
                 "paused": False,
                 "paused_until": None,
                 "pause_reason": None,
-                "resumed_at": now,
+                "resumed_at": now if grace else None,
                 "updated_at": now,
             },
             job_state.c.paused.is_(True),

@@ -192,6 +192,17 @@ class Watchdog(RunObserver):
                 self.redactor(str(exc)),
             )
 
+    async def job_resumed(self, cron_name: str) -> None:
+        """Evaluate a resumed job at once (never raises for the database: the next tick will)."""
+        try:
+            await self.check([cron_name])
+        except StorageError as exc:
+            log.warning(
+                "%s: alert state not evaluated after its resume: %s",
+                cron_name,
+                self.redactor(str(exc)),
+            )
+
     # -- the timer
 
     async def run_forever(self, stop: asyncio.Event | None = None) -> None:
