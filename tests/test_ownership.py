@@ -102,3 +102,139 @@ def test_the_guards_see_what_they_guard_against(tmp_path: Path) -> None:
         "ops/x.py:6",
         "ops/x.py:7",
     ]
+
+
+# -- the report day (issue 16): "yesterday in a zone" is computed in reportday.py only --------
+
+REPORT_DAY_ALLOWED = (
+    "reportday.py",  # its owner
+    "sandbox/",  # the simulators imitate the APIs' own day counting, not ours
+    "migrations/",
+)
+
+
+def _is_one_day(node: ast.AST) -> bool:
+    """``timedelta(days=1)``, ``timedelta(1)``, ``dt.timedelta(days=1)``."""
+    if not isinstance(node, ast.Call):
+        return False
+    name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+    if name != "timedelta":
+        return False
+    values = [*node.args[:1], *(k.value for k in node.keywords if k.arg == "days")]
+    return any(isinstance(v, ast.Constant) and v.value == 1 for v in values)
+
+
+def _is_local_date(node: ast.AST) -> bool:
+    """``<moment>.astimezone(<zone>).date()``: the calendar day of a moment in a zone."""
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "date"
+        and isinstance(node.func.value, ast.Call)
+        and isinstance(node.func.value.func, ast.Attribute)
+        and node.func.value.func.attr == "astimezone"
+    )
+
+
+def report_days_computed_outside_reportday(root: Path = SRC) -> list[str]:
+    """Every local calendar day of a moment, and every "one day before", outside
+    :mod:`cronkeeper.reportday`: which day a run collects, in which zone, has one owner."""
+    found: list[str] = []
+    for relative, source in _sources(REPORT_DAY_ALLOWED, root):
+        for node in ast.walk(ast.parse(source)):
+            if _is_local_date(node):
+                found.append(f"{relative}:{node.lineno}: the day of a moment in a zone")
+            elif (
+                isinstance(node, ast.BinOp)
+                and isinstance(node.op, ast.Sub)
+                and _is_one_day(node.right)
+            ):
+                found.append(f"{relative}:{node.lineno}: one day before")
+            elif isinstance(node, ast.Constant) and node.value == "Etc/GMT-14":
+                found.append(f"{relative}:{node.lineno}: the earliest zone")
+    return sorted(found)
+
+
+def test_only_reportday_says_which_day_a_run_collects() -> None:
+    assert report_days_computed_outside_reportday() == []
+
+
+def test_the_report_day_guard_sees_each_way_around_it(tmp_path: Path) -> None:
+    (tmp_path / "ops").mkdir()
+    (tmp_path / "ops" / "x.py").write_text(
+        "a = now.astimezone(tz).date()\n"
+        "b = day - timedelta(days=1)\n"
+        "c = day - datetime.timedelta(1)\n"
+        "d = ZoneInfo('Etc/GMT-14')\n"
+        "fine = day - timedelta(days=7)\n"
+        "also_fine = now.astimezone(tz)\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "reportday.py").write_text(
+        "x = now.astimezone(zone).date() - timedelta(days=1)\n", encoding="utf-8"
+    )
+    assert [f.split(": ", 1)[0] for f in report_days_computed_outside_reportday(tmp_path)] == [
+        "ops/x.py:1",
+        "ops/x.py:2",
+        "ops/x.py:3",
+        "ops/x.py:4",
+    ]
+
+
+# -- alerting (issue 16): only alerting/ words and sends alert messages -----------------------
+
+ALERTING_ALLOWED = ("alerting/",)
+ALERT_MARKS = (
+    ":red_circle:",
+    ":large_green_circle:",
+    ":large_yellow_circle:",
+    ":large_orange_circle:",
+    ":warning:",
+    ":repeat:",
+)
+
+
+def alert_messages_outside_alerting(root: Path = SRC) -> list[str]:
+    """Every alert wording (the Slack marks that open each message) and every ``.send(…)``
+    on an alerter outside :mod:`cronkeeper.alerting`."""
+    found: list[str] = []
+    for relative, source in _sources(ALERTING_ALLOWED, root):
+        for node in ast.walk(ast.parse(source)):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and any(mark in node.value for mark in ALERT_MARKS)
+            ):
+                found.append(f"{relative}:{node.lineno}: alert wording")
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "send"
+                and "alert" in ast.unparse(node.func.value).lower()
+            ):
+                found.append(f"{relative}:{node.lineno}: sends an alert")
+    return sorted(found)
+
+
+def test_only_alerting_words_and_sends_alerts() -> None:
+    assert alert_messages_outside_alerting() == []
+
+
+def test_the_alerting_guard_sees_each_way_around_it(tmp_path: Path) -> None:
+    (tmp_path / "ops").mkdir()
+    (tmp_path / "ops" / "x.py").write_text(
+        "text = f':red_circle: {job} failed'\n"
+        "await alerter.send(text, about=job)\n"
+        "await self.alerters[0].send(text)\n"
+        "await client.send(request)\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "alerting").mkdir()
+    (tmp_path / "alerting" / "ok.py").write_text(
+        "await alerter.send(':repeat: still down')\n", encoding="utf-8"
+    )
+    assert [f.split(": ", 1)[0] for f in alert_messages_outside_alerting(tmp_path)] == [
+        "ops/x.py:1",
+        "ops/x.py:2",
+        "ops/x.py:3",
+    ]
