@@ -118,7 +118,7 @@ async def test_a_failed_prune_says_to_run_again_only_when_it_deleted(
     from datetime import UTC, datetime, timedelta
 
     from cronkeeper.errors import StorageError
-    from cronkeeper.ops.retention import prune
+    from cronkeeper.ledger.prune import prune
     from cronkeeper.storage.engine import create_engine
 
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")  # no schema
