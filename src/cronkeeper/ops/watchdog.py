@@ -17,7 +17,9 @@ once per finished run and stored with the job's state, where health reads them.
 
 Every job is evaluated; ``missing`` applies to monitored jobs only (the others have no
 window). A job resumed from a pause is not ``missing`` until one window after the resume: it
-was not supposed to run while paused.
+was not supposed to run while paused (unless it was missing already when the pause began,
+:func:`cronkeeper.alerting.pause.resume_job`). A resume is evaluated at once
+(:meth:`Watchdog.job_resumed`).
 """
 
 from __future__ import annotations
