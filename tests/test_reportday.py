@@ -15,6 +15,7 @@ from cronkeeper.reportday import (
     earliest_day,
     is_backfill,
     last_complete_day,
+    local_day,
     lookback,
     parse_report_date,
     run_day,
@@ -31,6 +32,7 @@ def test_last_complete_day_is_yesterday_in_the_zone_not_in_utc() -> None:
     assert last_complete_day(now, UTC) == date(2026, 3, 9)
     assert last_complete_day(now, SEOUL) == date(2026, 3, 10)
     assert last_complete_day(now, LA) == date(2026, 3, 9)
+    assert local_day(now, SEOUL) == date(2026, 3, 11) and local_day(now, UTC) == date(2026, 3, 10)
 
 
 def test_a_scheduled_fire_collects_the_day_of_its_slot_even_when_it_runs_after_midnight() -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "earliest_day",
     "is_backfill",
     "last_complete_day",
+    "local_day",
     "lookback",
     "parse_report_date",
     "run_day",
@@ -50,9 +51,15 @@ last complete day is the latest any source can have."""
 _ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
+def local_day(now: datetime, zone: tzinfo) -> date:
+    """The calendar day ``now`` falls on in ``zone`` (today there): e.g. whether stored
+    details were read today in the account's zone."""
+    return now.astimezone(zone).date()
+
+
 def last_complete_day(now: datetime, zone: tzinfo) -> date:
     """Yesterday in ``zone``: the last day that has ended there at ``now``."""
-    return now.astimezone(zone).date() - timedelta(days=1)
+    return local_day(now, zone) - timedelta(days=1)
 
 
 def default_day(now: datetime, zone: tzinfo) -> date:
