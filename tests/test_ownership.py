@@ -124,16 +124,23 @@ def _is_one_day(node: ast.AST) -> bool:
     return any(isinstance(v, ast.Constant) and v.value == 1 for v in values)
 
 
+UTC_NAMES = frozenset({"UTC", "timezone.utc", "datetime.UTC", "datetime.timezone.utc"})
+
+
 def _is_local_date(node: ast.AST) -> bool:
-    """``<moment>.astimezone(<zone>).date()``: the calendar day of a moment in a zone."""
-    return (
+    """``<moment>.astimezone(<zone>).date()``: the calendar day of a moment in a zone (the
+    UTC day of a moment, e.g. an API version's end of life, is no report day)."""
+    if not (
         isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
         and node.func.attr == "date"
         and isinstance(node.func.value, ast.Call)
         and isinstance(node.func.value.func, ast.Attribute)
         and node.func.value.func.attr == "astimezone"
-    )
+    ):
+        return False
+    zone = node.func.value.args
+    return not (len(zone) == 1 and ast.unparse(zone[0]) in UTC_NAMES)
 
 
 def report_days_computed_outside_reportday(root: Path = SRC) -> list[str]:
@@ -167,7 +174,8 @@ def test_the_report_day_guard_sees_each_way_around_it(tmp_path: Path) -> None:
         "c = day - datetime.timedelta(1)\n"
         "d = ZoneInfo('Etc/GMT-14')\n"
         "fine = day - timedelta(days=7)\n"
-        "also_fine = now.astimezone(tz)\n",
+        "also_fine = now.astimezone(tz)\n"
+        "utc_day = now.astimezone(UTC).date()\n",
         encoding="utf-8",
     )
     (tmp_path / "reportday.py").write_text(
