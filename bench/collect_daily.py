@@ -237,7 +237,7 @@ async def run_seed(
                     "fields": FIELDS,
                     "access_token": TOKEN,
                 }
-                url = f"{base_url}/v24.0/act_{account}/insights"
+                url = f"{base_url}/v27.0/act_{account}/insights"
                 for attempt in range(ATTEMPTS):
                     response = await client.get(url, params=params)
                     if response.status_code == 200:

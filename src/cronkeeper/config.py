@@ -23,6 +23,7 @@ from cronkeeper.durations import parse_duration
 from cronkeeper.notion_props import DEFAULT_NOTION_PROPS
 from cronkeeper.redact import Redactor
 from cronkeeper.storage.url import database_password, normalize_database_url
+from cronkeeper.versions import meta_version_key
 
 __all__ = ["DEFAULT_JOBS", "JobSpec", "Settings"]
 
@@ -179,8 +180,9 @@ class Settings(BaseSettings):
     meta_api_base: str = Field(
         default="https://graph.facebook.com", validation_alias=AliasChoices("META_API_BASE")
     )
+    # Meta retires each version on a published date (cronkeeper.versions keeps the table).
     meta_api_version: str = Field(
-        default="v24.0", validation_alias=AliasChoices("META_API_VERSION")
+        default="v27.0", validation_alias=AliasChoices("META_API_VERSION")
     )
     meta_ad_account_ids: CommaList = Field(
         default=(), validation_alias=AliasChoices("META_AD_ACCOUNT_IDS")
@@ -326,6 +328,14 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"ad account ids must be digits, with or without act_: {bad}")
         return ids
+
+    @field_validator("meta_api_version")
+    @classmethod
+    def _meta_version(cls, value: str) -> str:
+        key = meta_version_key(value)
+        if key is None:
+            raise ValueError(f"expected a Graph API version such as v27.0, got {value[:20]!r}")
+        return key
 
     @field_validator("database_url")
     @classmethod

@@ -5,6 +5,8 @@
     ├── StorageError           the database could not be reached or refused a statement
     ├── FetchError             an HTTP call to a source API failed for good
     │   ├── PermanentFetchError    a 4xx no wait can fix (Meta 190 expired token, 100 bad param)
+    │   │   ├── ApiVersionRefused      the API no longer serves the pinned version: the source stops
+    │   │   └── TooMuchData            the API timed out on the request's size: ask for less
     │   ├── RetriesExhausted       still failing after every allowed retry
     │   └── WaitTooLong            the API asked to wait longer than ``max_wait``
     ├── PayloadError           an API answered with a malformed or unexpected body
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 __all__ = [
     "AlreadyRunning",
+    "ApiVersionRefused",
     "ConfigError",
     "CronkeeperError",
     "FetchError",
@@ -30,6 +33,7 @@ __all__ = [
     "PermanentFetchError",
     "RetriesExhausted",
     "StorageError",
+    "TooMuchData",
     "UnknownJob",
     "WaitTooLong",
     "first_line",
@@ -87,6 +91,21 @@ class FetchError(CronkeeperError):
 
 class PermanentFetchError(FetchError):
     """A client error that no wait can fix (expired token, invalid parameter, 404 …)."""
+
+
+class ApiVersionRefused(PermanentFetchError):
+    """The API refused the pinned version (Meta #2635, "You are calling a deprecated version").
+
+    Every unit of the source would get the same answer, so the job stops at once with this
+    one message instead of failing each unit in turn.
+    """
+
+
+class TooMuchData(PermanentFetchError):
+    """The API timed out computing the answer and asks for less (Meta 100/1504018, 2/1504038).
+
+    Retrying the same request earns the same timeout; the caller splits it instead.
+    """
 
 
 class RetriesExhausted(FetchError):

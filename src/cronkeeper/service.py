@@ -22,6 +22,7 @@ from cronkeeper.ledger.job_state import JobState, JobStates
 from cronkeeper.ledger.spool import Spool
 from cronkeeper.storage.breaker import Breaker
 from cronkeeper.storage.engine import create_engine, ensure_schema
+from cronkeeper.versions import settings_warnings
 
 __all__ = ["RunObserver", "Service"]
 
@@ -114,6 +115,8 @@ class Service:
         could not record), and health answers "database unavailable". Returns whether the
         database answered.
         """
+        for warning in settings_warnings(self.settings, self.clock()):
+            log.warning("%s", warning)
         try:
             await asyncio.wait_for(
                 ensure_schema(self.engine), max(self.settings.ledger_timeout, 30)

@@ -150,7 +150,7 @@ def closed_port_url() -> str:
 
 async def test_an_error_run_posts_a_red_alert_with_the_redacted_error(receiver: Receiver) -> None:
     message = (
-        "FetchError: GET https://graph.test/v24.0/act_1/insights?access_token=EAAB-tok3n-999"
+        "FetchError: GET https://graph.test/v27.0/act_1/insights?access_token=EAAB-tok3n-999"
         " failed with HTTP 500\nsecond line\n"
     )
     await post_finished(alerter(receiver.url), run("error", message=message), None)
@@ -444,7 +444,7 @@ async def test_runs_of_a_real_job_alert_and_a_dead_webhook_fails_none_of_them(
             database_url,
             meta_access_token=token,
             meta_api_base=meta_base,
-            meta_api_version="v24.0",
+            meta_api_version="v27.0",
             meta_ad_account_ids=("1001", "1002"),
             meta_lookback_days=1,
         )

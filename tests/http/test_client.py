@@ -88,7 +88,7 @@ async def test_an_answer_slower_than_5_s_but_within_the_timeout_succeeds_first_t
         database_url,
         http_timeout=15,
         meta_api_base=url,
-        meta_api_version="v24.0",
+        meta_api_version="v27.0",
         meta_access_token=META_TOKEN,
         meta_ad_account_ids=ACCOUNT,
         meta_lookback_days=1,  # one day, one page: one insights request when nothing fails

@@ -52,7 +52,7 @@ async def call(
         return await fetch_with_retry(
             client,
             "GET",
-            f"{base_url}/v24.0/act_{ACCOUNT}/insights",
+            f"{base_url}/v27.0/act_{ACCOUNT}/insights",
             params={"level": "account", "time_range": DAY, "access_token": TOKEN},
             policy=policy or RetryPolicy(),
             redactor=Redactor((TOKEN,)),

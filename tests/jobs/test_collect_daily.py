@@ -27,7 +27,7 @@ def meta(sandbox: Sandbox, harness: Harness, sim: MetaSimulator, **overrides: An
     values: dict[str, Any] = {
         "meta_access_token": META_TOKEN,
         "meta_api_base": sandbox.meta(sim),
-        "meta_api_version": "v24.0",
+        "meta_api_version": "v27.0",
         "meta_ad_account_ids": ACCOUNTS,
         # One day per run here, so each request is pinned; the window has its own tests.
         "meta_lookback_days": 1,

@@ -388,7 +388,7 @@ async def test_a_real_run_shows_in_the_ledger_figures_and_the_counters(
             database_url,
             meta_access_token=token,
             meta_api_base=meta_base,
-            meta_api_version="v24.0",
+            meta_api_version="v27.0",
             meta_ad_account_ids=("1001", "1002"),
             meta_lookback_days=1,
         )

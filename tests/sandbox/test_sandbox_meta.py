@@ -27,7 +27,7 @@ def _sim(**kwargs: Any) -> MetaSimulator:
 
 
 def _get(base: str, account: str, *, token: str | None = TOKEN, **params: str) -> httpx.Response:
-    url = f"{base}/v24.0/act_{account}/insights"
+    url = f"{base}/v27.0/act_{account}/insights"
     return httpx.get(url, params=meta_params(token=token, extra=params))
 
 
@@ -103,7 +103,7 @@ def test_wrong_or_missing_token_is_oauth_190(serve: Serve, token: str | None) ->
 def test_bearer_header_is_accepted_like_access_token(serve: Serve) -> None:
     base = serve(_sim())
     response = httpx.get(
-        f"{base}/v24.0/act_111/insights",
+        f"{base}/v27.0/act_111/insights",
         params=meta_params(token=None),
         headers={"Authorization": f"Bearer {TOKEN}"},
     )
@@ -123,7 +123,7 @@ def test_unknown_account_is_code_100(serve: Serve) -> None:
 def test_bad_time_range_is_code_100(serve: Serve) -> None:
     base = serve(_sim())
     response = httpx.get(
-        f"{base}/v24.0/act_111/insights",
+        f"{base}/v27.0/act_111/insights",
         params={**meta_params(), "time_range": '{"since":"2025-03-14"}'},
     )
 
@@ -199,7 +199,7 @@ def test_details_answer_the_accounts_zone_and_currency(serve: Serve) -> None:
     )
     base = serve(sim)
     fields = "name,timezone_name,currency"
-    body = httpx.get(f"{base}/v24.0/act_777", params={"fields": fields, "access_token": TOKEN})
+    body = httpx.get(f"{base}/v27.0/act_777", params={"fields": fields, "access_token": TOKEN})
 
     assert body.json() == {
         "id": "act_777",
@@ -208,7 +208,7 @@ def test_details_answer_the_accounts_zone_and_currency(serve: Serve) -> None:
         "currency": "KRW",
     }
     assert [r.key for r in sim.log.records] == ["details:777"]
-    denied = httpx.get(f"{base}/v24.0/act_777", params={"fields": fields, "access_token": "x"})
+    denied = httpx.get(f"{base}/v27.0/act_777", params={"fields": fields, "access_token": "x"})
     assert denied.json()["error"]["code"] == 190
 
 
@@ -359,5 +359,5 @@ def test_log_records_query_key_status_and_arrival(serve: Serve) -> None:
     assert started <= first.at <= second.at <= time.monotonic()
     assert (first.status, second.status) == (503, 200)
     assert first.query["level"] == "account"
-    assert first.path == "/v24.0/act_111/insights"
+    assert first.path == "/v27.0/act_111/insights"
     assert first.wall.tzinfo is UTC

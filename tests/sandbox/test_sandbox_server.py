@@ -35,7 +35,7 @@ def _sim(**kwargs: Any) -> MetaSimulator:
 
 
 def _url(base: str, account: str) -> str:
-    return f"{base}/v24.0/act_{account}/insights"
+    return f"{base}/v27.0/act_{account}/insights"
 
 
 def test_serve_app_serves_on_loopback_and_stops() -> None:
@@ -141,7 +141,7 @@ async def test_drop_under_a_server_that_cannot_close_still_breaks_the_exchange()
 
     async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
         with pytest.raises(ConnectionDropped):
-            await client.get("/v24.0/act_111/insights", params=meta_params())
+            await client.get("/v27.0/act_111/insights", params=meta_params())
 
     assert [r.status for r in sim.records_for("111")] == [0]
 

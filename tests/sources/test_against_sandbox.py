@@ -59,7 +59,7 @@ def _meta(http: HttpContext, base: str, token: str = META_TOKEN) -> MetaClient:
     return MetaClient(
         http,
         base=base,
-        version="v24.0",
+        version="v27.0",
         access_token=token,
         conversion_action_types=DEFAULT_CONVERSION_ACTIONS,
         lead_action_types=DEFAULT_LEAD_ACTIONS,

@@ -82,14 +82,14 @@ def meta_client(recorder: Recorder) -> MetaClient:
     return MetaClient(
         context(recorder),
         base="https://graph.test/",
-        version="v24.0",
+        version="v27.0",
         access_token=META_TOKEN,
         conversion_action_types=("purchase", "lead"),
     )
 
 
 def next_url(n: int) -> str:
-    return f"https://graph.test/v24.0/act_42/insights?access_token={META_TOKEN}&after=c{n}"
+    return f"https://graph.test/v27.0/act_42/insights?access_token={META_TOKEN}&after=c{n}"
 
 
 def paged_meta(pages: list[list[dict[str, Any]]]) -> Handler:
@@ -112,7 +112,7 @@ async def test_meta_sends_the_documented_first_request() -> None:
 
     (request,) = recorder.requests
     assert request.method == "GET"
-    assert request.url.path == "/v24.0/act_42/insights"
+    assert request.url.path == "/v27.0/act_42/insights"
     query = parse_qs(urlsplit(str(request.url)).query)
     assert query == {
         "level": ["account"],

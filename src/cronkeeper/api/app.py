@@ -22,6 +22,7 @@ from cronkeeper.runner import parse_report_date, run_job
 from cronkeeper.scheduler import CronScheduler
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import RUN_STATUSES
+from cronkeeper.versions import settings_warnings
 from cronkeeper.web import install_status_page
 
 __all__ = ["create_app"]
@@ -59,7 +60,8 @@ async def health(
         log.error("health check failed: %s", exc)
         return JSONResponse(DB_DOWN, status_code=500)
     status_code = 503 if strict and not report.healthy else 200
-    return JSONResponse(report.as_json(), status_code=status_code)
+    body = report.as_json() | {"warnings": settings_warnings(service.settings, service.clock())}
+    return JSONResponse(body, status_code=status_code)
 
 
 @router.get(

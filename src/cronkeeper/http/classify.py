@@ -26,7 +26,9 @@ import httpx
 __all__ = [
     "BUC_HEADER",
     "META_THROTTLE_CODES",
+    "META_TOO_MUCH_DATA",
     "META_TRANSIENT_CODES",
+    "META_VERSION_REFUSED",
     "MetaError",
     "Reason",
     "Verdict",
@@ -34,6 +36,8 @@ __all__ = [
     "buc_wait_seconds",
     "classify",
     "classify_exception",
+    "is_too_much_data",
+    "is_version_refusal",
     "meta_error",
     "parse_retry_after",
 ]
@@ -54,6 +58,17 @@ RETRY_AFTER_HEADER = "Retry-After"
 # https://developers.facebook.com/docs/graph-api/overview/rate-limiting and error reference.
 META_THROTTLE_CODES = frozenset({4, 17, 32, 341, 613, *range(80000, 80015)})
 META_TRANSIENT_CODES = frozenset({1, 2})
+# "Request Timed Out: Your request timed out. Try a smaller date range, fetch less data, or use
+# async jobs." (Ads Insights API Error Codes,
+# https://developers.facebook.com/documentation/ads-commerce/marketing-api/insights/error-codes):
+# the same request would time out again, so it is not retried but split (code 2 is otherwise
+# transient; this subcode is not).
+META_TOO_MUCH_DATA = frozenset({(100, 1504018), (2, 1504038)})
+# "(#2635) You are calling a deprecated version of the Ads API. Please update to the latest
+# version" (facebook-python-business-sdk issue #148 and the other Business SDKs' reports): the
+# version in the URL has expired (Marketing API versions page); no account will be served.
+META_VERSION_REFUSED = 2635
+_DEPRECATED_VERSION = re.compile(r"deprecated (api )?version", re.IGNORECASE)
 
 _DELTA_SECONDS = re.compile(r"\d+(?:\.\d+)?")
 _WHITESPACE = re.compile(r"\s+")
@@ -188,6 +203,18 @@ def meta_error(body: bytes | str | Any) -> MetaError | None:
     )
 
 
+def is_version_refusal(meta: MetaError | None, text: str = "") -> bool:
+    """Meta's #2635, or any API answer saying the version called is deprecated."""
+    if meta is not None and meta.code == META_VERSION_REFUSED:
+        return True
+    return bool(_DEPRECATED_VERSION.search(meta.message if meta is not None else text))
+
+
+def is_too_much_data(meta: MetaError | None) -> bool:
+    """One of the Insights API's "request timed out, try a smaller date range" answers."""
+    return meta is not None and (meta.code, meta.subcode) in META_TOO_MUCH_DATA
+
+
 def api_error_text(body: bytes | str | Any) -> str:
     """The API's own words about the failure, unredacted and uncut (the caller does both).
 
@@ -234,6 +261,8 @@ def classify(
     elif 500 <= status < 600:
         reason = "status_5xx"
     elif status in (400, 403) and meta is not None:
+        if is_too_much_data(meta) or is_version_refusal(meta):
+            return Verdict("fail", meta=meta)  # no wait changes the answer
         if meta.code in META_THROTTLE_CODES:
             reason = "meta_throttle"
         elif meta.code in META_TRANSIENT_CODES or meta.is_transient:

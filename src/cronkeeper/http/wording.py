@@ -7,10 +7,24 @@ error. The retry loop (:mod:`.retry`) decides *which* error; this module only wo
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
-from cronkeeper.errors import PermanentFetchError, RetriesExhausted, WaitTooLong
-from cronkeeper.http.classify import BUC_HEADER, Verdict, api_error_text
+from cronkeeper.errors import (
+    ApiVersionRefused,
+    PermanentFetchError,
+    RetriesExhausted,
+    TooMuchData,
+    WaitTooLong,
+)
+from cronkeeper.http.classify import (
+    BUC_HEADER,
+    Verdict,
+    api_error_text,
+    is_too_much_data,
+    is_version_refusal,
+)
 from cronkeeper.redact import Redactor, truncate
 
 __all__ = [
@@ -62,9 +76,33 @@ def hint(verdict: Verdict, status: int) -> str:
     return "check the request"
 
 
+_VERSION_IN_PATH = re.compile(r"/(v\d+\.\d+)(?:/|$)")
+
+
 def client_error(
     call: str, url: str, got: str, verdict: Verdict, status: int, attempts: int
 ) -> PermanentFetchError:
+    """The error for an answer no wait fixes; its class tells the caller what to do next."""
+    if is_version_refusal(verdict.meta, got):
+        match = _VERSION_IN_PATH.search(url)
+        version = f" {match[1]}" if match else ""
+        setting = "META_API_VERSION" if verdict.meta is not None else "the API version setting"
+        return ApiVersionRefused(
+            f"{call} failed with {got}: the API no longer serves version{version}; upgrade"
+            f" {setting} (every unit would get the same answer, so the source stops here)",
+            url=url,
+            status=status,
+            attempts=attempts,
+            detail=got,
+        )
+    if is_too_much_data(verdict.meta):
+        return TooMuchData(
+            f"{call} failed with {got}: Meta timed out on the amount of data asked for",
+            url=url,
+            status=status,
+            attempts=attempts,
+            detail=got,
+        )
     return PermanentFetchError(
         f"{call} failed with {got}; not retried, since no wait fixes"
         f" a client error: {hint(verdict, status)}",

@@ -18,7 +18,14 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from cronkeeper.clock import Clock, Sleep
-from cronkeeper.errors import ConfigError, CronkeeperError, StorageError, WaitTooLong, first_line
+from cronkeeper.errors import (
+    ApiVersionRefused,
+    ConfigError,
+    CronkeeperError,
+    StorageError,
+    WaitTooLong,
+    first_line,
+)
 from cronkeeper.jobs.base import JobContext
 from cronkeeper.storage.schema import accounts
 
@@ -35,6 +42,8 @@ __all__ = [
 
 T = TypeVar("T")
 _MAX_REASON = 500
+STOPS_SOURCE = (ApiVersionRefused,)
+"""Failures every unit of the source would share: the first one ends the job, one message."""
 
 
 def _first_line(exc: BaseException) -> str:
@@ -186,7 +195,9 @@ async def for_each(
     expired token must not cost the other accounts their data. Cancellation from outside (the
     run itself cancelled) still propagates. ``limit`` may be :class:`Slots` the caller shares
     (see :func:`sleep_outside`). With ``defer``, an item the API asks to wait long for is set
-    aside and tried again after that wait (see :class:`Deferral`).
+    aside and tried again after that wait (see :class:`Deferral`). A failure in
+    :data:`STOPS_SOURCE` (the API refuses the pinned version) cancels the other items and is
+    raised as it is: every item would fail the same way.
     """
     slots = limit if isinstance(limit, Slots) else Slots(limit)
 
@@ -204,14 +215,20 @@ async def for_each(
                         raise defer.too_late(exc) from None
                     wait = exc.wait_seconds
                 await sleep_outside(slots, defer.sleep)(wait)
+        except STOPS_SOURCE:
+            raise
         except Exception as exc:
             on_error(item, exc)
         finally:
             slots.release()
 
-    async with asyncio.TaskGroup() as group:
-        for item in items:
-            group.create_task(one(item))
+    try:
+        async with asyncio.TaskGroup() as group:
+            for item in items:
+                group.create_task(one(item))
+    except* STOPS_SOURCE as stopped:
+        first = stopped.exceptions[0]
+        raise (first.exceptions[0] if isinstance(first, BaseExceptionGroup) else first) from None
 
 
 def sleep_outside(slots: Slots, sleep: Sleep) -> Sleep:

@@ -28,6 +28,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import select
 
 from cronkeeper.jobs._common import (
+    STOPS_SOURCE,
     Slots,
     configured_or_active,
     deferral,
@@ -126,6 +127,8 @@ async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
         else:
             try:
                 details = fresh = await client.account_details(account)
+            except STOPS_SOURCE:
+                raise
             except Exception as exc:
                 run.skip(
                     f"act_{account}",

@@ -51,12 +51,14 @@ from cronkeeper.ledger.models import FINAL_STATUSES
 from cronkeeper.redact import truncate
 from cronkeeper.service import RunObserver, Service
 from cronkeeper.storage.schema import RUN_STATUSES
+from cronkeeper.versions import PinnedVersion, expiry_samples, pinned_versions
 
 __all__ = [
     "CONTENT_TYPE",
     "LedgerCollector",
     "LedgerSnapshot",
     "MetricsObserver",
+    "VersionExpiryCollector",
     "install_metrics",
     "read_snapshot",
 ]
@@ -234,6 +236,25 @@ def alert_gauges(
     yield from (alert, paused, anomaly)
 
 
+class VersionExpiryCollector(Collector):
+    """``cronkeeper_api_version_expiry_timestamp_seconds{source,version}``: when each pinned
+    API version stops working (:mod:`cronkeeper.versions`); no series while no date is known.
+    Alert on ``… - time() < 90 * 86400``."""
+
+    def __init__(self, pins: tuple[PinnedVersion, ...]) -> None:
+        self.samples = expiry_samples(pins)
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "cronkeeper_api_version_expiry_timestamp_seconds",
+            "When the pinned API version expires (Unix time, midnight UTC of its expiration date).",
+            labels=["source", "version"],
+        )
+        for source, version, timestamp in self.samples:
+            gauge.add_metric([source, version], timestamp)
+        yield gauge
+
+
 class _Scrape(Collector):
     """The app's registry plus one scrape's ledger figures, rendered as one exposition."""
 
@@ -316,6 +337,7 @@ def install_metrics(app: FastAPI, service: Service) -> MetricsObserver:
     if getattr(app.state, "service", None) is None:
         app.state.service = service
     observer = MetricsObserver([spec.name for spec in service.settings.jobs])
+    observer.registry.register(VersionExpiryCollector(pinned_versions(service.settings)))
     app.state.metrics_observer = observer
 
     @app.get(

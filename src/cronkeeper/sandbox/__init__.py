@@ -8,7 +8,7 @@ data-source query. Tests, benchmarks and ``cronkeeper demo`` use them; productio
     sim.script("123", Fault.status(429, retry_after="2"), Fault.meta_throttle(17))
     sim.always("456", Fault.status(500))
     with serve_app(sim.app) as base_url:
-        ...  # GET {base_url}/v24.0/act_123/insights?...
+        ...  # GET {base_url}/v27.0/act_123/insights?...
     sim.log.attempt_gaps("123")  # seconds between the attempts: proves no retry came early
 
 Fault order per request of a unit key: its script (one entry per request), then its

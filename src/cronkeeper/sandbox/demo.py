@@ -115,7 +115,7 @@ def demo_world(*, seed: int = 0, latency: float = 0.02) -> DemoWorld:
     # fake secrets of a local sandbox
     credentials = DemoCredentials(
         meta_access_token="demo-meta-access-token",  # noqa: S106
-        meta_api_version="v24.0",
+        meta_api_version="v27.0",
         meta_ad_account_ids=tuple(acc_id for _, acc_id, _, _, _ in _ACCOUNTS),
         mixpanel_service_account="demo.mp-service-account",
         mixpanel_service_secret="demo-mixpanel-secret",  # noqa: S106

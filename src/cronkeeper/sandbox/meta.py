@@ -13,6 +13,14 @@ With a ``clock`` the figures are Meta's as of that instant, in the account's own
 elapsed, and conversions and leads keep growing for 28 days after a day ("Insights ... do not
 change after 28 days of being reported", Meta's Insights API best practices). Without a clock
 every day is final (what :meth:`MetaSimulator.expected` returns).
+
+Versions have a lifecycle (Meta's Marketing API version table,
+https://developers.facebook.com/documentation/ads-commerce/marketing-api/marketing-api-changelog/versions):
+a version on or past its expiration date, or older than every version the table lists, is
+answered with error #2635 "You are calling a deprecated version of the Ads API. Please update
+to the latest version" (HTTP 400, ``OAuthException``; the wording reported against Meta's own
+Business SDKs, e.g. facebook-python-business-sdk issue #148). The table and "today" (the
+simulator's clock, else the real one) are the simulator's to set.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -39,6 +47,7 @@ from cronkeeper.sandbox._asgi import (
 from cronkeeper.sandbox.data import MetaDay, date_range, meta_day
 from cronkeeper.sandbox.faults import Fault, FaultMix
 from cronkeeper.sandbox.quota import Admission, MetaQuota
+from cronkeeper.versions import META_VERSIONS, meta_version_key
 
 __all__ = ["MetaAccount", "MetaSimulator"]
 
@@ -107,8 +116,11 @@ class MetaSimulator(Simulator):
         mix: FaultMix | None = None,
         clock: Callable[[], datetime] | None = None,
         quota: MetaQuota | None = None,
+        versions: Mapping[str, date | None] | None = None,
     ) -> None:
         self.access_token = access_token
+        self.versions = dict(META_VERSIONS if versions is None else versions)
+        """Version → expiration date (``None``: not announced); see the module docstring."""
         self.seed = seed
         self.clock = clock
         self.quota = quota
@@ -161,6 +173,14 @@ class MetaSimulator(Simulator):
             return _error(400, 2500, f"Unknown path components: {request.path}")
         if request.method != "GET":
             return _error(400, 100, f"Unsupported {request.method.lower()} request.")
+        if self.version_expired(match["version"]):
+            latest = max(self.versions, key=_version_number, default="")
+            return _error(
+                400,
+                2635,
+                "(#2635) You are calling a deprecated version of the Ads API. Please update to"
+                f" the latest version: {latest}.",
+            )
         if not self._authorised(request):
             return _error(
                 400,
@@ -222,6 +242,21 @@ class MetaSimulator(Simulator):
         data = [part.to_row(fields) for part in parts[index]]
         return json_reply(200, {"data": data, "paging": paging}, usage)
 
+    def today(self) -> date:
+        now = self.clock() if self.clock is not None else datetime.now(UTC)
+        return now.astimezone(UTC).date() if now.tzinfo is not None else now.date()
+
+    def version_expired(self, version: str) -> bool:
+        """Whether Meta would refuse ``version`` today (expired, or older than the table)."""
+        key = meta_version_key(version)
+        if key is None or not self.versions:
+            return False
+        if key in self.versions:
+            expires = self.versions[key]
+            return expires is not None and self.today() >= expires
+        oldest = min(self.versions, key=_version_number)
+        return _version_number(key) < _version_number(oldest)
+
     # -- helpers ------------------------------------------------------------------------------
 
     def _authorised(self, request: SimRequest) -> bool:
@@ -258,6 +293,12 @@ class MetaSimulator(Simulator):
             return []
         rows = days if increment == "1" or len(days) == 1 else [MetaDay.total(days)]
         return [part for row in rows for part in row.split(account.pages)]
+
+
+def _version_number(key: str) -> tuple[int, int]:
+    normal = meta_version_key(key) or "v0.0"
+    major, _, minor = normal[1:].partition(".")
+    return int(major), int(minor)
 
 
 def _error(

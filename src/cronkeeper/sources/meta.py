@@ -39,6 +39,7 @@ from cronkeeper.sources._payload import (
     parse_day,
     storable_text,
 )
+from cronkeeper.versions import pinned_versions, require_current, today_utc
 
 if TYPE_CHECKING:
     from cronkeeper.config import Settings
@@ -278,6 +279,8 @@ class MetaClient:
         token = settings.meta_access_token
         if token is None or not token.get_secret_value():
             raise ConfigError("META_ACCESS_TOKEN is not set: collect-daily cannot call Meta")
+        # An expired version fails every run before its first call, naming the setting.
+        require_current(pinned_versions(settings)[0], today_utc(http.now()))
         return cls(
             http,
             base=settings.meta_api_base,

@@ -34,6 +34,7 @@ from cronkeeper.errors import ConfigError, PayloadError
 from cronkeeper.http.limits import Quota
 from cronkeeper.notion_props import NotionProps
 from cronkeeper.sources._payload import decode_json, describe, is_text, storable_text
+from cronkeeper.versions import pinned_versions, require_current, today_utc
 
 if TYPE_CHECKING:
     import httpx
@@ -315,6 +316,7 @@ class NotionClient:
                 "NOTION_TOKEN and NOTION_DATA_SOURCE_ID must both be set: "
                 "sync-notion cannot read the registry"
             )
+        require_current(pinned_versions(settings)[1], today_utc(http.now()))
         return cls(
             http,
             base=settings.notion_api_base,

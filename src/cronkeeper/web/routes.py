@@ -29,6 +29,7 @@ from cronkeeper.errors import StorageError
 from cronkeeper.ledger.reads import FILTER_DEPTH
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import RUN_STATUSES
+from cronkeeper.versions import settings_warnings
 from cronkeeper.web.auth import (
     SESSION_COOKIE,
     FailureLimiter,
@@ -201,6 +202,7 @@ class StatusPage:
                 "strip_length": STRIP_LENGTH,
                 "coverage": coverage,
                 "coverage_days": COVERAGE_DAYS,
+                "warnings": settings_warnings(settings, clock.now),
             },
         )
 

@@ -1,0 +1,58 @@
+"""The Meta simulator's outside-world behaviour (issue 18), over real HTTP.
+
+Each behaviour follows a page of Meta's, cited in ``cronkeeper.sandbox.meta``: versions expire
+(Marketing API versions page) and are refused with #2635.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from cronkeeper.sandbox import MetaAccount, MetaSimulator
+from tests.sandbox.helpers import Serve, meta_params
+
+TOKEN = "meta-token"
+
+
+def _sim(**kwargs: Any) -> MetaSimulator:
+    return MetaSimulator([MetaAccount("111")], access_token=TOKEN, **kwargs)
+
+
+def _get(base: str, version: str, path: str = "/act_111/insights") -> httpx.Response:
+    return httpx.get(f"{base}/{version}{path}", params=meta_params())
+
+
+def test_an_expired_version_is_answered_2635_and_a_current_one_is_served(serve: Serve) -> None:
+    base = serve(_sim(clock=lambda: datetime(2026, 12, 4, tzinfo=UTC)))
+
+    refused = _get(base, "v24.0")
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert (error["code"], error["type"]) == (2635, "OAuthException")
+    assert error["message"].startswith(
+        "(#2635) You are calling a deprecated version of the Ads API"
+    )
+    assert _get(base, "v25.0").status_code == 200
+    assert _get(base, "v27.0").status_code == 200
+    assert _get(base, "v24.0", "/act_111").status_code == 400  # the details call too
+
+
+def test_a_version_is_served_until_the_day_it_expires(serve: Serve) -> None:
+    now = datetime(2026, 11, 9, 23, 0, tzinfo=UTC)
+    base = serve(_sim(clock=lambda: now))
+    assert _get(base, "v24.0").status_code == 200
+
+
+def test_versions_older_than_the_table_are_refused_and_newer_ones_served(serve: Serve) -> None:
+    base = serve(_sim(clock=lambda: datetime(2026, 12, 4, tzinfo=UTC)))
+    assert _get(base, "v12.0").json()["error"]["code"] == 2635
+    assert _get(base, "v28.0").status_code == 200
+
+
+def test_the_version_table_is_the_simulators_to_set(serve: Serve) -> None:
+    sim = _sim(versions={"v27.0": datetime(2026, 12, 1).date()})
+    base = serve(sim)
+    assert _get(base, "v27.0").json()["error"]["code"] == 2635
