@@ -3,7 +3,7 @@
 The Meta simulator (a real uvicorn on loopback) enforces rolling-window quotas
 (:mod:`cronkeeper.sandbox.quota`): ``--app-calls`` insights calls per ``--window`` seconds
 for the whole app and ``--account-calls`` per ad account, with the real usage headers on
-every answer and error 4 (app) / 80000 (ad account) refusals once a limit is reached. Meta's
+every answer and error 4 (app) / 17 (ad account) refusals once a limit is reached. Meta's
 windows are an hour; here they are scaled down to seconds so the bench finishes in a minute
 or two, and the pause is scaled with them (``CRONKEEPER_PACING_PAUSE`` = the window).
 
@@ -138,6 +138,8 @@ async def run_once(
             pacing_pause=pause,
             run_budget=f"{args.budget}s",
             max_wait=args.max_wait,
+            # Meta's blocking period after a throttle with no estimate, scaled like the pause.
+            meta_throttle_block=args.window,
         )
         service = Service.from_settings(settings)
         patch = nullcontext() if pacer else mock.patch("cronkeeper.runner.Pacer", _no_pacer)
@@ -365,7 +367,7 @@ def report(
         f"- Meta simulator in-process (uvicorn thread), {args.latency * 1000:.0f} ms per call,"
         f" quotas as rolling windows scaled from Meta's hour to W = {args.window:g} s: app"
         f" A calls per window (binding: N > A), {args.account_calls} per ad account;"
-        " refusals are error 4 (app) and 80000 (ad account), usage headers on every answer",
+        " refusals are error 4 (app) and 17 (ad account), usage headers on every answer",
         f"- `run_job` with concurrency {args.concurrency}, `CRONKEEPER_RUN_BUDGET={args.budget}s`,"
         f" `CRONKEEPER_MAX_WAIT={args.max_wait:g}`, `CRONKEEPER_PACING_PAUSE` = W when paced;"
         " *pacing off* keeps only the reaction to refusals (an app-wide pause of the default"

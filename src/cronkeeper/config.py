@@ -289,6 +289,11 @@ class Settings(BaseSettings):
     pacing_pause: float = Field(
         default=60.0, ge=0, le=3600, validation_alias=AliasChoices("CRONKEEPER_PACING_PAUSE")
     )
+    # Meta blocks a throttled account or app "for 300 seconds" on the development tier and 60
+    # on the standard tier (Marketing API rate-limiting page); waited when Meta names no wait.
+    meta_throttle_block: float = Field(
+        default=300.0, ge=0, le=3600, validation_alias=AliasChoices("META_THROTTLE_BLOCK")
+    )
     spool_dir: Path | None = Field(
         default=None, validation_alias=AliasChoices("CRONKEEPER_SPOOL_DIR")
     )

@@ -105,7 +105,12 @@ class Service:
     @property
     def retry_policy(self) -> RetryPolicy:
         s = self.settings
-        return RetryPolicy(max_retries=s.max_retries, timeout=s.http_timeout, max_wait=s.max_wait)
+        return RetryPolicy(
+            max_retries=s.max_retries,
+            timeout=s.http_timeout,
+            max_wait=s.max_wait,
+            throttle_block=s.meta_throttle_block,
+        )
 
     async def prepare(self, *, announce: bool = True) -> bool:
         """Create the SQLite schema on first use; on PostgreSQL, report a stale one; record

@@ -1,7 +1,9 @@
 """The Meta simulator's outside-world behaviour (issue 18), over real HTTP.
 
 Each behaviour follows a page of Meta's, cited in ``cronkeeper.sandbox.meta``: versions expire
-(Marketing API versions page) and are refused with #2635.
+(Marketing API versions page) and are refused with #2635; every answer carries Meta's four
+usage headers, and a quota refusal has the code and subcode of its scope (Marketing API
+rate-limiting page).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from typing import Any
 
 import httpx
 
-from cronkeeper.sandbox import MetaAccount, MetaSimulator
+from cronkeeper.http.pacing import read_usage
+from cronkeeper.sandbox import MetaAccount, MetaQuota, MetaSimulator, QuotaPolicy
 from tests.sandbox.helpers import Serve, meta_params
 
 TOKEN = "meta-token"
@@ -56,3 +59,49 @@ def test_the_version_table_is_the_simulators_to_set(serve: Serve) -> None:
     sim = _sim(versions={"v27.0": datetime(2026, 12, 1).date()})
     base = serve(sim)
     assert _get(base, "v27.0").json()["error"]["code"] == 2635
+
+
+USAGE_HEADERS = {
+    "x-app-usage",
+    "x-ad-account-usage",
+    "x-business-use-case-usage",
+    "x-fb-ads-insights-throttle",
+}
+
+
+def test_every_insights_answer_carries_the_four_usage_headers(serve: Serve) -> None:
+    response = _get(serve(_sim()), "v27.0")
+    assert response.status_code == 200
+    assert set(response.headers) >= USAGE_HEADERS
+    assert read_usage(response.headers).account is not None
+
+
+def _quota_sim(**policy: Any) -> MetaSimulator:
+    tick = [1000.0]
+    quota = MetaQuota(QuotaPolicy(window=60, **policy), clock=lambda: tick[0])
+    return _sim(quota=quota)
+
+
+def test_an_account_over_its_quota_is_refused_17_2446079(serve: Serve) -> None:
+    base = serve(_quota_sim(account_calls=1, app_calls=100))
+    assert _get(base, "v27.0").status_code == 200
+    refused = _get(base, "v27.0")
+    error = refused.json()["error"]
+    assert (refused.status_code, error["code"], error["error_subcode"]) == (400, 17, 2446079)
+    assert set(refused.headers) >= USAGE_HEADERS
+
+
+def test_an_account_can_be_refused_613_1487742(serve: Serve) -> None:
+    base = serve(_quota_sim(account_calls=1, app_calls=100, account_code=613))
+    _get(base, "v27.0")
+    error = _get(base, "v27.0").json()["error"]
+    assert (error["code"], error["error_subcode"]) == (613, 1487742)
+    assert "too many calls from this ad-account" in error["message"]
+
+
+def test_the_app_over_its_quota_is_refused_4_1504022(serve: Serve) -> None:
+    base = serve(_quota_sim(account_calls=100, app_calls=1))
+    _get(base, "v27.0")
+    error = _get(base, "v27.0").json()["error"]
+    assert (error["code"], error["error_subcode"]) == (4, 1504022)
+    assert "too many calls from this app" in error["message"]

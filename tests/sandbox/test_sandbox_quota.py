@@ -21,24 +21,47 @@ def test_usage_is_reported_on_every_answer_and_read_back_by_the_client() -> None
     admission = quota.admit("1")
     assert admission.admitted
     usage = read_usage(dict(admission.headers))
-    assert (usage.account, usage.app) == (25.0, 10.0)
+    assert (usage.account, usage.app, usage.account_reset) == (25.0, 10.0, 60.0)
 
 
-def test_an_account_over_its_limit_gets_80000_until_its_oldest_call_leaves_the_window() -> None:
+def test_every_answer_carries_all_four_of_metas_usage_headers() -> None:
+    """X-App-Usage, X-Ad-Account-Usage, X-Business-Use-Case-Usage, x-fb-ads-insights-throttle
+    (Meta's rate-limiting pages; airbyte's api.py reads the same four)."""
+    tick = Tick()
+    quota = MetaQuota(QuotaPolicy(account_calls=4, app_calls=10, window=60), tick)
+    quota.admit("1")
+    tick.now += 15
+    headers = dict(quota.admit("1").headers)
+    assert set(headers) == {
+        "X-App-Usage",
+        "X-Ad-Account-Usage",
+        "X-Business-Use-Case-Usage",
+        "x-fb-ads-insights-throttle",
+    }
+    assert json.loads(headers["X-Ad-Account-Usage"]) == {
+        "acc_id_util_pct": 50,
+        "reset_time_duration": 60,  # until the newest call leaves the window: usage back to 0
+        "ads_api_access_tier": "standard_access",
+    }
+
+
+def test_an_account_over_its_limit_gets_17_2446079_until_its_oldest_call_leaves_the_window() -> (
+    None
+):
     tick = Tick()
     quota = MetaQuota(QuotaPolicy(account_calls=2, app_calls=100, window=60), tick)
     assert quota.admit("1").admitted
     tick.now += 10
     assert quota.admit("1").admitted
     refused = quota.admit("1")
-    assert (refused.admitted, refused.refusal_code) == (False, 80000)
+    assert (refused.admitted, refused.refusal_code) == (False, 17)
     assert refused.regain_seconds == 50
     buc = json.loads(dict(refused.headers)["X-Business-Use-Case-Usage"])
     assert buc["1"][0]["estimated_time_to_regain_access"] == 1  # minutes, rounded up
     assert quota.admit("2").admitted  # other accounts are not affected
     tick.now += 50
     assert quota.admit("1").admitted
-    assert [(acc, code) for _, acc, code in quota.refusals] == [("1", 80000)]
+    assert [(acc, code) for _, acc, code in quota.refusals] == [("1", 17)]
 
 
 def test_the_app_limit_refuses_every_account_with_code_4() -> None:
@@ -62,12 +85,7 @@ def test_refused_calls_are_not_counted() -> None:
     assert quota.admit("1").admitted
 
 
-def test_the_tokens_own_limit_refuses_with_code_17() -> None:
-    tick = Tick()
-    quota = MetaQuota(QuotaPolicy(account_calls=100, app_calls=100, user_calls=2, window=60), tick)
+def test_an_account_can_be_refused_with_613_instead() -> None:
+    quota = MetaQuota(QuotaPolicy(account_calls=1, app_calls=100, window=60, account_code=613))
     assert quota.admit("1").admitted
-    assert quota.admit("2").admitted
-    refused = quota.admit("3")
-    assert refused.refusal_code == 17
-    tick.now += 60
-    assert quota.admit("3").admitted
+    assert quota.admit("1").refusal_code == 613

@@ -24,7 +24,9 @@ from typing import Any, Literal, NamedTuple
 import httpx
 
 __all__ = [
+    "BLOCK_SETTING",
     "BUC_HEADER",
+    "META_APP_THROTTLE_CODES",
     "META_THROTTLE_CODES",
     "META_TOO_MUCH_DATA",
     "META_TRANSIENT_CODES",
@@ -53,11 +55,26 @@ Reason = Literal[
 ]
 
 BUC_HEADER = "X-Business-Use-Case-Usage"
+AD_ACCOUNT_USAGE_HEADER = "X-Ad-Account-Usage"
+BLOCK_SETTING = "META_THROTTLE_BLOCK"
+"""The ``wait_source`` of a throttle Meta gave no estimate for: its documented blocking period."""
 RETRY_AFTER_HEADER = "Retry-After"
 
 # https://developers.facebook.com/docs/graph-api/overview/rate-limiting and error reference.
 META_THROTTLE_CODES = frozenset({4, 17, 32, 341, 613, *range(80000, 80015)})
 META_TRANSIENT_CODES = frozenset({1, 2})
+# Meta error codes whose limit is the app's, shared by every ad account we query with it.
+# Meta's Marketing API rate-limiting page
+# (https://developers.facebook.com/docs/marketing-api/overview/rate-limiting) ties error 17
+# (subcode 2446079, "User request limit reached") and 613 (subcode 1487742, "There have been
+# too many calls from this ad-account") to the ad account's business-use-case quota, and 4
+# ("Application request limit reached"; subcodes 1504022 or 1504039, "too many calls from this
+# app") to the app, as does the Ads Insights API error-code page (4/1504022 and 4/1504039,
+# "Your app has exceeded the allowed number of API requests",
+# https://developers.facebook.com/documentation/ads-commerce/marketing-api/insights/error-codes).
+# 341 "Application limit reached" (Graph API error reference) is the app's too. Everything
+# else (17, 613, 80000–80014 business use case, 32 page) holds only the object it names.
+META_APP_THROTTLE_CODES = frozenset({4, 341})
 # "Request Timed Out: Your request timed out. Try a smaller date range, fetch less data, or use
 # async jobs." (Ads Insights API Error Codes,
 # https://developers.facebook.com/documentation/ads-commerce/marketing-api/insights/error-codes):
@@ -241,14 +258,31 @@ def api_error_text(body: bytes | str | Any) -> str:
     return ""
 
 
+def _reset_seconds(header: str) -> float | None:
+    data = _json(header)
+    if not isinstance(data, dict):
+        return None
+    value = _number(data.get("reset_time_duration"))
+    return value if value is not None and value > 0 else None
+
+
 def classify(
-    status: int, headers: Mapping[str, str], body: bytes | str | Any, now: datetime
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes | str | Any,
+    now: datetime,
+    throttle_block: float | None = None,
 ) -> Verdict:
     """Decide whether a response is a success, a retryable failure or a permanent one.
 
-    For retryable failures, also say how long the server asked to wait: the longer of
-    ``Retry-After`` and (for throttling) Meta's business-use-case estimate, since retrying
-    before either has passed only earns another refusal.
+    For retryable failures, also say how long the server asked to wait: the longest of
+    ``Retry-After`` and (for throttling) Meta's estimates (``estimated_time_to_regain_access``,
+    ``X-Ad-Account-Usage`` ``reset_time_duration``), since retrying before any has passed only
+    earns another refusal. A Meta throttle with no estimate at all waits ``throttle_block``
+    when given: Meta's rate-limiting page says a throttled app or account "will be blocked for
+    300 seconds" (development tier) or 60 seconds (standard tier)
+    (https://developers.facebook.com/docs/marketing-api/overview/rate-limiting), far longer
+    than the default retry schedule, which would only spend the retries on refusals.
     """
     if 200 <= status < 300:
         return Verdict("ok")
@@ -282,6 +316,14 @@ def classify(
         seconds = buc_wait_seconds(buc)
         if seconds is not None:
             asks.append((seconds, BUC_HEADER))
+    reset = lowered.get(AD_ACCOUNT_USAGE_HEADER.lower())
+    account_throttle = meta is not None and meta.code not in META_APP_THROTTLE_CODES
+    if reset is not None and reason == "meta_throttle" and account_throttle:
+        seconds = _reset_seconds(reset)
+        if seconds is not None:
+            asks.append((seconds, AD_ACCOUNT_USAGE_HEADER))
+    if not asks and reason == "meta_throttle" and throttle_block is not None:
+        asks.append((throttle_block, BLOCK_SETTING))
     if not asks:
         return Verdict("retry", reason, meta=meta)
     wait, source = max(asks)

@@ -4,12 +4,16 @@ Meta reports how much of its rolling quotas an app and each ad account have used
 answer, not only on refusals (https://developers.facebook.com/docs/graph-api/overview/rate-limiting,
 "Headers"): ``X-App-Usage`` (``call_count``, ``total_cputime``, ``total_time``, percent of the
 app's hourly budget), ``X-Business-Use-Case-Usage`` (per business object id, the same three
-percentages plus ``estimated_time_to_regain_access`` in minutes once throttled) and, on
-insights, ``x-fb-ads-insights-throttle`` (``app_id_util_pct``, ``acc_id_util_pct``).
+percentages plus ``estimated_time_to_regain_access`` in minutes once throttled),
+``X-Ad-Account-Usage`` (``acc_id_util_pct``, the ad account's usage, and
+``reset_time_duration``, seconds until it is back to zero) and, on insights,
+``x-fb-ads-insights-throttle`` (``app_id_util_pct``, ``acc_id_util_pct``).
 airbyte's source-facebook-marketing (``source_facebook_marketing/api.py``,
-``MyFacebookAdsApi._parse_call_rate_header``) reads the same headers, takes the largest
-percentage, and pauses at least one minute above 95 %; we do the same from a configurable
-high-water mark, so that the limit is not reached in the first place.
+``MyFacebookAdsApi._parse_call_rate_header``) reads the same four headers
+(``x-ad-account-usage``'s ``acc_id_util_pct`` among them), takes the largest percentage, and
+pauses at least one minute above 95 %; we do the same from a configurable high-water mark, so
+that the limit is not reached in the first place (shortened to the account's
+``reset_time_duration`` when Meta says it is back to zero sooner).
 
 Everything here is pure over an injected clock: :class:`Pacer` only answers "how long must
 this scope wait before its next request"; the caller sleeps (with its injected ``sleep``).
@@ -29,9 +33,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cronkeeper.clock import Clock, utcnow
-from cronkeeper.http.classify import BUC_HEADER
+from cronkeeper.http.classify import BUC_HEADER, META_APP_THROTTLE_CODES
 
 __all__ = [
+    "AD_ACCOUNT_USAGE_HEADER",
     "APP_USAGE_HEADER",
     "BUC_HEADER",
     "INSIGHTS_THROTTLE_HEADER",
@@ -44,16 +49,14 @@ __all__ = [
 ]
 
 APP_USAGE_HEADER = "X-App-Usage"
+AD_ACCOUNT_USAGE_HEADER = "X-Ad-Account-Usage"
 INSIGHTS_THROTTLE_HEADER = "X-FB-Ads-Insights-Throttle"
 _QUOTAS = ("call_count", "total_cputime", "total_time")
 SOURCE = "*"
 """The scope that stands for every unit of a source."""
 
-# Meta error codes whose limit is the app's or the token's, shared by every ad account we
-# query with it (error reference, https://developers.facebook.com/docs/graph-api/guides/error-handling):
-# 4 "Application request limit reached", 17 "User request limit reached", 341 "Application
-# limit reached". The others (613, 80000–80014 business use case, 32 page) are per object.
-SOURCE_WIDE_META_CODES = frozenset({4, 17, 341})
+SOURCE_WIDE_META_CODES = META_APP_THROTTLE_CODES
+"""Meta throttle codes that hold every unit of the source (the app's quota; see classify)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class Usage:
     account: float | None = None
     regain_seconds: float | None = None
     """Meta's ``estimated_time_to_regain_access`` for a throttled business object, in seconds."""
+    account_reset: float | None = None
+    """``X-Ad-Account-Usage`` ``reset_time_duration``: seconds until the account's usage is 0."""
 
 
 def _decode(value: str | None) -> Any:
@@ -106,6 +111,12 @@ def read_usage(headers: Mapping[str, str]) -> Usage:
         app = _most(app, _pct(insights.get("app_id_util_pct")))
         account = _most(account, _pct(insights.get("acc_id_util_pct")))
 
+    ad_account = _decode(lowered.get(AD_ACCOUNT_USAGE_HEADER.lower()))
+    reset: float | None = None
+    if isinstance(ad_account, dict):
+        account = _most(account, _pct(ad_account.get("acc_id_util_pct")))
+        reset = _pct(ad_account.get("reset_time_duration"))  # seconds; same validity rules
+
     buc = _decode(lowered.get(BUC_HEADER.lower()))
     if isinstance(buc, dict):
         for entries in buc.values():
@@ -119,7 +130,7 @@ def read_usage(headers: Mapping[str, str]) -> Usage:
                 minutes = _pct(entry.get("estimated_time_to_regain_access"))
                 if minutes:
                     regain = _most(regain, minutes * 60.0)
-    return Usage(app=app, account=account, regain_seconds=regain)
+    return Usage(app=app, account=account, regain_seconds=regain, account_reset=reset)
 
 
 @dataclass(frozen=True)
@@ -166,8 +177,15 @@ class Pacer:
             self._not_before[scope] = until
 
     def observe(self, scope: str, usage: Usage) -> None:
-        """An answer for ``scope`` reported ``usage``: space the next requests accordingly."""
-        self._push(scope, max(self.policy.gap(usage.account), usage.regain_seconds or 0.0))
+        """An answer for ``scope`` reported ``usage``: space the next requests accordingly.
+
+        An account at the high-water mark waits the policy's pause, or Meta's own
+        ``reset_time_duration`` when that is sooner (its usage is back to 0 by then).
+        """
+        gap = self.policy.gap(usage.account)
+        if gap and usage.account_reset:
+            gap = min(gap, usage.account_reset)
+        self._push(scope, max(gap, usage.regain_seconds or 0.0))
         self._push(SOURCE, self.policy.gap(usage.app))
 
     def hold(self, scope: str, seconds: float) -> None:

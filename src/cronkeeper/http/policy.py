@@ -28,6 +28,9 @@ class RetryPolicy:
     waits: tuple[float, ...] = (3.0, 6.0)
     timeout: float = 30.0
     max_wait: float = 60.0
+    throttle_block: float | None = None
+    """Wait after a Meta throttle that names no wait (``META_THROTTLE_BLOCK``); ``None``: the
+    default schedule (the alert webhook and tests that do not model Meta)."""
 
     def __post_init__(self) -> None:
         if self.max_retries < 0:
@@ -36,6 +39,8 @@ class RetryPolicy:
             raise ConfigError(f"the per-attempt timeout must be above 0 s, got {self.timeout}")
         if not self.max_wait >= 0:
             raise ConfigError(f"max_wait must be 0 s or more, got {self.max_wait}")
+        if self.throttle_block is not None and not self.throttle_block >= 0:
+            raise ConfigError(f"throttle_block must be 0 s or more, got {self.throttle_block}")
         if any(not wait >= 0 for wait in self.waits):
             raise ConfigError(f"waits must all be 0 s or more, got {self.waits}")
 

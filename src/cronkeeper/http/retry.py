@@ -116,7 +116,13 @@ class _Call:
                 )
         except (TimeoutError, httpx.HTTPError, httpx.InvalidURL) as exc:
             raise self._transport_failure(exc) from None
-        verdict = classify(response.status_code, response.headers, response.content, self.now())
+        verdict = classify(
+            response.status_code,
+            response.headers,
+            response.content,
+            self.now(),
+            self.policy.throttle_block,
+        )
         if self.throttle is not None:
             self.throttle.learn(response, verdict, self.attempts)
         if verdict.kind == "ok":

@@ -68,8 +68,10 @@ class Throttle:
     def learn(self, response: httpx.Response, verdict: Verdict, attempts: int) -> None:
         """Feed the pacer: usage on every answer; a refusal's wait for its whole scope.
 
-        An app-wide throttle (Meta codes 4, 17, 341, or app usage at 100 %) holds every unit
-        of the source: one refusal, one wait, instead of one refusal per account.
+        An app-wide throttle (Meta codes 4 and 341, or app usage at 100 %) holds every unit
+        of the source: one refusal, one wait, instead of one refusal per account; an account
+        throttle (17, 613, 80000–80014) holds that account only (see
+        :data:`~cronkeeper.http.pacing.SOURCE_WIDE_META_CODES` for Meta's pages).
         """
         usage = read_usage(response.headers)
         self.pacer.observe(self.scope, usage)

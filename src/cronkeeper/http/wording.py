@@ -19,6 +19,7 @@ from cronkeeper.errors import (
     WaitTooLong,
 )
 from cronkeeper.http.classify import (
+    BLOCK_SETTING,
     BUC_HEADER,
     Verdict,
     api_error_text,
@@ -129,11 +130,19 @@ def server_wait_too_long(
 ) -> WaitTooLong:
     assert verdict.server_wait is not None
     meta = verdict.meta is not None or verdict.wait_source == BUC_HEADER
+    if verdict.wait_source == BLOCK_SETTING:
+        asked = (
+            f"Meta throttled it and named no wait, so it waits Meta's documented blocking"
+            f" period of {seconds(verdict.server_wait)} s ({BLOCK_SETTING}; above max_wait"
+            f" {seconds(max_wait)} s)"
+        )
+    else:
+        asked = (
+            f"{'Meta' if meta else 'the API'} asked to wait {seconds(verdict.server_wait)} s"
+            f" (above max_wait {seconds(max_wait)} s) in {verdict.wait_source}"
+        )
     return WaitTooLong(
-        f"{call}: {'Meta' if meta else 'the API'} asked to wait"
-        f" {seconds(verdict.server_wait)} s (above max_wait"
-        f" {seconds(max_wait)} s) in {verdict.wait_source} after {got};"
-        " not waiting: this unit is skipped, run it again later",
+        f"{call}: {asked} after {got}; not waiting: this unit is skipped, run it again later",
         wait_seconds=verdict.server_wait,
         url=url,
         status=status,

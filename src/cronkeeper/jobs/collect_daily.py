@@ -27,6 +27,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
 
+from cronkeeper.errors import WaitTooLong
 from cronkeeper.jobs._common import (
     STOPS_SOURCE,
     Slots,
@@ -127,8 +128,8 @@ async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
         else:
             try:
                 details = fresh = await client.account_details(account)
-            except STOPS_SOURCE:
-                raise
+            except (WaitTooLong, *STOPS_SOURCE):
+                raise  # set aside until the API's wait is over, or stop: as for insights
             except Exception as exc:
                 run.skip(
                     f"act_{account}",

@@ -32,18 +32,28 @@ MalformedMode = Literal["json", "shape", "html", "empty"]
 _META_MESSAGES: dict[int, str] = {
     1: "An unknown error occurred",
     2: "An unexpected error has occurred. Please retry your request later.",
-    4: "(#4) Application request limit reached",
+    4: "(#4) There have been too many calls from this app. Wait a bit and try again.",
     17: "(#17) User request limit reached",
     32: "(#32) Page request limit reached",
     100: "(#100) Invalid parameter",
     190: "Error validating access token: Session has expired",
     341: "(#341) Application limit reached",
-    613: "(#613) Calls to this api have exceeded the rate limit.",
+    613: "(#613) There have been too many calls from this ad-account. Please wait a bit and try"
+    " again.",
     80000: "(#80000) There have been too many calls from this ad-account. "
     "Wait a bit and try again. For more info, please refer to "
     "https://developers.facebook.com/docs/graph-api/overview/rate-limiting.",
 }
-_META_DEFAULT_SUBCODES: dict[int, int] = {190: 463, 80000: 2446079}
+# Subcodes by scope, from Meta's Marketing API rate-limiting page
+# (https://developers.facebook.com/docs/marketing-api/overview/rate-limiting): 17/2446079 and
+# 613/1487742 the ad account's quota, 4/1504022 the app's.
+_META_DEFAULT_SUBCODES: dict[int, int] = {
+    4: 1504022,
+    17: 2446079,
+    190: 463,
+    613: 1487742,
+    80000: 2446079,
+}
 
 
 @dataclass(frozen=True)

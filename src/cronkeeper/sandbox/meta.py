@@ -33,6 +33,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import partial
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -46,7 +47,7 @@ from cronkeeper.sandbox._asgi import (
 )
 from cronkeeper.sandbox.data import MetaDay, date_range, meta_day
 from cronkeeper.sandbox.faults import Fault, FaultMix
-from cronkeeper.sandbox.quota import Admission, MetaQuota
+from cronkeeper.sandbox.quota import ACCOUNT_REFUSALS, APP_REFUSAL, Admission, MetaQuota
 from cronkeeper.versions import META_VERSIONS, meta_version_key
 
 __all__ = ["MetaAccount", "MetaSimulator"]
@@ -221,7 +222,7 @@ class MetaSimulator(Simulator):
             index = -1 if decoded is None else decoded + (1 if after else -1)
             if not 0 <= index < len(parts):
                 return _error(400, 100, "(#100) Invalid cursor")
-        usage = [("X-Business-Use-Case-Usage", buc_header(account.account_id, 0, 1 + index % 5))]
+        usage = _light_usage(account.account_id, 1 + index % 5)
         if self.quota is not None:
             admission = self.quota.admit(account.account_id)
             usage = admission.headers
@@ -295,6 +296,26 @@ class MetaSimulator(Simulator):
         return [part for row in rows for part in row.split(account.pages)]
 
 
+def _light_usage(account_id: str, pct: int) -> list[tuple[str, str]]:
+    """All four of Meta's usage headers at a low ``pct`` (no quota simulated): X-App-Usage,
+    X-Ad-Account-Usage, X-Business-Use-Case-Usage and x-fb-ads-insights-throttle (see
+    :mod:`.quota` for where each comes from)."""
+    dump = partial(json.dumps, separators=(",", ":"))
+    tier = "standard_access"
+    return [
+        ("X-App-Usage", dump({"call_count": pct, "total_cputime": pct, "total_time": pct})),
+        (
+            "X-Ad-Account-Usage",
+            dump({"acc_id_util_pct": pct, "reset_time_duration": 0, "ads_api_access_tier": tier}),
+        ),
+        ("X-Business-Use-Case-Usage", buc_header(account_id, 0, pct)),
+        (
+            "x-fb-ads-insights-throttle",
+            dump({"app_id_util_pct": pct, "acc_id_util_pct": pct, "ads_api_access_tier": tier}),
+        ),
+    ]
+
+
 def _version_number(key: str) -> tuple[int, int]:
     normal = meta_version_key(key) or "v0.0"
     major, _, minor = normal[1:].partition(".")
@@ -317,21 +338,12 @@ def _error(
 
 
 def _quota_refusal(admission: Admission) -> Reply:
-    """Meta's answer to a call over a quota: HTTP 400 with the error code, usage headers kept."""
-    if admission.refusal_code == 4:
-        reply = _error(400, 4, "(#4) Application request limit reached")
-    elif admission.refusal_code == 17:
-        reply = _error(400, 17, "(#17) User request limit reached", subcode=2446079)
-    else:
-        reply = _error(
-            400,
-            80000,
-            "(#80000) There have been too many calls from this ad-account. Wait a bit and try"
-            " again. For more info, please refer to"
-            " https://developers.facebook.com/docs/graph-api/overview/rate-limiting.",
-            subcode=2446079,
-        )
-    return reply.with_headers(*admission.headers)
+    """Meta's answer to a call over a quota: HTTP 400 with the code and subcode Meta's
+    rate-limiting page gives for that scope (:mod:`.quota`), usage headers kept."""
+    code = admission.refusal_code
+    known = APP_REFUSAL if code == APP_REFUSAL[0] else ACCOUNT_REFUSALS.get(code or 0)
+    code, subcode, message = known or ACCOUNT_REFUSALS[17]
+    return _error(400, code, message, subcode=subcode).with_headers(*admission.headers)
 
 
 def _parse_time_range(raw: str | None) -> tuple[date, date] | None:

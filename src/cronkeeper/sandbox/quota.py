@@ -10,13 +10,19 @@ What the simulator imitates, and where it comes from:
   "Business Use Case Rate Limits"). Insights answers also carry ``x-fb-ads-insights-throttle``
   with ``app_id_util_pct`` and ``acc_id_util_pct`` (read by airbyte's
   source-facebook-marketing, ``source_facebook_marketing/api.py``).
+  Every answer also carries ``X-Ad-Account-Usage`` (``acc_id_util_pct``,
+  ``reset_time_duration`` in seconds, ``ads_api_access_tier``), the header airbyte's
+  ``MyFacebookAdsApi._parse_call_rate_header`` reads ``acc_id_util_pct`` from: all four of
+  Meta's usage headers, so that pacing is proved against every one of them.
 - Once a limit is reached, calls fail until enough time has passed for the count to drop
-  below it (same page): an ad account over its BUC limit gets error 80000 ("There have been
-  too many calls from this ad-account", HTTP 400, subcode 2446079, with the regain estimate),
-  the app over its limit gets error 4 ("Application request limit reached"), and the access
-  token over its own limit error 17 ("User request limit reached"; both from the error
-  reference, https://developers.facebook.com/docs/graph-api/guides/error-handling). A refused
-  call is not counted. The simulator has one token, so the user's calls are the app's.
+  below it, with the code and subcode Meta's Marketing API rate-limiting page gives for that
+  scope (https://developers.facebook.com/docs/marketing-api/overview/rate-limiting, HTTP 400):
+  an ad account over its business-use-case quota gets error 17, subcode 2446079 ("User
+  request limit reached"), or, with ``account_code=613``, error 613, subcode 1487742 ("There
+  have been too many calls from this ad-account. Please wait a bit and try again"), with the
+  regain estimate; the app over its limit gets error 4, subcode 1504022 ("There have been too
+  many calls from this app. Wait a bit and try again"; the same code and subcode on the
+  Ads Insights API error-code page, "Too Many API Requests"). A refused call is not counted.
 
 The windows are a simulator's choice (Meta does not publish its budgets): each is a number
 of calls per ``window`` seconds, small enough that a benchmark sees throttling in seconds.
@@ -33,7 +39,23 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["Admission", "MetaQuota", "QuotaPolicy"]
+__all__ = ["ACCOUNT_REFUSALS", "APP_REFUSAL", "Admission", "MetaQuota", "QuotaPolicy"]
+
+# (code, subcode, message) per scope, from Meta's Marketing API rate-limiting page.
+ACCOUNT_REFUSALS: dict[int, tuple[int, int, str]] = {
+    17: (17, 2446079, "(#17) User request limit reached"),
+    613: (
+        613,
+        1487742,
+        "(#613) There have been too many calls from this ad-account. Please wait a bit and"
+        " try again.",
+    ),
+}
+APP_REFUSAL = (
+    4,
+    1504022,
+    "(#4) There have been too many calls from this app. Wait a bit and try again.",
+)
 
 
 @dataclass(frozen=True)
@@ -42,10 +64,15 @@ class QuotaPolicy:
     """Calls one ad account may make per ``window``."""
     app_calls: int = 1000
     """Calls the whole app may make per ``window``."""
-    user_calls: int | None = None
-    """Calls the (one) access token may make per ``window``; ``None``: no user limit. Meta
-    answers a token over its limit with code 17, "User request limit reached"."""
     window: float = 3600.0
+    account_code: int = 17
+    """How an ad account over its quota is refused: 17 (subcode 2446079) or 613 (1487742)."""
+    access_tier: str = "standard_access"
+    """``ads_api_access_tier`` in the usage headers."""
+
+    def __post_init__(self) -> None:
+        if self.account_code not in ACCOUNT_REFUSALS:
+            raise ValueError(f"account_code must be one of {sorted(ACCOUNT_REFUSALS)}")
 
 
 @dataclass(frozen=True)
@@ -55,7 +82,7 @@ class Admission:
     admitted: bool
     headers: list[tuple[str, str]]
     refusal_code: int | None = None
-    """4 (the app's limit), 17 (the token's) or 80000 (the ad account's business use case)."""
+    """4 (the app's limit), or 17 / 613 (the ad account's business-use-case quota)."""
     regain_seconds: float = 0.0
 
 
@@ -87,13 +114,10 @@ class MetaQuota:
             self._prune(mine, now)
             code: int | None = None
             regain = 0.0
-            user_limit = self.policy.user_calls
             if len(app) >= self.policy.app_calls:
-                code, regain = 4, self._regain(app, now)
-            elif user_limit is not None and len(app) >= user_limit:
-                code, regain = 17, self._regain(app, now)
+                code, regain = APP_REFUSAL[0], self._regain(app, now)
             elif len(mine) >= self.policy.account_calls:
-                code, regain = 80000, self._regain(mine, now)
+                code, regain = self.policy.account_code, self._regain(mine, now)
             else:
                 app.append(now)
                 mine.append(now)
@@ -101,7 +125,12 @@ class MetaQuota:
                 self.refusals.append((now, account, code))
             app_pct = _pct(len(app), self.policy.app_calls)
             acc_pct = _pct(len(mine), self.policy.account_calls)
-            regain_minutes = math.ceil(regain / 60.0) if code == 80000 else 0
+            account_refused = code is not None and code != APP_REFUSAL[0]
+            regain_minutes = math.ceil(regain / 60.0) if account_refused else 0
+            # "reset_time_duration": seconds until the account's usage is back to 0 (its newest
+            # call leaves the window).
+            reset = math.ceil(max(0.0, mine[-1] + self.policy.window - now)) if mine else 0
+            tier = self.policy.access_tier
             headers = [
                 (
                     "X-App-Usage",
@@ -124,15 +153,31 @@ class MetaQuota:
                                     "total_cputime": acc_pct // 2,
                                     "total_time": acc_pct // 2,
                                     "estimated_time_to_regain_access": regain_minutes,
-                                    "ads_api_access_tier": "standard_access",
+                                    "ads_api_access_tier": tier,
                                 }
                             ]
                         }
                     ),
                 ),
                 (
+                    "X-Ad-Account-Usage",
+                    _dump(
+                        {
+                            "acc_id_util_pct": acc_pct,
+                            "reset_time_duration": reset,
+                            "ads_api_access_tier": tier,
+                        }
+                    ),
+                ),
+                (
                     "x-fb-ads-insights-throttle",
-                    _dump({"app_id_util_pct": app_pct, "acc_id_util_pct": acc_pct}),
+                    _dump(
+                        {
+                            "app_id_util_pct": app_pct,
+                            "acc_id_util_pct": acc_pct,
+                            "ads_api_access_tier": tier,
+                        }
+                    ),
                 ),
             ]
             return Admission(code is None, headers, code, regain)
