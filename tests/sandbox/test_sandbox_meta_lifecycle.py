@@ -8,14 +8,15 @@ rate-limiting page).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
 from cronkeeper.http.pacing import read_usage
 from cronkeeper.sandbox import MetaAccount, MetaQuota, MetaSimulator, QuotaPolicy
-from tests.sandbox.helpers import Serve, meta_params
+from tests.sandbox.helpers import DAY, Serve, meta_params
 
 TOKEN = "meta-token"
 
@@ -105,3 +106,25 @@ def test_the_app_over_its_quota_is_refused_4_1504022(serve: Serve) -> None:
     error = _get(base, "v27.0").json()["error"]
     assert (error["code"], error["error_subcode"]) == (4, 1504022)
     assert "too many calls from this app" in error["message"]
+
+
+def test_a_range_longer_than_max_range_days_times_out_as_meta_documents(serve: Serve) -> None:
+    sim = MetaSimulator([MetaAccount("111", max_range_days=7)], access_token=TOKEN)
+    base = serve(sim)
+    url = f"{base}/v27.0/act_111/insights"
+
+    def ask(days: int) -> httpx.Response:
+        since = DAY - timedelta(days=days - 1)
+        span = json.dumps({"since": since.isoformat(), "until": DAY.isoformat()})
+        return httpx.get(url, params=meta_params(extra={"time_range": span}))
+
+    error = ask(8).json()["error"]
+    assert (error["code"], error["error_subcode"]) == (100, 1504018)
+    assert "Try a smaller date range" in error["message"]
+    assert ask(7).status_code == 200
+
+
+def test_the_timeout_can_be_metas_code_2_variant(serve: Serve) -> None:
+    sim = MetaSimulator([MetaAccount("111", max_range_days=0, timeout_code=2)], access_token=TOKEN)
+    error = _get(serve(sim), "v27.0").json()["error"]
+    assert (error["code"], error["error_subcode"]) == (2, 1504038)

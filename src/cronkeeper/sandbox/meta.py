@@ -55,6 +55,8 @@ __all__ = ["MetaAccount", "MetaSimulator"]
 _PATH = re.compile(r"^/(?P<version>v\d+\.\d+)/act_(?P<id>[^/]+)/insights/?$")
 _DETAILS = re.compile(r"^/(?P<version>v\d+\.\d+)/act_(?P<id>[^/]+)/?$")
 DETAILS_KEY = "details:"
+INSIGHTS_TIMEOUTS = {100: 1504018, 2: 1504038}
+"""Ads Insights API error codes: "Request Timed Out", code → subcode (sync requests)."""
 DEFAULT_PAGE_SIZE = 25
 """Rows per page without ``limit`` (Graph API cursor paging; Meta's ``limit`` parameter)."""
 _STATUS_MESSAGES = {
@@ -80,6 +82,11 @@ class MetaAccount:
     summing to the day's totals, one part per page; only the last page lacks
     ``paging.next``). ``no_delivery`` answers ``{"data": []}`` as Meta does for an account
     that spent nothing. ``timezone_name`` is where the account's days begin and end.
+    ``max_range_days``: an insights request whose ``time_range`` spans more days than this is
+    answered with Meta's "Request Timed Out" (``timeout_code`` 100, subcode 1504018, or 2,
+    subcode 1504038; Ads Insights API error codes,
+    https://developers.facebook.com/documentation/ads-commerce/marketing-api/insights/error-codes:
+    "Your request timed out. Try a smaller date range, fetch less data, or use async jobs.").
     """
 
     account_id: str
@@ -88,6 +95,8 @@ class MetaAccount:
     no_delivery: bool = False
     timezone_name: str = "UTC"
     name: str | None = None
+    max_range_days: int | None = None
+    timeout_code: int = 100
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "account_id", strip_act(self.account_id))
@@ -95,6 +104,8 @@ class MetaAccount:
             raise ValueError(f"a Meta ad account id is digits, got {self.account_id!r}")
         if self.pages < 1:
             raise ValueError("pages must be >= 1")
+        if self.timeout_code not in INSIGHTS_TIMEOUTS:
+            raise ValueError(f"timeout_code must be one of {sorted(INSIGHTS_TIMEOUTS)}")
         ZoneInfo(self.timezone_name)  # a bad zone fails here, not in a request
 
 
@@ -209,6 +220,16 @@ class MetaSimulator(Simulator):
         time_range = _parse_time_range(request.query.get("time_range"))
         if time_range is None:
             return _error(400, 100, "(#100) Must be a valid time_range: {since, until}")
+        since, until = time_range
+        if account.max_range_days is not None and (until - since).days + 1 > account.max_range_days:
+            code = account.timeout_code
+            return _error(
+                400,
+                code,
+                "Your request timed out. Try a smaller date range, fetch less data, or use async"
+                " jobs.",
+                subcode=INSIGHTS_TIMEOUTS[code],
+            )
         rows = self._parts(account, *time_range, request.query.get("time_increment"))
         size = _page_size(request.query.get("limit"), account)
         if size is None:

@@ -22,15 +22,16 @@ set's own attribution setting, as Ads Manager shows them (a documented ``bool`` 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from cronkeeper.config import zone
-from cronkeeper.errors import ConfigError, PayloadError
+from cronkeeper.errors import ConfigError, PayloadError, TooMuchData
 from cronkeeper.sources._payload import (
     decode_json,
     describe,
@@ -56,6 +57,8 @@ __all__ = [
     "parse_account_details",
     "parse_insights_page",
 ]
+
+log = logging.getLogger("cronkeeper.sources.meta")
 
 INSIGHT_FIELDS = "spend,impressions,clicks,reach,actions,account_currency,date_start,date_stop"
 DETAIL_FIELDS = "name,timezone_name,currency"
@@ -306,7 +309,35 @@ class MetaClient:
         layer.
         """
         account = normalize_ad_account_id(ad_account_id)
-        return await self._collect(account, since, until, f"Meta ad account {account}")
+        return await self._halving(account, since, until, f"Meta ad account {account}")
+
+    async def _halving(
+        self, account: str, since: date, until: date, unit: str
+    ) -> list[MetaInsight]:
+        """:meth:`_collect`, split in halves each time Meta times out on the amount of data.
+
+        The Ads Insights API answers 100/1504018 or 2/1504038, "Request Timed Out: Try a
+        smaller date range" (Ads Insights API error codes,
+        https://developers.facebook.com/documentation/ads-commerce/marketing-api/insights/error-codes);
+        the same range would time out again, so each half is asked for on its own, down to
+        one day. A single day that still times out fails the unit, with Meta's code.
+        """
+        try:
+            return await self._collect(account, since, until, unit)
+        except TooMuchData as exc:
+            if since >= until:
+                raise TooMuchData(
+                    f"{unit}: Meta timed out even for the single day {since.isoformat()}"
+                    f" ({exc.detail}); no smaller request is possible: run it again later",
+                    url=exc.url,
+                    status=exc.status,
+                    attempts=exc.attempts,
+                    detail=exc.detail,
+                ) from None
+        middle = since + (until - since) // 2
+        log.info("%s: too much data for %s … %s, asking for each half", unit, since, until)
+        first = await self._halving(account, since, middle, unit)
+        return first + await self._halving(account, middle + timedelta(days=1), until, unit)
 
     async def account_details(self, ad_account_id: str) -> AccountDetails:
         """``GET /{version}/act_{id}?fields=name,timezone_name,currency``: the account's own
