@@ -129,7 +129,11 @@ class MetaSimulator(Simulator):
         clock: Callable[[], datetime] | None = None,
         quota: MetaQuota | None = None,
         versions: Mapping[str, date | None] | None = None,
+        next_base: str | None = None,
     ) -> None:
+        self.next_base = next_base.rstrip("/") if next_base else None
+        """Where ``paging.next`` points (``scheme://host:port``); ``None``: this server, as
+        Meta does. Another origin is a hostile or broken answer: the token must not follow."""
         self.access_token = access_token
         self.versions = dict(META_VERSIONS if versions is None else versions)
         """Version → expiration date (``None``: not announced); see the module docstring."""
@@ -256,7 +260,8 @@ class MetaSimulator(Simulator):
         if index + 1 < len(parts):
             query = [(k, v) for k, v in request.query_items if k not in ("after", "before")]
             query.append(("after", cursor))
-            paging["next"] = f"{request.base_url}{request.path}?{urlencode(query)}"
+            origin = self.next_base or request.base_url
+            paging["next"] = f"{origin}{request.path}?{urlencode(query)}"
         if index > 0:
             query = [(k, v) for k, v in request.query_items if k not in ("after", "before")]
             query.append(("before", cursor))

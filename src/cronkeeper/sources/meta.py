@@ -30,6 +30,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+import httpx
+
 from cronkeeper.config import zone
 from cronkeeper.errors import ConfigError, PayloadError, TooMuchData
 from cronkeeper.sources._payload import (
@@ -256,6 +258,13 @@ def _next_url(paging: object, unit: str) -> str | None:
     return nxt
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin_of(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host.lower(), url.port or _DEFAULT_PORTS.get(url.scheme)
+
+
 class MetaClient:
     """Reads one account-level insights row per ad account and day from the Graph API."""
 
@@ -356,6 +365,17 @@ class MetaClient:
             params=params,
         )
 
+    def _origin(self) -> str:
+        base = httpx.URL(self._base)
+        return str(base.copy_with(path="/", query=None, fragment=None)).rstrip("/")
+
+    def _home(self, url: str) -> bool:
+        """Whether ``url`` is on the configured API origin: ``META_API_BASE``'s scheme, host
+        and port. ``paging.next`` carries every parameter, the access token included, so it is
+        followed nowhere else: Meta documents it as "the Graph API endpoint that will return
+        the next page of data" (Paginated Results, https://developers.facebook.com/docs/graph-api/results)."""
+        return _origin_of(httpx.URL(url)) == _origin_of(httpx.URL(self._base))
+
     async def _collect(
         self, account: str, since: date, until: date, unit: str
     ) -> list[MetaInsight]:
@@ -399,6 +419,12 @@ class MetaClient:
             if nxt in seen:
                 raise PayloadError(
                     f"{unit}: paging loop: page {page} points back to a page already read"
+                )
+            if not self._home(nxt):
+                # Never shown: the URL carries the token, and its host is the answer's choice.
+                raise PayloadError(
+                    f"{unit}: page {page}: paging.next leaves {self._origin()} (another host,"
+                    " port or scheme); not followed, so the access token stays here"
                 )
             seen.add(nxt)
             url, params = nxt, None  # the next URL carries every parameter, token included
