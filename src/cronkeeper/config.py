@@ -148,6 +148,26 @@ def _duration(text: str, what: str) -> timedelta:
         raise ValueError(f"{what}: {exc}") from None
 
 
+MIXPANEL_REGIONS = ("us", "eu", "in")
+"""Mixpanel's data residencies: US (the default), EU and India."""
+
+
+def project_regions(value: str) -> dict[str, str]:
+    """``"123=eu,456=in"`` → ``{"123": "eu", "456": "in"}``; a clear ``ValueError`` otherwise."""
+    out: dict[str, str] = {}
+    for item in (p.strip() for p in value.split(",")):
+        if not item:
+            continue
+        project, eq, region = item.partition("=")
+        region = region.strip().lower()
+        if not eq or not project.strip() or region not in MIXPANEL_REGIONS:
+            raise ValueError(
+                f"MIXPANEL_PROJECT_REGIONS: expected PROJECT_ID=us|eu|in, got {item[:60]!r}"
+            )
+        out[project.strip()] = region
+    return out
+
+
 def _positive(text: str, what: str) -> int:
     if not text.strip().isdigit() or int(text) < 1:
         raise ValueError(f"{what}: expected a whole number of runs, 1 or more, got {text!r}")
@@ -221,6 +241,11 @@ class Settings(BaseSettings):
         default="https://mixpanel.com/api/query",
         validation_alias=AliasChoices("MIXPANEL_API_BASE"),
     )
+    """Set explicitly, it is the Query API base of every project (regions are then ignored)."""
+    mixpanel_project_regions: str = Field(
+        default="", validation_alias=AliasChoices("MIXPANEL_PROJECT_REGIONS")
+    )
+    """``id=us|eu|in,…``: each project's data residency, which picks its Query API host."""
 
     notion_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("NOTION_TOKEN")
@@ -366,6 +391,12 @@ class Settings(BaseSettings):
         project_zones(value)
         return value
 
+    @field_validator("mixpanel_project_regions")
+    @classmethod
+    def _project_regions(cls, value: str) -> str:
+        project_regions(value)
+        return value
+
     @field_validator("cron_secret")
     @classmethod
     def _secret(cls, value: SecretStr | None) -> SecretStr | None:
@@ -447,6 +478,16 @@ class Settings(BaseSettings):
         """The project's time zone (``MIXPANEL_PROJECT_TIMEZONES``, else ``CRONKEEPER_TIMEZONE``):
         Mixpanel counts a day in the project's own zone."""
         return self.project_timezones.get(project_id, self.tz)
+
+    @cached_property
+    def mixpanel_regions(self) -> dict[str, str]:
+        """``MIXPANEL_PROJECT_REGIONS`` parsed once: project id → ``us``, ``eu`` or ``in``."""
+        return project_regions(self.mixpanel_project_regions)
+
+    @property
+    def mixpanel_base_override(self) -> str | None:
+        """``MIXPANEL_API_BASE`` when it was set (then it serves every project), else ``None``."""
+        return self.mixpanel_api_base if "mixpanel_api_base" in self.model_fields_set else None
 
     @cached_property
     def project_timezones(self) -> dict[str, ZoneInfo]:

@@ -10,6 +10,14 @@ The Query API's per-project limits are enforced ("A maximum of 5 concurrent quer
 queries per hour", scoped per project: https://docs.mixpanel.com/reference/rate-limits): a
 6th query of a project while 5 are being answered is refused 429 always; with a clock, a 61st
 query of a project within an hour is too.
+
+Each project lives in one data-residency cluster (``MixpanelProject.region``: ``us``, ``eu``
+or ``in``), served at its own host: mixpanel.com, eu.mixpanel.com, in.mixpanel.com (Mixpanel's
+API overview, https://docs.mixpanel.com/reference/overview). A request whose ``Host`` names
+another cluster is answered as Mixpanel does, HTTP 400 ``{"request": …, "error": "request
+failed with error: invalid project id for cluster."}`` (reported against an EU project queried
+on mixpanel.com: dragonkhoi/mixpanel-mcp issue #5). A loopback ``Host`` stands for every
+cluster, so tests that point ``MIXPANEL_API_BASE`` here need not care.
 """
 
 from __future__ import annotations
@@ -21,15 +29,17 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from cronkeeper.sandbox._asgi import Reply, SimRequest, Simulator, json_reply
 from cronkeeper.sandbox.data import date_range, mixpanel_count
 from cronkeeper.sandbox.faults import Fault, FaultMix
 
-__all__ = ["MixpanelProject", "MixpanelSimulator"]
+__all__ = ["CLUSTER_HOSTS", "MixpanelProject", "MixpanelSimulator"]
 
 _PATH = "/api/query/events"
+CLUSTER_HOSTS = {"us": "mixpanel.com", "eu": "eu.mixpanel.com", "in": "in.mixpanel.com"}
 QUERIES_PER_HOUR = 60
 CONCURRENT_QUERIES = 5
 _STATUS_MESSAGES = {
@@ -49,8 +59,11 @@ class MixpanelProject:
     project_id: str
     absent_events: frozenset[str] = field(default_factory=frozenset)
     timezone_name: str = "UTC"
+    region: str = "us"
 
     def __post_init__(self) -> None:
+        if self.region not in CLUSTER_HOSTS:
+            raise ValueError(f"region must be one of {sorted(CLUSTER_HOSTS)}")
         object.__setattr__(self, "project_id", str(self.project_id).strip())
         object.__setattr__(self, "absent_events", frozenset(self.absent_events))
 
@@ -130,6 +143,14 @@ class MixpanelSimulator(Simulator):
         project = self.projects.get(key)
         if project is None:
             return _error(403, f"Permission denied: no access to project {key}")
+        host = request.headers.get("host", "").rsplit(":", 1)[0].lower()
+        if host in CLUSTER_HOSTS.values() and host != CLUSTER_HOSTS[project.region]:
+            target = f"{request.path}?{urlencode(request.query_items)}"
+            body = {
+                "request": target,
+                "error": "request failed with error: invalid project id for cluster.",
+            }
+            return json_reply(400, body)
         if self.in_flight_for(key) > CONCURRENT_QUERIES:
             return _error(429, "Query rate limit exceeded: 5 concurrent queries per project")
         if self._over_hourly_limit(key):

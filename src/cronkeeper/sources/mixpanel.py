@@ -18,7 +18,7 @@ the 429 Mixpanel answers past its limits.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
@@ -31,7 +31,25 @@ if TYPE_CHECKING:
     from cronkeeper.config import Settings
     from cronkeeper.http import HttpContext
 
-__all__ = ["QUERY_API_QUOTA", "MixpanelClient", "MixpanelCount", "parse_event_counts"]
+__all__ = [
+    "QUERY_API_BASES",
+    "QUERY_API_QUOTA",
+    "MixpanelClient",
+    "MixpanelCount",
+    "parse_event_counts",
+]
+
+# The Query API's host per data residency: "Standard Server: mixpanel.com/api, EU Residency
+# Server: eu.mixpanel.com/api, India Residency Server: in.mixpanel.com/api" (Mixpanel's API
+# overview, https://docs.mixpanel.com/reference/overview; Mixpanel's OpenAPI query spec,
+# mixpanel/docs openapi/src/query.openapi.yaml, serves ``https://{regionAndDomain}.com/api/query``
+# with ``mixpanel`` and ``eu.mixpanel``). A project asked on another cluster's host answers 400
+# "invalid project id for cluster".
+QUERY_API_BASES = {
+    "us": "https://mixpanel.com/api/query",
+    "eu": "https://eu.mixpanel.com/api/query",
+    "in": "https://in.mixpanel.com/api/query",
+}
 
 # "Query API: A maximum of 5 concurrent queries and 60 queries per hour", and "these rate
 # limits are scope per project": https://docs.mixpanel.com/reference/rate-limits
@@ -106,9 +124,19 @@ def parse_event_counts(
 class MixpanelClient:
     """Calls the Query API's ``/events`` endpoint with a service account."""
 
-    def __init__(self, http: HttpContext, *, base: str, service_account: str, secret: str) -> None:
+    def __init__(
+        self,
+        http: HttpContext,
+        *,
+        base: str,
+        service_account: str,
+        secret: str,
+        project_bases: Mapping[str, str] | None = None,
+    ) -> None:
         self._http = http
         self._base = base.rstrip("/")
+        self._project_bases = {k: v.rstrip("/") for k, v in (project_bases or {}).items()}
+        """Per-project Query API bases (their data residency); others use ``base``."""
         # A tuple, not httpx.BasicAuth: the HTTP layer then knows the password to redact.
         self._auth = (service_account, secret)
 
@@ -121,12 +149,21 @@ class MixpanelClient:
                 "MIXPANEL_SERVICE_ACCOUNT and MIXPANEL_SERVICE_SECRET must both be set: "
                 "collect-mixpanel cannot call Mixpanel"
             )
+        override = settings.mixpanel_base_override
         return cls(
             http,
-            base=settings.mixpanel_api_base,
+            base=override or QUERY_API_BASES["us"],
             service_account=settings.mixpanel_service_account,
             secret=secret.get_secret_value(),
+            # MIXPANEL_API_BASE, when set, serves every project; else each its region's host.
+            project_bases=None
+            if override
+            else {p: QUERY_API_BASES[r] for p, r in settings.mixpanel_regions.items()},
         )
+
+    def base_for(self, project_id: str) -> str:
+        """The Query API base that serves ``project_id`` (its region's, or the override)."""
+        return self._project_bases.get(project_id, self._base)
 
     async def event_counts(
         self, project_id: str, events: Sequence[str], day: date, until: date | None = None
@@ -149,7 +186,7 @@ class MixpanelClient:
         unit = f"Mixpanel project {project_id}"
         return await self._http.fetch_parsed(
             "GET",
-            f"{self._base}/events",
+            f"{self.base_for(project_id)}/events",
             lambda response: parse_event_counts(
                 decode_json(response, unit),
                 project_id=project_id,
