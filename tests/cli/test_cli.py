@@ -54,6 +54,7 @@ def test_db_upgrade_then_health_is_unhealthy_with_exit_1(database_url: str) -> N
     body = json.loads(result.stdout)
     assert body["healthy"] is False
     assert body["missing"] == ["collect-daily", "collect-mixpanel", "collect-benchmarks"]
+    assert body["warnings"] == []  # the default META_API_VERSION (v27.0) has no expiry yet
 
 
 def test_health_exits_2_when_the_database_is_unreachable() -> None:
