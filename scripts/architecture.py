@@ -57,6 +57,7 @@ CONCEPTS: tuple[tuple[str, str, str], ...] = (
     ("Authentication", "auth", "the secret, the wrong-secret limiter, bearer and sessions"),
     ("Ledger", "ledger", "the only SQL on `cron_runs`: start, complete, reads, pruning"),
     ("Leases", "lease.py", "one run of a job at a time across processes"),
+    ("API versions", "versions.py", "each pinned API version's end of life and its warnings"),
     ("HTTP", "http", "the one client factory, retry, pacing, classification, quotas"),
     ("Sources", "sources", "one API client and parser per service"),
     ("Jobs", "jobs", "one module per job and the registry"),
