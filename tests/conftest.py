@@ -1,14 +1,28 @@
-"""Shared fixtures: every database test runs on SQLite and on a real PostgreSQL.
+"""Shared fixtures: a migrated, empty database per test, on the backends its subject needs.
 
-The PostgreSQL cluster is started once per session by the suite itself (as the ``postgres``
-OS user when we are root), migrated once into a template database, and each test gets a
-fresh copy of that template: fast, isolated, and the real server.
-Select backends with ``CRONKEEPER_TEST_BACKENDS=sqlite`` (or ``postgresql``); default both.
+Backends. A test that takes ``database_url`` (or ``engine``, ``settings``…) runs on SQLite.
+A test whose *subject is SQL* — the ledger, the lease, job state, upserts and money, the
+reads, migrations, one job end to end — asks for every backend with the ``sql`` marker
+(``pytestmark = pytest.mark.sql`` for a module, or ``@pytest.mark.sql`` for one test) and then
+runs on SQLite, PostgreSQL and PgBouncer in transaction mode (Supabase's pooler).
+``@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)`` picks backends by hand
+(the tests that stop, pause or restart the server). ``pooler`` is the older name of ``sql``.
+``CRONKEEPER_TEST_BACKENDS=sqlite`` (or ``postgresql``) narrows every choice; default both.
+
+Databases (tests/support/databases.py). The PostgreSQL cluster is started once per session
+(per pytest-xdist worker: each has its own cluster, since some tests stop it), migrated once
+into a template, copied once into the worker's database, and emptied before every test with
+one ``TRUNCATE`` over a psycopg connection; a test that changed the schema gets the template
+copied again. SQLite: a migrated file is made once per session and each test gets a copy.
+
+Time. No test compares wall-clock readings (tests/test_suite_hygiene.py fails on
+``elapsed < 2.5`` and real sleeps of more than half a second): waits are proved with the
+injected clock and sleep, attempt counts and request logs; a wait for an event is bounded
+only so that a broken test fails instead of hanging.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -16,12 +30,25 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.config import Settings
-from cronkeeper.storage.engine import create_engine, upgrade
+from cronkeeper.storage.engine import create_engine
+from tests.support.databases import SharedPgDatabase, SqliteTemplate, migrated, worker_id
 from tests.support.pg import PgBouncer, PgCluster, start_pgbouncer, start_postgres
+
+__all__ = [
+    "BACKENDS",
+    "SECRET",
+    "TEMPLATE_DB",
+    "FakeClock",
+    "fresh_postgres_database",
+    "make_settings",
+    "migrated",
+]
 
 BACKENDS = tuple(
     b.strip()
@@ -33,6 +60,7 @@ SECRET = "test-secret-0123456789"
 
 _ENV_PREFIXES = ("CRONKEEPER_", "META_", "MIXPANEL_", "NOTION_")
 _ENV_NAMES = ("DATABASE_URL", "CRON_SECRET", "ALERT_WEBHOOK_URL")
+_SQL_MARKERS = ("sql", "pooler")
 
 
 @pytest.fixture(autouse=True)
@@ -43,20 +71,6 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if (name in _ENV_NAMES or name.startswith(_ENV_PREFIXES)) and not keep:
             monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
-
-
-def migrated(url: str) -> str:
-    """Apply every migration to the database at ``url`` (from sync code); returns ``url``."""
-
-    async def migrate() -> None:
-        engine = create_engine(url)
-        try:
-            await upgrade(engine)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(migrate())
-    return url
 
 
 @pytest.fixture(scope="session")
@@ -71,22 +85,54 @@ def pg_cluster() -> Iterator[PgCluster]:
 
 
 def fresh_postgres_database(cluster: PgCluster) -> str:
+    """A new database copied from the migrated template (for module-scoped fixtures)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     if not cluster.is_running():
         cluster.start()
-    cluster.psql(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+    with psycopg.connect(cluster.url("postgres"), autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(TEMPLATE_DB)
+            )
+        )
     return name
+
+
+@pytest.fixture(scope="session")
+def _pg_database(pg_cluster: PgCluster) -> Iterator[SharedPgDatabase]:
+    database = SharedPgDatabase(pg_cluster, TEMPLATE_DB, f"ck_{worker_id()}")
+    try:
+        yield database
+    finally:
+        database.close()
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplate:
+    return SqliteTemplate(tmp_path_factory.mktemp("sqlite-template"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "pooler: also run this test through PgBouncer in transaction mode (Supabase's pooler)",
+        "sql: the test's subject is SQL; run it on SQLite, PostgreSQL and PgBouncer "
+        "(transaction mode, Supabase's pooler). Unmarked database tests run on SQLite.",
     )
+    config.addinivalue_line("markers", "pooler: the older name of the `sql` marker")
+
+
+def backends_for(definition: pytest.Function | pytest.Item) -> list[str]:
+    """The backends a test runs on: every one for an SQL subject, else the first selected."""
+    if not any(definition.get_closest_marker(m) for m in _SQL_MARKERS):
+        return ["sqlite"] if "sqlite" in BACKENDS else list(BACKENDS[:1])
+    backends = list(BACKENDS)
+    if "postgresql" in BACKENDS:
+        backends.append("pgbouncer")
+    return backends
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrise ``backend`` over the backends; tests marked ``pooler`` get PgBouncer too."""
+    """Parametrise ``backend``: see the module docstring."""
     if "backend" not in metafunc.fixturenames:
         return
     explicit = any(
@@ -95,10 +141,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     )
     if explicit:
         return
-    backends = list(BACKENDS)
-    if metafunc.definition.get_closest_marker("pooler") and "postgresql" in BACKENDS:
-        backends.append("pgbouncer")
-    metafunc.parametrize("backend", backends, indirect=True)
+    metafunc.parametrize("backend", backends_for(metafunc.definition), indirect=True)
 
 
 @pytest.fixture
@@ -116,21 +159,18 @@ def pgbouncer(pg_cluster: PgCluster) -> Iterator[PgBouncer]:
 
 
 @pytest.fixture
-def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated, empty database of the current backend."""
     if backend == "sqlite":
-        yield migrated(f"sqlite:///{tmp_path}/cronkeeper-test.db")
-        return
+        template: SqliteTemplate = request.getfixturevalue("_sqlite_template")
+        return template.copy_to(tmp_path / "cronkeeper-test.db")
     cluster: PgCluster = request.getfixturevalue("pg_cluster")
-    name = fresh_postgres_database(cluster)
+    shared: SharedPgDatabase = request.getfixturevalue("_pg_database")
+    name = shared.reset()
     if backend == "pgbouncer":
         bouncer: PgBouncer = request.getfixturevalue("pgbouncer")
-        yield bouncer.url(name)
-    else:
-        yield cluster.url(name)
-    if not cluster.is_running():
-        cluster.start()
-    cluster.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        return bouncer.url(name)
+    return cluster.url(name)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from cronkeeper.storage.dbclock import db_now, db_now_plus
 from cronkeeper.storage.schema import cron_leases
 from tests.conftest import FakeClock, make_settings
 
-pytestmark = pytest.mark.pooler
+pytestmark = pytest.mark.sql  # its subject is SQL: SQLite, PostgreSQL and PgBouncer
 
 JOB = "collect-daily"
 

@@ -13,8 +13,6 @@ from cronkeeper.config import Settings
 from cronkeeper.service import Service
 from tests.conftest import SECRET, FakeClock, make_settings
 
-pytestmark = pytest.mark.pooler  # also through PgBouncer in transaction mode
-
 AUTH = {"Authorization": f"Bearer {SECRET}"}
 
 
@@ -95,6 +93,7 @@ async def test_health_with_no_runs_reports_every_monitored_job_missing(
     assert set(body["checks"]) == {"collect-daily", "collect-mixpanel", "collect-benchmarks"}
 
 
+@pytest.mark.sql  # also PostgreSQL and PgBouncer
 async def test_health_after_runs_is_healthy_and_strict_mode_uses_the_status_code(
     api: tuple[httpx.AsyncClient, Service], clock: FakeClock
 ) -> None:

@@ -1,9 +1,10 @@
 """APIs that drop connections, answer garbage or answer too late: a clear partial/error, no hang.
 
 Real simulators over real HTTP with the real runner; only the waits between attempts are
-recorded instead of slept, so a run's wall time is the attempts themselves. The per-attempt
-timeout is 0.3 s and the hanging simulator answers after 5 s: a run that finishes well under
-5 s proves no attempt waited for the answer.
+recorded instead of slept. The per-attempt timeout is 0.3 s and the hanging simulator answers
+after 5 s: the cause each skipped unit names ("no complete answer within the 0.3 s timeout"),
+the attempt counts in the simulator's request log and the recorded waits prove that no
+attempt waited for the answer; the run itself is only guarded against hanging.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 HANG = 5.0
 TIMEOUT = 0.3
-BOUND = 4.0  # < HANG: a run that waited for one hanging answer would take longer
+HANG_GUARD = 30.0  # a run that hangs fails the test instead of the suite
 MIXPANEL_SECRET = "mixpanel-fault-secret-0123456789"
 NOTION_TOKEN = "ntn_fault_token_0123456789abcdef"
 
@@ -101,11 +101,9 @@ async def known_details(service: Service, accounts: Iterable[str]) -> None:
         )
 
 
-async def timed_run(service: Service, job: str) -> tuple[RunResult, float]:
-    started = time.monotonic()
-    async with asyncio.timeout(3 * BOUND):  # a hang fails the test instead of the suite
-        result = await run_job(service, job, DAY)
-    return result, time.monotonic() - started
+async def bounded_run(service: Service, job: str) -> RunResult:
+    async with asyncio.timeout(HANG_GUARD):
+        return await run_job(service, job, DAY)
 
 
 async def test_meta_faults_skip_each_account_with_its_cause_and_keep_the_others(
@@ -125,13 +123,12 @@ async def test_meta_faults_skip_each_account_with_its_cause_and_keep_the_others(
     )
     try:
         await known_details(service, sim.accounts)
-        result, elapsed = await timed_run(service, "collect-daily")
+        result = await bounded_run(service, "collect-daily")
         stored = await stored_insights(service.engine)
         row = await service.ledger.get_run(result.run_id or "")
     finally:
         await service.aclose()
 
-    assert elapsed < BOUND
     assert (result.status, result.records_count) == ("partial", 2)
     assert set(stored) == {GOOD, RECOVERS}
     message = result.error_message or ""
@@ -168,11 +165,10 @@ async def test_a_run_whose_every_account_fails_ends_error_and_says_why(
     )
     try:
         await known_details(service, ["2001", "2003", "2007"])
-        result, elapsed = await timed_run(service, "collect-daily")
+        result = await bounded_run(service, "collect-daily")
         stored = await stored_insights(service.engine)
     finally:
         await service.aclose()
-    assert elapsed < BOUND
     assert (result.status, result.records_count, stored) == ("error", 0, {})
     assert skipped_units(result.error_message) == {"2001", "2003", "2007"}
     assert "timeout" in (result.error_message or "")
@@ -199,10 +195,9 @@ async def test_mixpanel_faults_skip_each_project_with_its_cause(database_url: st
             mixpanel_lookback_days=1,  # one day: two counts for the one good project
         )
         try:
-            result, elapsed = await timed_run(service, "collect-mixpanel")
+            result = await bounded_run(service, "collect-mixpanel")
         finally:
             await service.aclose()
-    assert elapsed < BOUND
     assert (result.status, result.records_count) == ("partial", 2)
     message = result.error_message or ""
     assert message.startswith("skipped 3 of 4 projects:")
@@ -245,12 +240,11 @@ async def test_a_broken_notion_page_fails_the_sync_without_touching_the_registry
             notion_api_base=url,
         )
         try:
-            result, elapsed = await timed_run(service, "sync-notion")
+            result = await bounded_run(service, "sync-notion")
             async with service.engine.connect() as conn:
                 count = (await conn.execute(select(func.count()).select_from(accounts))).scalar()
         finally:
             await service.aclose()
-    assert elapsed < BOUND
     assert (result.status, result.records_count, count) == ("error", 0, 0)
     assert cause in (result.error_message or "")
     assert NOTION_TOKEN not in (result.error_message or "")

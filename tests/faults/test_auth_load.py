@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -28,7 +27,7 @@ from tests.conftest import SECRET, make_settings
 
 REQUESTS = 1000
 CLIENTS = 20
-BOUND = 45.0
+HANG_GUARD = 90.0
 
 GOOD = [f"Bearer {SECRET}", f"bearer {SECRET}", f"BEARER {SECRET}"]
 BAD: list[str | None] = [
@@ -86,10 +85,8 @@ async def test_concurrent_good_and_bad_tokens_get_exactly_200_and_401(
                 headers = {} if value is None else {b"Authorization": value.encode("latin-1")}
                 results[index] = await http.get("/api/cron/health", headers=headers)
 
-    started = time.monotonic()
-    async with asyncio.timeout(BOUND):
+    async with asyncio.timeout(HANG_GUARD):  # fails a hung server, measures nothing
         await asyncio.gather(*(client(k) for k in range(CLIENTS)))
-    elapsed = time.monotonic() - started
 
     assert len(results) == REQUESTS
     assert Counter(r.status_code for r in results.values()) == {200: 500, 401: 500}
@@ -104,7 +101,6 @@ async def test_concurrent_good_and_bad_tokens_get_exactly_200_and_401(
         else:
             assert response.status_code == 401, (index, value, response.text)
             assert response.headers["www-authenticate"] == "Bearer"
-    assert elapsed < BOUND
 
     async with httpx.AsyncClient(base_url=served) as http:
         assert (await http.get("/healthz")).json() == {"status": "ok"}

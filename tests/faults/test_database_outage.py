@@ -43,7 +43,7 @@ pytestmark = POSTGRES_ONLY
 
 ACCOUNTS = [str(1001 + i) for i in range(6)]
 LEDGER_TIMEOUT = 2.0
-STEP = 15.0  # the longest any single phase may take before the test fails
+STEP = 15.0  # a hang guard per phase: a phase that never ends fails the test
 
 
 @dataclass
@@ -114,7 +114,6 @@ async def test_a_database_restarted_mid_run_loses_nothing_and_the_run_is_recorde
     caplog.set_level(logging.WARNING)
     async with world(database_url, gated_meta) as w:
         assert (await w.health()).status_code == 200
-        started = asyncio.get_running_loop().time()
         trigger = asyncio.create_task(
             w.client.post(f"/api/cron/collect-daily?date={DAY.isoformat()}", headers=AUTH)
         )
@@ -139,7 +138,6 @@ async def test_a_database_restarted_mid_run_loses_nothing_and_the_run_is_recorde
         await asyncio.to_thread(pg_cluster.start)
         w.gate.release(*third)
         response = await asyncio.wait_for(trigger, STEP)
-        elapsed = asyncio.get_running_loop().time() - started
 
         body = response.json()
         assert response.status_code == 200, body
@@ -169,7 +167,6 @@ async def test_a_database_restarted_mid_run_loses_nothing_and_the_run_is_recorde
         assert healthy.status_code == 200
         assert healthy.json()["healthy"] is True
         assert healthy.json()["checks"]["collect-daily"]["status"] == "partial"
-    assert elapsed < STEP
     assert "could not record" not in caplog.text
     assert META_TOKEN not in caplog.text
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 import traceback
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -13,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.support.timers import loop_timers
 
 from cronkeeper.errors import FetchError, PermanentFetchError, RetriesExhausted, WaitTooLong
 from cronkeeper.http import HttpContext, RetryEvent, RetryPolicy, fetch_with_retry
@@ -350,16 +350,14 @@ async def test_hung_response_fails_by_the_per_attempt_timeout(
     async def hang(request: httpx.Request) -> httpx.Response:
         nonlocal calls
         calls += 1
-        await asyncio.sleep(30)
+        await asyncio.Event().wait()  # never answers: only the per-attempt timeout ends it
         return OK
 
     events: list[RetryEvent] = []
-    started = time.monotonic()
     with pytest.raises(RetriesExhausted) as caught:
         await fetch(
             client_for(hang), sleeps, policy=RetryPolicy(timeout=0.05), on_retry=events.append
         )
-    assert time.monotonic() - started < 5
     assert calls == 3
     assert [e.reason for e in events] == ["timeout", "timeout"]
     assert "within the 0.05 s timeout" in str(caught.value)
@@ -588,13 +586,20 @@ async def test_basic_auth_password_echoed_by_the_api_is_redacted(
 async def test_waits_are_really_slept_with_the_default_sleep(
     client_for: Callable[[Handler], httpx.AsyncClient],
 ) -> None:
-    arrivals: list[float] = []
+    """Without an injected sleep the wait is asyncio's: a 0.3 s timer is armed on the loop
+    and the retry goes out only once it fired (an order of events, not a timing)."""
+    with loop_timers(scale=0.1) as timers:
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        arrivals.append(time.monotonic())
-        return httpx.Response(503) if len(arrivals) == 1 else OK
+        def handler(request: httpx.Request) -> httpx.Response:
+            timers.note("request")
+            return httpx.Response(503) if len(timers.only("request")) == 1 else OK
 
-    await fetch_with_retry(
-        client_for(handler), "GET", URL, policy=RetryPolicy(max_retries=1, waits=(0.3,))
-    )
-    assert arrivals[1] - arrivals[0] >= 0.3
+        await fetch_with_retry(
+            client_for(handler), "GET", URL, policy=RetryPolicy(max_retries=1, waits=(0.3,))
+        )
+    assert timers.only("request", "armed", "fired", delay=0.3) == [
+        ("request", None),
+        ("armed", 0.3),
+        ("fired", 0.3),
+        ("request", None),
+    ]

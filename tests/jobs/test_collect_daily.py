@@ -1,9 +1,7 @@
-"""collect-daily against the Meta simulator over real HTTP, on SQLite and PostgreSQL."""
+"""collect-daily against the Meta simulator over real HTTP; the `sql` tests on every backend."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -16,9 +14,10 @@ from cronkeeper.sandbox.meta import DETAILS_KEY
 from cronkeeper.storage.schema import accounts, meta_account_details, meta_daily_insights
 from tests.jobs.conftest import Sandbox
 from tests.jobs.helpers import DAY, META_TOKEN, Harness
+from tests.support.waiting import eventually
 
-# The whole module also runs through PgBouncer in transaction mode (Supabase's pooler).
-pytestmark = pytest.mark.pooler
+# SQLite; the tests marked `sql` (the job end to end, its upserts) also run on PostgreSQL
+# and through PgBouncer in transaction mode (Supabase's pooler).
 
 ACCOUNTS = ("1001", "1002", "1003", "1004")
 
@@ -66,6 +65,7 @@ def expected_row(sim: MetaSimulator, account: str, collected_at: datetime) -> di
     }
 
 
+@pytest.mark.sql  # also PostgreSQL and PgBouncer
 async def test_stores_one_row_per_account_with_metas_numbers(
     sandbox: Sandbox, harness: Harness
 ) -> None:
@@ -201,6 +201,7 @@ async def test_a_malformed_page_fails_only_its_account_and_writes_nothing_of_it(
     ]
 
 
+@pytest.mark.sql  # also PostgreSQL and PgBouncer
 async def test_rerunning_the_same_date_changes_no_row_count(
     sandbox: Sandbox, harness: Harness
 ) -> None:
@@ -240,10 +241,11 @@ async def test_an_account_waiting_for_its_retry_does_not_hold_up_the_others(
     others = {"1002", "1003", "1004"}
 
     async def hold(_: float) -> None:
-        deadline = time.monotonic() + 5
-        while not others <= set(sim.log.keys()):
-            assert time.monotonic() < deadline, "the other accounts waited for 1001's retry"
-            await asyncio.sleep(0.01)
+        # A job that waited for 1001's retry before the others would never get past this.
+        await eventually(
+            lambda: others <= set(sim.log.keys()),
+            what="the other accounts requested while 1001 waits for its retry",
+        )
 
     harness.sleep.hook = hold
     outcome = await harness.run("collect-daily", meta(sandbox, harness, sim, concurrency=2))
@@ -262,10 +264,11 @@ async def test_an_account_waiting_out_a_retry_gives_its_slot_to_the_next_account
     others = {"1002", "1003", "1004"}
 
     async def hold(_: float) -> None:
-        deadline = time.monotonic() + 5
-        while not others <= set(sim.log.keys()):
-            assert time.monotonic() < deadline, "1001 kept the only slot while it waited"
-            await asyncio.sleep(0.01)
+        # Had 1001 kept the only slot while sleeping, nothing else could be requested.
+        await eventually(
+            lambda: others <= set(sim.log.keys()),
+            what="the other accounts requested while 1001 (holding no slot) waits",
+        )
 
     harness.sleep.hook = hold
     outcome = await harness.run("collect-daily", meta(sandbox, harness, sim, concurrency=1))
@@ -338,6 +341,7 @@ REFUSE_1003 = {
 }
 
 
+@pytest.mark.sql  # also PostgreSQL and PgBouncer
 async def test_a_row_the_database_refuses_skips_only_that_account(
     sandbox: Sandbox, harness: Harness, backend: str
 ) -> None:
@@ -444,6 +448,7 @@ async def test_malformed_details_skip_the_account(sandbox: Sandbox, harness: Har
     assert await harness.count(meta_daily_insights) == 0
 
 
+@pytest.mark.sql  # also PostgreSQL and PgBouncer
 async def test_the_last_28_days_are_reread_in_one_request_chain_and_restated(
     sandbox: Sandbox, harness: Harness
 ) -> None:

@@ -22,8 +22,6 @@ from tests.conftest import FakeClock
 from tests.jobs.conftest import Sandbox
 from tests.jobs.helpers import META_TOKEN, Harness, Outcome
 
-pytestmark = pytest.mark.pooler
-
 ACCOUNTS = ("1001", "1002", "1003", "1004")
 
 

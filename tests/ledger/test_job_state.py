@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.ledger.job_state import JobState, JobStates
 from cronkeeper.storage.engine import create_engine
+
+pytestmark = pytest.mark.sql  # its subject is SQL: SQLite, PostgreSQL and PgBouncer
 
 T0 = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
 

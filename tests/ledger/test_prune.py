@@ -15,6 +15,8 @@ from cronkeeper.storage.engine import create_engine
 from cronkeeper.storage.schema import cron_runs
 from tests.ops.fakes import insert_run
 
+pytestmark = pytest.mark.sql  # its subject is SQL: SQLite, PostgreSQL and PgBouncer
+
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 NINETY_DAYS = timedelta(days=90)
 

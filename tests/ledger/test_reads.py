@@ -15,6 +15,8 @@ from cronkeeper.storage.schema import cron_runs
 from tests.support.plans import query_plan
 from tests.web.ledger_data import NOW, Row, insert_rows
 
+pytestmark = pytest.mark.sql  # its subject is SQL: SQLite, PostgreSQL and PgBouncer
+
 NAMES = ["collect-daily", "collect-mixpanel", "collect-benchmarks", "sync-notion"]
 
 

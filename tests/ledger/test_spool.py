@@ -21,7 +21,7 @@ from cronkeeper.storage.engine import create_engine
 from cronkeeper.storage.url import database_identity, default_spool_dir
 from tests.conftest import FakeClock, make_settings
 
-pytestmark = pytest.mark.pooler
+pytestmark = pytest.mark.sql  # its subject is SQL: SQLite, PostgreSQL and PgBouncer
 
 SECRET_TOKEN = "SECRETTOKEN123"
 END = SpooledEnd(

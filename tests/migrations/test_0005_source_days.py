@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.storage.engine import _alembic_config
 
+pytestmark = pytest.mark.sql  # its subject is SQL: SQLite, PostgreSQL and PgBouncer
+
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
 
 

@@ -22,8 +22,6 @@ from cronkeeper.service import Service
 from cronkeeper.storage.schema import cron_leases
 from tests.conftest import SECRET, FakeClock, make_settings
 
-pytestmark = pytest.mark.pooler  # also through PgBouncer in transaction mode
-
 AUTH = {"Authorization": f"Bearer {SECRET}"}
 TOKEN = "meta-token-for-trigger-tests"
 GOOD, BAD = "111", "222"
@@ -196,6 +194,7 @@ async def test_cli_run_exits_75_when_the_job_is_already_running(
     await service.aclose()
 
 
+@pytest.mark.sql  # also PostgreSQL and PgBouncer
 def test_two_processes_triggering_at_once_produce_exactly_one_run(
     database_url: str, tmp_path: Path
 ) -> None:

@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cronkeeper.storage.engine import create_engine, head_revision, upgrade
 from cronkeeper.storage.schema import Money, meta_daily_insights
 
+pytestmark = pytest.mark.sql  # its subject is SQL: SQLite, PostgreSQL and PgBouncer
+
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
 
 # (what a job hands the database, what every backend must give back)

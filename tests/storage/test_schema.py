@@ -18,6 +18,8 @@ from cronkeeper.storage.schema import metadata
 from tests.support.pg import PgCluster
 from tests.support.plans import fill_history, query_plan
 
+pytestmark = pytest.mark.sql  # its subject is SQL: SQLite, PostgreSQL and PgBouncer
+
 
 async def test_upgrade_is_idempotent_and_reaches_head(engine: AsyncEngine) -> None:
     assert await current_revision(engine) == head_revision()
