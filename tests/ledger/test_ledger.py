@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +18,7 @@ from cronkeeper.storage.breaker import Breaker
 from cronkeeper.storage.engine import create_engine
 from cronkeeper.storage.schema import cron_runs
 from tests.conftest import FakeClock
+from tests.support.blackhole import Blackhole
 
 pytestmark = pytest.mark.sql  # its subject is SQL: SQLite, PostgreSQL and PgBouncer
 
@@ -166,40 +166,6 @@ async def test_recent_runs_filters_by_job_and_status(ledger: Ledger, clock: Fake
 
 
 # -- the database is down: the cron is delayed by at most the timeout, and nothing raises --
-
-
-class Blackhole:
-    """A TCP port that accepts connections and never answers (an unreachable database).
-
-    ``connections`` counts the connections made to it: each is one call that went to the
-    database and waited for its timeout.
-    """
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port: int = self.sock.getsockname()[1]
-        self.held: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.held.append(conn)
-
-    @property
-    def connections(self) -> int:
-        return len(self.held)
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self.held:
-            conn.close()
 
 
 @pytest.fixture

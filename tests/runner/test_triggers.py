@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-import os
+import asyncio
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from cronkeeper.api.app import create_app
 from cronkeeper.runner import ABANDONED
 from cronkeeper.sandbox import Fault, MetaSimulator, serve_app
 from cronkeeper.service import Service
+from cronkeeper.storage.dbclock import db_now
+from cronkeeper.storage.engine import create_engine
 from cronkeeper.storage.schema import cron_leases
 from tests.conftest import SECRET, FakeClock, make_settings
+from tests.support.cli import CLI, clean_env
+from tests.support.cli import run_cli as cli
+from tests.support.waiting import eventually_sync
 
 AUTH = {"Authorization": f"Bearer {SECRET}"}
 TOKEN = "meta-token-for-trigger-tests"
@@ -128,31 +131,11 @@ async def test_trigger_while_the_job_runs_elsewhere_is_409_and_records_no_run(
     await service.aclose()
 
 
-# -- the CLI, as separate processes ---------------------------------------------------------
-
-CLI = [sys.executable, "-m", "cronkeeper"]
-
-
-def cli_env(env: dict[str, str]) -> dict[str, str]:
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CRON", "DATABASE", "META_", "MIXPANEL_", "NOTION_"))
-    }
-    base.update(env)
-    return base
+# -- the CLI: exit codes in-process, one run at a time across real processes ----------------
 
 
 def run_cli(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args],
-        env=cli_env(env),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return cli(*args, env=env, cwd=cwd, timeout=120)
 
 
 def test_cli_run_exit_codes_success_partial_error(
@@ -200,7 +183,7 @@ def test_two_processes_triggering_at_once_produce_exactly_one_run(
 ) -> None:
     slow = MetaSimulator([GOOD], access_token=TOKEN, latency=1.5)
     with serve_app(slow.app) as url:
-        env = cli_env(settings_for(database_url, url, accounts=GOOD))
+        env = clean_env(settings_for(database_url, url, accounts=GOOD))
         args = [*CLI, "run", "collect-daily", "--date", "2026-11-19"]
         first = subprocess.Popen(
             args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -211,8 +194,6 @@ def test_two_processes_triggering_at_once_produce_exactly_one_run(
         codes = sorted([first.wait(timeout=60), second.wait(timeout=60)])
     assert codes == [0, 75]
     assert len(slow.log.records) == 2  # the account's details, then its insights: one run
-
-    import asyncio
 
     async def count() -> int:
         service = Service.from_settings(make_settings(database_url))
@@ -229,18 +210,16 @@ def test_a_killed_run_leaves_a_lease_that_expires_and_a_row_closed_as_abandoned(
 ) -> None:
     hanging = MetaSimulator([GOOD], access_token=TOKEN, always={GOOD: Fault.hang(60)})
     with serve_app(hanging.app) as url:
-        env = cli_env(
+        env = clean_env(
             settings_for(database_url, url, accounts=GOOD) | {"CRONKEEPER_LEASE_TTL": "5"}
         )
         args = [*CLI, "run", "collect-daily", "--date", "2026-11-19"]
         victim = subprocess.Popen(
             args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
-        deadline = time.monotonic() + 30
-        while not hanging.records_for(GOOD) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert hanging.records_for(GOOD), "the job never asked for the insights"
-        killed_at = time.monotonic()
+        eventually_sync(
+            lambda: bool(hanging.records_for(GOOD)), what="the job asking for the insights"
+        )
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=10)
 
@@ -251,13 +230,12 @@ def test_a_killed_run_leaves_a_lease_that_expires_and_a_row_closed_as_abandoned(
         )
         assert busy.returncode == 75
 
-        time.sleep(max(0.0, killed_at + 5.5 - time.monotonic()))
+        # Once the dead holder's lease has run out by the database's clock, a run takes over.
+        eventually_sync(lambda: asyncio.run(lease_expired(database_url)), what="lease expiry")
         after = subprocess.run(
             args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
         )
         assert after.returncode == 0, after.stderr
-
-    import asyncio
 
     async def rows() -> list[tuple[str, str | None]]:
         service = Service.from_settings(make_settings(database_url))
@@ -271,6 +249,18 @@ def test_a_killed_run_leaves_a_lease_that_expires_and_a_row_closed_as_abandoned(
     assert newest_status == "success"
     assert dead_status == "error"
     assert dead_message == ABANDONED
+
+
+async def lease_expired(database_url: str) -> bool:
+    """Whether collect-daily's lease has run out by the database's own clock."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            expires = (await conn.execute(select(cron_leases.c.expires_at))).scalar_one()
+            now = (await conn.execute(select(db_now()))).scalar_one()
+        return bool(now > expires)
+    finally:
+        await engine.dispose()
 
 
 @pytest.mark.parametrize("day", ["1999-12-31", "2999-01-01"])
