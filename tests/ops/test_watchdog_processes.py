@@ -27,6 +27,10 @@ from tests.conftest import SECRET, FakeClock
 from tests.support.pg import free_port, wait_for_port
 
 AUTH = {"Authorization": f"Bearer {SECRET}"}
+TICK = 0.2
+"""The replicas' watchdog interval (CRONKEEPER_WATCH_INTERVAL), in seconds."""
+TICKS_MORE = 0.5
+"""A real wait worth a few more ticks: what must not happen would have happened by then."""
 NEVER = "0 0 1 1 *"  # midnight on January 1st: no fire or catch-up during a test
 QUIET = ";".join(
     f"{job}={NEVER}"
@@ -118,16 +122,16 @@ def test_two_replicas_on_one_postgresql_send_one_message_for_one_missed_job(
         "DATABASE_URL": database_url,
         "ALERT_WEBHOOK_URL": receiver.url,
         "CRONKEEPER_MONITORED_JOBS": "collect-daily",
-        "CRONKEEPER_WATCH_INTERVAL": "1s",
+        "CRONKEEPER_WATCH_INTERVAL": f"{TICK}s",
         "CRONKEEPER_SCHEDULES": QUIET,
     }
     with replicas(2, env, tmp_path) as bases:
         assert wait_until(lambda: len(receiver.texts) >= 1), env.get("_logs")
-        # Both replicas keep evaluating every second; none sends it again.
+        # Both replicas keep evaluating every 0.2 s; none sends it again.
         for base in bases:
             health = httpx.get(f"{base}/api/cron/health", headers=AUTH, timeout=10).json()
             assert health["missing"] == ["collect-daily"]
-        time.sleep(4)
+        time.sleep(TICKS_MORE)  # a few more ticks of each replica (a load only makes it fewer)
     assert len(receiver.texts) == 1, receiver.texts
     assert receiver.texts[0].startswith(":red_circle: collect-daily is missing")
     assert env["_logs"].count("alert: :red_circle: collect-daily is missing") == 1
@@ -145,7 +149,7 @@ def test_a_paused_job_is_skipped_by_the_scheduler_and_silent(
         "DATABASE_URL": database_url,
         "ALERT_WEBHOOK_URL": receiver.url,
         "CRONKEEPER_MONITORED_JOBS": "collect-daily",
-        "CRONKEEPER_WATCH_INTERVAL": "1s",
+        "CRONKEEPER_WATCH_INTERVAL": f"{TICK}s",
         "CRONKEEPER_SCHEDULES": (
             f"sync-notion={NEVER};collect-benchmarks={NEVER};"
             f"collect-daily={cron};collect-mixpanel={cron}"
@@ -167,7 +171,7 @@ def test_a_paused_job_is_skipped_by_the_scheduler_and_silent(
             )
         ), env.get("_logs")
         health = httpx.get(f"{base}/api/cron/health", headers=AUTH, timeout=10).json()
-        time.sleep(2)  # two more watchdog ticks
+        time.sleep(TICKS_MORE)  # a few more watchdog ticks
     daily = health["checks"]["collect-daily"]
     assert (daily["ok"], daily["paused"], health["healthy"]) == (True, True, True)
     assert ran() == ["collect-mixpanel"], "collect-daily was not fired"
