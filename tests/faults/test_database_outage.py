@@ -39,7 +39,7 @@ from tests.faults.helpers import (
 )
 from tests.support.pg import PgCluster
 
-pytestmark = POSTGRES_ONLY
+pytestmark = [*POSTGRES_ONLY, pytest.mark.slow]
 
 ACCOUNTS = [str(1001 + i) for i in range(6)]
 LEDGER_TIMEOUT = 2.0
