@@ -72,6 +72,7 @@ def test_percentile_cont_agrees_with_statistics_inclusive_quantiles(values: list
     assert min(values) <= ours[0] <= ours[1] <= ours[2] <= max(values)
 
 
+@pytest.mark.sql  # its subject is SQL: SQLite, PostgreSQL and PgBouncer
 async def test_percentile_cont_equals_postgresqls(engine: AsyncEngine, backend: str) -> None:
     if backend != "postgresql":
         pytest.skip("PostgreSQL's percentile_cont is the reference")

@@ -228,6 +228,7 @@ async def test_job_health_turns_0_once_the_last_success_leaves_its_window(
     assert (await metrics.scrape()).value("cronkeeper_job_healthy", cron="collect-daily") == 0
 
 
+@pytest.mark.sql  # its subject is SQL: SQLite, PostgreSQL and PgBouncer
 async def test_last_success_query_rides_the_partial_success_index(engine: AsyncEngine) -> None:
     """Not idx_cron_runs_name_started: there a job that is always ``partial`` is a walk over
     its whole history on every scrape (bench/metrics_scrape.py)."""
