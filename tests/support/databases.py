@@ -77,7 +77,7 @@ class SharedPgDatabase:
         self.template = template
         self.name = name
         self._conn: psycopg.Connection | None = None
-        self._expected: tuple[list[str], list[str]] | None = None
+        self._expected: tuple[list[str], str] | None = None
         self._recreate()
         self._expected = self._shape(self._connection())
 
@@ -122,15 +122,14 @@ class SharedPgDatabase:
             )
 
     @staticmethod
-    def _shape(conn: psycopg.Connection) -> tuple[list[str], list[str]]:
-        """(tables of ``public``, the Alembic revision): what "the schema at head" means here."""
-        row = conn.execute(
-            "SELECT coalesce((SELECT array_agg(tablename::text ORDER BY tablename)"
-            "  FROM pg_tables WHERE schemaname = 'public'), '{}'),"
-            " coalesce((SELECT array_agg(version_num::text) FROM alembic_version), '{}')"
-        ).fetchone()
+    def _shape(conn: psycopg.Connection) -> tuple[list[str], str]:
+        """(tables of ``public``, a fingerprint of its whole schema): every relation with its
+        kind, access list and row-level security, column, default, constraint, function,
+        trigger and policy, and the Alembic revision. A test that created a trigger (to make
+        the database refuse a row) or granted a role leaves a different fingerprint."""
+        row = conn.execute(_SHAPE).fetchone()
         assert row is not None
-        return list(row[0]), list(row[1])
+        return list(row[0]), str(row[1])
 
     def reset(self) -> str:
         """Empty every table (schema at head guaranteed); returns the database's name."""
@@ -153,8 +152,8 @@ class SharedPgDatabase:
 
     def _truncate(self) -> None:
         conn = self._connection()
-        tables, version = self._shape(conn)
-        if (tables, version) != self._expected:
+        tables, fingerprint = self._shape(conn)
+        if (tables, fingerprint) != self._expected:
             raise _SchemaChanged
         names = [sql.Identifier(t) for t in tables if t != "alembic_version"]
         if names:
@@ -171,6 +170,42 @@ class SharedPgDatabase:
                         sql.Identifier(self.name)
                     )
                 )
+
+
+_SHAPE = """
+WITH public_rel AS (
+  SELECT c.oid, c.relname, c.relkind, c.relacl, c.relrowsecurity
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'
+), items AS (
+  SELECT concat_ws(' ', 'rel', relname, relkind::text, relacl::text, relrowsecurity::text)
+    AS item FROM public_rel
+  UNION ALL
+  SELECT concat_ws(' ', 'col', r.relname, a.attname, a.atttypid::text, a.attnotnull::text,
+                   pg_get_expr(d.adbin, d.adrelid))
+  FROM public_rel r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0
+  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+  WHERE NOT a.attisdropped
+  UNION ALL
+  SELECT concat_ws(' ', 'con', conname::text, pg_get_constraintdef(oid)) FROM pg_constraint
+  WHERE connamespace = 'public'::regnamespace
+  UNION ALL
+  SELECT concat_ws(' ', 'fun', proname::text, pg_get_function_identity_arguments(oid))
+  FROM pg_proc WHERE pronamespace = 'public'::regnamespace
+  UNION ALL
+  SELECT concat_ws(' ', 'trg', tgname::text) FROM pg_trigger t
+  JOIN public_rel r ON r.oid = t.tgrelid WHERE NOT t.tgisinternal
+  UNION ALL
+  SELECT concat_ws(' ', 'pol', polname::text) FROM pg_policy p
+  JOIN public_rel r ON r.oid = p.polrelid
+  UNION ALL
+  SELECT concat_ws(' ', 'rev', version_num::text) FROM alembic_version
+)
+SELECT
+  coalesce((SELECT array_agg(relname::text ORDER BY relname) FROM public_rel WHERE relkind = 'r'),
+           '{}'),
+  md5(coalesce(string_agg(item, ';' ORDER BY item), ''))
+FROM items
+"""
 
 
 class _SchemaChanged(Exception):
