@@ -21,6 +21,7 @@ from cronkeeper.storage.dbclock import db_now
 from cronkeeper.storage.engine import create_engine
 from cronkeeper.storage.schema import cron_leases
 from tests.conftest import SECRET, FakeClock, make_settings
+from tests.faults.helpers import GatedApp, meta_account
 from tests.support.cli import CLI, clean_env
 from tests.support.cli import run_cli as cli
 from tests.support.waiting import eventually_sync
@@ -181,8 +182,12 @@ async def test_cli_run_exits_75_when_the_job_is_already_running(
 def test_two_processes_triggering_at_once_produce_exactly_one_run(
     database_url: str, tmp_path: Path
 ) -> None:
-    slow = MetaSimulator([GOOD], access_token=TOKEN, latency=1.5)
-    with serve_app(slow.app) as url:
+    slow = MetaSimulator([GOOD], access_token=TOKEN)
+    # Whichever process claims the lease first is held at Meta's insights until the other
+    # has ended: the two runs overlap by construction, not by a latency that a loaded
+    # machine may outlast.
+    gate = GatedApp(slow.app, meta_account)
+    with serve_app(gate) as url:
         env = clean_env(settings_for(database_url, url, accounts=GOOD))
         args = [*CLI, "run", "collect-daily", "--date", "2026-11-19"]
         first = subprocess.Popen(
@@ -191,8 +196,17 @@ def test_two_processes_triggering_at_once_produce_exactly_one_run(
         second = subprocess.Popen(
             args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
+        try:
+            eventually_sync(
+                lambda: first.poll() is not None or second.poll() is not None,
+                what="one of the two processes ending while the other holds the lease",
+                within=60,
+            )
+        finally:
+            gate.release_all()
         codes = sorted([first.wait(timeout=60), second.wait(timeout=60)])
     assert codes == [0, 75]
+    assert gate.arrived == [GOOD]  # one run asked Meta for the insights
     assert len(slow.log.records) == 2  # the account's details, then its insights: one run
 
     async def count() -> int:
@@ -205,13 +219,16 @@ def test_two_processes_triggering_at_once_produce_exactly_one_run(
     assert asyncio.run(count()) == 1
 
 
+@pytest.mark.slow  # waits out a real lease TTL
 def test_a_killed_run_leaves_a_lease_that_expires_and_a_row_closed_as_abandoned(
     database_url: str, tmp_path: Path
 ) -> None:
     hanging = MetaSimulator([GOOD], access_token=TOKEN, always={GOOD: Fault.hang(60)})
     with serve_app(hanging.app) as url:
+        # Long enough that the refusal right after the kill cannot race the expiry on a
+        # loaded machine; the test then waits for the expiry itself, not for a fixed time.
         env = clean_env(
-            settings_for(database_url, url, accounts=GOOD) | {"CRONKEEPER_LEASE_TTL": "5"}
+            settings_for(database_url, url, accounts=GOOD) | {"CRONKEEPER_LEASE_TTL": "10"}
         )
         args = [*CLI, "run", "collect-daily", "--date", "2026-11-19"]
         victim = subprocess.Popen(
@@ -223,15 +240,16 @@ def test_a_killed_run_leaves_a_lease_that_expires_and_a_row_closed_as_abandoned(
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=10)
 
-        # The lease is still held: a new run right away is refused without a ledger row.
+        # The lease is still held: a new run right away is refused without a ledger row
+        # (in-process: no interpreter start between the kill and the refusal).
         hanging.always(GOOD, None)
-        busy = subprocess.run(
-            args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
-        )
-        assert busy.returncode == 75
+        busy = cli(*args[3:], env=env, cwd=tmp_path)
+        assert busy.returncode == 75, busy.stderr
 
         # Once the dead holder's lease has run out by the database's clock, a run takes over.
-        eventually_sync(lambda: asyncio.run(lease_expired(database_url)), what="lease expiry")
+        eventually_sync(
+            lambda: asyncio.run(lease_expired(database_url)), what="lease expiry", poll=0.2
+        )
         after = subprocess.run(
             args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
         )
