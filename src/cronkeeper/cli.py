@@ -284,19 +284,16 @@ def runs(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """Show the most recent runs, newest first (exit 2 for an unknown job or status)."""
-    from cronkeeper.jobs import get_job
-
     settings = load_settings()
-    if job is not None:
-        try:
-            get_job(job)  # the message `run` gives
-        except UnknownJob as exc:
-            fail(str(exc))
+    if job is not None and job not in settings.job_names:
+        fail(f"unknown job {job!r}; jobs are {', '.join(settings.job_names)}")
 
     async def go() -> int:
         try:
             async with opened(settings) as service:
-                rows = await service.ledger.recent_runs(cron_name=job, status=status, limit=limit)
+                rows = await service.ledger.recent_runs(
+                    cron_name=job, status=status, limit=limit, cron_names=settings.job_names
+                )
         except StorageError as exc:
             return database_failed(settings, exc)
         except ValueError as exc:
@@ -308,6 +305,40 @@ def runs(
         return 0
 
     raise typer.Exit(run_async(go))
+
+
+@app.command("config")
+def show_config(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Print the effective job table and where each value came from: default, file
+    (cronkeeper.toml, CRONKEEPER_CONFIG) or env (exit 0; 2 for bad configuration)."""
+    from rich.table import Table
+
+    from cronkeeper.jobfile import effective_jobs
+
+    settings = load_settings()
+    rows = effective_jobs(settings)
+    if as_json:
+        out.print_json(json.dumps({"file": settings.job_file.path, "jobs": rows}))
+        raise typer.Exit(0)
+    table = Table(title=f"jobs ({settings.job_file.path or 'no cronkeeper.toml'})")
+    for heading in ("job", "kind", "setting", "value", "from"):
+        table.add_column(heading, overflow="fold")
+    for row in rows:
+        for number, (key, cell) in enumerate(row["settings"].items()):
+            value = "-" if cell["value"] is None else str(cell["value"])
+            first = number == 0
+            table.add_row(
+                row["name"] if first else "",
+                row["kind"] if first else "",
+                key,
+                value,
+                cell["from"],
+                end_section=number == len(row["settings"]) - 1,
+            )
+    out.print(table)
+    raise typer.Exit(0)
 
 
 @db_app.command("upgrade")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cronkeeper.cron import check_cron
 from cronkeeper.durations import parse_duration
+from cronkeeper.jobfile import EXTERNAL_WINDOW, JobFile, load_job_file
 from cronkeeper.notion_props import DEFAULT_NOTION_PROPS
 from cronkeeper.redact import Redactor
 from cronkeeper.storage.url import database_password, normalize_database_url
@@ -39,6 +40,8 @@ class JobSpec:
     window: timedelta
     max_runtime: timedelta
     monitored: bool
+    kind: Literal["builtin", "external"] = "builtin"
+    """``external``: a cron that only checks in (``cronkeeper.toml``); never fired here."""
 
 
 _HOUR = timedelta(hours=1)
@@ -68,8 +71,11 @@ def _split(value: Any, sep: str = ",") -> Any:
     return value
 
 
-def _pairs(value: str, sep: str, what: str) -> dict[str, str]:
-    """``"a=1,b=2"`` → ``{"a": "1", "b": "2"}``, naming the job names it does not know."""
+def _pairs(
+    value: str, sep: str, what: str, names: tuple[str, ...] | None = JOB_NAMES
+) -> dict[str, str]:
+    """``"a=1,b=2"`` → ``{"a": "1", "b": "2"}``, naming the job names it does not know
+    (``names=None``: any name; the jobs of ``cronkeeper.toml`` are checked once it is read)."""
     out: dict[str, str] = {}
     for item in (p.strip() for p in value.split(sep)):
         if not item:
@@ -78,8 +84,8 @@ def _pairs(value: str, sep: str, what: str) -> dict[str, str]:
         if not eq or not raw.strip():
             raise ValueError(f"{what}: expected NAME=VALUE, got {item!r}")
         name = name.strip()
-        if name not in JOB_NAMES:
-            raise ValueError(f"{what}: unknown job {name!r}; jobs are {', '.join(JOB_NAMES)}")
+        if names is not None and name not in names:
+            raise ValueError(f"{what}: unknown job {name!r}; jobs are {', '.join(names)}")
         out[name] = raw.strip()
     return out
 
@@ -336,6 +342,8 @@ class Settings(BaseSettings):
     volume_affects_health: bool = Field(
         False, validation_alias=AliasChoices("CRONKEEPER_VOLUME_AFFECTS_HEALTH")
     )
+    config_file: str = Field("", validation_alias=AliasChoices("CRONKEEPER_CONFIG"))
+    """``cronkeeper.toml``'s path (default ``./cronkeeper.toml``, optional): see jobfile.py."""
 
     @field_validator(
         "meta_ad_account_ids",
@@ -419,21 +427,24 @@ class Settings(BaseSettings):
     @field_validator("schedules")
     @classmethod
     def _schedules(cls, value: str) -> str:
-        for name, expr in _pairs(value, ";", "CRONKEEPER_SCHEDULES").items():
+        for name, expr in _pairs(value, ";", "CRONKEEPER_SCHEDULES", None).items():
             check_schedule(name, expr)
         return value
 
     @field_validator("monitored_jobs")
     @classmethod
     def _monitored(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [v for v in value if v not in JOB_NAMES]
-        if unknown:
-            raise ValueError(f"unknown job(s) {unknown}; jobs are {', '.join(JOB_NAMES)}")
-        return value
+        return value  # names checked with the file's jobs (_jobs_parse)
 
     @model_validator(mode="after")
     def _jobs_parse(self) -> Settings:
         self.jobs  # noqa: B018 - validates the per-job overrides at load time
+        unknown = [v for v in self.monitored_jobs if v not in self.job_names]
+        if unknown:
+            raise ValueError(
+                f"CRONKEEPER_MONITORED_JOBS: unknown job(s) {unknown}; jobs are "
+                f"{', '.join(self.job_names)}"
+            )
         self.watch_every, self.failure_thresholds, self.alert_repeat_every  # noqa: B018
         return self
 
@@ -450,9 +461,18 @@ class Settings(BaseSettings):
         """``CRONKEEPER_FAILURE_THRESHOLD``: ``N`` for every job, or ``job=N,…`` (others 1)."""
         text = self.failure_threshold.strip() or "1"
         what = "CRONKEEPER_FAILURE_THRESHOLD"
+        from_file = {
+            t.name: t.failure_threshold
+            for t in self.job_file.tables
+            if t.failure_threshold is not None
+        }
         if "=" not in text:
-            return _positive(text, what), {}
-        return 1, {k: _positive(v, f"{what} {k}") for k, v in _pairs(text, ",", what).items()}
+            # The environment wins over the file; without it, the file's per-job values.
+            if "failure_threshold" in self.model_fields_set:
+                return _positive(text, what), {}
+            return _positive(text, what), from_file
+        pairs = _pairs(text, ",", what, self.job_names)
+        return 1, from_file | {k: _positive(v, f"{what} {k}") for k, v in pairs.items()}
 
     @cached_property
     def alert_repeat_every(self) -> timedelta | None:
@@ -499,9 +519,11 @@ class Settings(BaseSettings):
         """The four jobs with this configuration's schedules, windows and runtimes applied."""
         windows = {
             k: _duration(v, f"CRONKEEPER_JOB_WINDOWS {k}")
-            for k, v in _pairs(self.job_windows, ",", "CRONKEEPER_JOB_WINDOWS").items()
+            for k, v in _pairs(
+                self.job_windows, ",", "CRONKEEPER_JOB_WINDOWS", self.job_names
+            ).items()
         }
-        schedules = _pairs(self.schedules, ";", "CRONKEEPER_SCHEDULES")
+        schedules = _pairs(self.schedules, ";", "CRONKEEPER_SCHEDULES", self.job_names)
         runtime_default: timedelta | None = None
         runtimes: dict[str, timedelta] = {}
         if self.max_runtime.strip() and "=" not in self.max_runtime:
@@ -509,7 +531,9 @@ class Settings(BaseSettings):
         else:
             runtimes = {
                 k: _duration(v, f"CRONKEEPER_MAX_RUNTIME {k}")
-                for k, v in _pairs(self.max_runtime, ",", "CRONKEEPER_MAX_RUNTIME").items()
+                for k, v in _pairs(
+                    self.max_runtime, ",", "CRONKEEPER_MAX_RUNTIME", self.job_names
+                ).items()
             }
         return tuple(
             JobSpec(
@@ -517,10 +541,59 @@ class Settings(BaseSettings):
                 schedule=schedules.get(spec.name, spec.schedule),
                 window=windows.get(spec.name, spec.window),
                 max_runtime=runtimes.get(spec.name, runtime_default or spec.max_runtime),
-                monitored=spec.name in self.monitored_jobs,
+                monitored=(
+                    spec.name in self.monitored_jobs
+                    if "monitored_jobs" in self.model_fields_set
+                    else spec.monitored
+                ),
+                kind=spec.kind,
             )
-            for spec in DEFAULT_JOBS
+            for spec in self.file_jobs
         )
+
+    @cached_property
+    def job_file(self) -> JobFile:
+        """``cronkeeper.toml`` (``CRONKEEPER_CONFIG``), checked; empty when there is none."""
+        return load_job_file(self.config_file, JOB_NAMES, check_schedule=check_schedule)
+
+    @cached_property
+    def file_jobs(self) -> tuple[JobSpec, ...]:
+        """The built-in jobs with the file's values, then its external jobs (the base that
+        the environment's per-job variables override in :attr:`jobs`)."""
+        specs = []
+        for spec in DEFAULT_JOBS:
+            table = self.job_file.table(spec.name)
+            if table is not None:
+                spec = JobSpec(
+                    name=spec.name,
+                    schedule=table.schedule or spec.schedule,
+                    window=table.window or spec.window,
+                    max_runtime=table.max_runtime or spec.max_runtime,
+                    monitored=spec.monitored if table.monitored is None else table.monitored,
+                )
+            specs.append(spec)
+        for table in self.job_file.external:
+            specs.append(
+                JobSpec(
+                    name=table.name,
+                    schedule=table.schedule or "",
+                    window=table.window or EXTERNAL_WINDOW,
+                    max_runtime=table.max_runtime or _HOUR,
+                    monitored=True if table.monitored is None else table.monitored,
+                    kind="external",
+                )
+            )
+        return tuple(specs)
+
+    @cached_property
+    def job_names(self) -> tuple[str, ...]:
+        """Every job: the four built-in ones, then the external ones of ``cronkeeper.toml``."""
+        return tuple(spec.name for spec in self.file_jobs)
+
+    @property
+    def ping_keys(self) -> dict[str, str]:
+        """External job → its ping key (from the variable its ``ping_key_env`` names)."""
+        return self.job_file.ping_keys
 
     def job(self, name: str) -> JobSpec:
         for spec in self.jobs:
@@ -530,9 +603,12 @@ class Settings(BaseSettings):
 
     @cached_property
     def monitored(self) -> tuple[JobSpec, ...]:
-        """Monitored jobs in configuration order (the order of ``missing`` in health)."""
+        """Monitored jobs in configuration order (the order of ``missing`` in health):
+        ``CRONKEEPER_MONITORED_JOBS``'s, else the jobs' order (file jobs last)."""
         by_name = {spec.name: spec for spec in self.jobs}
-        return tuple(by_name[name] for name in self.monitored_jobs)
+        if "monitored_jobs" in self.model_fields_set:
+            return tuple(by_name[name] for name in self.monitored_jobs)
+        return tuple(spec for spec in self.jobs if spec.monitored)
 
     @property
     def async_database_url(self) -> str:
@@ -550,6 +626,7 @@ class Settings(BaseSettings):
         ):
             if secret is not None and secret.get_secret_value():
                 values.append(secret.get_secret_value())
+        values.extend(self.ping_keys.values())
         password = database_password(self.database_url)
         if password:
             values.append(password)

@@ -172,7 +172,9 @@ class CronScheduler:
         self.service = service
         self.tz = service.settings.tz
         self.misfire_grace = misfire_grace
-        self.specs = tuple(jobs if jobs is not None else service.settings.jobs)
+        # External jobs (cronkeeper.toml) only check in: nothing here fires them.
+        specs = jobs if jobs is not None else service.settings.jobs
+        self.specs = tuple(spec for spec in specs if spec.kind == "builtin")
         self.sleep = sleep or service.sleep
         self.max_sleep = max_sleep
         self._run = run

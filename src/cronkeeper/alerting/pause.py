@@ -16,7 +16,7 @@ from typing import Any
 from cronkeeper.config import JobSpec
 from cronkeeper.durations import parse_duration
 from cronkeeper.health import evaluate_health
-from cronkeeper.jobs import get_job
+from cronkeeper.errors import UnknownJob
 from cronkeeper.ledger import RunRow
 from cronkeeper.ledger.job_state import JobState
 from cronkeeper.redact import truncate
@@ -29,6 +29,14 @@ log = logging.getLogger("cronkeeper.alerting")
 MAX_REASON = 500
 
 
+def declared(service: Service, job: str) -> None:
+    """:class:`~cronkeeper.errors.UnknownJob` unless ``job`` is configured: built-in, or an
+    external job of ``cronkeeper.toml``."""
+    names = service.settings.job_names
+    if job not in names:
+        raise UnknownJob(f"unknown job {job!r}; jobs are {', '.join(names)}")
+
+
 async def pause_job(
     service: Service, job: str, *, for_: str | None = None, reason: str | None = None
 ) -> JobState:
@@ -38,7 +46,7 @@ async def pause_job(
     Raises :class:`~cronkeeper.errors.UnknownJob`, ``ValueError`` for a bad duration, and
     :class:`~cronkeeper.errors.StorageError`.
     """
-    get_job(job)
+    declared(service, job)
     now = service.clock()
     until = now + parse_duration(for_) if for_ else None
     text = truncate(service.settings.redactor(reason.strip()), MAX_REASON) if reason else None
@@ -54,7 +62,7 @@ async def resume_job(service: Service, job: str) -> JobState:
     watchdog evaluates the job at once, so a job still ``failed``, ``stuck`` or ``missing``
     alerts now, once, as if it had just gone down (issue 17), not at the next tick.
     """
-    get_job(job)
+    declared(service, job)
     spec = next((s for s in service.settings.jobs if s.name == job), None)
     before = (await service.job_states.read([job]))[job]
     runs = await service.ledger.last_runs([job], 1) if spec is not None else []

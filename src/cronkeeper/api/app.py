@@ -89,7 +89,9 @@ async def runs(
             status_code=400,
         )
     try:
-        rows = await service.ledger.recent_runs(cron_name=job, status=status, limit=limit)
+        rows = await service.ledger.recent_runs(
+            cron_name=job, status=status, limit=limit, cron_names=names
+        )
     except StorageError as exc:
         log.error("listing runs failed: %s", exc)
         return JSONResponse({"error": "database unavailable"}, status_code=500)
