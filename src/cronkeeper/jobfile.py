@@ -56,6 +56,8 @@ JOB_KEYS = (
 EXTERNAL_WINDOW = timedelta(days=1)
 """The window of an external job that names none (a daily cron, like the built-in ones)."""
 MIN_PING_KEY = 16
+RESERVED = frozenset({"runs", "health"})
+"""Names that are paths of the API (``/api/cron/runs``, ``/api/cron/health``)."""
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 Kind = Literal["builtin", "external"]
@@ -188,11 +190,11 @@ def load_job_file(
         line = headers.get(name)
         if not isinstance(raw, dict):
             raise fail(line, f"jobs.{name} must be a table: [jobs.{name}]")
-        if not _NAME.match(name):
+        if not _NAME.match(name) or name in RESERVED:
             raise fail(
                 line,
                 f"[jobs.{name}]: job names are 1-64 lower-case letters, digits, '-', '_' or '.'"
-                " (they appear in URLs)",
+                " (they appear in URLs), and not runs or health",
             )
         table = _table(name, raw, line, builtin, check_schedule, key_lines, fail)
         tables.append(table)

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 
 from cronkeeper import __version__
 from cronkeeper.alerting.pause import pause_job, pause_json, resume_job
+from cronkeeper.api import checkins
 from cronkeeper.api.auth import FailureLimiter
 from cronkeeper.api.deps import AUTH_RESPONSES, Authorized, ServiceDep
 from cronkeeper.errors import AlreadyRunning, StorageError, UnknownJob
@@ -221,6 +222,7 @@ def create_app(
         return RedirectResponse("/status", status_code=307)
 
     app.include_router(router)
+    app.include_router(checkins.router)
     install_metrics(app, service)
     install_status_page(app, service)
     return app

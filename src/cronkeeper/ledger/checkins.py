@@ -1,0 +1,171 @@
+"""The ledger side of check-ins: crons that report their own runs (``api/checkins.py``,
+``cronkeeper exec``).
+
+Unlike :meth:`~cronkeeper.ledger.Ledger.complete_cron_run`, these raise
+:class:`~cronkeeper.errors.StorageError`: a check-in has a caller waiting for an answer, and
+it must learn that nothing was recorded (to retry, or to spool).
+
+Finishing is one conditional ``UPDATE … WHERE status = 'running'`` checked by its row count
+(healthchecks' claim pattern): two finishes racing for one run cannot both win. The loser
+reads the row back; the same end again is an idempotent retry, another one a conflict.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Literal, TypeVar
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cronkeeper.errors import StorageError
+from cronkeeper.ledger.models import FinalStatus, RunRow
+from cronkeeper.ledger.reads import row_to_run, run_statement
+from cronkeeper.ledger.store import Ledger
+from cronkeeper.storage.schema import cron_runs
+
+__all__ = ["Finished", "finish_run", "record_finished_run", "start_run"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What became of a finish: ``done`` (closed now), ``again`` (the same end was already
+    recorded: an idempotent retry), ``conflict`` (it ended otherwise), ``unknown`` (no run)."""
+
+    outcome: Literal["done", "again", "conflict", "unknown"]
+    run: RunRow | None
+
+
+async def start_run(ledger: Ledger, cron_name: str, report_date: date | None) -> str:
+    """Insert a ``running`` row; its id. Raises :class:`StorageError`."""
+    run_id = str(uuid.uuid4())
+    now = ledger.clock()
+
+    async def insert(conn: AsyncConnection) -> None:
+        await conn.execute(
+            cron_runs.insert().values(
+                id=run_id,
+                cron_name=cron_name,
+                started_at=now,
+                status="running",
+                records_count=0,
+                created_at=now,
+                report_date=report_date,
+            )
+        )
+
+    await _write(ledger, insert)
+    return run_id
+
+
+async def finish_run(
+    ledger: Ledger,
+    run_id: str,
+    status: FinalStatus,
+    records_count: int,
+    error_message: str | None,
+    *,
+    cron_names: Sequence[str] | None = None,
+) -> Finished:
+    """Close ``run_id`` (a run of one of ``cron_names`` when given) if it is still
+    ``running``.
+
+    ``error_message`` must already be redacted and cut. Raises :class:`StorageError`.
+    """
+    try:
+        uuid.UUID(run_id)
+    except ValueError:
+        return Finished("unknown", None)
+    now = ledger.clock()
+    where = [cron_runs.c.id == run_id, cron_runs.c.status == "running"]
+    if cron_names is not None:
+        where.append(cron_runs.c.cron_name.in_(list(cron_names)))
+
+    async def close(conn: AsyncConnection) -> tuple[bool, RunRow | None]:
+        result = await conn.execute(
+            update(cron_runs)
+            .where(*where)
+            .values(
+                status=status,
+                records_count=records_count,
+                error_message=error_message,
+                finished_at=now,
+            )
+        )
+        rows = list(await conn.execute(run_statement(run_id)))
+        return result.rowcount == 1, row_to_run(rows[0]) if rows else None
+
+    closed, found = await _write(ledger, close)
+    if not closed:
+        if found is None or (cron_names is not None and found.cron_name not in cron_names):
+            return Finished("unknown", None)
+        same = (found.status, found.records_count, found.error_message) == (
+            status,
+            records_count,
+            error_message,
+        )
+        return Finished("again" if same else "conflict", found)
+    return Finished("done", found)
+
+
+async def record_finished_run(
+    ledger: Ledger,
+    cron_name: str,
+    *,
+    started_at: datetime,
+    status: FinalStatus,
+    records_count: int,
+    error_message: str | None,
+    report_date: date | None = None,
+) -> RunRow:
+    """Insert one finished run (a ``ping``: a cron that keeps no run id). Raises
+    :class:`StorageError`."""
+    run_id = str(uuid.uuid4())
+    now = ledger.clock()
+    row = RunRow(
+        id=run_id,
+        cron_name=cron_name,
+        started_at=min(started_at, now),
+        finished_at=now,
+        status=status,
+        records_count=records_count,
+        error_message=error_message,
+        report_date=report_date,
+    )
+
+    async def insert(conn: AsyncConnection) -> None:
+        await conn.execute(
+            cron_runs.insert().values(
+                id=row.id,
+                cron_name=cron_name,
+                started_at=row.started_at,
+                finished_at=now,
+                status=status,
+                records_count=records_count,
+                error_message=error_message,
+                created_at=now,
+                report_date=report_date,
+            )
+        )
+
+    await _write(ledger, insert)
+    return row
+
+
+async def _write(ledger: Ledger, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """``work`` in one transaction, bounded by the ledger's timeout and breaker (not gated:
+    a caller is waiting and asks the database itself); :class:`StorageError` on failure."""
+
+    async def run() -> T:
+        async with ledger.engine.begin() as conn:
+            return await work(conn)
+
+    try:
+        return await ledger.breaker.call(run, seconds=ledger.timeout, gated=False)
+    except Exception as exc:
+        raise StorageError(f"database unavailable ({ledger._describe(exc)})") from None
