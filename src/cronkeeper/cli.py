@@ -307,6 +307,31 @@ def runs(
     raise typer.Exit(run_async(go))
 
 
+@app.command("exec")
+def exec_command(
+    job: Annotated[str, typer.Argument(help="the job, declared in cronkeeper.toml")],
+    command: Annotated[list[str], typer.Argument(help="-- COMMAND [ARGS…]", show_default=False)],
+) -> None:
+    """Run COMMAND as a recorded run of JOB, for crontab lines: exit status 0 success,
+    3 partial, else error; exits with the command's status (75 when JOB is already running,
+    2 for bad usage). Over HTTP when CRONKEEPER_URL is set."""
+    from cronkeeper.wrapper import EXIT_ALREADY_RUNNING, exec_job
+
+    settings = load_settings()
+    # cron mails whatever a line prints: only problems, never cronkeeper's routine lines.
+    logging.getLogger("cronkeeper").setLevel(logging.WARNING)
+    if job not in settings.job_names:
+        fail(f"unknown job {job!r}; declare it in cronkeeper.toml as an external job")
+    if settings.job(job).kind == "builtin":
+        fail(f"{job} is a built-in job: cronkeeper runs it itself (cronkeeper run {job})")
+    try:
+        code = run_async(lambda: exec_job(settings, job, command))
+    except AlreadyRunning as exc:
+        err.print(f"[yellow]{escape(str(exc))}[/]; the command was not started", highlight=False)
+        code = EXIT_ALREADY_RUNNING
+    raise typer.Exit(code)
+
+
 @app.command("config")
 def show_config(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,

@@ -249,3 +249,29 @@ async def test_a_check_in_answers_500_without_driver_text_when_the_database_is_d
     await service.aclose()
     for answer in (started, pinged, finished):
         assert (answer.status_code, answer.json()) == (500, {"error": "database unavailable"})
+
+
+def test_a_late_ping_carries_its_start_and_duration(api: httpx.Client, clock: FakeClock) -> None:
+    started = clock.now - timedelta(hours=5)
+    late = api.post(
+        "/api/cron/backup/ping",
+        headers=BACKUP,
+        json={"status": "success", "startedAt": started.isoformat(), "durationSeconds": 60},
+    )
+    assert late.status_code == 201, late.text
+    run = late.json()
+    assert run["startedAt"] == started.isoformat()
+    assert run["finishedAt"] == (started + timedelta(seconds=60)).isoformat()
+    future = api.post(
+        "/api/cron/backup/ping",
+        headers=BACKUP,
+        json={"status": "success", "startedAt": (clock.now + timedelta(hours=1)).isoformat()},
+    )
+    assert future.status_code == 400
+    assert future.json()["error"] == "startedAt: in the last 31 days, not later"
+    naive = api.post(
+        "/api/cron/backup/ping",
+        headers=BACKUP,
+        json={"status": "success", "startedAt": "2026-11-20T10:00:00"},
+    )
+    assert naive.json()["error"] == "startedAt: expected ISO 8601 with an offset"

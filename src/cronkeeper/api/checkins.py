@@ -20,7 +20,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Path, Request, status
@@ -70,6 +70,8 @@ class FinishBody(_Body):
 
 class PingBody(FinishBody):
     durationSeconds: float | None = Field(default=None, ge=0)
+    startedAt: str | None = Field(default=None, max_length=40)
+    """When the run started (ISO 8601 with offset): a late report, e.g. ``exec``'s spool."""
     reportDate: str | None = Field(default=None, max_length=40)
 
 
@@ -263,11 +265,24 @@ async def ping(request: Request, tasks: BackgroundTasks, name: JobName) -> JSONR
     seconds = body.durationSeconds or 0.0
     if not math.isfinite(seconds) or timedelta(seconds=seconds) > MAX_DURATION:
         return _error(400, f"durationSeconds: at most {MAX_DURATION.days} days")
+    now = service.clock()
+    started_at, finished_at = now - timedelta(seconds=seconds), now
+    if body.startedAt is not None:
+        try:
+            started_at = datetime.fromisoformat(body.startedAt)
+        except ValueError:
+            return _error(400, "startedAt: expected ISO 8601 with an offset")
+        if started_at.tzinfo is None:
+            return _error(400, "startedAt: expected ISO 8601 with an offset")
+        if not now - MAX_DURATION <= started_at <= now:
+            return _error(400, f"startedAt: in the last {MAX_DURATION.days} days, not later")
+        finished_at = min(now, started_at + timedelta(seconds=seconds))
     try:
         run = await record_finished_run(
             service.ledger,
             name,
-            started_at=service.clock() - timedelta(seconds=seconds),
+            started_at=started_at,
+            finished_at=finished_at,
             status=body.status,
             records_count=body.recordsCount,
             error_message=_message(service, body.errorMessage),

@@ -27,9 +27,59 @@ from cronkeeper.ledger.reads import row_to_run, run_statement
 from cronkeeper.ledger.store import Ledger
 from cronkeeper.storage.schema import cron_runs
 
-__all__ = ["Finished", "finish_run", "record_finished_run", "start_run"]
+__all__ = ["Finished", "finish_run", "record_finished_run", "record_run_end", "start_run"]
 
 T = TypeVar("T")
+
+
+async def record_run_end(
+    ledger: Ledger,
+    run_id: str,
+    cron_name: str,
+    *,
+    started_at: datetime,
+    finished_at: datetime,
+    status: FinalStatus,
+    records_count: int,
+    error_message: str | None,
+) -> bool:
+    """Write a run's end whatever became of its start: close the row if it is still
+    ``running``, insert the whole run if the database never took its start, change nothing
+    if it already ended (a replay). Whether a row changed; raises :class:`StorageError`.
+
+    For ``cronkeeper exec`` and its spool, where the start may have been lost to an outage.
+    """
+
+    async def write(conn: AsyncConnection) -> bool:
+        closed = await conn.execute(
+            update(cron_runs)
+            .where(cron_runs.c.id == run_id, cron_runs.c.status == "running")
+            .values(
+                status=status,
+                records_count=records_count,
+                error_message=error_message,
+                finished_at=finished_at,
+            )
+        )
+        if closed.rowcount == 1:
+            return True
+        if list(await conn.execute(run_statement(run_id))):
+            return False
+        await conn.execute(
+            cron_runs.insert().values(
+                id=run_id,
+                cron_name=cron_name,
+                started_at=started_at,
+                finished_at=finished_at,
+                status=status,
+                records_count=records_count,
+                error_message=error_message,
+                created_at=finished_at,
+            )
+        )
+        return True
+
+    return await _write(ledger, write)
 
 
 @dataclass(frozen=True)
@@ -41,9 +91,19 @@ class Finished:
     run: RunRow | None
 
 
-async def start_run(ledger: Ledger, cron_name: str, report_date: date | None) -> str:
-    """Insert a ``running`` row; its id. Raises :class:`StorageError`."""
-    run_id = str(uuid.uuid4())
+async def start_run(
+    ledger: Ledger,
+    cron_name: str,
+    report_date: date | None,
+    *,
+    run_id: str | None = None,
+    gated: bool = False,
+) -> str:
+    """Insert a ``running`` row; its id. Raises :class:`StorageError`.
+
+    ``gated``: not even try while the breaker knows the database is down (``exec`` must not
+    delay its command by a timeout the lease claim just spent)."""
+    run_id = run_id or str(uuid.uuid4())
     now = ledger.clock()
 
     async def insert(conn: AsyncConnection) -> None:
@@ -59,7 +119,7 @@ async def start_run(ledger: Ledger, cron_name: str, report_date: date | None) ->
             )
         )
 
-    await _write(ledger, insert)
+    await _write(ledger, insert, gated=gated)
     return run_id
 
 
@@ -122,11 +182,12 @@ async def record_finished_run(
     records_count: int,
     error_message: str | None,
     report_date: date | None = None,
+    finished_at: datetime | None = None,
 ) -> RunRow:
-    """Insert one finished run (a ``ping``: a cron that keeps no run id). Raises
-    :class:`StorageError`."""
+    """Insert one finished run (a ``ping``: a cron that keeps no run id; ``finished_at``
+    defaults to now). Raises :class:`StorageError`."""
     run_id = str(uuid.uuid4())
-    now = ledger.clock()
+    now = finished_at or ledger.clock()
     row = RunRow(
         id=run_id,
         cron_name=cron_name,
@@ -157,7 +218,9 @@ async def record_finished_run(
     return row
 
 
-async def _write(ledger: Ledger, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+async def _write(
+    ledger: Ledger, work: Callable[[AsyncConnection], Awaitable[T]], *, gated: bool = False
+) -> T:
     """``work`` in one transaction, bounded by the ledger's timeout and breaker (not gated:
     a caller is waiting and asks the database itself); :class:`StorageError` on failure."""
 
@@ -166,6 +229,6 @@ async def _write(ledger: Ledger, work: Callable[[AsyncConnection], Awaitable[T]]
             return await work(conn)
 
     try:
-        return await ledger.breaker.call(run, seconds=ledger.timeout, gated=False)
+        return await ledger.breaker.call(run, seconds=ledger.timeout, gated=gated)
     except Exception as exc:
         raise StorageError(f"database unavailable ({ledger._describe(exc)})") from None
