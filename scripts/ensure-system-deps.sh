@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite needs when they are missing: PostgreSQL (the
 # suite starts its own throwaway cluster), PgBouncer (the pooler test), Chromium (the
-# status page test) and Prometheus (its `promtool` checks a real scrape and the README's alert
-# rules). Only apt-get; nothing is downloaded from elsewhere.
+# status page test), Prometheus (its `promtool` checks a real scrape and the README's alert
+# rules) and Node.js (the suite runs examples/cron-logger.mjs against a real server). Only apt-get; nothing is downloaded from elsewhere.
 set -euo pipefail
 
 need=()
@@ -11,6 +11,7 @@ if ! command -v initdb >/dev/null 2>&1 && [ -z "$pg_bin" ]; then need+=(postgres
 if ! command -v pgbouncer >/dev/null 2>&1; then need+=(pgbouncer); fi
 if ! command -v chromium >/dev/null 2>&1; then need+=(chromium); fi
 if ! command -v promtool >/dev/null 2>&1; then need+=(prometheus); fi
+if ! command -v node >/dev/null 2>&1; then need+=(nodejs); fi
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != "0" ]; then

@@ -348,7 +348,7 @@ class HttpRecorder:
             key = settings.cron_secret.get_secret_value()
         self.key = key
         self.client = build_client(timeout=settings.ledger_timeout * 2, redactor=settings.redactor)
-        directory = settings.spool_dir or Path(tempfile.gettempdir()) / "cronkeeper-exec-spool"
+        directory = settings.spool_dir or default_spool_dir(settings.database_url)
         # One spool whatever the URL: a cronkeeper that moved gets what the old one missed.
         self.spool = ExecSpool(directory, "http")
 
