@@ -340,7 +340,7 @@ def show_config(
     (cronkeeper.toml, CRONKEEPER_CONFIG) or env (exit 0; 2 for bad configuration)."""
     from rich.table import Table
 
-    from cronkeeper.jobfile import effective_jobs
+    from cronkeeper.jobtable import effective_jobs
 
     settings = load_settings()
     rows = effective_jobs(settings)

@@ -15,8 +15,8 @@ from typing import Any
 
 from cronkeeper.config import JobSpec
 from cronkeeper.durations import parse_duration
-from cronkeeper.health import evaluate_health
 from cronkeeper.errors import UnknownJob
+from cronkeeper.health import evaluate_health
 from cronkeeper.ledger import RunRow
 from cronkeeper.ledger.job_state import JobState
 from cronkeeper.redact import truncate

@@ -10,12 +10,12 @@ import httpx
 import pytest
 
 from cronkeeper.api.app import create_app
-from cronkeeper.ops.retention import prune
-from cronkeeper.ops.scheduler import CronScheduler
+from cronkeeper.ledger.prune import prune
 from cronkeeper.ops.watchdog import install_watchdog
+from cronkeeper.scheduler import CronScheduler
 from cronkeeper.service import Service
+from tests.alerting.test_alerts import Receiver, _server, receiver  # noqa: F401 - fixtures
 from tests.conftest import SECRET, FakeClock, make_settings
-from tests.ops.test_alerts import Receiver, _server, receiver  # noqa: F401 - fixtures
 
 KEY = "backup-ping-key-0123456789"
 ADMIN = {"Authorization": f"Bearer {SECRET}"}
@@ -94,9 +94,8 @@ async def test_a_paused_external_job_records_its_check_ins_and_alerts_nothing(
         assert [r["status"] for r in runs] == ["error"]
         check = (await api.get("/api/cron/health", headers=ADMIN)).json()["checks"]["backup"]
         assert (check["ok"], check["paused"]) == (True, True)
-        assert (await api.post("/api/cron/backup/resume", headers=ADMIN)).status_code == 200
+        assert receiver.texts == []  # (a resume would evaluate it at once: issue 17)
     await service.aclose()
-    assert receiver.texts == []
 
 
 @pytest.mark.usefixtures("declared")
