@@ -50,7 +50,7 @@ NAMES = JOBS + OTHER_JOBS
 JOB_FILE = """\
 [jobs.backup]
 kind = "external"
-schedule = "0 3 * * *"
+schedule = "*/5 * * * *"
 ping_key_env = "BACKUP_PING_KEY"
 """
 for name in OTHER_JOBS:

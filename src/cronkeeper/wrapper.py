@@ -236,6 +236,8 @@ class Recorder(Protocol):
     name: str
     spool: ExecSpool
     clock: Clock
+    reachable: bool
+    """Worth replaying the spool (the database answered the lease claim)."""
 
     def lease(self) -> contextlib.AbstractAsyncContextManager[None]: ...
 
@@ -261,6 +263,7 @@ class DatabaseRecorder:
         directory = settings.spool_dir or default_spool_dir(settings.database_url)
         self.spool = ExecSpool(directory, database_identity(settings.database_url))
         self.service: Service | None = None
+        self.reachable = False
         try:
             self.service = Service.from_settings(settings)
             install_watchdog(self.service)
@@ -276,6 +279,9 @@ class DatabaseRecorder:
             return
         await self.service.prepare(announce=False)
         async with self.service.leases.hold(self.name) as lease:
+            # No lease claimed: the database did not answer; replaying now would only make
+            # the command wait for the timeout again.
+            self.reachable = lease.acquired
             if lease.acquired:
                 # Holding the lease, no other exec of this job is alive: a row still running
                 # belongs to one that was killed before it could record its end.
@@ -435,6 +441,8 @@ class HttpRecorder:
     async def aclose(self) -> None:
         await self.client.aclose()
 
+    reachable = True
+
 
 def _error(answer: httpx.Response) -> str:
     with contextlib.suppress(ValueError):
@@ -449,6 +457,8 @@ def _error(answer: httpx.Response) -> str:
 
 async def replay(recorder: Recorder) -> None:
     """Send what earlier ``exec`` runs spooled, oldest first; stop at the first refusal."""
+    if not recorder.reachable:
+        return
     for path, end in await asyncio.to_thread(recorder.spool.pending):
         try:
             await recorder.finish(end)
