@@ -16,6 +16,7 @@ from cronkeeper.scheduler import CronScheduler
 from cronkeeper.service import Service
 from tests.alerting.test_alerts import Receiver, _server, receiver  # noqa: F401 - fixtures
 from tests.conftest import SECRET, FakeClock, make_settings
+from tests.web.conftest import login
 
 KEY = "backup-ping-key-0123456789"
 ADMIN = {"Authorization": f"Bearer {SECRET}"}
@@ -115,3 +116,21 @@ async def test_the_scheduler_never_fires_an_external_job_and_prune_keeps_its_lat
         runs = (await api.get("/api/cron/runs?job=backup", headers=ADMIN)).json()["runs"]
     await service.aclose()
     assert deleted == 2 and len(runs) == 1
+
+
+@pytest.mark.usefixtures("declared")
+async def test_the_status_page_shows_an_external_job_and_its_check_ins(
+    database_url: str, clock: FakeClock
+) -> None:
+    clock.now = FRIDAY
+    service = Service.from_settings(make_settings(database_url), clock=clock)
+    await service.prepare()
+    transport = httpx.ASGITransport(app=create_app(service))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as api:
+        await ping(api, "partial")
+        assert (await login(api)).status_code == 303
+        page = await api.get("/status")
+        job = await api.get("/status", params={"job": "backup"})
+    await service.aclose()
+    assert page.status_code == 200 and "backup" in page.text
+    assert job.status_code == 200 and "partial" in job.text
