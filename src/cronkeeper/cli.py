@@ -164,11 +164,19 @@ def run(
     day: Annotated[
         str | None, typer.Option("--date", help="report date YYYY-MM-DD (default: yesterday)")
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="sync-notion: deactivate above NOTION_MAX_DEACTIVATE"),
+    ] = False,
 ) -> None:
     """Run one job now and record it in the ledger (exit 0 success, 3 partial, 1 error, 75 busy)."""
     from cronkeeper.runner import EXIT_ALREADY_RUNNING, EXIT_CODES, run_job
 
     settings = load_settings()
+    if force:
+        if job != "sync-notion":
+            fail("--force applies to sync-notion only (deactivations above the limit)")
+        settings = settings.model_copy(update={"notion_max_deactivate": 1.0})
     report_day = parse_day(day)
 
     async def go() -> int:

@@ -284,6 +284,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("NOTION_PROP_MIXPANEL_PROJECT"),
     )
 
+    notion_max_deactivate: float = Field(
+        default=0.2, ge=0, le=1, validation_alias=AliasChoices("NOTION_MAX_DEACTIVATE")
+    )
+    """The largest share of active accounts one sync may deactivate (``20%`` or ``0.2``);
+    above it the sync is refused unless ``cronkeeper run sync-notion --force``."""
+
     # Operations (not in the seed; prefixed so they cannot collide with anything else).
     monitored_jobs: CommaList = Field(
         default=DEFAULT_MONITORED, validation_alias=AliasChoices("CRONKEEPER_MONITORED_JOBS")
@@ -344,6 +350,12 @@ class Settings(BaseSettings):
     )
     config_file: str = Field("", validation_alias=AliasChoices("CRONKEEPER_CONFIG"))
     """``cronkeeper.toml``'s path (default ``./cronkeeper.toml``, optional): see jobfile.py."""
+    max_response_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        validation_alias=AliasChoices("CRONKEEPER_MAX_RESPONSE_BYTES"),
+    )
+    """The largest answer body read from any API, once decoded (a gzip bomb stops here)."""
 
     @field_validator(
         "meta_ad_account_ids",
@@ -357,6 +369,17 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         return _split(value)
+
+    @field_validator("notion_max_deactivate", mode="before")
+    @classmethod
+    def _share(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().endswith("%"):
+            number = value.strip()[:-1].strip()
+            try:
+                return float(number) / 100
+            except ValueError:
+                raise ValueError(f"expected a share like 20% or 0.2, got {value!r}") from None
+        return value
 
     @field_validator("meta_ad_account_ids")
     @classmethod

@@ -250,3 +250,78 @@ async def test_missing_notion_configuration_is_an_error(sandbox: Sandbox, harnes
 
     assert outcome.status == "error"
     assert "NOTION_DATA_SOURCE_ID" in outcome.message
+
+
+# -- the registry never empties by accident (issue 19) --------------------------------------
+
+
+async def test_one_unusable_page_deactivates_nothing_and_says_how_many_pages_were_unread(
+    sandbox: Sandbox, harness: Harness
+) -> None:
+    # Issue 19: a listing holding one unusable page and none of the 8 accounts got past the
+    # empty-listing guard, and the run that ended ``error`` deactivated 8 of 8.
+    sim = simulator([page(n) for n in range(8)])
+    settings = notion(sandbox, harness, sim)
+    await harness.run("sync-notion", settings)
+    before = await by_id(harness)
+
+    sim.set_pages([page(99, "n/a")])
+    harness.clock.advance(days=1)
+    outcome = await harness.run("sync-notion", settings)
+
+    assert outcome.status == "error"
+    assert await by_id(harness) == before
+    assert "could not read 1 page" in outcome.message
+    assert "deactivated none of the 8 active accounts missing from the listing" in (outcome.message)
+
+
+async def test_a_partial_listing_stores_what_it_read_but_deactivates_nothing(
+    sandbox: Sandbox, harness: Harness
+) -> None:
+    sim = simulator([page(n) for n in range(10)])
+    settings = notion(sandbox, harness, sim)
+    await harness.run("sync-notion", settings)
+
+    sim.set_pages([page(n) for n in range(9)] + [page(50, "TBD")])  # page 9 gone, one unusable
+    outcome = await harness.run("sync-notion", settings)
+
+    assert (outcome.status, outcome.summary.records_count) == ("partial", 9)
+    assert (await by_id(harness))[page_id(9)]["active"] is True
+    assert "deactivated none of the 1 active account missing from the listing" in (outcome.message)
+
+
+async def test_deactivating_more_than_the_limit_is_refused_unless_forced(
+    sandbox: Sandbox, harness: Harness
+) -> None:
+    sim = simulator([page(n) for n in range(10)])
+    settings = notion(sandbox, harness, sim)
+    await harness.run("sync-notion", settings)
+    before = await by_id(harness)
+
+    sim.set_pages([page(n) for n in range(7)])  # 3 of 10 gone: above 20 %
+    refused = await harness.run("sync-notion", settings)
+
+    assert refused.status == "error"
+    assert "refusing to deactivate 3 of 10 active accounts" in refused.message
+    assert "NOTION_MAX_DEACTIVATE" in refused.message and "--force" in refused.message
+    assert await by_id(harness) == before
+
+    # What `cronkeeper run sync-notion --force` does (tests/cli: the flag sets this).
+    forced = await harness.run(
+        "sync-notion", settings.model_copy(update={"notion_max_deactivate": 1.0})
+    )
+    assert forced.status == "success"
+    assert [r["active"] for r in (await by_id(harness)).values()].count(False) == 3
+
+
+async def test_the_deactivation_limit_is_configurable(sandbox: Sandbox, harness: Harness) -> None:
+    sim = simulator([page(n) for n in range(10)])
+    settings = notion(sandbox, harness, sim)
+    await harness.run("sync-notion", settings)
+    sim.set_pages([page(n) for n in range(7)])
+
+    loose = settings.model_copy(update={"notion_max_deactivate": 0.3})
+    outcome = await harness.run("sync-notion", loose)
+
+    assert outcome.status == "success"
+    assert [r["active"] for r in (await by_id(harness)).values()].count(False) == 3

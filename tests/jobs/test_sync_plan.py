@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from cronkeeper.jobs.sync_notion import AccountRow, plan_sync
+import pytest
+
+from cronkeeper.jobs.sync_notion import AccountRow, deactivation_limit, plan_sync
 from cronkeeper.sources import NotionAccount, NotionListing, SkippedPage
 
 
@@ -50,7 +52,8 @@ def test_a_page_with_its_own_row_cannot_take_a_removed_pages_id() -> None:
     assert skipped.page_id == "b"
     assert "held by page old, which is no longer in Notion" in reason
     assert "delete the row of page old" in reason
-    assert plan.deactivate == ["old"]
+    # A sync that could not store a page ends partial: it deactivates nothing (issue 19).
+    assert (plan.deactivate, plan.kept_active) == ([], ["old"])
 
 
 def test_a_blocked_page_blocks_the_page_waiting_for_its_id() -> None:
@@ -67,3 +70,21 @@ def test_a_blocked_page_blocks_the_page_waiting_for_its_id() -> None:
     assert "still held by page b (Name b), which was skipped in this sync" in reasons["a"]
     assert plan.moving == []
     assert plan.deactivate == []  # c is in the listing: unreadable, not gone
+
+
+def test_an_unreadable_page_keeps_every_absent_account_active() -> None:
+    listing = NotionListing((), (SkippedPage("x", None, "no usable id"),))
+    plan = plan_sync(listing, [row(str(n), str(n)) for n in range(8)])
+
+    assert plan.deactivate == []
+    assert plan.kept_active == [str(n) for n in range(8)]
+
+
+@pytest.mark.parametrize(
+    ("active", "share", "limit"),
+    [(10, 0.2, 2), (3, 0.2, 1), (1, 0.2, 1), (100, 0.2, 20), (10, 0.0, 0), (10, 1.0, 10)],
+)
+def test_the_deactivation_limit_is_a_share_of_active_accounts_but_at_least_one(
+    active: int, share: float, limit: int
+) -> None:
+    assert deactivation_limit(active, share) == limit

@@ -20,10 +20,18 @@ Decisions, for the operator:
 - An empty listing while the table has active accounts is refused (``error``) instead of
   deactivating every account: a registry does not empty itself overnight. Untick ``Active``
   to retire accounts.
+- Accounts are deactivated only from a complete listing of a run that ends ``success``: when
+  any page could not be read or stored, nothing is deactivated (an unreadable page may be the
+  only sign that the listing is not the registry), and the message says how many pages were
+  unread and how many absent accounts were kept active.
+- Deactivating more than ``NOTION_MAX_DEACTIVATE`` (default 20 %, at least one account) of
+  the active accounts at once is refused: the whole sync ends ``error`` and writes nothing,
+  until someone looks and runs ``cronkeeper run sync-notion --force``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -38,11 +46,33 @@ from cronkeeper.sources import NotionAccount, NotionClient, NotionListing
 from cronkeeper.storage.schema import accounts
 from cronkeeper.storage.upsert import upsert
 
-__all__ = ["MOVING_PREFIX", "AccountRow", "SyncPlan", "page_label", "plan_sync", "run"]
+__all__ = [
+    "MOVING_PREFIX",
+    "AccountRow",
+    "DeactivationRefused",
+    "SyncPlan",
+    "deactivation_limit",
+    "page_label",
+    "plan_sync",
+    "run",
+]
 
 MOVING_PREFIX = "moving:"
 """Marks an ad account id in the middle of a move, inside the transaction only (never digits,
 so it cannot collide with a real id)."""
+
+
+class DeactivationRefused(CronkeeperError):
+    """A sync would deactivate more accounts at once than ``NOTION_MAX_DEACTIVATE`` allows."""
+
+
+def deactivation_limit(active: int, share: float) -> int:
+    """How many of ``active`` accounts one sync may deactivate: ``share`` of them, rounded
+    down, but at least one (retiring a single client is never an accident) unless ``share``
+    is 0."""
+    if share <= 0:
+        return 0
+    return max(1, math.floor(active * share + 1e-9))
 
 
 @dataclass(frozen=True)
@@ -65,6 +95,9 @@ class SyncPlan:
     takeovers: dict[str, str] = field(default_factory=dict)
     """Old page id → new page id: rows of removed pages whose ad account moved to a new page."""
     deactivate: list[str] = field(default_factory=list)
+    kept_active: list[str] = field(default_factory=list)
+    """Active rows absent from the listing that this sync may not deactivate: it is not
+    complete (a page could not be read or stored)."""
 
 
 def page_label(page_id: str, name: str | None) -> str:
@@ -105,9 +138,13 @@ def plan_sync(listing: NotionListing, existing: list[AccountRow]) -> SyncPlan:
         if current is not None and current.meta_ad_account_id != account.meta_ad_account_id:
             plan.moving.append(account.page_id)
     seen = set(listed) | unreadable
-    plan.deactivate = sorted(
+    absent = sorted(
         r.id for r in existing if r.active and r.id not in seen and r.id not in plan.takeovers
     )
+    if unreadable or plan.skipped:
+        plan.kept_active = absent  # only a run that ends ``success`` may deactivate
+    else:
+        plan.deactivate = absent
     return plan
 
 
@@ -151,17 +188,25 @@ async def _existing(conn: AsyncConnection) -> list[AccountRow]:
     return [AccountRow(r.id, r.meta_ad_account_id, bool(r.active)) for r in result]
 
 
-async def _apply(conn: AsyncConnection, listing: NotionListing, now: datetime) -> SyncPlan:
+async def _apply(
+    conn: AsyncConnection, listing: NotionListing, now: datetime, max_share: float
+) -> SyncPlan:
     existing = await _existing(conn)
-    if not listing.accounts and not listing.skipped:
-        active = sum(1 for r in existing if r.active)
-        if active:
-            raise PayloadError(
-                f"the Notion data source returned no pages while {active} accounts are active;"
-                " refusing to mark them all inactive. Check NOTION_DATA_SOURCE_ID and that the"
-                " pages are shared with the integration; to retire accounts, untick Active"
-            )
+    active = sum(1 for r in existing if r.active)
+    if not listing.accounts and not listing.skipped and active:
+        raise PayloadError(
+            f"the Notion data source returned no pages while {active} accounts are active;"
+            " refusing to mark them all inactive. Check NOTION_DATA_SOURCE_ID and that the"
+            " pages are shared with the integration; to retire accounts, untick Active"
+        )
     plan = plan_sync(listing, existing)
+    if len(plan.deactivate) > deactivation_limit(active, max_share):
+        raise DeactivationRefused(
+            f"refusing to deactivate {len(plan.deactivate)} of {active} active accounts at once"
+            f" (NOTION_MAX_DEACTIVATE allows {max_share:.0%}); nothing was written. Check that"
+            " the pages are still shared with the integration, then run"
+            " `cronkeeper run sync-notion --force` if they were really removed"
+        )
     if plan.moving:
         await conn.execute(
             update(accounts)
@@ -203,7 +248,7 @@ async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
     listing = await NotionClient.from_settings(ctx.http, ctx.settings).query_all()
     try:
         async with ctx.engine.begin() as conn:
-            plan = await _apply(conn, listing, ctx.clock())
+            plan = await _apply(conn, listing, ctx.clock(), ctx.settings.notion_max_deactivate)
     except CronkeeperError:
         raise
     except Exception as exc:
@@ -214,3 +259,18 @@ async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
         run.skip(page_label(page.page_id, page.name), page.reason)
     for account, reason in plan.skipped:
         run.skip(page_label(account.page_id, account.name or None), reason)
+    if plan.kept_active:
+        run.note(_kept_active_note(len(listing.skipped), len(plan.skipped), len(plan.kept_active)))
+
+
+def _kept_active_note(unread: int, unstored: int, kept: int) -> str:
+    pages = [
+        f"could not read {unread} page{'s' if unread != 1 else ''}" if unread else "",
+        f"could not store {unstored} page{'s' if unstored != 1 else ''}" if unstored else "",
+    ]
+    accounts_ = f"{kept} active account{'s' if kept != 1 else ''}"
+    return (
+        f"{' and '.join(p for p in pages if p)}, so the listing is not complete: deactivated"
+        f" none of the {accounts_} missing from the listing (they stay active until a sync"
+        " reads every page)"
+    )

@@ -68,14 +68,17 @@ def summarize(
     units_stored: int,
     skipped: Sequence[Skipped],
     unit_label: str = "units",
+    notes: Sequence[str] = (),
 ) -> RunSummary:
     """``success`` when nothing was skipped; ``partial`` when some units were stored and some
     skipped; ``error`` when units were skipped and none stored. The message names every
-    skipped unit and its reason."""
+    skipped unit and its reason, then the run's ``notes`` (a success with notes has them as
+    its message: stored figures it rewrote, accounts it kept active)."""
     if not skipped:
-        return RunSummary("success", records_count, None)
+        return RunSummary("success", records_count, "\n".join(notes) if notes else None)
     total = units_stored + len(skipped)
     lines = [f"skipped {len(skipped)} of {total} {unit_label}:"]
     lines += [f"- {s.unit}: {s.reason}" for s in skipped]
+    lines += list(notes)
     status: FinalStatus = "partial" if units_stored > 0 else "error"
     return RunSummary(status, records_count, "\n".join(lines))

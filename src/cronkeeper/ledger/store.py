@@ -64,6 +64,8 @@ class RunTracker:
     records_count: int = 0
     units_stored: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What the operator must know of a run even when it succeeded (figures rewritten …)."""
     summary: RunSummary | None = None
     """Set when the run ended: what was (or would have been) written to the ledger."""
 
@@ -74,6 +76,10 @@ class RunTracker:
 
     def skip(self, unit: str, reason: str) -> None:
         self.skipped.append(Skipped(unit, reason))
+
+    def note(self, text: str) -> None:
+        """Add one line to the run's message, whatever its status."""
+        self.notes.append(text)
 
 
 class Ledger:
@@ -277,6 +283,7 @@ class Ledger:
             units_stored=tracker.units_stored,
             skipped=tracker.skipped,
             unit_label=unit_label,
+            notes=tracker.notes,
         )
         summary = RunSummary(
             summary.status,
