@@ -10,7 +10,6 @@ import base64
 import json
 from collections.abc import Callable
 from datetime import date
-from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -124,13 +123,8 @@ async def test_meta_sends_the_documented_first_request() -> None:
     }
 
 
-async def test_meta_follows_every_next_url_as_is_and_sums_the_day() -> None:
-    pages = [
-        [meta_row()],
-        [meta_row(spend="1.25", impressions="10", clicks="1", reach="5", actions=None)],
-        [],
-        [meta_row(spend="0.25", actions=[{"action_type": "lead", "value": "3"}])],
-    ]
+async def test_meta_follows_every_next_url_as_is_and_keeps_a_repeated_day_once() -> None:
+    pages = [[meta_row()], [meta_row(account_currency=None)], [], [meta_row()]]
     recorder = Recorder(paged_meta(pages))
 
     insight = await meta_client(recorder).daily_insights("42", DAY)
@@ -138,10 +132,17 @@ async def test_meta_follows_every_next_url_as_is_and_sums_the_day() -> None:
     assert [str(r.url) for r in recorder.requests[1:]] == [next_url(1), next_url(2), next_url(3)]
     assert insight is not None
     assert insight.ad_account_id == "42"
-    assert insight.spend == Decimal("12.00")
-    assert (insight.impressions, insight.clicks, insight.reach) == (2010, 41, 1805)
-    assert insight.conversions == Decimal(5)
+    alone = await meta_client(Recorder(paged_meta([[meta_row()]]))).daily_insights("42", DAY)
+    assert insight == alone
     assert insight.currency == "USD"
+
+
+async def test_meta_refuses_a_day_sent_twice_with_different_figures() -> None:
+    # Issue 19: the two rows used to be added, doubling the stored figures.
+    pages = [[meta_row()], [meta_row(spend="1.25", impressions="10", clicks="1")]]
+    with pytest.raises(PayloadError, match="two different rows for") as info:
+        await meta_client(Recorder(paged_meta(pages))).daily_insights("42", DAY)
+    assert META_TOKEN not in str(info.value)
 
 
 async def test_meta_returns_none_when_the_account_had_no_activity() -> None:
@@ -249,10 +250,8 @@ async def test_mixpanel_sends_basic_auth_and_the_documented_params() -> None:
         "from_date": D,
         "to_date": D,
     }
-    assert counts == [
-        MixpanelCount("3141592", "Sign Up", DAY, 12),
-        MixpanelCount("3141592", "구매", DAY, 0),
-    ]
+    # 구매 is absent from the answer: no record (collect-mixpanel decides what it means).
+    assert counts == [MixpanelCount("3141592", "Sign Up", DAY, 12)]
 
 
 async def test_mixpanel_without_events_sends_nothing() -> None:

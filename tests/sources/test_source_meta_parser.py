@@ -118,8 +118,9 @@ def test_conversions_count_only_the_configured_action_types() -> None:
     assert records[0].conversions == Decimal("1.5")
 
 
-def test_missing_numbers_and_actions_count_as_zero_and_currency_as_none() -> None:
+def test_missing_reach_and_actions_count_as_zero_and_currency_as_none() -> None:
     bare = {"date_start": "2025-01-14", "date_stop": "2025-01-14"}
+    bare |= {"spend": "0", "impressions": "0", "clicks": "0"}
     records, _ = parse(page(bare))
     assert records[0] == MetaInsight(
         "1234567890", date(2025, 1, 14), Decimal(0), 0, 0, 0, Decimal(0), None
@@ -202,15 +203,40 @@ def test_huge_numbers_are_rejected_rather_than_overflowing_a_column() -> None:
         parse(page(row(impressions="9" * 5000)))
 
 
-def test_adding_rows_sums_every_metric_and_keeps_the_currency() -> None:
+def test_an_identical_duplicate_row_is_kept_once() -> None:
     one = parse(page(row()))[0][0]
-    two = parse(page(row(account_currency=None, reach="2000")))[0][0]
-    total = one + two
-    assert total.spend == Decimal("246.90")
-    assert (total.impressions, total.clicks, total.reach) == (20000, 500, 10000)
-    assert total.conversions == Decimal(6)
-    assert total.leads == Decimal("3.0")
-    assert total.currency == "KRW"
+    again = parse(page(row(account_currency=None)))[0][0]
+    assert one + again == one
+    assert again + one == one
+
+
+def test_conflicting_rows_for_one_day_fail_instead_of_being_added() -> None:
+    # Issue 19: two rows for one day were added together, doubling the stored values.
+    one = parse(page(row()))[0][0]
+    other = parse(page(row(spend="99.00", reach="2000")))[0][0]
+    with pytest.raises(PayloadError, match=r"two different rows for 2025-01-14 \(spend, reach"):
+        _ = one + other
+    other_currency = parse(page(row(account_currency="USD")))[0][0]
+    with pytest.raises(PayloadError, match="account_currency differ"):
+        _ = one + other_currency
+
+
+@pytest.mark.parametrize("missing", ["spend", "impressions", "clicks"])
+def test_a_row_missing_a_metric_meta_always_sends_is_an_error_not_a_zero(missing: str) -> None:
+    # Issue 19: rows holding only date_start zeroed 28 days of stored figures.
+    bare = row()
+    del bare[missing]
+    with pytest.raises(PayloadError, match=f"data\\[0\\]: missing '{missing}'"):
+        parse(page(bare))
+    with pytest.raises(PayloadError, match="missing 'spend', 'impressions', 'clicks'"):
+        parse(page({"date_start": "2025-01-14", "date_stop": "2025-01-14"}))
+
+
+def test_a_row_without_actions_or_reach_has_zero_conversions_leads_and_reach() -> None:
+    bare = row()
+    del bare["actions"], bare["reach"]
+    (record,), _ = parse(page(bare))
+    assert (record.conversions, record.leads, record.reach) == (Decimal(0), Decimal(0), 0)
 
 
 def test_rows_of_different_days_cannot_be_added() -> None:

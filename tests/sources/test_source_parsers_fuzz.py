@@ -99,7 +99,8 @@ def test_mixpanel_parser_raises_only_payload_error(payload: Any) -> None:
         counts = parse_event_counts(payload, project_id="7", events=["a", "b"], day=DAY)
     except PayloadError:
         return
-    assert [c.event for c in counts] == ["a", "b"]
+    # One record per requested event present in the answer (absent ones: the job decides).
+    assert [c.event for c in counts] == [e for e in ("a", "b") if e in payload["data"]["values"]]
     assert all(isinstance(c.count, int) and c.count >= 0 for c in counts)
 
 

@@ -17,7 +17,10 @@ are corrected by the following runs.
 An account that still fails after its retries (HTTP, throttling, an expired token, a
 malformed page, unreadable details) is skipped and named in the run's message; nothing of it
 is written, and the other accounts carry on. A write that fails is a skipped account too. A
-day Meta has no row for (no delivery) is simply absent.
+day Meta has no row for (no delivery) is simply absent. A row without spend, impressions or
+clicks, or a day answered twice with different figures, fails the account (its stored rows
+stay; :mod:`cronkeeper.sources.meta`), and the run's message says how many stored rows it
+changed, since a wrong answer leaves the record count as it was (issue 19).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import select
 
 from cronkeeper.errors import WaitTooLong
+from cronkeeper.jobs._changes import changed_rows, rewrote_note
 from cronkeeper.jobs._common import (
     STOPS_SOURCE,
     Slots,
@@ -46,6 +50,10 @@ from cronkeeper.storage.upsert import upsert
 
 __all__ = ["DETAILS_MAX_AGE", "ad_accounts", "insight_row", "run", "stored_details"]
 
+_FIGURES = {
+    "key": ("ad_account_id", "date"),
+    "figures": ("spend", "impressions", "clicks", "reach", "conversions", "leads", "currency"),
+}
 DETAILS_MAX_AGE = timedelta(days=1)
 """Account details younger than this are used as stored; older ones are read again."""
 
@@ -119,6 +127,7 @@ async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
     ids = await ad_accounts(ctx)
     known = await stored_details(ctx, ids)
     now = ctx.clock()
+    changed: dict[str, int] = {}
 
     async def collect(account: str) -> None:
         stored = known.get(account)
@@ -145,14 +154,18 @@ async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
         rows = [insight_row(i, collected_at, details.currency) for i in insights]
         try:
             async with ctx.engine.begin() as conn:
+                rewritten = await changed_rows(conn, meta_daily_insights, rows, **_FIGURES)
                 written = await upsert(conn, meta_daily_insights, rows)
                 if fresh is not None:
                     await upsert(conn, meta_account_details, [details_row(fresh, collected_at)])
         except Exception as exc:
             raise storage_error("fetched, but could not store the rows", exc) from exc
+        changed[account] = rewritten
         run.stored(written)
 
     def failed(account: str, exc: Exception) -> None:
         run.skip(f"act_{account}", describe_failure(exc))
 
     await for_each(ids, collect, limit=slots, on_error=failed, defer=deferral(ctx))
+    if any(changed.values()):
+        run.note(rewrote_note(sum(changed.values()), "stored row", "Meta"))

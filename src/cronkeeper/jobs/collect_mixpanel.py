@@ -7,15 +7,25 @@ collects up to the project's own yesterday, ``--date D`` means D there, and a da
 there is left for a later run. One range query per project re-reads the last
 ``MIXPANEL_LOOKBACK_DAYS`` days (late events still arrive) with all the configured events at
 once; the Query API allows 60 queries an hour per project, so at most two projects are
-queried at a time. Every configured event gets a row per day, absent ones with a count of 0,
-so a re-run overwrites a stale count instead of leaving it behind.
+queried at a time. Every configured event gets a row per day (a day missing from an event's
+answer is 0), so a re-run overwrites a stale count instead of leaving it behind.
+
+A well-formed answer can still be wrong (issue 19): ``{"data": {"series": [], "values": {}}}``
+once set 21 stored counts to 0. So an answer that holds none of the requested events fails the
+project, and an event missing from an answer is taken as 0 only when nothing above 0 is stored
+for it in the window (an event the project knows and that had no data); otherwise the project
+fails and its stored counts stay. The run's message says how many stored counts it changed.
 """
 
 from __future__ import annotations
 
 from datetime import date
 
-from cronkeeper.errors import ConfigError
+from sqlalchemy import and_, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cronkeeper.errors import ConfigError, CronkeeperError, PayloadError
+from cronkeeper.jobs._changes import changed_rows, rewrote_note
 from cronkeeper.jobs._common import (
     configured_or_active,
     deferral,
@@ -25,11 +35,11 @@ from cronkeeper.jobs._common import (
 )
 from cronkeeper.jobs.base import JobContext, lookback, source_day
 from cronkeeper.ledger import RunTracker
-from cronkeeper.sources import MixpanelClient
+from cronkeeper.sources import MixpanelClient, MixpanelCount
 from cronkeeper.storage.schema import accounts, mixpanel_daily_events
 from cronkeeper.storage.upsert import upsert
 
-__all__ = ["MAX_PARALLEL_PROJECTS", "projects", "run"]
+__all__ = ["MAX_PARALLEL_PROJECTS", "absent_events", "projects", "run"]
 
 MAX_PARALLEL_PROJECTS = 2
 
@@ -48,6 +58,51 @@ async def projects(ctx: JobContext) -> list[str]:
     )
 
 
+def absent_events(
+    project: str, events: list[str], counts: list[MixpanelCount], since: date, until: date
+) -> list[str]:
+    """The requested events the answer lacks; :class:`PayloadError` when it lacks them all."""
+    present = {c.event for c in counts}
+    absent = [e for e in dict.fromkeys(events) if e not in present]
+    if absent and not present:
+        raise PayloadError(
+            f"Mixpanel project {project}: the answer holds none of the {len(absent)} requested"
+            f" events for {since} … {until}; an answer without any event is not trusted, so"
+            " nothing was stored and the stored counts stay"
+        )
+    return absent
+
+
+async def _zeros_for(
+    conn: AsyncConnection, project: str, absent: list[str], since: date, until: date
+) -> list[MixpanelCount]:
+    """Zero counts for ``absent`` events, or :class:`PayloadError` if that would overwrite a
+    stored count above 0 (Mixpanel does not forget events that happened)."""
+    table = mixpanel_daily_events
+    result = await conn.execute(
+        select(table.c.event, func.count())
+        .where(
+            and_(
+                table.c.project_id == project,
+                table.c.event.in_(absent),
+                table.c.date.between(since, until),
+                table.c.count > 0,
+            )
+        )
+        .group_by(table.c.event)
+    )
+    stored = {str(event): int(n) for event, n in result}
+    if stored:
+        named = ", ".join(f"{e!r} ({n} day{'s' if n != 1 else ''})" for e, n in stored.items())
+        raise PayloadError(
+            f"Mixpanel project {project}: the answer lacks {named} for {since} … {until},"
+            " whose stored counts are above 0; not overwriting them with 0, so nothing of this"
+            " project was stored. Check the event names in MIXPANEL_EVENTS and in Mixpanel"
+        )
+    days = [since.fromordinal(n) for n in range(since.toordinal(), until.toordinal() + 1)]
+    return [MixpanelCount(project, e, d, 0) for e in absent for d in days]
+
+
 async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
     events = ctx.settings.mixpanel_events
     if not events:
@@ -58,28 +113,39 @@ async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
     client = MixpanelClient.from_settings(ctx.http, ctx.settings)
     ids = await projects(ctx)
     started = ctx.clock()
+    changed: dict[str, int] = {}
 
     async def collect(project: str) -> None:
         zone = ctx.settings.mixpanel_zone(project)
         end = source_day(started, zone, day, explicit=ctx.explicit_day)
         since, until = lookback(end, ctx.settings.mixpanel_lookback_days)
         counts = await client.event_counts(project, events, since, until)
+        absent = absent_events(project, list(events), counts, since, until)
         now = ctx.clock()
-        rows = [
-            {
-                "project_id": c.project_id,
-                "event": c.event,
-                "date": c.date,
-                "count": c.count,
-                "collected_at": now,
-            }
-            for c in counts
-        ]
         try:
             async with ctx.engine.begin() as conn:
+                if absent:
+                    counts = counts + await _zeros_for(conn, project, absent, since, until)
+                rows = [
+                    {
+                        "project_id": c.project_id,
+                        "event": c.event,
+                        "date": c.date,
+                        "count": c.count,
+                        "collected_at": now,
+                    }
+                    for c in counts
+                ]
+                key = ("project_id", "event", "date")
+                rewritten = await changed_rows(
+                    conn, mixpanel_daily_events, rows, key=key, figures=("count",)
+                )
                 written = await upsert(conn, mixpanel_daily_events, rows)
+        except CronkeeperError:
+            raise
         except Exception as exc:
             raise storage_error("fetched, but could not store the counts", exc) from exc
+        changed[project] = rewritten
         run.stored(written)
 
     def failed(project: str, exc: Exception) -> None:
@@ -87,3 +153,5 @@ async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
 
     limit = min(MAX_PARALLEL_PROJECTS, ctx.settings.concurrency)
     await for_each(ids, collect, limit=limit, on_error=failed, defer=deferral(ctx))
+    if any(changed.values()):
+        run.note(rewrote_note(sum(changed.values()), "stored count", "Mixpanel"))

@@ -78,10 +78,12 @@ def strip_act(account_id: str | int) -> str:
 class MetaAccount:
     """One ad account the simulator knows.
 
-    ``pages`` > 1 splits each day's row over that many pages (same ``date_start``, metrics
-    summing to the day's totals, one part per page; only the last page lacks
-    ``paging.next``). ``no_delivery`` answers ``{"data": []}`` as Meta does for an account
-    that spent nothing. ``timezone_name`` is where the account's days begin and end.
+    ``pages`` > 1 serves each day's row on that many pages (the same row repeated: only the
+    last page lacks ``paging.next``). Not split into parts that sum to the day: Meta sends one
+    row per account and day at ``level=account`` (``time_increment=1``), so a client must
+    keep a repeat once and refuse rows that disagree, never add them (issue 19).
+    ``no_delivery`` answers ``{"data": []}`` as Meta does for an account that spent nothing.
+    ``timezone_name`` is where the account's days begin and end.
     ``max_range_days``: an insights request whose ``time_range`` spans more days than this is
     answered with Meta's "Request Timed Out" (``timeout_code`` 100, subcode 1504018, or 2,
     subcode 1504038; Ads Insights API error codes,
@@ -319,7 +321,7 @@ class MetaSimulator(Simulator):
         if not days:
             return []
         rows = days if increment == "1" or len(days) == 1 else [MetaDay.total(days)]
-        return [part for row in rows for part in row.split(account.pages)]
+        return [row for row in rows for _ in range(account.pages)]
 
 
 def _light_usage(account_id: str, pct: int) -> list[tuple[str, str]]:

@@ -1,8 +1,9 @@
 """Meta Ads insights: one account-level row per ad account and day.
 
 The parser is pure (a decoded page in, records out); :class:`MetaClient` only walks the
-``paging.next`` chain and adds the pages up. Meta sends every number as a string; a missing
-metric means nothing happened, so it counts as 0.
+``paging.next`` chain and gathers the pages. Meta sends every number as a string. A row
+without ``spend``, ``impressions`` or ``clicks`` is refused (:data:`REQUIRED_FIELDS`); a
+missing ``reach`` or ``actions`` counts as 0.
 
 Conversions (and leads) are the value of the *first* configured ``action_type`` present in the
 row's ``actions``, never a sum: Meta reports one purchase under several nested types with the
@@ -52,6 +53,7 @@ __all__ = [
     "DETAIL_FIELDS",
     "INSIGHT_FIELDS",
     "MAX_PAGES",
+    "REQUIRED_FIELDS",
     "AccountDetails",
     "MetaClient",
     "MetaInsight",
@@ -130,22 +132,30 @@ class MetaInsight:
     leads: Decimal = Decimal(0)
 
     def __add__(self, other: MetaInsight) -> MetaInsight:
-        """Totals of two rows of the same account and day (Meta may split a day over pages).
+        """The one row of an account and day that Meta sent twice.
 
-        ``reach`` is added too: at ``level=account`` Meta sends one row per day, so a split
-        is rare, and a sum is the only total available without the underlying users.
+        At ``level=account`` with ``time_increment=1`` Meta sends one row per day, so a second
+        row for the same day is either a repeat (identical: kept once) or an answer that
+        contradicts itself. Adding the two (as this once did) doubled the stored figures
+        (issue 19); picking one would be a guess. So a conflicting pair is a
+        :class:`PayloadError` that fails the account and keeps what is stored.
         """
         if (other.ad_account_id, other.date) != (self.ad_account_id, self.date):
-            raise ValueError("only rows of the same ad account and date can be added")
-        return replace(
-            self,
-            spend=self.spend + other.spend,
-            impressions=self.impressions + other.impressions,
-            clicks=self.clicks + other.clicks,
-            reach=self.reach + other.reach,
-            conversions=self.conversions + other.conversions,
-            leads=self.leads + other.leads,
-            currency=self.currency or other.currency,
+            raise ValueError("only rows of the same ad account and date can be combined")
+        currency = self.currency or other.currency
+        if replace(self, currency=currency) == replace(other, currency=currency) and (
+            None in (self.currency, other.currency) or self.currency == other.currency
+        ):
+            return replace(self, currency=currency)
+        differ = [
+            name
+            for name in ("spend", "impressions", "clicks", "reach", "conversions", "leads")
+            if getattr(self, name) != getattr(other, name)
+        ] or ["account_currency"]
+        raise PayloadError(
+            f"Meta ad account {self.ad_account_id}: two different rows for"
+            f" {self.date.isoformat()} ({', '.join(differ)} differ); Meta sends one row per"
+            " day, so the answer contradicts itself: nothing of this account is stored"
         )
 
 
@@ -197,6 +207,7 @@ def _row(
     if currency is not None:
         currency = storable_text(currency, f"{where}: field 'account_currency'")
     actions = _actions(row.get("actions"), f"{where}: field 'actions'")
+    _require(row, where)
     return MetaInsight(
         ad_account_id=account,
         date=parse_day(row.get("date_start"), f"{where}: field 'date_start'"),
@@ -208,6 +219,24 @@ def _row(
         currency=currency or None,
         leads=first_present(actions, wanted[1]),
     )
+
+
+REQUIRED_FIELDS = ("spend", "impressions", "clicks")
+"""Metrics every row Meta returns carries. A day without delivery has no row at all (Meta's
+Ads Insights API guide: "By default, GET requests will return basic metrics for the ad
+object", its example row holding ``impressions`` and ``spend`` as numeric strings; and
+``clicks`` is asked for in ``fields``), so a row without one of them is not "nothing
+happened": storing it as 0 once overwrote 28 days of real figures (issue 19)."""
+
+
+def _require(row: dict[str, object], where: str) -> None:
+    missing = [name for name in REQUIRED_FIELDS if row.get(name) is None]
+    if missing:
+        raise PayloadError(
+            f"{where}: missing {', '.join(repr(m) for m in missing)}: Meta sends"
+            f" {', '.join(REQUIRED_FIELDS)} in every row it returns (a day without delivery"
+            " has no row), so this answer is not trusted and nothing of this account is stored"
+        )
 
 
 def first_present(actions: dict[str, Decimal], precedence: Sequence[str]) -> Decimal:
@@ -224,7 +253,13 @@ def first_present(actions: dict[str, Decimal], precedence: Sequence[str]) -> Dec
 
 def _actions(actions: object, where: str) -> dict[str, Decimal]:
     """``actions`` as ``{action_type: value}``, every entry validated (a type listed twice is
-    added up: at ``level=account`` Meta sends each type once per row)."""
+    added up: at ``level=account`` Meta sends each type once per row).
+
+    An absent ``actions`` is no action at all, hence zero conversions: the list holds one
+    entry per action type that happened (Meta's Ads Action Stats reference, "a single action
+    for a Statistics result"), airbyte source-facebook-marketing types it nullable
+    (``schemas/ads_insights.json``, ``actions``), and a row with impressions but no action is
+    an ordinary day."""
     if actions is None:
         return {}
     if not isinstance(actions, list):
@@ -312,10 +347,10 @@ class MetaClient:
 
         One request chain: ``time_increment=1`` asks for a row per day of the ``time_range``
         (Meta's Ad Account Insights reference; airbyte source-facebook-marketing reads daily
-        rows the same way), and every ``paging.next`` is followed. Rows of the same day split
-        over pages are added up. Raises :class:`PayloadError` for a malformed page, a row
-        outside the range or a paging loop, and the :class:`FetchError` family from the HTTP
-        layer.
+        rows the same way), and every ``paging.next`` is followed. A day sent twice is kept
+        once when identical (``MetaInsight.__add__``). Raises :class:`PayloadError` for a
+        malformed page, conflicting rows, a row outside the range or a paging loop, and the
+        :class:`FetchError` family from the HTTP layer.
         """
         account = normalize_ad_account_id(ad_account_id)
         return await self._halving(account, since, until, f"Meta ad account {account}")

@@ -1,9 +1,16 @@
 """Mixpanel Query API: daily totals of the configured events, one range query per project.
 
-The answer of ``GET /events`` is ``{"data": {"series": [D…], "values": {event: {D: n}}}}``.
-Mixpanel leaves out events (and days) without any occurrence, so absence is a count of 0;
-the parser still returns one record per requested event and day, which makes a re-run
+The answer of ``GET /events`` is ``{"data": {"series": [D…], "values": {event: {D: n}}},
+"legend_size": n}`` (Mixpanel's OpenAPI file ``openapi/query.openapi.yaml``, ``/events``:
+``values`` "Keys are the names of events", each "A mapping of the date of each unit to the
+number of events"; ``series`` "All dates included in values"; its example lists a date in
+``series`` that one event's mapping lacks). So a day missing from a *present* event's mapping
+is a count of 0, and the parser returns one record per day for it, which makes a re-run
 overwrite a stale count with 0 instead of leaving it behind.
+
+A requested event missing from ``values`` altogether is not taken as 0: the parser returns no
+record for it, and the job decides (:mod:`cronkeeper.jobs.collect_mixpanel`: it never writes
+zeros over stored counts, issue 19).
 
 Days are the project's own: Mixpanel buckets ``unit=day`` in the project's time zone (its
 project settings; "the Mixpanel API returns timestamps based on your project's time zone
@@ -76,8 +83,9 @@ def parse_event_counts(
     day: date,
     until: date | None = None,
 ) -> list[MixpanelCount]:
-    """One record per requested event (duplicates once, in request order) and per day of
-    ``day`` … ``until`` (default: ``day`` alone), event by event.
+    """One record per requested event present in the answer (duplicates once, in request
+    order) and per day of ``day`` … ``until`` (default: ``day`` alone), event by event. An
+    event absent from ``values`` has no record (see the module's docstring).
 
     Raises :class:`PayloadError` naming the project and the field when the answer does not
     have the documented shape or a count is not a non-negative integer.
@@ -106,14 +114,16 @@ def parse_event_counts(
     for event in dict.fromkeys(events):
         by_day = values.get(event)
         where = f"{unit}: event {event!r}"
-        if by_day is not None and not isinstance(by_day, dict):
+        if by_day is None:
+            continue
+        if not isinstance(by_day, dict):
             raise PayloadError(
                 f"{where}: field 'data.values': expected an object of daily counts, "
                 f"got {describe(by_day)}"
             )
         for one in days:
             key = one.isoformat()
-            raw = None if by_day is None else by_day.get(key)
+            raw = by_day.get(key)
             if isinstance(raw, str):  # counts are JSON integers; a string is not one
                 raise PayloadError(f"{where} on {key}: expected an integer count, got {raw!r}")
             count = non_negative_int(raw, f"{where} on {key}")
