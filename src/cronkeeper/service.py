@@ -109,6 +109,7 @@ class Service:
             max_retries=s.max_retries,
             timeout=s.http_timeout,
             max_wait=s.max_wait,
+            max_body=s.max_response_bytes,
             throttle_block=s.meta_throttle_block,
         )
 

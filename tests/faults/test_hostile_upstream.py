@@ -16,6 +16,8 @@ import pytest
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cronkeeper.http import RetryPolicy
+from cronkeeper.http.body import CHUNK
 from cronkeeper.sandbox import serve_apps
 from cronkeeper.storage.schema import accounts, meta_daily_insights, mixpanel_daily_events
 from tests.conftest import FakeClock
@@ -30,6 +32,7 @@ from tests.faults.hostile import (
     notion,
     notion_page,
 )
+from tests.http.test_body import gzip_bomb
 from tests.jobs.helpers import (
     DATA_SOURCE,
     DAY,
@@ -37,6 +40,7 @@ from tests.jobs.helpers import (
     MIXPANEL_ACCOUNT,
     MIXPANEL_SECRET,
     NOTION_TOKEN,
+    POLICY,
     FakeSleep,
     Harness,
 )
@@ -259,3 +263,27 @@ async def test_mixpanel_an_event_without_data_and_nothing_stored_counts_zero(
     assert (outcome.status, outcome.summary.records_count) == ("success", 21)
     rows = await harness.rows(mixpanel_daily_events, "event", "date")
     assert {r["count"] for r in rows if r["event"] == "trial_started"} == {0}
+
+
+# -- 3. bounded answers -----------------------------------------------------------------------
+
+
+async def test_a_gzip_bomb_fails_the_unit_within_the_cap_and_changes_nothing(
+    upstream: Upstream, harness: Harness
+) -> None:
+    config, before = await _collect_good_meta(harness, upstream)
+    bomb = gzip_bomb(64 * 1024 * 1024)  # 64 MiB of zeros in about 64 KB
+    upstream.meta.respond = lambda request: Reply(200, bomb, (("content-encoding", "gzip"),))
+    cap = 4 * 1024 * 1024
+    harness.clock.advance(days=2)  # the stored details are stale: read again, then insights
+    outcome = await harness.run(
+        "collect-daily", config, policy=RetryPolicy(**{**vars(POLICY), "max_body": cap})
+    )
+
+    assert (outcome.status, outcome.summary.records_count) == ("error", 0)
+    assert "larger than 4 MiB once decoded (CRONKEEPER_MAX_RESPONSE_BYTES)" in outcome.message
+    assert META_TOKEN not in outcome.message
+    # The good run asked for details and insights; this one for details, once: not retried.
+    assert len(upstream.meta.asked) == 3
+    assert await snapshot(harness, meta_daily_insights) == before
+    assert cap > CHUNK

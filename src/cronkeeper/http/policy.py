@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cronkeeper.errors import ConfigError
+from cronkeeper.http.body import DEFAULT_MAX_RESPONSE_BYTES
 
 __all__ = ["DEFAULT_POLICY", "RetryEvent", "RetryPolicy"]
 
@@ -28,6 +29,7 @@ class RetryPolicy:
     waits: tuple[float, ...] = (3.0, 6.0)
     timeout: float = 30.0
     max_wait: float = 60.0
+    max_body: int = DEFAULT_MAX_RESPONSE_BYTES  # decoded bytes of one answer (http/body.py)
     throttle_block: float | None = None
     """Wait after a Meta throttle that names no wait (``META_THROTTLE_BLOCK``); ``None``: the
     default schedule (the alert webhook and tests that do not model Meta)."""

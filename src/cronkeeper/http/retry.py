@@ -26,6 +26,7 @@ from tenacity.stop import stop_after_attempt
 from cronkeeper.clock import Clock, Sleep, utcnow
 from cronkeeper.errors import RetriesExhausted, WaitTooLong
 from cronkeeper.http import wording
+from cronkeeper.http.body import read_capped
 from cronkeeper.http.classify import Verdict, classify, classify_exception
 from cronkeeper.http.logs import protect_httpx_log, request_redactor
 from cronkeeper.http.pacing import Pacer
@@ -110,10 +111,10 @@ class _Call:
             # One deadline over connect, headers and the whole body: httpx's timeouts are per
             # operation, so a server trickling a byte every few seconds would never trip them.
             async with asyncio.timeout(self.policy.timeout):
-                response = await self.client.send(
-                    self.request,
-                    auth=self.auth if self.auth is not None else httpx.USE_CLIENT_DEFAULT,
-                )
+                response = await read_capped(  # the body too, inflated within the cap
+                    self.client, self.request, auth=self.auth, limit=self.policy.max_body,
+                    what=f"{self.method} {self.url}",
+                )  # fmt: skip
         except (TimeoutError, httpx.HTTPError, httpx.InvalidURL) as exc:
             raise self._transport_failure(exc) from None
         verdict = classify(
