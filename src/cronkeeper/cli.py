@@ -32,6 +32,7 @@ from cronkeeper.errors import (
     UnknownJob,
     first_line,
 )
+from cronkeeper.inert import printable
 from cronkeeper.logs import configure_logging
 from cronkeeper.redact import Redactor
 from cronkeeper.runs_table import print_runs
@@ -83,7 +84,7 @@ def _root(
 
 
 def say_error(message: str) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(printable(message))}", highlight=False)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

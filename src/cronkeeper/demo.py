@@ -17,6 +17,7 @@ from rich.console import Console
 
 from cronkeeper.config import Settings
 from cronkeeper.http import RetryEvent
+from cronkeeper.inert import printable
 from cronkeeper.reportday import default_day
 from cronkeeper.runner import RunResult, run_job
 from cronkeeper.runs_table import print_runs
@@ -81,7 +82,9 @@ async def run_demo(database: Path, console: Console, *, day: date | None = None)
                 )
                 if result.error_message:
                     for line in result.error_message.splitlines():
-                        console.print(f"    {line}", style="dim", highlight=False)
+                        console.print(
+                            f"    {printable(line)}", style="dim", markup=False, highlight=False
+                        )
             console.print()
             print_runs(
                 console, await service.ledger.recent_runs(limit=10), settings.tz, settings.timezone

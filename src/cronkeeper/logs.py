@@ -7,9 +7,10 @@ import sys
 import threading
 from collections.abc import Iterable
 
+from cronkeeper.inert import printable
 from cronkeeper.redact import Redactor, redact
 
-__all__ = ["RedactingFilter", "configure_logging"]
+__all__ = ["OneLineFormatter", "RedactingFilter", "configure_logging"]
 
 _lock = threading.Lock()
 
@@ -47,12 +48,24 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class OneLineFormatter(logging.Formatter):
+    """One record, one line: control characters escaped, tracebacks included (``\\n``).
+
+    A request path or an API error text is outside text: a newline in it forged a whole second
+    record ("…\\n2026-12-04 INFO cronkeeper: all good"), an escape sequence reached the
+    operator's terminal (issue 19). :func:`~cronkeeper.inert.printable` shows them instead.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
+
+
 def configure_logging(redactor: Redactor, level: int = logging.INFO) -> None:
     """Plain, greppable lines on stderr; every handler of the root logger redacts."""
     root = logging.getLogger()
     root.setLevel(level)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     for existing in list(root.handlers):
         root.removeHandler(existing)
     handler.addFilter(RedactingFilter(redactor.secrets))

@@ -10,7 +10,9 @@ from datetime import datetime, tzinfo
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from cronkeeper.inert import printable
 from cronkeeper.ledger import RunRow
 
 __all__ = ["STATUS_STYLE", "print_runs"]
@@ -27,12 +29,14 @@ def print_runs(console: Console, rows: Sequence[RunRow], tz: tzinfo, zone_name: 
         duration = f"{row.duration_seconds:.1f}s" if row.duration_seconds is not None else "—"
         style = STATUS_STYLE.get(row.status, "")
         message = (row.error_message or "").splitlines()
+        # Stored text is outside text (Notion names, API errors): plain Text, never markup,
+        # and its control characters shown, not sent to the terminal (issue 19).
         table.add_row(
             started.strftime("%Y-%m-%d %H:%M:%S"),
-            row.cron_name,
-            f"[{style}]{row.status}[/]",
+            Text(printable(row.cron_name)),
+            Text(printable(row.status), style=style),
             str(row.records_count),
             duration,
-            " ".join(message)[:160],
+            Text(printable(" ".join(message)[:160])),
         )
     console.print(table)

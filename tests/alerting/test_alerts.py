@@ -479,3 +479,12 @@ async def test_runs_of_a_real_job_alert_and_a_dead_webhook_fails_none_of_them(
     assert texts[2].startswith(":large_green_circle: collect-daily recovered")
     assert "ended partial" in texts[2]
     assert all(token not in text for text in texts)
+
+
+def test_alert_texts_neutralise_mentions_and_links_from_outside_text() -> None:
+    # Issue 19: Notion names and Meta errors passed @channel, @here and markdown to chat.
+    message = "skipped 1 of 1 pages:\n- page 9 (@channel [login](https://evil.test)): @here"
+    text = finished_text(run("error", message=message), None, Redactor())
+    assert text is not None
+    assert "@channel" not in text and "@here" not in text
+    assert "@\u200bchannel" in text and "[login]\u200b(https://evil.test)" in text

@@ -15,6 +15,7 @@ from datetime import datetime
 from cronkeeper.alerting.state import AlertKind, leading
 from cronkeeper.config import JobSpec
 from cronkeeper.durations import format_duration
+from cronkeeper.inert import for_chat
 from cronkeeper.ledger import RunRow
 from cronkeeper.ops.volume import Band
 from cronkeeper.redact import Redactor, truncate
@@ -51,7 +52,7 @@ def _excerpt(message: str | None, redactor: Redactor) -> str:
     if len(lines) > len(kept):
         more = len(lines) - len(kept)
         kept.append(f"… and {more} more line{'s' if more != 1 else ''}")
-    return _slack_escape(truncate("\n".join(kept), MAX_EXCERPT))
+    return for_chat(truncate("\n".join(kept), MAX_EXCERPT))  # cronkeeper/inert.py
 
 
 def _iso(moment: datetime) -> str:
