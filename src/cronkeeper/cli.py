@@ -437,6 +437,7 @@ def serve(
     from cronkeeper.api.app import create_app
     from cronkeeper.ops.watchdog import install_watchdog
     from cronkeeper.service import Service
+    from cronkeeper.serving import uvicorn_limits
 
     settings = load_settings()
     refuse_busy_port(host, port)  # before the schema or the scheduler is touched
@@ -466,6 +467,7 @@ def serve(
         # address for the limiter of wrong secrets by rotating X-Forwarded-For.
         proxy_headers=bool(trusted),
         forwarded_allow_ips=trusted or "",
+        **uvicorn_limits(),  # header-read and keep-alive timeouts, connection limit
     )
 
 

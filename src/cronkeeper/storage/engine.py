@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -64,6 +65,25 @@ def _make_parent(database: Path) -> None:
         ) from None
 
 
+def _create_private(database: Path) -> None:
+    """Create a missing SQLite file readable by its owner only (0600), before SQLite does.
+
+    SQLite would create it ``0644`` (less the umask): the ledger, the accounts and the
+    figures readable by every user of the machine (issue 19). An empty file is an empty
+    database to SQLite, and its ``-wal`` and ``-shm`` files take the database file's
+    permissions (SQLite's ``os_unix.c``, ``findCreateFileMode``: for a journal or WAL file it
+    "queries the file-system for the permissions on the corresponding database file"). An
+    existing file is left as its owner set it.
+    """
+    try:
+        fd = os.open(database.expanduser(), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # SQLite will say why it cannot open it, in its own words
+    os.close(fd)
+
+
 def create_engine(database_url: str, *, timeout: float = 5.0, **kwargs: Any) -> AsyncEngine:
     """An async engine for ``database_url`` (the user's form; the driver is chosen here).
 
@@ -80,6 +100,7 @@ def create_engine(database_url: str, *, timeout: float = 5.0, **kwargs: Any) -> 
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             _make_parent(Path(url.database))
+            _create_private(Path(url.database))
         engine = create_async_engine(url, connect_args={"timeout": timeout}, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")

@@ -15,10 +15,10 @@ import uuid
 from collections.abc import Mapping
 from importlib.resources import files
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
@@ -278,21 +278,23 @@ class StatusPage:
         refused = self._cross_site(request)
         if refused is not None:
             return refused
-        form = await request.form()
-        submitted = form.get("secret")
-        secret = submitted if isinstance(submitted, str) else ""
-        raw_next = form.get("next")
-        target = safe_next(raw_next if isinstance(raw_next, str) else None)
+        # The limiter, then a small read, before any parsing: a refused client or a 200 MB
+        # multipart body used to be read and parsed whole first (issue 19).
         client = client_address(request)
         wait = self.limiter.retry_after(client)
         if wait is not None:
             minutes = max(1, round(wait / 60))
             return self._login_page(
-                target,
+                safe_next(None),
                 error=f"Too many wrong secrets. Try again in about {minutes} min.",
                 status_code=429,
                 headers={"Retry-After": str(wait)},
             )
+        form = await _small_form(request, LOGIN_FORM_LIMIT)
+        if isinstance(form, Response):
+            return form
+        secret = form.get("secret", "")
+        target = safe_next(form.get("next"))
         if not self.sessions.enabled:
             return self._login_page(
                 target, error="Sign-in is disabled: CRON_SECRET is not set.", status_code=401
@@ -327,6 +329,28 @@ class StatusPage:
             samesite="strict",
         )
         return response
+
+
+LOGIN_FORM_LIMIT = 8 * 1024
+"""The login form holds a secret and a path: a few hundred bytes."""
+
+
+async def _small_form(request: Request, limit: int) -> dict[str, str] | Response:
+    """The URL-encoded form of ``request``, read up to ``limit`` bytes; a 413 past it, a 415
+    for any other encoding (the login form sends nothing else)."""
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        return PlainTextResponse("send the form URL-encoded", status_code=415)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return PlainTextResponse("form too large", status_code=413)
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return PlainTextResponse("form too large", status_code=413)
+    pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return dict(pairs[:16])
 
 
 def install_status_page(app: FastAPI, service: Service) -> None:
