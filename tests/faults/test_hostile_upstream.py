@@ -8,16 +8,24 @@ that the run's status and message tell the truth. SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 from collections.abc import AsyncIterator, Iterator
-from datetime import date
+from datetime import UTC, date
 from typing import Any
 
 import pytest
+from rich.console import Console
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.http import RetryPolicy
 from cronkeeper.http.body import CHUNK
+from cronkeeper.logs import OneLineFormatter
+from cronkeeper.ops.alerts import WebhookAlerter, finished_text
+from cronkeeper.redact import Redactor
+from cronkeeper.runs_table import print_runs
 from cronkeeper.sandbox import serve_apps
 from cronkeeper.storage.schema import accounts, meta_daily_insights, mixpanel_daily_events
 from tests.conftest import FakeClock
@@ -287,3 +295,41 @@ async def test_a_gzip_bomb_fails_the_unit_within_the_cap_and_changes_nothing(
     assert len(upstream.meta.asked) == 3
     assert await snapshot(harness, meta_daily_insights) == before
     assert cap > CHUNK
+
+
+# -- 4. outside text is inert everywhere it goes ----------------------------------------------
+
+HOSTILE_NAME = "Acme [/b] @channel [login](https://evil.test) <!here>\x1b[31m"
+
+
+async def test_a_hostile_notion_name_is_inert_in_the_cli_the_log_and_chat(
+    upstream: Upstream, harness: Harness
+) -> None:
+    pages = [notion_page(1, "Good", "5001"), notion_page(2, HOSTILE_NAME, "n/a")]
+    upstream.notion.respond = notion(lambda: pages)
+    outcome = await harness.run("sync-notion", settings(harness, upstream))
+    assert outcome.status == "partial"
+    assert HOSTILE_NAME in outcome.row.error_message  # stored as it came: it is evidence
+
+    # The terminal: `cronkeeper runs` (its table) prints it as text, escapes shown.
+    screen = io.StringIO()
+    print_runs(Console(file=screen, width=500, force_terminal=True), [outcome.row], UTC, "UTC")
+    assert "Acme [/b] @channel [login](https://evil.test) <!here>\\x1b[31m" in screen.getvalue()
+
+    # The log: one record, one line.
+    record = logging.LogRecord(
+        "cronkeeper", logging.ERROR, __file__, 1, "%s", (outcome.message,), None
+    )
+    assert "\n" not in OneLineFormatter("%(message)s").format(record)
+
+    # Chat: through a real webhook post.
+    upstream.webhook.respond = lambda request: Reply(200, b"ok", (("content-type", "text/plain"),))
+    alerter = WebhookAlerter(f"{upstream.webhook_url}/hook", retries=0, waits=(0.0,))
+    text = finished_text(outcome.row, None, Redactor())
+    assert text is not None
+    assert await alerter.send(text)
+    (posted,) = upstream.webhook.asked
+    said = json.loads(posted.body)["text"]
+    for active in ("@channel", "<!here>", "](https://", "\x1b"):
+        assert active not in said
+    assert "@\u200bchannel" in said and "&lt;!here&gt;" in said
