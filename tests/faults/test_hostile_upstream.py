@@ -20,10 +20,11 @@ from rich.console import Console
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cronkeeper.alerting.delivery import WebhookAlerter
+from cronkeeper.alerting.messages import finished_text
 from cronkeeper.http import RetryPolicy
 from cronkeeper.http.body import CHUNK
 from cronkeeper.logs import OneLineFormatter
-from cronkeeper.ops.alerts import WebhookAlerter, finished_text
 from cronkeeper.redact import Redactor
 from cronkeeper.runs_table import print_runs
 from cronkeeper.sandbox import serve_apps
