@@ -45,3 +45,22 @@ def test_force_lets_a_large_deactivation_through_and_only_for_sync_notion(
     misused = cli("run", "collect-daily", "--force", env=env, cwd=tmp_path)
     assert misused.returncode == 2
     assert "--force applies to sync-notion only" in misused.stderr
+
+
+def test_runs_prints_a_stored_markup_like_notion_name_as_text(
+    registry: tuple[list[dict[str, Any]], str], tmp_path: Path
+) -> None:
+    # Issue 19: a Notion page named `Acme [/b]` made `cronkeeper runs` exit 1 (Rich markup).
+    listed, base = registry
+    listed[:] = [PAGES[0], notion_page(99, "Acme [/b] [link=https://evil.test]x", "n/a")]
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path}/r.db",
+        "NOTION_TOKEN": "ntn_cli_token_0123456789",
+        "NOTION_DATA_SOURCE_ID": "5f0c8c2e-0d6b-4c3a-9a57-4a1f2b3c4d5e",
+        "NOTION_API_BASE": base,
+    }
+    assert cli("run", "sync-notion", env=env, cwd=tmp_path).returncode == 3  # partial
+
+    shown = cli("runs", env={**env, "COLUMNS": "400"}, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "Acme [/b] [link=https://evil.test]x" in shown.stdout

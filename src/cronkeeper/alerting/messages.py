@@ -38,11 +38,6 @@ MAX_LISTED_IDS = 5
 RECOVERED_FROM = ("error", "partial")
 
 
-def _slack_escape(text: str) -> str:
-    """Slack's three control characters; anything else is shown as written."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def _excerpt(message: str | None, redactor: Redactor) -> str:
     """The first lines of a run's error message: redacted, then cut, then escaped."""
     if not message or not message.strip():
