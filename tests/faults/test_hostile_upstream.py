@@ -54,6 +54,9 @@ from tests.jobs.helpers import (
     Harness,
 )
 
+# The subject is what is stored: SQLite, PostgreSQL and PgBouncer alike.
+pytestmark = pytest.mark.sql
+
 ACCOUNT = "4242"
 PROJECT = "77"
 EVENTS = ("signup", "purchase", "trial_started")
