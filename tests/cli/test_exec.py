@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +17,10 @@ from cronkeeper.redact import Redactor
 from cronkeeper.sandbox.server import serve_app
 from cronkeeper.service import Service
 from cronkeeper.wrapper import outcome_of
-from tests.cli.test_cli import CLI, clean_env, cli
 from tests.conftest import SECRET, make_settings
+from tests.support.cli import CLI, clean_env
+from tests.support.cli import run_cli_process as cli  # exec forwards signals: a real process
+from tests.support.waiting import eventually_sync
 
 PING_KEY = "backup-ping-key-0123456789"
 JOBS = """\
@@ -136,11 +137,12 @@ def test_exit_3_is_partial_and_exec_exits_3(env: dict[str, str], tmp_path: Path)
 
 def wait_for(path: Path, process: subprocess.Popen[str]) -> None:
     """Until ``path`` exists (the child says it is ready); no timing is asserted."""
-    deadline = time.monotonic() + 60
-    while not path.exists():
+
+    def ready() -> bool:
         assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "the command never started"
-        time.sleep(0.02)
+        return path.exists()
+
+    eventually_sync(ready, what="the command never started", within=60, poll=0.02)
 
 
 def test_sigterm_is_forwarded_and_the_killed_command_is_recorded_as_error(
