@@ -246,3 +246,106 @@ def test_the_alerting_guard_sees_each_way_around_it(tmp_path: Path) -> None:
         "ops/x.py:2",
         "ops/x.py:3",
     ]
+
+
+# -- one bounded database call (issue 16): timeouts and error mapping only in storage/bounded --
+
+BOUNDED_OWNER = "storage/bounded.py"
+DATABASE_NAMES = frozenset(
+    {"engine", "conn", "connection", "ledger", "leases", "job_states", "breaker", "call"}
+)
+DATABASE_METHODS = frozenset({"begin", "connect", "execute"})
+TIMEOUT_CALLS = frozenset({"wait_for", "timeout", "timeout_at"})
+
+
+def _touches_database(nodes: list[ast.AST]) -> bool:
+    for root in nodes:
+        for node in ast.walk(root):
+            name = (
+                node.id
+                if isinstance(node, ast.Name)
+                else node.attr
+                if isinstance(node, ast.Attribute)
+                else None
+            )
+            if name in DATABASE_NAMES or name in DATABASE_METHODS:
+                return True
+    return False
+
+
+def _called_name(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Call):
+        func = node.func
+        return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    return None
+
+
+def _catches_timeout(handler: ast.ExceptHandler) -> bool:
+    caught = handler.type
+    names = caught.elts if isinstance(caught, ast.Tuple) else [caught] if caught else []
+    return any(
+        (isinstance(n, ast.Name) and n.id == "TimeoutError")
+        or (isinstance(n, ast.Attribute) and n.attr == "TimeoutError")
+        for n in names
+    )
+
+
+def database_calls_bounded_outside_storage(root: Path = SRC) -> list[str]:
+    """Every database call wrapped in its own timeout (``asyncio.wait_for``/``timeout``) or
+    whose ``TimeoutError`` is mapped by hand, outside :mod:`cronkeeper.storage.bounded`.
+
+    "Database call": the timed expression or the ``try`` body names an engine, a connection,
+    the ledger, the leases, the job states, a breaker or a bounded call (a timeout around a
+    webhook or a stop event is no business of this rule)."""
+    found: list[str] = []
+    for relative, source in _sources((BOUNDED_OWNER,), root):
+        for node in ast.walk(ast.parse(source)):
+            if _called_name(node) in TIMEOUT_CALLS:
+                assert isinstance(node, ast.Call)
+                if _called_name(node) == "wait_for" and _touches_database(node.args[:1]):
+                    found.append(f"{relative}:{node.lineno}: wait_for around a database call")
+            elif isinstance(node, ast.AsyncWith | ast.With) and any(
+                _called_name(item.context_expr) in TIMEOUT_CALLS for item in node.items
+            ):
+                if _touches_database(list(node.body)):
+                    found.append(f"{relative}:{node.lineno}: timeout around a database call")
+            elif isinstance(node, ast.Try) and any(map(_catches_timeout, node.handlers)):
+                if _touches_database(list(node.body)):
+                    found.append(f"{relative}:{node.lineno}: TimeoutError of a database call")
+    return sorted(found)
+
+
+def test_only_storage_bounds_database_calls() -> None:
+    assert database_calls_bounded_outside_storage() == []
+
+
+def test_the_bounded_call_guard_sees_each_way_around_it(tmp_path: Path) -> None:
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "x.py").write_text(
+        "async def a(service):\n"
+        "    return await asyncio.wait_for(load(service.engine), 5)\n"
+        "async def b(engine):\n"
+        "    async with asyncio.timeout(5):\n"
+        "        async with engine.connect() as conn:\n"
+        "            pass\n"
+        "async def c(ledger):\n"
+        "    try:\n"
+        "        await ledger.breaker.record(None)\n"
+        "    except (ValueError, TimeoutError):\n"
+        "        pass\n"
+        "async def fine(stop, client):\n"
+        "    await asyncio.wait_for(stop.wait(), 5)\n"
+        "    async with asyncio.timeout(5):\n"
+        "        await client.post('/hook')\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "storage").mkdir()
+    (tmp_path / "storage" / "bounded.py").write_text(
+        "async def ok(engine):\n    return await asyncio.wait_for(engine.connect(), 1)\n",
+        encoding="utf-8",
+    )
+    assert [f.split(": ", 1)[0] for f in database_calls_bounded_outside_storage(tmp_path)] == [
+        "web/x.py:2",
+        "web/x.py:4",
+        "web/x.py:8",
+    ]

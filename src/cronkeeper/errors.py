@@ -3,6 +3,12 @@
     CronkeeperError
     ├── ConfigError            configuration is missing or invalid
     ├── StorageError           the database could not be reached or refused a statement
+    │   ├── DatabaseUnreachable    no connection, or no answer within CRONKEEPER_LEDGER_TIMEOUT
+    │   │   └── BreakerOpen            not attempted: it did not answer moments ago
+    │   ├── DatabaseLocked         SQLite: another connection held the write lock (contention)
+    │   ├── SchemaBehind           a table, column or migration this version needs is missing
+    │   ├── PermissionDenied       the database role may not do this
+    │   └── StatementFailed        any other refusal (a constraint, a bug)
     ├── FetchError             an HTTP call to a source API failed for good
     │   ├── PermanentFetchError    a 4xx no wait can fix (Meta 190 expired token, 100 bad param)
     │   │   ├── ApiVersionRefused      the API no longer serves the pinned version: the source stops
@@ -13,6 +19,10 @@
     ├── UnknownJob             no job by that name
     ├── AlreadyRunning         another process holds the job's lease
     └── LeaseLost              a run's lease expired and another run took it over
+
+The database errors are told apart once, where every statement runs
+(:mod:`cronkeeper.storage.bounded`): callers decide on the kind (spool the write, run
+unguarded, refuse the run), never on a driver's exception or its text.
 
 Every message says what failed, for which unit, and what to do; none carries a secret
 (URLs and texts pass through :mod:`cronkeeper.redact` before they reach an exception).
@@ -25,13 +35,19 @@ from __future__ import annotations
 __all__ = [
     "AlreadyRunning",
     "ApiVersionRefused",
+    "BreakerOpen",
     "ConfigError",
     "CronkeeperError",
+    "DatabaseLocked",
+    "DatabaseUnreachable",
     "FetchError",
     "LeaseLost",
     "PayloadError",
     "PermanentFetchError",
+    "PermissionDenied",
     "RetriesExhausted",
+    "SchemaBehind",
+    "StatementFailed",
     "StorageError",
     "TooMuchData",
     "UnknownJob",
@@ -59,6 +75,30 @@ class ConfigError(CronkeeperError):
 
 class StorageError(CronkeeperError):
     """The database could not be reached or refused a statement."""
+
+
+class DatabaseUnreachable(StorageError):
+    """No connection, or no answer in time: an outage (it opens the breaker)."""
+
+
+class BreakerOpen(DatabaseUnreachable):
+    """Not attempted: the database failed to answer moments ago."""
+
+
+class DatabaseLocked(StorageError):
+    """SQLite's write lock stayed held by another connection: contention, not an outage."""
+
+
+class SchemaBehind(StorageError):
+    """The schema lacks what this version needs (a migration not applied, a missing table)."""
+
+
+class PermissionDenied(StorageError):
+    """The database role lacks a privilege (or the SQLite file is read-only)."""
+
+
+class StatementFailed(StorageError):
+    """The database answered and refused the statement for another reason."""
 
 
 class FetchError(CronkeeperError):

@@ -30,7 +30,8 @@ from typing import TypeVar
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cronkeeper.errors import AlreadyRunning, LeaseLost
+from cronkeeper.errors import AlreadyRunning, LeaseLost, StorageError
+from cronkeeper.storage.bounded import BoundedCall
 from cronkeeper.storage.breaker import Breaker
 from cronkeeper.storage.dbclock import db_now, db_now_plus
 from cronkeeper.storage.schema import cron_leases
@@ -68,13 +69,14 @@ class LeaseManager:
         self.ttl = float(ttl)
         self.timeout = timeout
         self.breaker = breaker or Breaker()
+        self.call = BoundedCall(timeout, self.breaker)
 
     async def _bounded(
         self, work: Callable[[], Awaitable[T]], *, gated: bool, probe: bool = False
     ) -> T:
         """Within the timeout; ``gated`` calls not at all while the database is known down
         (see :class:`~cronkeeper.storage.breaker.Breaker` for ``probe``)."""
-        return await self.breaker.call(work, seconds=self.timeout, gated=gated, probe=probe)
+        return await self.call(work, gated=gated, probe=probe)
 
     async def try_acquire(self, job_name: str, holder: str | None = None) -> Lease:
         """Claim the lease of ``job_name`` or raise :class:`AlreadyRunning`.
@@ -110,7 +112,7 @@ class LeaseManager:
             # database is back. Trusting the breaker for its whole cooldown, every run in the
             # 30 s after a blip would go on unguarded and unrecorded.
             claimed = await self._bounded(claim, gated=True, probe=True)
-        except Exception as exc:
+        except StorageError as exc:
             log.error(
                 "could not claim the lease of %s (%s); running without the one-at-a-time guard",
                 job_name,
@@ -145,7 +147,7 @@ class LeaseManager:
 
         try:
             renewed = await self._bounded(extend, gated=False) == 1
-        except Exception as exc:
+        except StorageError as exc:
             log.warning("could not renew the lease of %s: %s", lease.job_name, type(exc).__name__)
             return False
         if not renewed:
@@ -168,7 +170,7 @@ class LeaseManager:
         try:
             # Not gated: a lease left behind holds the job back until it expires.
             await self._bounded(drop, gated=False)
-        except Exception as exc:  # it expires by itself after ttl
+        except StorageError as exc:  # it expires by itself after ttl
             log.warning("could not release the lease of %s: %s", lease.job_name, type(exc).__name__)
 
     @asynccontextmanager

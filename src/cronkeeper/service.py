@@ -13,13 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cronkeeper.clock import Clock, Sleep, utcnow
 from cronkeeper.clock import sleep as real_sleep
 from cronkeeper.config import JobSpec, Settings
-from cronkeeper.errors import first_line
+from cronkeeper.errors import StorageError, first_line
 from cronkeeper.health import HealthReport, evaluate_health
 from cronkeeper.http import RequestLimiter, RetryEvent, RetryPolicy
 from cronkeeper.lease import LeaseManager
 from cronkeeper.ledger import Ledger, RunRow
 from cronkeeper.ledger.job_state import JobState, JobStates
 from cronkeeper.ledger.spool import Spool
+from cronkeeper.storage.bounded import BoundedCall
 from cronkeeper.storage.breaker import Breaker
 from cronkeeper.storage.engine import create_engine, ensure_schema
 from cronkeeper.versions import settings_warnings
@@ -123,21 +124,19 @@ class Service:
         """
         for warning in settings_warnings(self.settings, self.clock()):
             log.warning("%s", warning)
+        # Longer than a ledger call: the first use of SQLite creates the schema.
+        seconds = max(self.settings.ledger_timeout, 30)
+        bounded = BoundedCall(seconds, self.ledger.breaker, self.settings.redactor)
         try:
-            await asyncio.wait_for(
-                ensure_schema(self.engine), max(self.settings.ledger_timeout, 30)
-            )
-        except Exception as exc:
-            self.ledger.breaker.record(exc)
-            first = first_line(exc, type(exc).__name__)
+            await bounded(lambda: ensure_schema(self.engine))
+        except StorageError as exc:
             # ``announce=False``: a CLI command that says so itself in its one error line.
             log.log(
                 logging.ERROR if announce else logging.DEBUG,
                 "database unavailable at start-up: %s",
-                self.settings.redactor(first),
+                first_line(exc, type(exc).__name__),
             )
             return False
-        self.ledger.breaker.record(None)
         await self.ledger.replay_spool()
         return True
 

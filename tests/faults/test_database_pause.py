@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from cronkeeper.errors import AlreadyRunning
+from cronkeeper.errors import AlreadyRunning, DatabaseUnreachable
 from cronkeeper.runner import run_job
 from cronkeeper.sandbox import MetaSimulator, serve_app
 from cronkeeper.service import Service
-from cronkeeper.storage.breaker import Breaker
+from cronkeeper.storage.bounded import BoundedCall
 from cronkeeper.storage.dbclock import db_now
 from cronkeeper.storage.engine import create_engine
 from cronkeeper.storage.schema import cron_leases
@@ -52,21 +52,22 @@ async def test_a_call_to_a_hung_database_ends_at_its_timeout(
     """psycopg spends 10 s trying to cancel a query on a server that does not answer; the
     bounded call must not wait for that."""
     engine = create_engine(database_url, timeout=1.0)
-    breaker = Breaker()
+    call = BoundedCall(1.0)
+    breaker = call.breaker
 
     async def select_one() -> int:
         async with engine.connect() as conn:
             return int((await conn.execute(text("SELECT 1"))).scalar_one())
 
     try:
-        assert await breaker.call(select_one, seconds=1.0) == 1  # a pooled, live connection
+        assert await call(select_one) == 1  # a pooled, live connection
         with pg_cluster.paused():
             # A hang guard well under psycopg's 10 s of cancelling: a bounded call that
             # waited for the driver's clean-up would trip it; one that ends at its timeout
             # does not. (It fails only for a call that waits eight times its bound.)
             async with asyncio.timeout(8.0):
-                with pytest.raises(TimeoutError, match="no answer within 1 s"):
-                    await breaker.call(select_one, seconds=1.0, gated=False)
+                with pytest.raises(DatabaseUnreachable, match="no answer within 1 s"):
+                    await call(select_one)
         assert not breaker.allow()
     finally:
         await engine.dispose()

@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cronkeeper.errors import StorageError, first_line
-from cronkeeper.redact import truncate
+from cronkeeper.errors import StorageError
+from cronkeeper.redact import Redactor
+from cronkeeper.storage.bounded import BoundedCall
 from cronkeeper.storage.breaker import Breaker
 from cronkeeper.storage.schema import job_state
 from cronkeeper.storage.upsert import insert_missing
@@ -75,20 +76,14 @@ class JobStates:
         self.engine = engine
         self.timeout = timeout
         self.breaker = breaker or Breaker()
+        self.call = BoundedCall(timeout, self.breaker, Redactor())
 
     async def _bounded(self, work: Callable[[], Awaitable[T]]) -> T:
         try:
             # Not gated: a pause or a health read must always try.
-            return await self.breaker.call(work, seconds=self.timeout, gated=False)
-        except TimeoutError:
-            raise StorageError(
-                f"database unavailable (no answer within {self.timeout:g} s)"
-            ) from None
-        except StorageError:
-            raise
-        except Exception as exc:
-            detail = truncate(f"{type(exc).__name__}: {first_line(exc)}", 300)
-            raise StorageError(f"database unavailable ({detail})") from None
+            return await self.call(work)
+        except StorageError as exc:
+            raise type(exc)(f"database unavailable ({exc})") from None
 
     async def read(self, names: Sequence[str]) -> dict[str, JobState]:
         """The state of each of ``names`` (fresh ``ok`` rows for jobs without one)."""

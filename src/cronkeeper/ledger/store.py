@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cronkeeper.clock import Clock, utcnow
 from cronkeeper.config import JOB_NAMES
-from cronkeeper.errors import StorageError, first_line
+from cronkeeper.errors import DatabaseUnreachable, StorageError
 from cronkeeper.ledger.models import FINAL_STATUSES, RunRow, RunSummary, Skipped, summarize
 from cronkeeper.ledger.reads import (
     count_statement,
@@ -43,8 +43,9 @@ from cronkeeper.ledger.reads import (
     successes_statement,
 )
 from cronkeeper.ledger.spool import Spool, SpooledEnd, replay
-from cronkeeper.redact import Redactor, truncate
-from cronkeeper.storage.breaker import Breaker, BreakerOpen, is_unreachable
+from cronkeeper.redact import Redactor
+from cronkeeper.storage.bounded import BoundedCall
+from cronkeeper.storage.breaker import Breaker
 from cronkeeper.storage.engine import read_connection
 from cronkeeper.storage.schema import RUN_STATUSES, cron_runs
 
@@ -100,19 +101,13 @@ class Ledger:
         self.clock = clock
         self.redactor = redactor or Redactor()
         self.breaker = breaker or Breaker()
+        self.call = BoundedCall(timeout, self.breaker, self.redactor)
+        """Every statement of the ledger goes through it (:mod:`cronkeeper.storage.bounded`)."""
         self.spool = spool
         """Where run ends the database could not take wait for it (:mod:`.spool`)."""
 
     async def _bounded(self, work: Callable[[], Awaitable[T]], *, gated: bool = False) -> T:
-        return await self.breaker.call(work, seconds=self.timeout, gated=gated)
-
-    def _describe(self, exc: BaseException) -> str:
-        if isinstance(exc, BreakerOpen):
-            return str(exc)
-        if isinstance(exc, TimeoutError):
-            return f"no answer within {self.timeout:g} s"
-        # SQLAlchemy messages carry the statement and its parameters; the first line is enough.
-        return truncate(self.redactor(f"{type(exc).__name__}: {first_line(exc)}"), 500)
+        return await self.call(work, gated=gated)
 
     # -- writes: never raise ------------------------------------------------------------
 
@@ -139,11 +134,11 @@ class Ledger:
 
         try:
             await self._bounded(insert, gated=True)
-        except Exception as exc:
+        except StorageError as exc:
             log.error(
                 "could not record the start of %s (the job runs anyway): %s",
                 cron_name,
-                self._describe(exc),
+                exc,
             )
             return None
         return run_id
@@ -186,9 +181,9 @@ class Ledger:
         try:
             # Not gated: a run that was recorded must be closed if at all possible.
             return await self._bounded(close) == 1
-        except Exception as exc:
+        except StorageError as exc:
             spooled = ""
-            if self.spool is not None and is_unreachable(exc):
+            if self.spool is not None and isinstance(exc, DatabaseUnreachable):
                 end = SpooledEnd(
                     run_id, cron_name, status, max(0, records_count), message, finished_at
                 )
@@ -197,7 +192,7 @@ class Ledger:
                 "could not record the end of run %s as %s: %s%s",
                 run_id,
                 status,
-                self._describe(exc),
+                exc,
                 spooled,
             )
             return False
@@ -244,8 +239,8 @@ class Ledger:
 
         try:
             return await self._bounded(close, gated=True)
-        except Exception as exc:
-            log.error("could not close abandoned runs of %s: %s", cron_name, self._describe(exc))
+        except StorageError as exc:
+            log.error("could not close abandoned runs of %s: %s", cron_name, exc)
             return []
 
     @asynccontextmanager
@@ -320,8 +315,8 @@ class Ledger:
 
         try:
             return await self._bounded(query)
-        except Exception as exc:
-            raise StorageError(f"{failure} ({self._describe(exc)})") from None
+        except StorageError as exc:
+            raise type(exc)(f"{failure} ({exc})") from None
 
     async def _runs(self, *statements: Any) -> list[list[RunRow]]:
         """The rows of each statement, in order, on one connection within one timeout."""

@@ -7,7 +7,6 @@ hash in the Content-Security-Policy, so the page runs no script at all.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import logging
@@ -209,13 +208,16 @@ class StatusPage:
     async def _coverage(self) -> list[SourceCoverage] | None:
         """The coverage section's data; ``None`` (the section says so) when it cannot be read
         in time: the rest of the page must not wait on it."""
-        settings = self.service.settings
-        try:
-            return await asyncio.wait_for(
-                load_coverage(self.service.engine, settings, self.service.clock(), COVERAGE_DAYS),
-                timeout=settings.ledger_timeout,
+        service = self.service
+
+        async def load() -> list[SourceCoverage]:
+            return await load_coverage(
+                service.engine, service.settings, service.clock(), COVERAGE_DAYS
             )
-        except (StorageError, TimeoutError):
+
+        try:
+            return await service.ledger.call(load)
+        except StorageError:
             return None
 
     async def run(self, request: Request, run_id: str) -> Response:
