@@ -309,9 +309,12 @@ def database_calls_bounded_outside_storage(root: Path = SRC) -> list[str]:
             ):
                 if _touches_database(list(node.body)):
                     found.append(f"{relative}:{node.lineno}: timeout around a database call")
-            elif isinstance(node, ast.Try) and any(map(_catches_timeout, node.handlers)):
-                if _touches_database(list(node.body)):
-                    found.append(f"{relative}:{node.lineno}: TimeoutError of a database call")
+            elif (
+                isinstance(node, ast.Try)
+                and any(map(_catches_timeout, node.handlers))
+                and _touches_database(list(node.body))
+            ):
+                found.append(f"{relative}:{node.lineno}: TimeoutError of a database call")
     return sorted(found)
 
 
