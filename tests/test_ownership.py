@@ -352,3 +352,55 @@ def test_the_bounded_call_guard_sees_each_way_around_it(tmp_path: Path) -> None:
         "web/x.py:4",
         "web/x.py:8",
     ]
+
+
+# -- authentication in one room (issue 16): nothing below the API imports it ---------------
+
+API_IMPORTERS_ALLOWED = (
+    "api/",  # itself
+    "cli.py",  # the entry point builds the app
+    "__main__.py",
+)
+
+
+def imports_of_api_from_below(root: Path = SRC) -> list[str]:
+    """Every ``import cronkeeper.api…`` / ``from cronkeeper.api… import`` / ``from cronkeeper
+    import api`` outside the API and the entry point."""
+    found: list[str] = []
+    for relative, source in _sources(API_IMPORTERS_ALLOWED, root):
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            else:
+                continue
+            if any(
+                name == "cronkeeper.api" or name.startswith("cronkeeper.api.") for name in names
+            ):
+                found.append(f"{relative}:{node.lineno}: imports cronkeeper.api")
+    return sorted(found)
+
+
+def test_no_lower_layer_imports_the_api() -> None:
+    """``ops/metrics.py`` and ``web/routes.py`` took the bearer check and the limiter from
+    ``api.deps`` while ``api/app.py`` imported both; authentication is its own room now."""
+    assert imports_of_api_from_below() == []
+
+
+def test_the_api_import_guard_sees_each_form(tmp_path: Path) -> None:
+    (tmp_path / "ops").mkdir()
+    (tmp_path / "ops" / "x.py").write_text(
+        "from cronkeeper.api.deps import Authorized\n"
+        "import cronkeeper.api.app\n"
+        "from cronkeeper import api\n"
+        "from cronkeeper import auth\n"
+        "from cronkeeper.apiary import bee\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "cli.py").write_text("from cronkeeper.api.app import create_app\n")
+    assert [f.split(": ", 1)[0] for f in imports_of_api_from_below(tmp_path)] == [
+        "ops/x.py:1",
+        "ops/x.py:2",
+        "ops/x.py:3",
+    ]

@@ -25,7 +25,7 @@ from schemathesis import Case
 from sqlalchemy.pool import NullPool
 
 from cronkeeper.api.app import create_app
-from cronkeeper.api.auth import FailureLimiter
+from cronkeeper.auth import FailureLimiter
 from cronkeeper.jobs import JOBS
 from cronkeeper.sandbox import MetaSimulator, MixpanelSimulator, NotionSimulator, serve_apps
 from cronkeeper.service import Service

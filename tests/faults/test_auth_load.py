@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
 from cronkeeper.api.app import create_app
-from cronkeeper.api.auth import FailureLimiter
+from cronkeeper.auth import FailureLimiter
 from cronkeeper.ledger import Ledger
 from cronkeeper.sandbox import serve_app
 from cronkeeper.service import Service

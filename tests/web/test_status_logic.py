@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import SecretStr
 
+from cronkeeper.auth import FailureLimiter, Sessions, safe_next, secret_matches, session_key
 from cronkeeper.config import DEFAULT_JOBS, JobSpec
 from cronkeeper.ledger import RunRow
-from cronkeeper.web.auth import FailureLimiter, Sessions, safe_next, secret_matches, session_key
 from cronkeeper.web.charts import sparkline
 from cronkeeper.web.schedule import next_run
 from cronkeeper.web.view import Clockface, build_jobs, format_seconds, run_state

@@ -12,8 +12,8 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cronkeeper.auth import SESSION_COOKIE, Sessions
 from cronkeeper.service import Service
-from cronkeeper.web.auth import SESSION_COOKIE, Sessions
 from tests.conftest import SECRET, FakeClock, make_settings
 from tests.web.conftest import client_for, login
 from tests.web.ledger_data import NOW, Row, insert_rows, realistic_month

@@ -13,8 +13,8 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from cronkeeper import __version__
 from cronkeeper.alerting.pause import pause_job, pause_json, resume_job
 from cronkeeper.api import checkins
-from cronkeeper.api.auth import FailureLimiter
 from cronkeeper.api.deps import AUTH_RESPONSES, Authorized, ServiceDep
+from cronkeeper.auth import FailureLimiter
 from cronkeeper.errors import AlreadyRunning, StorageError, UnknownJob
 from cronkeeper.ledger.job_state import JobState
 from cronkeeper.ops.metrics import install_metrics

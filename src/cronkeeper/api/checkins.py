@@ -27,8 +27,14 @@ from fastapi import APIRouter, BackgroundTasks, HTTPException, Path, Request, st
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from cronkeeper.api.auth import bearer_token, secret_matches
-from cronkeeper.api.deps import client_address, get_service, limiter_for, too_many_failures
+from cronkeeper.api.deps import get_service
+from cronkeeper.auth import (
+    bearer_token,
+    client_address,
+    limiter_for,
+    secret_matches,
+    too_many_failures,
+)
 from cronkeeper.errors import StorageError
 from cronkeeper.ledger import RunRow
 from cronkeeper.ledger.checkins import finish_run, record_finished_run, start_run
@@ -87,7 +93,7 @@ class Caller:
 
 
 async def _caller(request: Request) -> Caller:
-    """401 / 429 like :func:`~cronkeeper.api.deps.require_bearer`, but a job's ping key
+    """401 / 429 like :func:`~cronkeeper.auth.bearer.require_bearer`, but a job's ping key
     passes too (compared in constant time against every configured key)."""
     service = await get_service(request)
     limiter = limiter_for(request.app.state, service.clock)

@@ -40,7 +40,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
 from cronkeeper.alerting.state import ALERT_STATES
-from cronkeeper.api.deps import AUTH_RESPONSES, Authorized
+from cronkeeper.auth import AUTH_RESPONSES, Authorized
 from cronkeeper.config import JobSpec
 from cronkeeper.errors import first_line
 from cronkeeper.health import HealthReport, evaluate_health

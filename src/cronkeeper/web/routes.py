@@ -21,7 +21,15 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
-from cronkeeper.api.deps import client_address, limiter_for
+from cronkeeper.auth import (
+    SESSION_COOKIE,
+    FailureLimiter,
+    Sessions,
+    client_address,
+    limiter_for,
+    safe_next,
+    secret_matches,
+)
 from cronkeeper.coverage import SourceCoverage, load_coverage
 from cronkeeper.durations import format_duration
 from cronkeeper.errors import StorageError
@@ -29,13 +37,6 @@ from cronkeeper.ledger.reads import FILTER_DEPTH
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import RUN_STATUSES
 from cronkeeper.versions import settings_warnings
-from cronkeeper.web.auth import (
-    SESSION_COOKIE,
-    FailureLimiter,
-    Sessions,
-    safe_next,
-    secret_matches,
-)
 from cronkeeper.web.view import STRIP_LENGTH, Clockface, build_jobs, format_seconds, run_state
 
 __all__ = ["RECENT_LIMIT", "StatusPage", "install_status_page"]

@@ -6,7 +6,7 @@
 - Sessions are stateless: logging out deletes the cookie in that browser; a copied cookie
   stays valid until it expires (12 h). Rotate the secret to end every session at once.
 - Wrong secrets are limited per client by the app's one
-  :class:`~cronkeeper.api.auth.FailureLimiter`, shared with the bearer API: a brute force
+  :class:`~cronkeeper.auth.limiter.FailureLimiter`, shared with the bearer API: a brute force
   gets a handful of guesses per window at all doors together, not thousands per second.
 """
 
@@ -19,18 +19,9 @@ from urllib.parse import urlsplit
 from itsdangerous import BadSignature, TimestampSigner
 from pydantic import SecretStr
 
-from cronkeeper.api.auth import FailureLimiter, secret_matches
 from cronkeeper.clock import Clock
 
-__all__ = [
-    "SESSION_COOKIE",
-    "SESSION_MAX_AGE",
-    "FailureLimiter",
-    "Sessions",
-    "safe_next",
-    "secret_matches",
-    "session_key",
-]
+__all__ = ["SESSION_COOKIE", "SESSION_MAX_AGE", "Sessions", "safe_next", "session_key"]
 
 SESSION_COOKIE = "cronkeeper_status"
 SESSION_MAX_AGE = 12 * 3600
