@@ -11,7 +11,7 @@ from cronkeeper.errors import CronkeeperError
 from cronkeeper.http import HttpContext, RetryEvent, client_from_settings
 from cronkeeper.http.pacing import Pacer, PacingPolicy
 from cronkeeper.jobs import JobContext, get_job
-from cronkeeper.ledger import FinalStatus, RunTracker
+from cronkeeper.ledger import FinalStatus, Ledger, RunRow, RunTracker
 from cronkeeper.reportday import check_report_date, default_day, parse_report_date
 from cronkeeper.service import Service
 
@@ -77,7 +77,7 @@ async def run_job(service: Service, name: str, day: date | None = None) -> RunRe
             if abandoned:
                 log.warning("closed %d abandoned run(s) of %s", len(abandoned), name)
                 await service.notify(lambda o: o.run_abandoned(name, abandoned))
-        previous = await _latest(service, name)
+        previous = await _latest(service.ledger, name)
         tracker: RunTracker | None = None
 
         def on_retry(event: RetryEvent) -> None:
@@ -129,25 +129,25 @@ async def run_job(service: Service, name: str, day: date | None = None) -> RunRe
     )
     log.info("%s ended %s with %d records", name, result.status, result.records_count)
     if tracker.run_id is not None:
-        finished = await _get(service, tracker.run_id)
+        finished = await _get(service.ledger, tracker.run_id)
         if finished is not None:
             await service.notify(lambda o: o.run_finished(finished, previous))
     return result
 
 
-async def _latest(service: Service, name: str) -> Any:
-    if not service.ledger.breaker.allow():  # only for observers: not worth a timeout
+async def _latest(ledger: Ledger, name: str) -> RunRow | None:
+    if not ledger.breaker.allow():  # only for observers: not worth a timeout
         return None
     try:
-        return (await service.ledger.latest_runs([name]))[name]
+        return (await ledger.latest_runs([name]))[name]
     except CronkeeperError:
         return None
 
 
-async def _get(service: Service, run_id: str) -> Any:
-    if not service.ledger.breaker.allow():
+async def _get(ledger: Ledger, run_id: str) -> RunRow | None:
+    if not ledger.breaker.allow():
         return None
     try:
-        return await service.ledger.get_run(run_id)
+        return await ledger.get_run(run_id)
     except CronkeeperError:
         return None
