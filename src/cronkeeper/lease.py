@@ -13,6 +13,13 @@ open for its cooldown, longer than the renewal interval, and a renewal skipped w
 asking the database would let the lease of a live run expire — the next claimant would then
 close that run as abandoned and run the job a second time. The claim is a probe: it trusts a
 failure only for a few seconds (the run's own start-up found the database down), then asks.
+
+The claim fails closed (issue 20): only a database that cannot be asked — unreachable, no
+answer in time, or SQLite's write lock held past the timeout — lets the job run unguarded
+(the work matters more than its bookkeeping; the log says so). Anything else — a schema
+behind this version's migrations (checked in the claim's own transaction: a rolling deploy
+leaves replicas whose code is ahead of the database), a missing table, a permission denied,
+a bug — refuses the run: otherwise every replica would run every job.
 """
 
 from __future__ import annotations
@@ -30,10 +37,18 @@ from typing import TypeVar
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cronkeeper.errors import AlreadyRunning, LeaseLost, StorageError
+from cronkeeper.errors import (
+    AlreadyRunning,
+    DatabaseLocked,
+    DatabaseUnreachable,
+    LeaseLost,
+    StorageError,
+)
+from cronkeeper.redact import Redactor
 from cronkeeper.storage.bounded import BoundedCall
 from cronkeeper.storage.breaker import Breaker
 from cronkeeper.storage.dbclock import db_now, db_now_plus
+from cronkeeper.storage.engine import check_schema
 from cronkeeper.storage.schema import cron_leases
 from cronkeeper.storage.upsert import insert_on_conflict
 
@@ -54,6 +69,8 @@ class Lease:
     holder: str
     acquired: bool
     """False when the database could not be asked: the run goes on unguarded (and says so)."""
+    unguarded: str | None = None
+    """Why not acquired: the database's answer (unreachable, timed out, locked)."""
 
 
 class LeaseManager:
@@ -69,7 +86,9 @@ class LeaseManager:
         self.ttl = float(ttl)
         self.timeout = timeout
         self.breaker = breaker or Breaker()
-        self.call = BoundedCall(timeout, self.breaker)
+        self.call = BoundedCall(timeout, self.breaker, Redactor())
+        self._schema_checked = False
+        """Once at head, a database does not go back: the check is not repeated."""
 
     async def _bounded(
         self, work: Callable[[], Awaitable[T]], *, gated: bool, probe: bool = False
@@ -81,9 +100,12 @@ class LeaseManager:
     async def try_acquire(self, job_name: str, holder: str | None = None) -> Lease:
         """Claim the lease of ``job_name`` or raise :class:`AlreadyRunning`.
 
-        If the database cannot be reached the lease is reported as not acquired instead of
-        failing: the job's work matters more than its bookkeeping (the run is logged as
-        unguarded).
+        If the database cannot be asked (unreachable, no answer in time, SQLite locked) the
+        lease is reported as not acquired instead of failing: the job's work matters more
+        than its bookkeeping (the run is logged as unguarded). Any other failure refuses the
+        run: raises the :class:`~cronkeeper.errors.StorageError` kind, its message one line
+        starting "refusing to run" (:class:`~cronkeeper.errors.SchemaBehind` names
+        ``cronkeeper db upgrade``).
         """
         holder = holder or new_holder_id()
         values = {
@@ -95,6 +117,8 @@ class LeaseManager:
 
         async def claim() -> int:
             async with self.engine.begin() as conn:
+                if not self._schema_checked:
+                    await check_schema(conn)
                 statement = insert_on_conflict(
                     conn.dialect,
                     cron_leases,
@@ -112,13 +136,18 @@ class LeaseManager:
             # database is back. Trusting the breaker for its whole cooldown, every run in the
             # 30 s after a blip would go on unguarded and unrecorded.
             claimed = await self._bounded(claim, gated=True, probe=True)
-        except StorageError as exc:
+        except (DatabaseUnreachable, DatabaseLocked) as exc:
             log.error(
                 "could not claim the lease of %s (%s); running without the one-at-a-time guard",
                 job_name,
-                type(exc).__name__,
+                exc,
             )
-            return Lease(job_name, holder, acquired=False)
+            return Lease(job_name, holder, acquired=False, unguarded=str(exc))
+        except StorageError as exc:
+            raise type(exc)(
+                f"refusing to run {job_name}: could not claim its lease: {exc}"
+            ) from exc
+        self._schema_checked = True
         if claimed != 1:
             raise AlreadyRunning(f"{job_name} is already running (another process holds its lease)")
         return Lease(job_name, holder, acquired=True)

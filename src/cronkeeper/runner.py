@@ -58,9 +58,10 @@ async def run_job(service: Service, name: str, day: date | None = None) -> RunRe
     """Run ``name`` for ``day`` (default: yesterday in the configured zone).
 
     Raises :class:`~cronkeeper.errors.UnknownJob`,
-    :class:`~cronkeeper.errors.AlreadyRunning` and ``ValueError`` for a date that is not over
-    yet or is before 2000 (no run is recorded then); every other failure ends up in the
-    result and the ledger as ``error``.
+    :class:`~cronkeeper.errors.AlreadyRunning`, ``ValueError`` for a date that is not over
+    yet or is before 2000, and a :class:`~cronkeeper.errors.StorageError` when the lease
+    refuses the run (schema behind, permission denied: see :mod:`cronkeeper.lease`); no run
+    is recorded then. Every other failure ends up in the result and the ledger as ``error``.
     """
     job = get_job(name)
     settings = service.settings

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 from cronkeeper.clock import Sleep
 from cronkeeper.config import JobSpec
 from cronkeeper.cron import CronExpression
-from cronkeeper.errors import AlreadyRunning, ConfigError, first_line
+from cronkeeper.errors import AlreadyRunning, ConfigError, SchemaBehind, StorageError, first_line
 from cronkeeper.reportday import slot_day
 from cronkeeper.runner import run_job
 from cronkeeper.service import Service
@@ -186,6 +186,8 @@ class CronScheduler:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.Task[None] | None = None
         self._periodic: list[_Periodic] = []
+        self._schema_behind = False
+        """Said once: every fire is refused until ``cronkeeper db upgrade`` (issue 20)."""
 
     def every(self, interval: timedelta, name: str, work: Work) -> None:
         """Also run ``work(now)`` every ``interval`` from this loop, first when it starts.
@@ -237,6 +239,14 @@ class CronScheduler:
                 "%s is already running elsewhere; its %s fire is skipped", name, slot.isoformat()
             )
             return None
+        except SchemaBehind as exc:  # this replica's code is ahead of the database
+            if not self._schema_behind:
+                log.error("not scheduling until the schema is upgraded: %s", redact(str(exc)))
+            self._schema_behind = True
+            return None
+        except StorageError as exc:  # the lease refused the run (permission, a bug)
+            log.error("scheduled run of %s for %s: %s", name, day.isoformat(), redact(str(exc)))
+            return None
         except Exception as exc:
             log.error(
                 "scheduled run of %s for %s failed: %s: %s",
@@ -247,6 +257,7 @@ class CronScheduler:
                 exc_info=True,
             )
             return None
+        self._schema_behind = False
         log.info(
             "scheduled %s for %s ended %s with %d records",
             name,

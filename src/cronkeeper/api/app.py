@@ -159,6 +159,9 @@ async def trigger(
         return JSONResponse({"error": str(exc), "cronName": job}, status_code=409)
     except ValueError as exc:  # not YYYY-MM-DD, before 2000, or not over yet
         return JSONResponse({"error": str(exc), "cronName": job}, status_code=400)
+    except StorageError as exc:  # the lease refused the run (schema behind, permission)
+        log.error("%s", exc)
+        return JSONResponse({"error": str(exc), "cronName": job}, status_code=500)
     return JSONResponse(result.as_json(), status_code=500 if result.status == "error" else 200)
 
 

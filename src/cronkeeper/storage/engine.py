@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -19,15 +20,17 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from cronkeeper.errors import StorageError
+from cronkeeper.errors import SchemaBehind, StorageError
 from cronkeeper.storage.url import normalize_database_url
 
 __all__ = [
+    "check_schema",
     "create_engine",
     "current_revision",
     "head_revision",
     "is_sqlite",
     "read_connection",
+    "schema_lag",
     "upgrade",
 ]
 
@@ -132,10 +135,42 @@ def _alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_alembic_config())
+
+
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    head = _scripts().get_current_head()
     assert head is not None
     return head
+
+
+@functools.cache
+def _known_revisions() -> frozenset[str]:
+    return frozenset(script.revision for script in _scripts().walk_revisions())
+
+
+def schema_lag(connection: Connection) -> str | None:
+    """Why the schema is behind this version's migrations, or ``None``.
+
+    ``None`` too when the database is at a revision this version does not know: a newer
+    replica migrated it during a rolling deploy, and migrations are written so that the
+    previous version keeps working (expand first, contract later).
+    """
+    current = _current(connection)
+    head = head_revision()
+    if current == head or (current is not None and current not in _known_revisions()):
+        return None
+    at = f"is at {current}" if current else "has no cronkeeper schema"
+    return f"the database {at}, this version needs {head}: run `cronkeeper db upgrade`"
+
+
+async def check_schema(conn: AsyncConnection) -> None:
+    """Raise :class:`~cronkeeper.errors.SchemaBehind` when :func:`schema_lag` says why."""
+    lag = await conn.run_sync(schema_lag)
+    if lag is not None:
+        raise SchemaBehind(lag)
 
 
 def _current(connection: Connection) -> str | None:
