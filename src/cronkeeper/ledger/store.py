@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cronkeeper.clock import Clock, utcnow
 from cronkeeper.config import JOB_NAMES
-from cronkeeper.errors import DatabaseUnreachable, StorageError
+from cronkeeper.errors import DatabaseLocked, DatabaseUnreachable, StorageError
 from cronkeeper.ledger.models import FINAL_STATUSES, RunRow, RunSummary, Skipped, summarize
 from cronkeeper.ledger.reads import (
     count_statement,
@@ -183,7 +183,9 @@ class Ledger:
             return await self._bounded(close) == 1
         except StorageError as exc:
             spooled = ""
-            if self.spool is not None and isinstance(exc, DatabaseUnreachable):
+            # Unreachable, or SQLite's lock held by another writer past the timeout: the
+            # database will take it later. A refusal (a bug, a permission) would refuse again.
+            if self.spool is not None and isinstance(exc, DatabaseUnreachable | DatabaseLocked):
                 end = SpooledEnd(
                     run_id, cron_name, status, max(0, records_count), message, finished_at
                 )

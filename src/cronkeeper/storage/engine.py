@@ -36,6 +36,9 @@ __all__ = [
 
 log = logging.getLogger("cronkeeper.storage")
 
+SQLITE_BUSY_SHARE = 0.8
+"""Of the ledger timeout, how long a SQLite write waits for another writer's lock."""
+
 
 def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
@@ -97,21 +100,25 @@ def create_engine(database_url: str, *, timeout: float = 5.0, **kwargs: Any) -> 
     through PgBouncer/Supavisor in transaction mode (Supabase's port 6543); connections are
     checked before use so a restarted server costs one failed request, not a restart of ours.
     SQLite: WAL so readers never wait for the writer, and a busy timeout instead of
-    "database is locked" when two processes write at once.
+    "database is locked" when two processes write at once. The busy timeout is a little
+    shorter than ``timeout`` (the bounded call's, :mod:`.bounded`): a write that waited for
+    another writer's lock then ends as SQLite's "database is locked" — contention, which
+    leaves the breaker closed — rather than as the call's timeout, which reads as an outage.
     """
     url = make_url(normalize_database_url(database_url))
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             _make_parent(Path(url.database))
             _create_private(Path(url.database))
-        engine = create_async_engine(url, connect_args={"timeout": timeout}, **kwargs)
+        busy = timeout * SQLITE_BUSY_SHARE
+        engine = create_async_engine(url, connect_args={"timeout": busy}, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy * 1000)}")
             cursor.close()
 
         return engine
