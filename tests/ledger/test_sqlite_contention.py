@@ -46,7 +46,7 @@ def database(tmp_path: Path) -> Path:
     return path
 
 
-async def test_runs_ending_under_an_outside_write_lock_are_spooled_and_the_breaker_stays_closed(
+async def test_runs_under_an_outside_write_lock_are_spooled_and_the_breaker_stays_closed(
     database: Path, tmp_path: Path, clock: FakeClock
 ) -> None:
     url = f"sqlite:///{database}"
@@ -73,9 +73,13 @@ async def test_runs_ending_under_an_outside_write_lock_are_spooled_and_the_break
                 second, "partial", 3, "skipped 1 of 4 pages", cron_name="sync-notion"
             )
             assert breaker.allow()
+            third = await ledger.start_cron_run("collect-mixpanel")  # starts under the lock
+            assert third is not None
+            assert breaker.allow()
+            assert not await ledger.complete_cron_run(third, "success", 5)
             assert ledger.spool is not None
-            assert ledger.spool.run_ids() == {first, second}
-        assert sorted(await ledger.replay_spool()) == sorted([first, second])
+            assert ledger.spool.run_ids() == {first, second, third}
+        assert sorted(await ledger.replay_spool()) == sorted([first, second, third])
         async with engine.connect() as conn:
             rows = {
                 r.id: r
@@ -85,5 +89,6 @@ async def test_runs_ending_under_an_outside_write_lock_are_spooled_and_the_break
             }
         assert (rows[first].status, rows[first].records_count) == ("success", 12)
         assert (rows[second].status, rows[second].records_count) == ("partial", 3)
+        assert (rows[third].status, rows[third].records_count) == ("success", 5)
     finally:
         await engine.dispose()

@@ -1,4 +1,4 @@
-"""Run ends the database could not take, kept on local disk until it can.
+"""Run starts and ends the database could not take, kept on local disk until it can.
 
 A run that ends while the database is down has done its work; only its record is missing.
 Left alone, its row would stay ``running`` and later be closed as "abandoned" — a lie about
@@ -8,7 +8,12 @@ the directory fsynced, so a crash leaves either the whole file or none — and r
 next contact with the database: the next run (before it closes abandoned rows), and every
 command that opens the service (``serve``, ``scheduler``, ``run``, ``health``, ``runs`` …).
 
-Replay is idempotent: it only closes a row that is still ``running``, and deletes the file
+A run whose *start* could not be recorded is spooled the same way (``….start.json``, issue
+20 item 4): replay inserts its row with its real start time before any end is replayed, so
+the ledger eventually holds every run, not only those that began while the database answered.
+
+Replay is idempotent: a start is inserted only if its row is not there (``ON CONFLICT DO
+NOTHING``), an end only closes a row that is still ``running``, and each file is deleted
 once the database has answered, so two processes replaying the same spool at once, or a
 replay of an end the database did record after all, change nothing. Files are named by the
 database they belong to (:func:`~cronkeeper.storage.url.database_identity`): one directory
@@ -25,7 +30,7 @@ import os
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,9 +39,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.ledger.models import FINAL_STATUSES, FinalStatus
 from cronkeeper.storage.schema import cron_runs
+from cronkeeper.storage.upsert import insert_missing
 from cronkeeper.storage.url import database_identity, default_spool_dir
 
-__all__ = ["Spool", "SpooledEnd", "replay"]
+__all__ = ["Spool", "SpooledEnd", "SpooledStart", "replay"]
 
 log = logging.getLogger("cronkeeper.ledger")
 T = TypeVar("T")
@@ -76,6 +82,53 @@ class SpooledEnd:
         )
 
 
+@dataclass(frozen=True)
+class SpooledStart:
+    """What ``start_cron_run`` would have inserted (the row, as it began)."""
+
+    run_id: str
+    cron_name: str
+    started_at: datetime
+    report_date: date | None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            asdict(self)
+            | {
+                "started_at": self.started_at.isoformat(),
+                "report_date": self.report_date.isoformat() if self.report_date else None,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> SpooledStart:
+        data: dict[str, Any] = json.loads(text)
+        started_at = datetime.fromisoformat(data["started_at"])
+        if started_at.tzinfo is None:
+            raise ValueError("started_at has no time zone")
+        day = data["report_date"]
+        return cls(
+            run_id=str(uuid.UUID(data["run_id"])),
+            cron_name=str(data["cron_name"]),
+            started_at=started_at,
+            report_date=None if day is None else date.fromisoformat(day),
+        )
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "id": self.run_id,
+            "cron_name": self.cron_name,
+            "started_at": self.started_at,
+            "status": "running",
+            "records_count": 0,
+            "created_at": self.started_at,
+            "report_date": self.report_date,
+        }
+
+
+_START = ".start.json"
+
+
 class Spool:
     """A directory of spooled run ends for one database. Blocking file I/O: call it from a
     thread (:func:`replay` and the ledger do)."""
@@ -89,17 +142,18 @@ class Spool:
         """``directory`` (``CRONKEEPER_SPOOL_DIR``) or the default place for that database."""
         return cls(directory or default_spool_dir(database_url), database_identity(database_url))
 
-    def _path(self, run_id: str) -> Path:
-        return self.directory / f"{self.database}.{run_id}.json"
+    def _path(self, run_id: str, suffix: str = ".json") -> Path:
+        return self.directory / f"{self.database}.{run_id}{suffix}"
 
-    def write(self, end: SpooledEnd) -> Path:
-        """Durably store ``end``: when this returns, a power cut does not lose it."""
+    def write(self, record: SpooledEnd | SpooledStart) -> Path:
+        """Durably store ``record``: when this returns, a power cut does not lose it."""
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        final = self._path(end.run_id)
+        suffix = _START if isinstance(record, SpooledStart) else ".json"
+        final = self._path(record.run_id, suffix)
         temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.write(fd, end.to_json().encode())
+            os.write(fd, record.to_json().encode())
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -111,10 +165,24 @@ class Spool:
             os.close(directory)
         return final
 
+    def starts(self) -> list[SpooledStart]:
+        """Every readable spooled start of this database, oldest first."""
+        starts = []
+        for path in sorted(self.directory.glob(f"{self.database}.*{_START}")):
+            try:
+                starts.append(SpooledStart.from_json(path.read_text()))
+            except FileNotFoundError:  # replayed by another process meanwhile
+                continue
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.error("ignoring unreadable spool file %s: %s", path, exc)
+        return sorted(starts, key=lambda start: start.started_at)
+
     def pending(self) -> list[SpooledEnd]:
         """Every readable spooled end of this database, oldest end first."""
         ends = []
         for path in sorted(self.directory.glob(f"{self.database}.*.json")):
+            if path.name.endswith(_START):
+                continue
             try:
                 ends.append(SpooledEnd.from_json(path.read_text()))
             except FileNotFoundError:  # replayed by another process meanwhile
@@ -130,18 +198,49 @@ class Spool:
         with contextlib.suppress(FileNotFoundError):
             self._path(run_id).unlink()
 
+    def discard_start(self, run_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(run_id, _START).unlink()
+
 
 async def replay(spool: Spool, engine: AsyncEngine, bounded: Bounded[int]) -> list[str]:
-    """Write every spooled end whose row is still ``running``; the ids closed.
+    """Insert every spooled start, then write every spooled end whose row is still
+    ``running``; the ids closed.
 
     Stops at the first statement the database does not answer (the rest stay spooled for
     the next contact); raises nothing.
     """
     try:
+        starts = await asyncio.to_thread(spool.starts)
         ends = await asyncio.to_thread(spool.pending)
     except OSError as exc:
         log.error("could not read the spool %s: %s", spool.directory, exc)
         return []
+    for done, start in enumerate(starts):
+
+        async def insert(start: SpooledStart = start) -> int:
+            async with engine.begin() as conn:
+                return await insert_missing(conn, cron_runs, [start.row()])
+
+        try:
+            await bounded(insert)
+        except Exception as exc:
+            log.warning(
+                "%d run start(s) and %d end(s) stay in the spool %s: the database did not"
+                " take them (%s)",
+                len(starts) - done,
+                len(ends),
+                spool.directory,
+                type(exc).__name__,
+            )
+            return []
+        await asyncio.to_thread(spool.discard_start, start.run_id)
+        log.info(
+            "recorded the start of run %s of %s (%s) from the spool",
+            start.run_id,
+            start.cron_name,
+            start.started_at.isoformat(),
+        )
     closed: list[str] = []
     for done, end in enumerate(ends):
 

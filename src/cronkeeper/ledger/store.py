@@ -6,8 +6,10 @@ and backfills all read through :class:`Ledger`, whose statements live in
 :mod:`cronkeeper.ledger.reads`.
 
 Recording history must never stop the work: every write is bounded by a timeout and a
-failure is logged and swallowed (``start_cron_run`` then returns ``None``, and
-``complete_cron_run(None, …)`` does nothing). Every read goes through one helper, bounded by
+failure is logged and swallowed. A start or an end the database could not take *yet*
+(unreachable, SQLite locked) is spooled (:mod:`.spool`) and recorded at the next contact;
+without a spool ``start_cron_run`` returns ``None`` and ``complete_cron_run(None, …)`` does
+nothing. Every read goes through one helper, bounded by
 the same timeout and breaker, and raises :class:`~cronkeeper.errors.StorageError` instead,
 because there the caller must answer 500 (or decide what to do without the ledger).
 """
@@ -42,7 +44,7 @@ from cronkeeper.ledger.reads import (
     run_statement,
     successes_statement,
 )
-from cronkeeper.ledger.spool import Spool, SpooledEnd, replay
+from cronkeeper.ledger.spool import Spool, SpooledEnd, SpooledStart, replay
 from cronkeeper.redact import Redactor
 from cronkeeper.storage.bounded import BoundedCall
 from cronkeeper.storage.breaker import Breaker
@@ -83,6 +85,13 @@ class RunTracker:
         self.notes.append(text)
 
 
+def _later(exc: StorageError) -> bool:
+    """Whether the database will take this write later: it was unreachable, or SQLite's lock
+    was held by another writer past the timeout. A refusal (a bug, a permission) would be
+    refused again: it is logged, not spooled."""
+    return isinstance(exc, DatabaseUnreachable | DatabaseLocked)
+
+
 class Ledger:
     """``start_cron_run`` / ``complete_cron_run`` and the queries health needs."""
 
@@ -104,7 +113,9 @@ class Ledger:
         self.call = BoundedCall(timeout, self.breaker, self.redactor)
         """Every statement of the ledger goes through it (:mod:`cronkeeper.storage.bounded`)."""
         self.spool = spool
-        """Where run ends the database could not take wait for it (:mod:`.spool`)."""
+        """Where run starts and ends the database could not take wait for it (:mod:`.spool`)."""
+        self._spooled_starts: set[str] = set()
+        """Runs of this process whose start waits in the spool (until their end is written)."""
 
     async def _bounded(self, work: Callable[[], Awaitable[T]], *, gated: bool = False) -> T:
         return await self.call(work, gated=gated)
@@ -114,7 +125,8 @@ class Ledger:
     async def start_cron_run(
         self, cron_name: str, *, report_date: date | None = None
     ) -> str | None:
-        """Insert a ``running`` row; its id, or ``None`` if the database did not take it."""
+        """Insert a ``running`` row; its id, or ``None`` if the database did not take it and
+        the start could not be spooled either."""
         run_id = str(uuid.uuid4())
         now = self.clock()
 
@@ -135,12 +147,19 @@ class Ledger:
         try:
             await self._bounded(insert, gated=True)
         except StorageError as exc:
+            kept, spooled = False, ""
+            if self.spool is not None and _later(exc):
+                start = SpooledStart(run_id, cron_name, now, report_date)
+                kept, spooled = await self._spool(start)
             log.error(
-                "could not record the start of %s (the job runs anyway): %s",
+                "could not record the start of %s (the job runs anyway): %s%s",
                 cron_name,
                 exc,
+                spooled,
             )
-            return None
+            if not kept:
+                return None
+            self._spooled_starts.add(run_id)
         return run_id
 
     async def complete_cron_run(
@@ -155,7 +174,9 @@ class Ledger:
         """Close a run. Returns whether the row was updated; never raises for the database.
 
         When the database cannot be reached the end goes to the spool (if there is one) and
-        is recorded at the next contact; ``cron_name`` only names the run in the logs.
+        is recorded at the next contact; ``cron_name`` only names the run in the logs. The
+        end of a run whose start waits in the spool joins it there, and both are recorded
+        at once if the database answers again.
         """
         if status not in FINAL_STATUSES:
             raise ValueError(f"status must be one of {FINAL_STATUSES}, not {status!r}")
@@ -178,18 +199,16 @@ class Ledger:
                 )
                 return result.rowcount
 
+        end = SpooledEnd(run_id, cron_name, status, max(0, records_count), message, finished_at)
+        start_spooled = run_id in self._spooled_starts
+        self._spooled_starts.discard(run_id)
         try:
             # Not gated: a run that was recorded must be closed if at all possible.
-            return await self._bounded(close) == 1
+            closed = await self._bounded(close) == 1
         except StorageError as exc:
             spooled = ""
-            # Unreachable, or SQLite's lock held by another writer past the timeout: the
-            # database will take it later. A refusal (a bug, a permission) would refuse again.
-            if self.spool is not None and isinstance(exc, DatabaseUnreachable | DatabaseLocked):
-                end = SpooledEnd(
-                    run_id, cron_name, status, max(0, records_count), message, finished_at
-                )
-                spooled = await self._spool(end)
+            if self.spool is not None and _later(exc):
+                _, spooled = await self._spool(end)
             log.error(
                 "could not record the end of run %s as %s: %s%s",
                 run_id,
@@ -198,18 +217,29 @@ class Ledger:
                 spooled,
             )
             return False
+        if closed or not start_spooled or self.spool is None:
+            return closed
+        # The database answers again, but this run's start is still in the spool: the end
+        # joins it there, and the replay records both (or keeps both for the next contact).
+        kept, spooled = await self._spool(end)
+        if kept and run_id in await self.replay_spool():
+            return True
+        log.error("could not record run %s of %s yet%s", run_id, cron_name or "?", spooled)
+        return False
 
-    async def _spool(self, end: SpooledEnd) -> str:
-        """Keep ``end`` on disk for :meth:`replay_spool`; what to add to the log line."""
+    async def _spool(self, record: SpooledEnd | SpooledStart) -> tuple[bool, str]:
+        """Keep ``record`` on disk for :meth:`replay_spool`; whether it was kept, and what to
+        add to the log line."""
         assert self.spool is not None
         try:
-            path = await asyncio.to_thread(self.spool.write, end)
+            path = await asyncio.to_thread(self.spool.write, record)
         except OSError as exc:
-            return f"; and it could not be spooled either ({exc})"
-        return f"; kept in {path}, recorded at the next contact with the database"
+            return False, f"; and it could not be spooled either ({exc})"
+        return True, f"; kept in {path}, recorded at the next contact with the database"
 
     async def replay_spool(self) -> list[str]:
-        """Record the run ends spooled while the database was down; the ids closed."""
+        """Record the run starts and ends spooled while the database was down; the ids
+        closed."""
         if self.spool is None:
             return []
         return await replay(self.spool, self.engine, self._bounded)
