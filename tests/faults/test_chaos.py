@@ -207,7 +207,7 @@ def test_chaos_leaves_a_truthful_ledger(
         "CRONKEEPER_LEDGER_TIMEOUT": str(LEDGER_TIMEOUT),
         "CRONKEEPER_MAX_RETRIES": "0",  # the demo's dead account fails at once
         "CRONKEEPER_HTTP_TIMEOUT": "10",
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": os.pathsep.join((str(REPO / "src"), str(REPO))),  # this checkout's code
     }
     chaos = Chaos(tmp_path, env, tmp_path / "stop")
     chaos.workers = [
@@ -308,11 +308,15 @@ async def check(database_url: str, chaos: Chaos) -> None:
     for run_id in chaos.spooled_seen:
         assert by_id[run_id].status != "running"
     assert spooled_and_seen, "no spooled end of a surviving process to compare"
-    # No two runs of one job overlapped.
+    # No two runs of one job overlapped — except a run whose start was recorded late, from
+    # the spool (created after it started): the database could not be asked when it began,
+    # and such a run goes on unguarded by design (the lease fails open only then).
     for job in JOBS:
         ordered = [r for r in runs if r.cron_name == job]
         for earlier, later in itertools.pairwise(ordered):
             assert earlier.finished_at is not None
+            if any(r.created_at > r.started_at for r in (earlier, later)):
+                continue
             assert earlier.finished_at <= later.started_at, (job, earlier.id, later.id)
     # No duplicate data rows, no lease left behind.
     assert duplicates == dict.fromkeys(duplicates, 0)

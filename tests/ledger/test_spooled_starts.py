@@ -58,8 +58,12 @@ async def test_a_run_whose_start_failed_is_recorded_with_its_real_start_once_the
     assert await rows(engine) == []
     run_id = run.run_id
 
+    clock.advance(minutes=1)
     back = Ledger(engine, clock=clock, spool=spool)  # the next contact (a run, a command)
     assert await back.replay_spool() == [run_id]
+    async with engine.connect() as conn:
+        created_at = (await conn.execute(select(cron_runs.c.created_at))).scalar_one()
+    assert created_at == started_at + timedelta(minutes=8)  # recorded late, and says so
     assert await rows(engine) == [
         (
             run_id,

@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cronkeeper.clock import Clock, utcnow
 from cronkeeper.ledger.models import FINAL_STATUSES, FinalStatus
 from cronkeeper.storage.schema import cron_runs
 from cronkeeper.storage.upsert import insert_missing
@@ -114,14 +115,17 @@ class SpooledStart:
             report_date=None if day is None else date.fromisoformat(day),
         )
 
-    def row(self) -> dict[str, Any]:
+    def row(self, recorded_at: datetime) -> dict[str, Any]:
+        """The row as ``start_cron_run`` would have inserted it, except ``created_at``: when
+        it was recorded (later than ``started_at``, which tells a start replayed from the
+        spool — possibly of a run that went on unguarded — from one recorded on time)."""
         return {
             "id": self.run_id,
             "cron_name": self.cron_name,
             "started_at": self.started_at,
             "status": "running",
             "records_count": 0,
-            "created_at": self.started_at,
+            "created_at": recorded_at,
             "report_date": self.report_date,
         }
 
@@ -203,7 +207,9 @@ class Spool:
             self._path(run_id, _START).unlink()
 
 
-async def replay(spool: Spool, engine: AsyncEngine, bounded: Bounded[int]) -> list[str]:
+async def replay(
+    spool: Spool, engine: AsyncEngine, bounded: Bounded[int], clock: Clock = utcnow
+) -> list[str]:
     """Insert every spooled start, then write every spooled end whose row is still
     ``running``; the ids closed.
 
@@ -220,7 +226,7 @@ async def replay(spool: Spool, engine: AsyncEngine, bounded: Bounded[int]) -> li
 
         async def insert(start: SpooledStart = start) -> int:
             async with engine.begin() as conn:
-                return await insert_missing(conn, cron_runs, [start.row()])
+                return await insert_missing(conn, cron_runs, [start.row(clock())])
 
         try:
             await bounded(insert)

@@ -242,7 +242,7 @@ class Ledger:
         closed."""
         if self.spool is None:
             return []
-        return await replay(self.spool, self.engine, self._bounded)
+        return await replay(self.spool, self.engine, self._bounded, self.clock)
 
     async def close_abandoned(self, cron_name: str, *, reason: str) -> list[str]:
         """Close every ``running`` row of ``cron_name`` as ``error``; their ids.
