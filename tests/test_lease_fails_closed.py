@@ -168,3 +168,29 @@ async def test_a_database_that_cannot_be_reached_still_runs_the_job_unguarded(
         assert any("without the one-at-a-time guard" in m for m in caplog.messages)
     finally:
         await engine.dispose()
+
+
+@POSTGRES
+async def test_a_trigger_refused_for_a_schema_behind_answers_500_with_the_reason(
+    database_url: str,
+) -> None:
+    import httpx
+
+    from cronkeeper.api.app import create_app
+
+    await downgrade_one_step(database_url)
+    service = Service.from_settings(make_settings(database_url))
+    transport = httpx.ASGITransport(app=create_app(service, own_service=False))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://ck") as http:
+            response = await http.post(
+                f"/api/cron/{JOB}", headers={"Authorization": f"Bearer {SECRET}"}
+            )
+        assert response.status_code == 500
+        body = response.json()
+        assert body["cronName"] == JOB
+        assert body["error"].startswith(f"refusing to run {JOB}")
+        assert "cronkeeper db upgrade" in body["error"]
+        assert await count_runs(service.engine) == 0
+    finally:
+        await service.aclose()
