@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 from cronkeeper.cli import app
 from cronkeeper.errors import PermissionDenied, SchemaBehind
 from cronkeeper.lease import LeaseManager
-from cronkeeper.scheduler import CronScheduler
 from cronkeeper.runner import run_job
+from cronkeeper.scheduler import CronScheduler
 from cronkeeper.service import Service
 from cronkeeper.storage.engine import create_engine, head_revision, upgrade
 from cronkeeper.storage.schema import cron_runs
