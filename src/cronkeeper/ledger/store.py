@@ -203,8 +203,10 @@ class Ledger:
         start_spooled = run_id in self._spooled_starts
         self._spooled_starts.discard(run_id)
         try:
-            # Not gated: a run that was recorded must be closed if at all possible.
-            closed = await self._bounded(close) == 1
+            # Not gated: a run that was recorded must be closed if at all possible. One whose
+            # start waits in the spool is gated: while the database is known down, its end
+            # joins the start there at once instead of costing the run a second timeout.
+            closed = await self._bounded(close, gated=start_spooled) == 1
         except StorageError as exc:
             spooled = ""
             if self.spool is not None and _later(exc):
