@@ -12,10 +12,12 @@ from cronkeeper.http import HttpContext, RetryEvent, client_from_settings
 from cronkeeper.http.pacing import Pacer, PacingPolicy
 from cronkeeper.jobs import JobContext, get_job
 from cronkeeper.ledger import FinalStatus, Ledger, RunRow, RunTracker
+from cronkeeper.ledger.models import ABANDONED
 from cronkeeper.reportday import check_report_date, default_day, parse_report_date
 from cronkeeper.service import Service
 
 __all__ = [
+    "ABANDONED",
     "EXIT_ALREADY_RUNNING",
     "EXIT_CODES",
     "RunResult",
@@ -28,10 +30,6 @@ log = logging.getLogger("cronkeeper.runner")
 
 EXIT_CODES: dict[str, int] = {"success": 0, "partial": 3, "error": 1}
 EXIT_ALREADY_RUNNING = 75  # EX_TEMPFAIL: try again later
-ABANDONED = (
-    "abandoned: its end was never recorded (the process stopped, or the database was"
-    " unreachable when it finished) and its lease expired"
-)
 
 
 @dataclass(frozen=True)

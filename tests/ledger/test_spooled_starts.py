@@ -14,7 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.ledger import Ledger
-from cronkeeper.ledger.spool import Spool
+from cronkeeper.ledger.models import ABANDONED
+from cronkeeper.ledger.spool import Spool, SpooledEnd
 from cronkeeper.storage.breaker import Breaker
 from cronkeeper.storage.engine import create_engine
 from cronkeeper.storage.schema import cron_runs
@@ -106,3 +107,19 @@ async def test_without_a_spool_a_failed_start_still_returns_none(clock: FakeCloc
         assert await Ledger(down, timeout=1.0, clock=clock).start_cron_run("x") is None
     finally:
         await down.dispose()
+
+
+async def test_a_spooled_end_corrects_a_row_closed_as_abandoned_meanwhile(
+    database_url: str, engine: AsyncEngine, tmp_path: Path, clock: FakeClock
+) -> None:
+    """Another process replayed this run's start while it still ran (or its lease expired
+    during an outage) and closed it as abandoned; the end the run itself saw is the truth."""
+    spool = Spool.for_database(database_url, tmp_path / "spool")
+    ledger = Ledger(engine, clock=clock, spool=spool)
+    run_id = await ledger.start_cron_run("collect-daily")
+    assert run_id is not None
+    assert await ledger.close_abandoned("collect-daily", reason=ABANDONED) == [run_id]
+    spool.write(SpooledEnd(run_id, "collect-daily", "success", 9, None, clock()))
+    assert await ledger.replay_spool() == [run_id]
+    [row] = await rows(engine)
+    assert row[2:4] == ("success", 9)

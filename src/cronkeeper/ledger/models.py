@@ -7,10 +7,16 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
-__all__ = ["FinalStatus", "RunRow", "RunSummary", "Skipped", "summarize"]
+__all__ = ["ABANDONED", "FinalStatus", "RunRow", "RunSummary", "Skipped", "summarize"]
 
 FinalStatus = Literal["success", "error", "partial"]
 FINAL_STATUSES: tuple[FinalStatus, ...] = ("success", "error", "partial")
+ABANDONED = (
+    "abandoned: its end was never recorded (the process stopped, or the database was"
+    " unreachable when it finished) and its lease expired"
+)
+"""The message of a ``running`` row closed by the next holder of the job's lease: a guess,
+which the run's own end, replayed from a spool, corrects (:mod:`.spool`)."""
 
 
 @dataclass(frozen=True)

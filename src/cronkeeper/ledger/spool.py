@@ -13,7 +13,8 @@ A run whose *start* could not be recorded is spooled the same way (``….start.j
 the ledger eventually holds every run, not only those that began while the database answered.
 
 Replay is idempotent: a start is inserted only if its row is not there (``ON CONFLICT DO
-NOTHING``), an end only closes a row that is still ``running``, and each file is deleted
+NOTHING``), an end only closes a row that is still ``running`` (or that another run closed
+as abandoned meanwhile: the run's own end is the truth), and each file is deleted
 once the database has answered, so two processes replaying the same spool at once, or a
 replay of an end the database did record after all, change nothing. Files are named by the
 database they belong to (:func:`~cronkeeper.storage.url.database_identity`): one directory
@@ -34,11 +35,11 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import update
+from sqlalchemy import and_, or_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.clock import Clock, utcnow
-from cronkeeper.ledger.models import FINAL_STATUSES, FinalStatus
+from cronkeeper.ledger.models import ABANDONED, FINAL_STATUSES, FinalStatus
 from cronkeeper.storage.schema import cron_runs
 from cronkeeper.storage.upsert import insert_missing
 from cronkeeper.storage.url import database_identity, default_spool_dir
@@ -254,7 +255,19 @@ async def replay(
             async with engine.begin() as conn:
                 result = await conn.execute(
                     update(cron_runs)
-                    .where(cron_runs.c.id == end.run_id, cron_runs.c.status == "running")
+                    .where(
+                        cron_runs.c.id == end.run_id,
+                        or_(
+                            cron_runs.c.status == "running",
+                            # Closed as abandoned meanwhile (its start was replayed while it
+                            # still ran, or its lease expired during an outage): the end the
+                            # run itself saw is the truth.
+                            and_(
+                                cron_runs.c.status == "error",
+                                cron_runs.c.error_message == ABANDONED,
+                            ),
+                        ),
+                    )
                     .values(
                         status=end.status,
                         records_count=end.records_count,
