@@ -338,6 +338,8 @@ def exec_command(
     except AlreadyRunning as exc:
         err.print(f"[yellow]{escape(str(exc))}[/]; the command was not started", highlight=False)
         code = EXIT_ALREADY_RUNNING
+    except StorageError as exc:  # the lease refused the run (schema behind, permission)
+        code = database_failed(settings, exc)
     raise typer.Exit(code)
 
 

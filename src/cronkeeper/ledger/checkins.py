@@ -229,6 +229,6 @@ async def _write(
             return await work(conn)
 
     try:
-        return await ledger.breaker.call(run, seconds=ledger.timeout, gated=gated)
-    except Exception as exc:
-        raise StorageError(f"database unavailable ({ledger._describe(exc)})") from None
+        return await ledger.call(run, gated=gated)
+    except StorageError as exc:  # the kind is kept (unreachable, locked, schema behind …)
+        raise type(exc)(f"database unavailable ({exc})") from None
