@@ -30,6 +30,8 @@ from cronkeeper.storage.schema import cron_runs
 from tests.conftest import SECRET, make_settings
 from tests.support.pg import PgCluster
 
+pytestmark = pytest.mark.sql
+
 JOB = "collect-daily"
 POSTGRES = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 

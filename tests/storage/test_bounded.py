@@ -27,6 +27,8 @@ from cronkeeper.storage.bounded import BoundedCall
 from cronkeeper.storage.breaker import Breaker
 from cronkeeper.storage.engine import create_engine
 
+pytestmark = pytest.mark.sql
+
 
 async def _execute(engine: AsyncEngine, sql: str) -> None:
     async with engine.begin() as conn:
