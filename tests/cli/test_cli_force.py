@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cronkeeper.sandbox import serve_app
-from tests.cli.test_cli import cli
+from tests.cli.test_cli import cli, cli_process
 from tests.faults.hostile import StandIn, notion, notion_page
 
 PAGES = [notion_page(n, f"Client {n}", str(5000 + n)) for n in range(10)]
@@ -61,6 +61,7 @@ def test_runs_prints_a_stored_markup_like_notion_name_as_text(
     }
     assert cli("run", "sync-notion", env=env, cwd=tmp_path).returncode == 3  # partial
 
-    shown = cli("runs", env={**env, "COLUMNS": "400"}, cwd=tmp_path)
+    # A real process: the table's width comes from COLUMNS when the console is created.
+    shown = cli_process("runs", env={**env, "COLUMNS": "400"}, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "Acme [/b] [link=https://evil.test]x" in shown.stdout

@@ -111,9 +111,14 @@ schema = schemathesis.openapi.from_dict(DOCUMENT)
 
 
 @schema.hook
-def before_generate_path_parameters(_ctx: Any, strategy: Any) -> Any:
-    """Mix the real job names into ``{job}``: random strings alone would only ever 404."""
-    return strategy | st.fixed_dictionaries({"job": st.sampled_from(sorted(JOBS))})
+def before_generate_path_parameters(ctx: Any, strategy: Any) -> Any:
+    """Mix the real job names into ``{job}`` and ``{name}``: random strings alone would only
+    ever 404. ``{run_id}`` stays random (an unknown run is a documented 404)."""
+    path = ctx.operation.path if ctx.operation is not None else ""
+    for param in ("job", "name"):
+        if "{" + param + "}" in path:
+            return strategy | st.fixed_dictionaries({param: st.sampled_from(sorted(JOBS))})
+    return strategy
 
 
 def wrong_method(case: Case[Any]) -> bool:
