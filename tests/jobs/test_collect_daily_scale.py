@@ -137,7 +137,7 @@ async def test_the_simulator_counts_details_calls_against_the_accounts_quota(
     outcome = await harness.run("collect-daily", settings(sandbox, harness, sim))
 
     assert outcome.status == "error"  # the details call took the account's only call
-    assert [code for _, _, code in quota.refusals] == [80000]
+    assert [code for _, _, code in quota.refusals] == [quota.policy.account_code]
     assert sim.records_for("details:1001")[0].status == 200
 
 
