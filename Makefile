@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo lint typecheck check clean
+.PHONY: install test demo demo-agency lint typecheck check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/cronkeeper demo
+
+# collect-daily at an agency's scale against the simulator (bench/agency_scale.py, no doc edit).
+demo-agency: $(STAMP)
+	$(PY) bench/agency_scale.py collect --no-doc
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests bench

@@ -10,7 +10,7 @@ or two, and the pause is scaled with them (``CRONKEEPER_PACING_PAUSE`` = the win
 collect-daily runs through ``cronkeeper.runner.run_job`` (lease, ledger, HTTP client, pacer,
 deferral within ``CRONKEEPER_RUN_BUDGET``) on a fresh SQLite database, with a 28-day
 lookback: each account is one ``time_increment=1`` chain of two pages (Meta pages 25 rows),
-plus its account-details request, which the quota does not count. Runs:
+plus its account-details request, which the quota counts too (since issue 17). Runs:
 
 * **paced**: the settings an operator would use, high-water mark ``--high-water`` (default
   90 %, the documented default), pause = the window;
@@ -274,7 +274,7 @@ def report(
     args: argparse.Namespace, accounts: list[str], outcomes: list[Outcome], busy: str
 ) -> None:
     pages = math.ceil(LOOKBACK / PAGE)
-    calls = len(accounts) * pages
+    calls = len(accounts) * (pages + 1)  # + the details call, counted since issue 17
     headers = [
         "run",
         "app quota A",
@@ -362,8 +362,8 @@ def report(
         *machine_lines(),
         f"- machine load: {busy}",
         f"- {len(accounts)} ad accounts, collect-daily with a {LOOKBACK}-day lookback: one"
-        f" `time_increment=1` chain of {pages} pages per account, N = {calls} insights calls"
-        " (plus one account-details call each, not counted by the quota)",
+        f" `time_increment=1` chain of {pages} pages per account, N = {calls} calls"
+        " plus one account-details call each (counted by the quota since issue 17)",
         f"- Meta simulator in-process (uvicorn thread), {args.latency * 1000:.0f} ms per call,"
         f" quotas as rolling windows scaled from Meta's hour to W = {args.window:g} s: app"
         f" A calls per window (binding: N > A), {args.account_calls} per ad account;"

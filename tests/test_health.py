@@ -84,6 +84,7 @@ def test_jobs_that_never_ran_are_missing_in_configuration_order() -> None:
         "expectedRecords": None,
         "paused": False,
         "pausedUntil": None,
+        "inactiveUnits": 0,
     }
     reordered = Settings(
         _env_file=None, monitored_jobs="collect-benchmarks,collect-daily"

@@ -56,6 +56,9 @@ class CheckResult:
             "expectedRecords": {"low": low_high[0], "high": low_high[1]} if low_high else None,
             "paused": self.paused,
             "pausedUntil": self.paused_until.isoformat() if self.paused_until else None,
+            # Issue 17: units the latest run found inactive at the source (disabled or closed
+            # ad accounts); their failures do not make the run partial.
+            "inactiveUnits": run.inactive_units if run else 0,
         }
 
 

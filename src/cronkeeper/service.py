@@ -78,7 +78,9 @@ class Service:
         sleep: Sleep = real_sleep,
         engine: AsyncEngine | None = None,
     ) -> Service:
-        engine = engine or create_engine(settings.database_url, timeout=settings.ledger_timeout)
+        engine = engine or create_engine(
+            settings.database_url, timeout=settings.ledger_timeout, concurrency=settings.concurrency
+        )
         breaker = Breaker()  # shared: one unanswered call spares the run's other ones
         ledger = Ledger(
             engine,

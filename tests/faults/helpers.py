@@ -108,5 +108,11 @@ async def stored_insights(engine: AsyncEngine) -> dict[str, dict[str, object]]:
 
 
 def skipped_units(message: str | None) -> set[str]:
-    """The ``act_…`` units a run's ``error_message`` names as skipped (``- act_1: why``)."""
-    return set(re.findall(r"^- act_(\d+): ", message or "", flags=re.MULTILINE))
+    """The ``act_…`` units a run's ``error_message`` names as skipped: ``- act_1: why``, or a
+    group of units skipped for one cause, ``- 2 ad accounts: why — act_1, act_2`` (the first
+    five of a group are named, then ``…``)."""
+    text = message or ""
+    units = set(re.findall(r"^- act_(\d+): ", text, flags=re.MULTILINE))
+    for named in re.findall(r"^- \d+ .* — ((?:act_\d+, )*act_\d+)(?:, …)?$", text, re.MULTILINE):
+        units.update(re.findall(r"act_(\d+)", named))
+    return units

@@ -97,7 +97,10 @@ async def known_details(service: Service, accounts: Iterable[str]) -> None:
     async with service.engine.begin() as conn:
         await conn.execute(
             insert(meta_account_details),
-            [{"ad_account_id": a, "timezone_name": "UTC", "fetched_at": now} for a in accounts],
+            [
+                {"ad_account_id": a, "timezone_name": "UTC", "fetched_at": now, "account_status": 1}
+                for a in accounts
+            ],
         )
 
 

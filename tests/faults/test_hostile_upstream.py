@@ -295,8 +295,10 @@ async def test_a_gzip_bomb_fails_the_unit_within_the_cap_and_changes_nothing(
     assert (outcome.status, outcome.summary.records_count) == ("error", 0)
     assert "larger than 4 MiB once decoded (CRONKEEPER_MAX_RESPONSE_BYTES)" in outcome.message
     assert META_TOKEN not in outcome.message
-    # The good run asked for details and insights; this one for details, once: not retried.
-    assert len(upstream.meta.asked) == 3
+    # The good run asked for details and insights; this one for details, once (not retried),
+    # then, on the stored details (issue 17), for insights, once: the bomb again.
+    assert len(upstream.meta.asked) == 4
+    assert "details not read again, the stored ones of" in outcome.message
     assert await snapshot(harness, meta_daily_insights) == before
     assert cap > CHUNK
 

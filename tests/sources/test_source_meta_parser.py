@@ -279,3 +279,15 @@ def test_account_details_without_a_usable_zone_are_rejected(payload: object, exp
         parse_account_details(payload, ad_account_id="9")
     assert str(info.value).startswith("Meta ad account 9: details: ")
     assert expected in str(info.value)
+
+
+def test_details_carry_the_account_status_and_whether_it_is_inactive() -> None:
+    """Meta's AdAccount reference: 1 ACTIVE, 2 DISABLED, 101 CLOSED, 9 IN_GRACE_PERIOD (still
+    delivering), …; an unknown value is not taken for inactive."""
+    base = {"timezone_name": "UTC"}
+    for status, inactive in [(1, False), (2, True), (101, True), (9, False), (777, False)]:
+        details = parse_account_details(base | {"account_status": status}, ad_account_id="1")
+        assert (details.account_status, details.inactive) == (status, inactive)
+    assert parse_account_details(base, ad_account_id="1").account_status is None
+    with pytest.raises(PayloadError, match="account_status"):
+        parse_account_details(base | {"account_status": "2"}, ad_account_id="1")

@@ -15,7 +15,8 @@ Decisions, for the operator:
   without a stored currency counts under ``unknown``.
 - Meta rewrites the last 28 days of insights on every collect-daily run (restatement) and a
   backfill can rewrite any week: each run also recomputes every earlier week whose insights
-  were collected after its benchmarks were computed.
+  were collected after its benchmarks were computed, and only those (found among the rows
+  collected since the last computation: the cost does not grow with the history).
 - An account with a zero denominator is left out of that metric only; a metric with no account
   is not written. ``sample_size`` is the number of accounts behind each metric.
 - An ad account with no ``accounts`` row, or a row without an industry, counts as ``unknown``.
@@ -212,10 +213,22 @@ def _rows(week_start: date, found: list[Benchmark], now: datetime) -> list[dict[
     ]
 
 
+CHANGES_MARGIN = timedelta(days=7)
+"""How far before the newest benchmark computation changed insights are looked for."""
+
+
 async def stale_weeks(conn: AsyncConnection, before: date) -> list[date]:
     """Week starts before ``before`` whose insights were collected after their benchmarks
     were computed (a restatement or a backfill rewrote them), oldest first. Two small reads:
-    the benchmarked weeks, then the newest ``collected_at`` per insight day from the oldest."""
+    the benchmarked weeks, then the newest ``collected_at`` per insight day among the rows
+    collected since the last computation (less :data:`CHANGES_MARGIN`).
+
+    Only rows collected since then can be newer than a week's benchmarks: a row collected
+    earlier was seen by that run, which recomputed its week. Read through
+    ``idx_meta_daily_insights_collected`` (migration 0009), the cost follows what changed
+    since the last run (accounts × restatement days), not the whole insight history, which
+    each weekly run used to re-group (issue 17.5). A week a failed run left stale for longer
+    than the margin is recomputed by ``cronkeeper backfill collect-benchmarks``."""
     table = weekly_benchmarks
     computed = {
         row.week_start: row.computed
@@ -228,12 +241,23 @@ async def stale_weeks(conn: AsyncConnection, before: date) -> list[date]:
     if not computed:
         return []
     insights = meta_daily_insights
+    since = max(computed.values()) - CHANGES_MARGIN
+    # The rows collected since then, alone and first (a materialized CTE: SQLite and
+    # PostgreSQL 12+), through the index on collected_at; grouped by date afterwards. Asked as
+    # one query, SQLite's planner walks the date index for the GROUP BY instead, which is the
+    # whole history.
+    recent = (
+        select(insights.c.date, insights.c.collected_at)
+        .where(insights.c.collected_at > since)
+        .cte("recent")
+        .prefix_with("MATERIALIZED")
+    )
     collected = {
         row.date: row.collected
         for row in await conn.execute(
-            select(insights.c.date, func.max(insights.c.collected_at).label("collected"))
-            .where(insights.c.date >= min(computed), insights.c.date < before + timedelta(days=6))
-            .group_by(insights.c.date)
+            select(recent.c.date, func.max(recent.c.collected_at).label("collected")).group_by(
+                recent.c.date
+            )
         )
     }
     return [

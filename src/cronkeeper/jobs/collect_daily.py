@@ -7,12 +7,17 @@ and one transaction; at most ``CRONKEEPER_CONCURRENCY`` accounts have a request 
 an account waiting out a 429 or a retry wait gives its slot to the next one.
 
 Which days: Meta counts an account's day in the account's own ``timezone_name``, read from
-``GET /act_{id}`` and kept in ``meta_account_details`` (read again at most once a day). A run
+``GET /act_{id}`` and kept in ``meta_account_details`` (read again once per calendar day of the
+account's zone: the first run after its midnight refreshes them, whatever the start times). A run
 without a date collects up to each account's own yesterday; ``--date D`` means D in each
 account's zone, but a day that has not ended there yet is left for a later run. Meta revises
 a day's figures for 28 days, so every run re-reads the last ``META_LOOKBACK_DAYS`` days up to
 that day in one request chain (``time_increment=1``) and overwrites them: stored conversions
 are corrected by the following runs.
+
+The details call is an API call like any other (issue 17): paced on the account's quota,
+retried, and set aside when Meta asks for a long wait. When it still fails, the stored details
+are used if there are any (the run's message says so); only an account never read is skipped.
 
 An account that still fails after its retries (HTTP, throttling, an expired token, a
 malformed page, unreadable details) is skipped and named in the run's message; nothing of it
@@ -21,12 +26,17 @@ day Meta has no row for (no delivery) is simply absent. A row without spend, imp
 clicks, or a day answered twice with different figures, fails the account (its stored rows
 stay; :mod:`cronkeeper.sources.meta`), and the run's message says how many stored rows it
 changed, since a wrong answer leaves the record count as it was (issue 19).
+
+Inactive accounts (``account_status`` disabled, closed, …; see
+:data:`~cronkeeper.sources.meta.INACTIVE_ACCOUNT_STATUSES`) are still read while Meta answers,
+so their history stays; when they fail, they are reported as inactive, which does not make the
+run ``partial``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from sqlalchemy import select
 
@@ -44,18 +54,18 @@ from cronkeeper.jobs._common import (
 )
 from cronkeeper.jobs.base import JobContext, lookback, source_day
 from cronkeeper.ledger import RunTracker
+from cronkeeper.reportday import local_day
 from cronkeeper.sources import AccountDetails, MetaClient, MetaInsight
+from cronkeeper.sources.meta import DETAIL_FIELDS
 from cronkeeper.storage.schema import accounts, meta_account_details, meta_daily_insights
 from cronkeeper.storage.upsert import upsert
 
-__all__ = ["DETAILS_MAX_AGE", "ad_accounts", "insight_row", "run", "stored_details"]
+__all__ = ["ad_accounts", "details_due", "insight_row", "run", "stored_details"]
 
 _FIGURES = {
     "key": ("ad_account_id", "date"),
     "figures": ("spend", "impressions", "clicks", "reach", "conversions", "leads", "currency"),
 }
-DETAILS_MAX_AGE = timedelta(days=1)
-"""Account details younger than this are used as stored; older ones are read again."""
 
 
 async def ad_accounts(ctx: JobContext) -> list[str]:
@@ -82,7 +92,9 @@ async def stored_details(
             result = await conn.execute(select(table).where(table.c.ad_account_id.in_(ids)))
             return {
                 r.ad_account_id: (
-                    AccountDetails(r.ad_account_id, r.name, r.timezone_name, r.currency),
+                    AccountDetails(
+                        r.ad_account_id, r.name, r.timezone_name, r.currency, r.account_status
+                    ),
                     r.fetched_at,
                 )
                 for r in result
@@ -98,7 +110,18 @@ def details_row(details: AccountDetails, fetched_at: datetime) -> dict[str, obje
         "timezone_name": details.timezone_name,
         "currency": details.currency,
         "fetched_at": fetched_at,
+        "account_status": details.account_status,
     }
+
+
+def details_due(details: AccountDetails, fetched_at: datetime, now: datetime) -> bool:
+    """Whether stored details must be read again: once per calendar day of the account's zone.
+
+    Not "older than 24 h": with start times drifting by minutes, a 24-hour age is crossed on
+    about every other run. Details stored without a status (before it was read) are due too.
+    """
+    zone = details.zone
+    return details.account_status is None or local_day(fetched_at, zone) != local_day(now, zone)
 
 
 def insight_row(
@@ -128,28 +151,66 @@ async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
     known = await stored_details(ctx, ids)
     now = ctx.clock()
     changed: dict[str, int] = {}
+    inactive: set[str] = set()
+    """Accounts whose latest known status is inactive: their failures are not the run's."""
+    fell_back: set[str] = set()
+    """Accounts whose details could not be read this run: the stored ones are used."""
+    read_now: dict[str, AccountDetails] = {}
+    """Details read in this run (kept when the account is set aside and started again)."""
 
-    async def collect(account: str) -> None:
+    async def details_of(account: str) -> tuple[AccountDetails, bool] | None:
+        """The account's details and whether they were read now; ``None``: skipped."""
+        if account in read_now:
+            return read_now[account], True
         stored = known.get(account)
-        fresh: AccountDetails | None = None
-        if stored is not None and now - stored[1] < DETAILS_MAX_AGE:
-            details = stored[0]
-        else:
-            try:
-                details = fresh = await client.account_details(account)
-            except (WaitTooLong, *STOPS_SOURCE):
-                raise  # set aside until the API's wait is over, or stop: as for insights
-            except Exception as exc:
+        if stored is not None and (
+            account in fell_back or not details_due(stored[0], stored[1], ctx.clock())
+        ):
+            return stored[0], False
+        try:
+            read_now[account] = await client.account_details(account)
+            return read_now[account], True
+        except STOPS_SOURCE:
+            raise  # the API refuses the pinned version: every account would fail the same
+        except Exception as exc:
+            if stored is None:
+                if isinstance(exc, WaitTooLong):
+                    raise  # set aside (or skipped past the budget) like an insights call
                 run.skip(
                     f"act_{account}",
                     "could not read its time zone and currency (GET act_"
-                    f"{account}?fields=name,timezone_name,currency), so its days are unknown: "
+                    f"{account}?fields={DETAIL_FIELDS}), so its days are unknown: "
                     f"{describe_failure(exc)}",
                 )
-                return
+                return None
+            reason = describe_failure(exc)
+        fell_back.add(account)
+        read = local_day(stored[1], stored[0].zone).isoformat()
+        run.note_unit(
+            f"act_{account}", f"details not read again, the stored ones of {read} used: {reason}"
+        )
+        return stored[0], False
+
+    async def collect(account: str) -> None:
+        found = await details_of(account)
+        if found is None:
+            return
+        details, is_fresh = found
+        fresh = details if is_fresh else None
+        if details.inactive:
+            inactive.add(account)
+        else:
+            inactive.discard(account)
         end = source_day(now, details.zone, day, explicit=ctx.explicit_day)
         since, until = lookback(end, ctx.settings.meta_lookback_days)
-        insights = await client.insights(account, since, until)
+        try:
+            insights = await client.insights(account, since, until)
+        except (WaitTooLong, *STOPS_SOURCE):
+            raise  # set aside (the details read are kept for its next start), or stop
+        except Exception:
+            if fresh is not None:  # keep what Meta said (status, zone) of an account failing
+                await keep_details(fresh)
+            raise
         collected_at = ctx.clock()
         rows = [insight_row(i, collected_at, details.currency) for i in insights]
         try:
@@ -163,8 +224,17 @@ async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
         changed[account] = rewritten
         run.stored(written)
 
+    async def keep_details(details: AccountDetails) -> None:
+        """Store fresh details of an account whose insights failed (best effort: the insights
+        failure is what the run reports), so that its status is known and not re-read."""
+        try:
+            async with ctx.engine.begin() as conn:
+                await upsert(conn, meta_account_details, [details_row(details, ctx.clock())])
+        except Exception:  # noqa: S110 - the account is skipped for its own failure anyway
+            pass
+
     def failed(account: str, exc: Exception) -> None:
-        run.skip(f"act_{account}", describe_failure(exc))
+        run.skip(f"act_{account}", describe_failure(exc), inactive=account in inactive)
 
     await for_each(ids, collect, limit=slots, on_error=failed, defer=deferral(ctx))
     if any(changed.values()):

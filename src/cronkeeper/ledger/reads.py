@@ -19,11 +19,13 @@ from sqlalchemy import (
     CompoundSelect,
     Row,
     Select,
+    Update,
     func,
     literal_column,
     or_,
     select,
     union_all,
+    update,
 )
 
 from cronkeeper.ledger.models import RunRow
@@ -32,6 +34,7 @@ from cronkeeper.storage.schema import cron_runs
 __all__ = [
     "FILTER_DEPTH",
     "RUN_COLUMNS",
+    "abandoned_statement",
     "count_statement",
     "done_dates_statement",
     "last_runs_statement",
@@ -157,6 +160,31 @@ def count_statement() -> Select[Any]:
 IS_SUCCESS = cron_runs.c.status == literal_column("'success'")
 """A literal, not a bound parameter: the planner must see that the query implies the partial
 index's ``WHERE status = 'success'`` when it plans, whatever the driver does with parameters."""
+
+
+IS_RUNNING = cron_runs.c.status == literal_column("'running'")
+"""A literal for the same reason: the query must imply ``idx_cron_runs_running``'s
+``WHERE status = 'running'`` (migration 0009) when it is planned."""
+
+
+def abandoned_statement(
+    cron_name: str, *, finished_at: datetime, reason: str, keep: Sequence[str] = ()
+) -> Update:
+    """Close every ``running`` row of ``cron_name`` (but ``keep``) as ``error``; returns ids.
+
+    Reads ``idx_cron_runs_running`` (migration 0009), which holds only the running rows: the
+    cost does not grow with the job's history (``bench/ledger_overhead.py``), where the
+    ``cron_name``/``started_at`` index made it walk every run the job ever had.
+    """
+    running = [cron_runs.c.cron_name == cron_name, IS_RUNNING]
+    if keep:
+        running.append(cron_runs.c.id.not_in(list(keep)))
+    return (
+        update(cron_runs)
+        .where(*running)
+        .values(status="error", finished_at=finished_at, error_message=reason)
+        .returning(cron_runs.c.id)
+    )
 
 
 def last_success_statement(cron_names: Sequence[str]) -> CompoundSelect[Any]:

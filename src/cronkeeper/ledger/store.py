@@ -33,6 +33,7 @@ from cronkeeper.config import JOB_NAMES
 from cronkeeper.errors import DatabaseLocked, DatabaseUnreachable, StorageError
 from cronkeeper.ledger.models import FINAL_STATUSES, RunRow, RunSummary, Skipped, summarize
 from cronkeeper.ledger.reads import (
+    abandoned_statement,
     count_statement,
     done_dates_statement,
     last_runs_statement,
@@ -69,6 +70,9 @@ class RunTracker:
     skipped: list[Skipped] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     """What the operator must know of a run even when it succeeded (figures rewritten …)."""
+    unit_notes: list[Skipped] = field(default_factory=list)
+    """Notes about units (e.g. stored details used instead of fresh ones): grouped by cause
+    like skips under ``notes:``; they do not change the status."""
     summary: RunSummary | None = None
     """Set when the run ended: what was (or would have been) written to the ledger."""
 
@@ -77,8 +81,14 @@ class RunTracker:
         self.units_stored += 1
         self.records_count += records
 
-    def skip(self, unit: str, reason: str) -> None:
-        self.skipped.append(Skipped(unit, reason))
+    def skip(self, unit: str, reason: str, *, inactive: bool = False) -> None:
+        """``unit`` could not be stored; ``inactive``: it is inactive at the source, so this
+        is reported but is not a failure of the run."""
+        self.skipped.append(Skipped(unit, reason, inactive))
+
+    def note_unit(self, unit: str, text: str) -> None:
+        """A note about one unit that was stored anyway (grouped with its likes)."""
+        self.unit_notes.append(Skipped(unit, text))
 
     def note(self, text: str) -> None:
         """Add one line to the run's message, whatever its status."""
@@ -257,17 +267,13 @@ class Ledger:
         # A run whose end waits in the local spool finished: record it, never abandon it.
         await self.replay_spool()
         spooled = sorted(await asyncio.to_thread(self.spool.run_ids)) if self.spool else []
-        running = [cron_runs.c.cron_name == cron_name, cron_runs.c.status == "running"]
-        if spooled:
-            running.append(cron_runs.c.id.not_in(spooled))
 
         async def close() -> list[str]:
             async with self.engine.begin() as conn:
                 result = await conn.execute(
-                    update(cron_runs)
-                    .where(*running)
-                    .values(status="error", finished_at=self.clock(), error_message=reason)
-                    .returning(cron_runs.c.id)
+                    abandoned_statement(
+                        cron_name, finished_at=self.clock(), reason=reason, keep=spooled
+                    )
                 )
                 return [str(r[0]) for r in result]
 
@@ -313,6 +319,7 @@ class Ledger:
             skipped=tracker.skipped,
             unit_label=unit_label,
             notes=tracker.notes,
+            unit_notes=tracker.unit_notes,
         )
         summary = RunSummary(
             summary.status,

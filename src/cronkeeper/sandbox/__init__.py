@@ -26,7 +26,7 @@ from cronkeeper.sandbox.data import (
 from cronkeeper.sandbox.demo import DemoCredentials, DemoEndpoints, DemoWorld, demo_world
 from cronkeeper.sandbox.faults import Fault, FaultKind, FaultMix, FaultPlan, MalformedMode
 from cronkeeper.sandbox.log import RequestLog, RequestRecord
-from cronkeeper.sandbox.meta import MetaAccount, MetaSimulator
+from cronkeeper.sandbox.meta import AgencyScenario, MetaAccount, MetaSimulator, agency_scenario
 from cronkeeper.sandbox.mixpanel import MixpanelProject, MixpanelSimulator
 from cronkeeper.sandbox.notion import (
     NOTION_VERSION,
@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_CONVERSION_ACTIONS",
     "DEFAULT_LEAD_ACTIONS",
     "NOTION_VERSION",
+    "AgencyScenario",
     "DemoCredentials",
     "DemoEndpoints",
     "DemoWorld",
@@ -61,6 +62,7 @@ __all__ = [
     "RequestRecord",
     "SandboxServerError",
     "Simulator",
+    "agency_scenario",
     "demo_world",
     "meta_day",
     "mixpanel_count",

@@ -47,10 +47,16 @@ from cronkeeper.sandbox._asgi import (
 )
 from cronkeeper.sandbox.data import MetaDay, date_range, meta_day
 from cronkeeper.sandbox.faults import Fault, FaultMix
-from cronkeeper.sandbox.quota import ACCOUNT_REFUSALS, APP_REFUSAL, Admission, MetaQuota
+from cronkeeper.sandbox.quota import (
+    ACCOUNT_REFUSALS,
+    APP_REFUSAL,
+    Admission,
+    MetaQuota,
+    QuotaPolicy,
+)
 from cronkeeper.versions import META_VERSIONS, meta_version_key
 
-__all__ = ["MetaAccount", "MetaSimulator"]
+__all__ = ["AgencyScenario", "MetaAccount", "MetaSimulator", "agency_scenario"]
 
 _PATH = re.compile(r"^/(?P<version>v\d+\.\d+)/act_(?P<id>[^/]+)/insights/?$")
 _DETAILS = re.compile(r"^/(?P<version>v\d+\.\d+)/act_(?P<id>[^/]+)/?$")
@@ -99,6 +105,14 @@ class MetaAccount:
     name: str | None = None
     max_range_days: int | None = None
     timeout_code: int = 100
+    account_status: int = 1
+    """Meta's ``account_status`` (1 active, 2 disabled, 101 closed, …; AdAccount reference)."""
+    permitted: bool = True
+    """``False``: the token may not read this account; every call answers Meta's permission
+    error (see :func:`permission_refusal`)."""
+    closed_refuses: bool = False
+    """With ``account_status`` 101 (closed): insights calls are refused (see
+    :func:`_closed_refusal`) instead of answering the history."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "account_id", strip_act(self.account_id))
@@ -218,8 +232,12 @@ class MetaSimulator(Simulator):
                 subcode=33,
                 type_="GraphMethodException",
             )
+        if not account.permitted:
+            return permission_refusal(account)
         if not request.path.rstrip("/").endswith("/insights"):
-            return self._details(account, request)
+            return self._details_under_quota(account, request)
+        if account.account_status == 101 and account.closed_refuses:
+            return _closed_refusal(account)
         level = request.query.get("level", "account")
         if level != "account":
             return _error(400, 100, f"(#100) The sandbox serves level=account only, not {level}")
@@ -304,12 +322,31 @@ class MetaSimulator(Simulator):
             "name": account.name or f"Sandbox account {account.account_id}",
             "timezone_name": account.timezone_name,
             "currency": account.currency,
+            "account_status": account.account_status,
         }
         fields = _parse_fields(request.query.get("fields"))
         if fields is not None:
             node = {k: v for k, v in node.items() if k in fields}
         node["id"] = f"act_{account.account_id}"
         return json_reply(200, node)
+
+    # -- agency scale (issue 17): details under the quota ------------------------------------
+
+    def _details_under_quota(self, account: MetaAccount, request: SimRequest) -> Reply:
+        """A details call draws on the ad account's quota like an insights call: Meta's
+        Business Use Case limits count every Marketing API call of the ad account, not only
+        insights, and every answer carries the usage headers
+        (https://developers.facebook.com/docs/graph-api/overview/rate-limiting, "Business Use
+        Case Rate Limits" and "Headers"; airbyte's source-facebook-marketing reads account
+        details through the same throttled ``FacebookAdsApi``). Before issue 17 the simulator
+        answered details outside its quota, so no test could see a throttled details call."""
+        if self.quota is None:
+            return self._details(account, request)
+        admission = self.quota.admit(account.account_id)
+        if not admission.admitted:
+            return _quota_refusal(admission)
+        usage = [(k, v) for k, v in admission.headers if k.lower() != "x-fb-ads-insights-throttle"]
+        return self._details(account, request).with_headers(*usage)
 
     def _parts(
         self, account: MetaAccount, since: date, until: date, increment: str | None
@@ -365,6 +402,33 @@ def _error(
     return json_reply(status, {"error": error})
 
 
+def permission_refusal(account: MetaAccount) -> Reply:
+    """Meta's answer when the token lacks permission on the ad account: code 200 ("Permissions
+    error", the 200-299 family) on insights, as Meta's error reference lists it
+    (https://developers.facebook.com/docs/graph-api/guides/error-handling: 10 "API Permission
+    Denied", 200-299 "API Permission"). Not retried by the client (a permanent client error)."""
+    return _error(
+        400,
+        200,
+        f"(#200) Ad account owner has NOT grant ads_management or ads_read permission"
+        f" (act_{account.account_id})",
+        type_="OAuthException",
+    )
+
+
+def _closed_refusal(account: MetaAccount) -> Reply:
+    """A simulator's choice for a closed account's insights: the Graph API's answer for an
+    object the token cannot load (code 100, subcode 33, as for an unknown account above)."""
+    return _error(
+        400,
+        100,
+        f"Unsupported get request. Object with ID 'act_{account.account_id}' does not exist,"
+        " cannot be loaded due to missing permissions, or does not support this operation.",
+        subcode=33,
+        type_="GraphMethodException",
+    )
+
+
 def _quota_refusal(admission: Admission) -> Reply:
     """Meta's answer to a call over a quota: HTTP 400 with the code and subcode Meta's
     rate-limiting page gives for that scope (:mod:`.quota`), usage headers kept."""
@@ -414,3 +478,115 @@ def _decode_cursor(cursor: str) -> int | None:
     if prefix != "row" or not number.isdigit():
         return None
     return int(number)
+
+
+# -- an agency's scale (issue 17): a documented scenario ---------------------------------------
+
+AGENCY_ZONES = (
+    "America/Los_Angeles",
+    "America/New_York",
+    "Europe/London",
+    "Europe/Berlin",
+    "Asia/Seoul",
+    "Australia/Sydney",
+)
+AGENCY_CURRENCIES = ("USD", "EUR", "KRW")
+AGENCY_INACTIVE_STATUSES = (2, 101, 3, 7, 100)
+"""Disabled, closed, unsettled, pending risk review, pending closure (Meta's AdAccount
+reference, ``account_status``), given in turn to the inactive accounts."""
+
+
+@dataclass(frozen=True)
+class AgencyScenario:
+    """A thousand ad accounts as an agency has them; see :func:`agency_scenario`."""
+
+    accounts: tuple[MetaAccount, ...]
+    policy: QuotaPolicy
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(a.account_id for a in self.accounts)
+
+    @property
+    def inactive(self) -> tuple[str, ...]:
+        return tuple(a.account_id for a in self.accounts if a.account_status != 1)
+
+    @property
+    def forbidden(self) -> tuple[str, ...]:
+        return tuple(a.account_id for a in self.accounts if not a.permitted)
+
+    @property
+    def active(self) -> tuple[str, ...]:
+        return tuple(a.account_id for a in self.accounts if a.account_status == 1 and a.permitted)
+
+    def simulator(
+        self,
+        *,
+        access_token: str = "sandbox-meta-token",  # noqa: S107 - a fake, sandbox only
+        latency: float = 0.0,
+        clock: Callable[[], datetime] | None = None,
+        quota_clock: Callable[[], float] | None = None,
+    ) -> MetaSimulator:
+        """A simulator serving these accounts under a fresh quota of :attr:`policy`."""
+        quota = MetaQuota(self.policy, **({"clock": quota_clock} if quota_clock else {}))
+        return MetaSimulator(
+            self.accounts, access_token=access_token, latency=latency, clock=clock, quota=quota
+        )
+
+
+def agency_scenario(
+    accounts: int = 1000,
+    *,
+    inactive_per_100: int = 3,
+    forbidden_per_100: int = 1,
+    policy: QuotaPolicy | None = None,
+    first_id: int = 120_230_000_000_000,
+) -> AgencyScenario:
+    """``accounts`` ad accounts over six time zones and three currencies (in turn), of which
+    ``inactive_per_100`` in a hundred are inactive (statuses 2, 101, 3, 7, 100 in turn; the
+    closed ones refuse insights, the others answer with no delivery, as a disabled account
+    spends nothing) and ``forbidden_per_100`` the token has no permission on (Meta's error
+    200 on every call). Deterministic: account ``i`` is inactive (or forbidden) when
+    ``i % 100`` falls on one of that many evenly spaced slots; the same call gives the same
+    world.
+
+    ``policy`` defaults to a binding quota scaled from Meta's hour to 10 s windows: 500 app
+    calls and 10 per ad account per window (a complete run needs 3 calls per account: the
+    details and two insights pages of a 28-day lookback). Use it from tests
+    (``agency_scenario(40).simulator(...)``) and from scripts (``bench/agency_scale.py``).
+    """
+    if not 0 <= inactive_per_100 + forbidden_per_100 <= 100:
+        raise ValueError("inactive and forbidden accounts are at most 100 per hundred")
+    inactive_slots = _spaced(inactive_per_100, offset=0, taken=set())
+    forbidden_slots = _spaced(forbidden_per_100, offset=50, taken=inactive_slots)
+    made: list[MetaAccount] = []
+    statuses = iter(AGENCY_INACTIVE_STATUSES * (accounts // len(AGENCY_INACTIVE_STATUSES) + 1))
+    for i in range(accounts):
+        slot = i % 100
+        status = next(statuses) if slot in inactive_slots else 1
+        made.append(
+            MetaAccount(
+                str(first_id + i),
+                currency=AGENCY_CURRENCIES[i % len(AGENCY_CURRENCIES)],
+                timezone_name=AGENCY_ZONES[i % len(AGENCY_ZONES)],
+                name=f"Agency client {i + 1}",
+                account_status=status,
+                no_delivery=status not in (1, 101),
+                closed_refuses=status == 101,
+                permitted=slot not in forbidden_slots,
+            )
+        )
+    return AgencyScenario(
+        tuple(made), policy or QuotaPolicy(account_calls=10, app_calls=500, window=10.0)
+    )
+
+
+def _spaced(count: int, *, offset: int, taken: set[int]) -> set[int]:
+    """``count`` slots of 0…99 spaced evenly from ``offset``, each moved on past ``taken``."""
+    slots: set[int] = set()
+    for k in range(count):
+        slot = (offset + round(k * 100 / count)) % 100
+        while slot in taken or slot in slots:
+            slot = (slot + 1) % 100
+        slots.add(slot)
+    return slots

@@ -50,7 +50,9 @@ if TYPE_CHECKING:
     from cronkeeper.http import HttpContext
 
 __all__ = [
+    "ACTIVE_ACCOUNT_STATUSES",
     "DETAIL_FIELDS",
+    "INACTIVE_ACCOUNT_STATUSES",
     "INSIGHT_FIELDS",
     "MAX_PAGES",
     "REQUIRED_FIELDS",
@@ -65,7 +67,19 @@ __all__ = [
 log = logging.getLogger("cronkeeper.sources.meta")
 
 INSIGHT_FIELDS = "spend,impressions,clicks,reach,actions,account_currency,date_start,date_stop"
-DETAIL_FIELDS = "name,timezone_name,currency"
+DETAIL_FIELDS = "name,timezone_name,currency,account_status"
+
+ACTIVE_ACCOUNT_STATUSES = frozenset({1, 8, 9, 201})
+"""``account_status`` values of an ad account that still delivers, from Meta's AdAccount
+reference (https://developers.facebook.com/docs/marketing-api/reference/ad-account/, field
+``account_status``: 1 ACTIVE, 2 DISABLED, 3 UNSETTLED, 7 PENDING_RISK_REVIEW,
+8 PENDING_SETTLEMENT, 9 IN_GRACE_PERIOD, 100 PENDING_CLOSURE, 101 CLOSED, 201 ANY_ACTIVE,
+202 ANY_CLOSED). The same page counts ads as running only in accounts of status "1 - active,
+8 - pending settlement, 9 - in grace period"; facebook-python-business-sdk reads the field as
+``AdAccount.Field.account_status`` (``facebook_business/adobjects/adaccount.py``)."""
+INACTIVE_ACCOUNT_STATUSES = frozenset({2, 3, 7, 100, 101, 202})
+"""Disabled, unsettled, under risk review, closing or closed: no delivery expected. An unknown
+value counts as active, so that a new status Meta adds never hides a failure."""
 MAX_PAGES = 1000
 """More pages than this for one account's request chain can only be a paging loop."""
 
@@ -78,10 +92,17 @@ class AccountDetails:
     name: str | None
     timezone_name: str
     currency: str | None
+    account_status: int | None = None
+    """Meta's ``account_status`` (``None``: not known, e.g. details stored before it was read)."""
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone_name)
+
+    @property
+    def inactive(self) -> bool:
+        """Disabled, closed or otherwise not delivering (:data:`INACTIVE_ACCOUNT_STATUSES`)."""
+        return self.account_status in INACTIVE_ACCOUNT_STATUSES
 
 
 def parse_account_details(payload: object, *, ad_account_id: str) -> AccountDetails:
@@ -114,7 +135,12 @@ def parse_account_details(payload: object, *, ad_account_id: str) -> AccountDeta
                 f"{unit}: details: field {field!r}: expected a string, got {describe(value)}"
             )
         texts[field] = storable_text(value, f"{unit}: details: field {field!r}") if value else None
-    return AccountDetails(account, texts["name"], zone_name, texts["currency"])
+    status = payload.get("account_status")
+    if status is not None and (isinstance(status, bool) or not isinstance(status, int)):
+        raise PayloadError(
+            f"{unit}: details: field 'account_status': expected an integer, got {describe(status)}"
+        )
+    return AccountDetails(account, texts["name"], zone_name, texts["currency"], status)
 
 
 @dataclass(frozen=True)
@@ -384,9 +410,11 @@ class MetaClient:
         return first + await self._halving(account, middle + timedelta(days=1), until, unit)
 
     async def account_details(self, ad_account_id: str) -> AccountDetails:
-        """``GET /{version}/act_{id}?fields=name,timezone_name,currency``: the account's own
-        time zone (Meta counts its days there) and currency (facebook-python-business-sdk,
-        ``AdAccount.Field.timezone_name`` / ``currency``)."""
+        """``GET /{version}/act_{id}?fields=name,timezone_name,currency,account_status``: the
+        account's own time zone (Meta counts its days there), currency and status
+        (facebook-python-business-sdk, ``AdAccount.Field.timezone_name`` / ``currency`` /
+        ``account_status``). The call draws on the ad account's quota like an insights call
+        (its URL is ``/act_{id}``, its pacing scope), so it is paced and set aside the same way."""
         account = normalize_ad_account_id(ad_account_id)
         unit = f"Meta ad account {account}"
         url = f"{self._base}/{self._version}/act_{account}"

@@ -29,6 +29,7 @@ __all__ = [
     "current_revision",
     "head_revision",
     "is_sqlite",
+    "pool_limits",
     "read_connection",
     "schema_lag",
     "upgrade",
@@ -90,7 +91,35 @@ def _create_private(database: Path) -> None:
     os.close(fd)
 
 
-def create_engine(database_url: str, *, timeout: float = 5.0, **kwargs: Any) -> AsyncEngine:
+POOL_SIZE = 5
+POOL_RESERVE = 10
+"""Connections beyond one per concurrent unit: the ledger, lease renewals, health, the API."""
+
+
+def pool_limits(concurrency: int | None) -> tuple[int, int]:
+    """``(pool_size, max_overflow)`` for a process that stores up to ``concurrency`` units at
+    once (``CRONKEEPER_CONCURRENCY``): room for every unit plus :data:`POOL_RESERVE`, so that
+    no unit waits out ``pool_timeout`` and ends "fetched, but could not store" (issue 17.5:
+    64 units on a pool of 15). Idle overflow connections are closed, not kept."""
+    total = max(POOL_SIZE + 10, (concurrency or 0) + POOL_RESERVE)
+    return POOL_SIZE, total - POOL_SIZE
+
+
+def _pool_options(concurrency: int | None) -> dict[str, Any]:
+    size, overflow = pool_limits(concurrency)
+    if concurrency is not None:
+        log.info(
+            "database pool: up to %d connections (%d kept) for CRONKEEPER_CONCURRENCY=%d",
+            size + overflow,
+            size,
+            concurrency,
+        )
+    return {"pool_size": size, "max_overflow": overflow}
+
+
+def create_engine(
+    database_url: str, *, timeout: float = 5.0, concurrency: int | None = None, **kwargs: Any
+) -> AsyncEngine:
     """An async engine for ``database_url`` (the user's form; the driver is chosen here).
 
     Raises :class:`~cronkeeper.errors.StorageError` when a SQLite file's directory cannot be
@@ -107,11 +136,14 @@ def create_engine(database_url: str, *, timeout: float = 5.0, **kwargs: Any) -> 
     """
     url = make_url(normalize_database_url(database_url))
     if url.get_backend_name() == "sqlite":
+        sizing: dict[str, Any] = {}
         if url.database and url.database != ":memory:":
             _make_parent(Path(url.database))
             _create_private(Path(url.database))
+            if kwargs.get("poolclass") is None:  # a file: a queue pool, sized like PostgreSQL's
+                sizing = _pool_options(concurrency)
         busy = timeout * SQLITE_BUSY_SHARE
-        engine = create_async_engine(url, connect_args={"timeout": busy}, **kwargs)
+        engine = create_async_engine(url, connect_args={"timeout": busy}, **{**sizing, **kwargs})
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -129,7 +161,7 @@ def create_engine(database_url: str, *, timeout: float = 5.0, **kwargs: Any) -> 
     }
     options: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 1800}
     if kwargs.get("poolclass") is not NullPool:  # NullPool refuses the sizing arguments
-        options.update(pool_size=5, max_overflow=10, pool_timeout=timeout)
+        options.update(_pool_options(concurrency), pool_timeout=timeout)
     options.update(kwargs)
     return create_async_engine(url, connect_args=connect_args, **options)
 

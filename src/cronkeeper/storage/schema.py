@@ -156,6 +156,13 @@ Index(
     postgresql_where=text("status = 'success'"),
     sqlite_where=text("status = 'success'"),
 )
+# Each job's running runs only (migration 0009): closing abandoned runs at any history size.
+Index(
+    "idx_cron_runs_running",
+    cron_runs.c.cron_name,
+    postgresql_where=text("status = 'running'"),
+    sqlite_where=text("status = 'running'"),
+)
 
 cron_leases = Table(
     "cron_leases",
@@ -222,6 +229,8 @@ meta_daily_insights = Table(
     Column("leads", Money, nullable=False, server_default="0"),
     PrimaryKeyConstraint("ad_account_id", "date"),
     Index("idx_meta_daily_insights_date", "date"),
+    # What changed since the last benchmarks (migration 0009; jobs/collect_benchmarks.py).
+    Index("idx_meta_daily_insights_collected", "collected_at"),
 )
 
 meta_account_details = Table(
@@ -232,6 +241,7 @@ meta_account_details = Table(
     Column("timezone_name", Text, nullable=False),
     Column("currency", Text),
     Column("fetched_at", UtcDateTime, nullable=False),
+    Column("account_status", Integer),  # Meta's account_status (migration 0009)
 )
 
 mixpanel_daily_events = Table(
