@@ -48,7 +48,7 @@ from cronkeeper.redact import Redactor
 from cronkeeper.storage.bounded import BoundedCall
 from cronkeeper.storage.breaker import Breaker
 from cronkeeper.storage.dbclock import db_now, db_now_plus
-from cronkeeper.storage.engine import check_schema
+from cronkeeper.storage.engine import check_schema, is_sqlite
 from cronkeeper.storage.schema import cron_leases
 from cronkeeper.storage.upsert import insert_on_conflict
 
@@ -86,7 +86,7 @@ class LeaseManager:
         self.ttl = float(ttl)
         self.timeout = timeout
         self.breaker = breaker or Breaker()
-        self.call = BoundedCall(timeout, self.breaker, Redactor())
+        self.call = BoundedCall(timeout, self.breaker, Redactor(), local=is_sqlite(engine))
         self._schema_checked = False
         """Once at head, a database does not go back: the check is not repeated."""
 

@@ -22,7 +22,7 @@ from cronkeeper.ledger.job_state import JobState, JobStates
 from cronkeeper.ledger.spool import Spool
 from cronkeeper.storage.bounded import BoundedCall
 from cronkeeper.storage.breaker import Breaker
-from cronkeeper.storage.engine import create_engine, ensure_schema
+from cronkeeper.storage.engine import create_engine, ensure_schema, is_sqlite
 from cronkeeper.versions import settings_warnings
 
 __all__ = ["RunObserver", "Service"]
@@ -128,7 +128,9 @@ class Service:
             log.warning("%s", warning)
         # Longer than a ledger call: the first use of SQLite creates the schema.
         seconds = max(self.settings.ledger_timeout, 30)
-        bounded = BoundedCall(seconds, self.ledger.breaker, self.settings.redactor)
+        bounded = BoundedCall(
+            seconds, self.ledger.breaker, self.settings.redactor, local=is_sqlite(self.engine)
+        )
         try:
             await bounded(lambda: ensure_schema(self.engine))
         except StorageError as exc:

@@ -78,6 +78,17 @@ async def test_no_answer_in_time_is_unreachable_and_says_the_timeout() -> None:
     assert not call.breaker.allow()
 
 
+async def test_on_a_sqlite_file_running_out_of_time_is_contention_not_an_outage() -> None:
+    """A loaded machine can outlast the busy timeout's margin: the call's own timeout then
+    fires first. A local file cannot be unreachable, so the breaker stays closed (the merged
+    contention test failed this way under two pytest workers)."""
+    never = asyncio.Event()
+    call = BoundedCall(0.01, local=True)
+    with pytest.raises(DatabaseLocked, match=r"no answer within 0\.01 s"):
+        await call(never.wait)
+    assert call.breaker.allow()
+
+
 async def test_sqlite_held_locked_by_another_writer_is_contention_not_an_outage(
     tmp_path: Path,
 ) -> None:

@@ -24,6 +24,7 @@ from cronkeeper.errors import StorageError
 from cronkeeper.redact import Redactor
 from cronkeeper.storage.bounded import BoundedCall
 from cronkeeper.storage.breaker import Breaker
+from cronkeeper.storage.engine import is_sqlite
 from cronkeeper.storage.schema import job_state
 from cronkeeper.storage.upsert import insert_missing
 
@@ -76,7 +77,7 @@ class JobStates:
         self.engine = engine
         self.timeout = timeout
         self.breaker = breaker or Breaker()
-        self.call = BoundedCall(timeout, self.breaker, Redactor())
+        self.call = BoundedCall(timeout, self.breaker, Redactor(), local=is_sqlite(engine))
 
     async def _bounded(self, work: Callable[[], Awaitable[T]]) -> T:
         try:

@@ -49,7 +49,7 @@ from cronkeeper.ledger.spool import Spool, SpooledEnd, SpooledStart, replay
 from cronkeeper.redact import Redactor
 from cronkeeper.storage.bounded import BoundedCall
 from cronkeeper.storage.breaker import Breaker
-from cronkeeper.storage.engine import read_connection
+from cronkeeper.storage.engine import is_sqlite, read_connection
 from cronkeeper.storage.schema import RUN_STATUSES, cron_runs
 
 __all__ = ["Ledger", "RunTracker"]
@@ -120,7 +120,7 @@ class Ledger:
         self.clock = clock
         self.redactor = redactor or Redactor()
         self.breaker = breaker or Breaker()
-        self.call = BoundedCall(timeout, self.breaker, self.redactor)
+        self.call = BoundedCall(timeout, self.breaker, self.redactor, local=is_sqlite(engine))
         """Every statement of the ledger goes through it (:mod:`cronkeeper.storage.bounded`)."""
         self.spool = spool
         """Where run starts and ends the database could not take wait for it (:mod:`.spool`)."""

@@ -42,6 +42,9 @@ class BoundedCall:
     seconds: float = 5.0
     breaker: Breaker = field(default_factory=Breaker)
     redact: Callable[[str], str] = _unchanged
+    local: bool = False
+    """A SQLite file: a call that ran out of time waited for another writer's lock (a slow
+    machine can outlast the busy timeout's margin), which is contention, not an outage."""
 
     async def __call__(
         self, work: Callable[[], Awaitable[T]], *, gated: bool = False, probe: bool = False
@@ -54,7 +57,7 @@ class BoundedCall:
         try:
             result = await _within(work, self.seconds)
         except Exception as exc:
-            error = database_error(exc, seconds=self.seconds, redact=self.redact)
+            error = database_error(exc, seconds=self.seconds, redact=self.redact, local=self.local)
             self.breaker.record(error)
             if error is exc:
                 raise
@@ -64,7 +67,7 @@ class BoundedCall:
 
     def error(self, exc: BaseException) -> StorageError:
         """``exc`` as the call would have raised it (for work that ran outside a call)."""
-        return database_error(exc, seconds=self.seconds, redact=self.redact)
+        return database_error(exc, seconds=self.seconds, redact=self.redact, local=self.local)
 
 
 _left_behind: set[asyncio.Task[Any]] = set()

@@ -99,7 +99,11 @@ def is_unreachable(exc: BaseException) -> bool:
 
 
 def database_error(
-    exc: BaseException, *, seconds: float, redact: Callable[[str], str] = str
+    exc: BaseException,
+    *,
+    seconds: float,
+    redact: Callable[[str], str] = str,
+    local: bool = False,
 ) -> StorageError:
     """``exc`` as one of the kinds above, its message one redacted line.
 
@@ -109,6 +113,8 @@ def database_error(
     if isinstance(exc, StorageError):
         return exc
     kind = _kind(exc)
+    if local and isinstance(exc, TimeoutError):  # a SQLite file cannot be unreachable
+        kind = DatabaseLocked
     if isinstance(exc, TimeoutError):
         detail = f"no answer within {seconds:g} s"
     else:
