@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cronkeeper.errors import StorageError
 from cronkeeper.ledger.models import FinalStatus, RunRow
 from cronkeeper.ledger.reads import row_to_run, run_statement
-from cronkeeper.ledger.store import Ledger
+from cronkeeper.ledger.store import Ledger, insert_running
 from cronkeeper.storage.schema import cron_runs
 
 __all__ = ["Finished", "finish_run", "record_finished_run", "record_run_end", "start_run"]
@@ -107,17 +107,7 @@ async def start_run(
     now = ledger.clock()
 
     async def insert(conn: AsyncConnection) -> None:
-        await conn.execute(
-            cron_runs.insert().values(
-                id=run_id,
-                cron_name=cron_name,
-                started_at=now,
-                status="running",
-                records_count=0,
-                created_at=now,
-                report_date=report_date,
-            )
-        )
+        await conn.execute(insert_running(run_id, cron_name, now, report_date))
 
     await _write(ledger, insert, gated=gated)
     return run_id

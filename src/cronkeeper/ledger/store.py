@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, update
+from sqlalchemy import Insert, Row, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cronkeeper.clock import Clock, utcnow
@@ -102,6 +102,21 @@ def _later(exc: StorageError) -> bool:
     return isinstance(exc, DatabaseUnreachable | DatabaseLocked)
 
 
+def insert_running(
+    run_id: str, cron_name: str, started_at: datetime, report_date: date | None
+) -> Insert:
+    """The one statement that opens a run: a ``running`` row started (and created) now."""
+    return cron_runs.insert().values(
+        id=run_id,
+        cron_name=cron_name,
+        started_at=started_at,
+        status="running",
+        records_count=0,
+        created_at=started_at,
+        report_date=report_date,
+    )
+
+
 class Ledger:
     """``start_cron_run`` / ``complete_cron_run`` and the queries health needs."""
 
@@ -142,17 +157,7 @@ class Ledger:
 
         async def insert() -> None:
             async with self.engine.begin() as conn:
-                await conn.execute(
-                    cron_runs.insert().values(
-                        id=run_id,
-                        cron_name=cron_name,
-                        started_at=now,
-                        status="running",
-                        records_count=0,
-                        created_at=now,
-                        report_date=report_date,
-                    )
-                )
+                await conn.execute(insert_running(run_id, cron_name, now, report_date))
 
         try:
             await self._bounded(insert, gated=True)
