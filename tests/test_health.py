@@ -166,3 +166,28 @@ def test_a_volume_anomaly_shows_and_changes_ok_only_when_asked(affects: bool) ->
         {"collect-daily": JobState("collect-daily", evaluated_run_id="old", anomaly="low-volume")},
     ).as_json()["checks"]["collect-daily"]
     assert (stale["anomaly"], stale["expectedRecords"]) == (None, None), "a verdict on another run"
+
+
+@pytest.mark.parametrize("affects", [False, True])
+def test_the_status_page_gives_the_apis_verdict_on_a_volume_anomaly(affects: bool) -> None:
+    """It used to evaluate without ``CRONKEEPER_VOLUME_AFFECTS_HEALTH``: the page said OK
+    while the API said not ok. Both now ask :mod:`cronkeeper.health` with the same rules."""
+    from cronkeeper.health import HealthRules
+    from cronkeeper.records import JobState
+    from cronkeeper.web.view import Clockface, build_jobs
+
+    latest = run("collect-daily", ago=timedelta(hours=2))
+    states = {
+        "collect-daily": JobState("collect-daily", evaluated_run_id=latest.id, anomaly="low-volume")
+    }
+    rules = HealthRules(volume_affects_health=affects)
+    api = evaluate_health(SPECS, {"collect-daily": latest}, NOW, states, rules=rules)
+    [page] = [
+        v
+        for v in build_jobs(
+            SPECS, {"collect-daily": [latest]}, Clockface("UTC", NOW), states, rules
+        )
+        if v.name == "collect-daily"
+    ]
+    assert api.checks[0].ok is not affects
+    assert (page.badge == "ok") is api.checks[0].ok

@@ -42,6 +42,9 @@ class JobSpec:
     monitored: bool
     kind: Literal["builtin", "external"] = "builtin"
     """``external``: a cron that only checks in (``cronkeeper.toml``); never fired here."""
+    partial_tolerance: float = 0.05
+    """``CRONKEEPER_PARTIAL_TOLERANCE``: the share of units a ``partial`` run may skip and still
+    count as a success (alert recovery, failure thresholds, volume baseline)."""
 
 
 _HOUR = timedelta(hours=1)
@@ -172,6 +175,18 @@ def project_regions(value: str) -> dict[str, str]:
             )
         out[project.strip()] = region
     return out
+
+
+def share(text: str, what: str) -> float:
+    """``5%`` or ``0.05`` → 0.05; ``ValueError`` naming ``what`` outside 0–100 %."""
+    raw = text.strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{what}: expected a share such as 5% or 0.05 (0-100%), got {text!r}")
+    return value
 
 
 def _positive(text: str, what: str) -> int:
@@ -356,6 +371,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("CRONKEEPER_MAX_RESPONSE_BYTES"),
     )
     """The largest answer body read from any API, once decoded (a gzip bomb stops here)."""
+    partial_tolerance: str = Field(
+        "5%", validation_alias=AliasChoices("CRONKEEPER_PARTIAL_TOLERANCE")
+    )
 
     @field_validator(
         "meta_ad_account_ids",
@@ -472,6 +490,16 @@ class Settings(BaseSettings):
         return self
 
     @cached_property
+    def partial_tolerances(self) -> tuple[float, dict[str, float]]:
+        """``CRONKEEPER_PARTIAL_TOLERANCE``: ``5%`` for every job, or ``job=10%,…`` (others 5%)."""
+        text = self.partial_tolerance.strip() or "5%"
+        what = "CRONKEEPER_PARTIAL_TOLERANCE"
+        if "=" not in text:
+            return share(text, what), {}
+        pairs = _pairs(text, ",", what, self.job_names)
+        return 0.05, {k: share(v, f"{what} {k}") for k, v in pairs.items()}
+
+    @cached_property
     def watch_every(self) -> timedelta:
         """``CRONKEEPER_WATCH_INTERVAL``: how often the watchdog evaluates every job."""
         try:
@@ -547,6 +575,7 @@ class Settings(BaseSettings):
             ).items()
         }
         schedules = _pairs(self.schedules, ";", "CRONKEEPER_SCHEDULES", self.job_names)
+        tolerance, tolerances = self.partial_tolerances
         runtime_default: timedelta | None = None
         runtimes: dict[str, timedelta] = {}
         if self.max_runtime.strip() and "=" not in self.max_runtime:
@@ -570,6 +599,7 @@ class Settings(BaseSettings):
                     else spec.monitored
                 ),
                 kind=spec.kind,
+                partial_tolerance=tolerances.get(spec.name, tolerance),
             )
             for spec in self.file_jobs
         )

@@ -1,4 +1,12 @@
-"""Are the crons healthy? A pure function of each job's latest run, its window and the time.
+"""Are the crons healthy? The one place that decides it, as pure functions of plain data.
+
+Every caller asks here: ``GET /api/cron/health`` and ``cronkeeper health``
+(:meth:`cronkeeper.service.Service.health`), the ``cronkeeper_job_healthy`` gauge
+(:mod:`cronkeeper.ops.metrics`), the status page's badges (:mod:`cronkeeper.web.view`) and the
+watchdog's ``missing``/``stuck``/``failed`` facts (:mod:`cronkeeper.ops.watchdog`,
+:mod:`cronkeeper.ops.alert_state`). Nothing here reads the database or the clock: the
+callers pass the job specs, each job's latest runs and ``job_state`` row, and ``now``.
+``tests/test_health_ownership.py`` keeps other modules from deciding it again.
 
 Rules (SPEC "Health"): a job is ``ok`` when its latest run started inside its window and
 ended ``success`` or ``partial``, or is still ``running`` and younger than ``max_runtime``.
@@ -9,22 +17,71 @@ With the jobs' rows of ``job_state`` (issue 13): a paused job is ``ok`` (and not
 ``missing``) and says ``"paused": true, "pausedUntil": …``; the watchdog's volume verdict on
 the latest run shows as ``anomaly`` and ``expectedRecords``, and makes the job not ``ok`` only
 when ``CRONKEEPER_VOLUME_AFFECTS_HEALTH`` asks for it.
+
+A run's **outcome** (:func:`outcome`) is what the alert thresholds and the volume baseline
+count: ``success``, and a ``partial`` that skipped no more than
+``CRONKEEPER_PARTIAL_TOLERANCE`` of its units, are a success; ``error``, and a ``partial``
+above the tolerance, a failure; a ``partial`` whose share is unknown is neither.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime, tzinfo
+from typing import TYPE_CHECKING, Any, Literal
 
 from cronkeeper.config import JobSpec
-from cronkeeper.ledger.job_state import JobState
-from cronkeeper.ledger.models import RunRow
+from cronkeeper.records import JobState, RunRow
 
-__all__ = ["CheckResult", "HealthReport", "evaluate_health", "is_stuck"]
+if TYPE_CHECKING:
+    from cronkeeper.config import Settings
+
+__all__ = [
+    "CheckResult",
+    "HealthReport",
+    "HealthRules",
+    "Outcome",
+    "WatchFacts",
+    "evaluate_health",
+    "is_stuck",
+    "outcome",
+    "watch_facts",
+]
 
 Reason = Literal["never-ran", "missing", "failed", "stuck", "anomalous"]
+Outcome = Literal["running", "success", "failure", "warning"]
+"""``warning``: a ``partial`` run whose skipped share is unknown (counts neither way)."""
+
+DEFAULT_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True)
+class HealthRules:
+    """The settings the evaluation follows (built once from :class:`Settings`)."""
+
+    volume_affects_health: bool = False
+    tz: tzinfo = UTC
+    """The zone the schedules fire in (``CRONKEEPER_TIMEZONE``)."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HealthRules:
+        return cls(volume_affects_health=settings.volume_affects_health, tz=settings.tz)
+
+
+def outcome(run: RunRow, tolerance: float = DEFAULT_TOLERANCE) -> Outcome:
+    """What ``run`` counts as for alert recovery, failure thresholds and the volume baseline;
+    ``tolerance`` is the job's ``CRONKEEPER_PARTIAL_TOLERANCE`` (``JobSpec.partial_tolerance``)."""
+    if run.status == "running":
+        return "running"
+    if run.status == "success":
+        return "success"
+    if run.status == "partial":
+        share = run.skipped_share
+        if share is None:
+            return "warning"
+        return "success" if share <= tolerance + 1e-12 else "failure"
+    return "failure"
 
 
 @dataclass(frozen=True)
@@ -85,11 +142,14 @@ def is_stuck(run: RunRow, spec: JobSpec, now: datetime) -> bool:
     return run.status == "running" and now - run.started_at > spec.max_runtime
 
 
-def _check(spec: JobSpec, run: RunRow | None, now: datetime) -> CheckResult:
+def _in_window(spec: JobSpec, run: RunRow, now: datetime, rules: HealthRules) -> bool:
+    return now - run.started_at <= spec.window
+
+
+def _check(spec: JobSpec, run: RunRow | None, now: datetime, rules: HealthRules) -> CheckResult:
     if run is None:
         return CheckResult(spec.name, None, False, False, False, "never-ran")
-    age = now - run.started_at
-    in_window = age <= spec.window
+    in_window = _in_window(spec, run, now, rules)
     stuck = is_stuck(run, spec, now)
     if run.status == "running":
         ok = in_window and not stuck
@@ -107,7 +167,7 @@ def _check(spec: JobSpec, run: RunRow | None, now: datetime) -> CheckResult:
 
 
 def _with_state(
-    check: CheckResult, state: JobState | None, now: datetime, volume_affects_health: bool
+    check: CheckResult, state: JobState | None, now: datetime, rules: HealthRules
 ) -> CheckResult:
     if state is None:
         return check
@@ -119,7 +179,7 @@ def _with_state(
         if state.expected_low is not None and state.expected_high is not None:
             expected = (round(state.expected_low, 1), round(state.expected_high, 1))
     ok, reason = check.ok, check.reason
-    if volume_affects_health and anomaly is not None and ok:
+    if rules.volume_affects_health and anomaly is not None and ok:
         ok, reason = False, "anomalous"
     paused = state.is_paused(now)
     if paused:
@@ -141,18 +201,51 @@ def evaluate_health(
     now: datetime,
     states: Mapping[str, JobState] | None = None,
     *,
-    volume_affects_health: bool = False,
+    rules: HealthRules | None = None,
+    volume_affects_health: bool | None = None,
 ) -> HealthReport:
-    """The health of ``specs`` (monitored jobs, in configuration order) at ``now``."""
+    """The health of ``specs`` (monitored jobs, in configuration order) at ``now``.
+
+    ``volume_affects_health`` overrides ``rules``' (kept for callers that set only it).
+    """
+    rules = rules or HealthRules()
+    if volume_affects_health is not None:
+        rules = replace(rules, volume_affects_health=volume_affects_health)
     found = states or {}
     checks = tuple(
         _with_state(
-            _check(spec, latest.get(spec.name), now),
-            found.get(spec.name),
-            now,
-            volume_affects_health,
+            _check(spec, latest.get(spec.name), now, rules), found.get(spec.name), now, rules
         )
         for spec in specs
     )
     missing = tuple(check.name for check in checks if not check.in_window and not check.paused)
     return HealthReport(checks, missing)
+
+
+@dataclass(frozen=True)
+class WatchFacts:
+    """What the watchdog's state machine needs from health about one job."""
+
+    missing: bool
+    """A monitored job with no run in its window, not just resumed from a pause."""
+    stuck: bool
+
+
+def watch_facts(
+    spec: JobSpec,
+    latest: RunRow | None,
+    state: JobState | None,
+    now: datetime,
+    rules: HealthRules | None = None,
+) -> WatchFacts:
+    """The health facts behind the alert states (the pause itself is the state machine's).
+
+    A job resumed from a pause is not ``missing`` until one window after the resume: it was
+    not supposed to run while paused.
+    """
+    [check] = evaluate_health([spec], {spec.name: latest}, now, rules=rules).checks
+    missing = spec.monitored and not check.in_window
+    resumed = state.resumed_at if state is not None else None
+    if missing and resumed is not None and now - resumed <= spec.window:
+        missing = False
+    return WatchFacts(missing=missing, stuck=check.stuck)

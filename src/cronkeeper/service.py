@@ -14,12 +14,13 @@ from cronkeeper.clock import Clock, Sleep, utcnow
 from cronkeeper.clock import sleep as real_sleep
 from cronkeeper.config import JobSpec, Settings
 from cronkeeper.errors import StorageError, first_line
-from cronkeeper.health import HealthReport, evaluate_health
+from cronkeeper.health import HealthReport, HealthRules, evaluate_health
 from cronkeeper.http import RequestLimiter, RetryEvent, RetryPolicy
 from cronkeeper.lease import LeaseManager
 from cronkeeper.ledger import Ledger, RunRow
-from cronkeeper.ledger.job_state import JobState, JobStates
+from cronkeeper.ledger.job_state import JobStates
 from cronkeeper.ledger.spool import Spool
+from cronkeeper.records import JobState
 from cronkeeper.storage.bounded import BoundedCall
 from cronkeeper.storage.breaker import Breaker
 from cronkeeper.storage.engine import create_engine, ensure_schema, is_sqlite
@@ -105,6 +106,10 @@ class Service:
             self.engine, timeout=self.settings.ledger_timeout, breaker=self.ledger.breaker
         )
 
+    @cached_property
+    def health_rules(self) -> HealthRules:
+        return HealthRules.from_settings(self.settings)
+
     @property
     def retry_policy(self) -> RetryPolicy:
         s = self.settings
@@ -163,7 +168,7 @@ class Service:
             latest,
             self.clock(),
             states,
-            volume_affects_health=self.settings.volume_affects_health,
+            rules=self.health_rules,
         )
 
     async def _read_latest(self, specs: tuple[JobSpec, ...]) -> _HealthRead:

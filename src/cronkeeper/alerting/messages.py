@@ -152,7 +152,7 @@ def change_text(
     finished = [r for r in runs if r.status != "running"]
     if kind == "recovered":
         if before == "failed" and finished:
-            streak = leading(finished, "success")
+            streak = leading(finished, "success", spec.partial_tolerance)
             previous = finished[streak] if streak < len(finished) else None
             text = finished_text(finished[0], previous, redactor)
             if text is not None:
@@ -165,7 +165,7 @@ def change_text(
     if new == "anomalous" and finished:
         expected = (round(band.low, 1), round(band.high, 1)) if band else None
         return low_volume_text(finished[0], expected)
-    errors = leading(finished, "error")
+    errors = leading(finished, "error", spec.partial_tolerance)
     text = finished_text(finished[0], None, redactor) if finished else None
     if text is None:
         return f":red_circle: {spec.name} failed"

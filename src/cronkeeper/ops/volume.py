@@ -27,7 +27,8 @@ from datetime import date, timedelta, tzinfo
 from typing import Literal
 
 from cronkeeper import reportday
-from cronkeeper.ledger.models import RunRow
+from cronkeeper.health import outcome
+from cronkeeper.records import RunRow
 
 __all__ = [
     "Anomaly",
@@ -91,8 +92,8 @@ def _day(run: RunRow, tz: tzinfo) -> date:
     return reportday.run_day(run.report_date, run.started_at, tz)
 
 
-def _eligible(run: RunRow, tz: tzinfo) -> bool:
-    return run.status == "success" and not is_backfill(run, tz)
+def _eligible(run: RunRow, tz: tzinfo, tolerance: float = 0.0) -> bool:
+    return outcome(run, tolerance) == "success" and not is_backfill(run, tz)
 
 
 def baseline_samples(

@@ -35,7 +35,7 @@ from cronkeeper.alerting.dispatch import Change, Dispatcher
 from cronkeeper.alerting.state import Observation, Thresholds, thresholds_from_settings
 from cronkeeper.config import JobSpec
 from cronkeeper.errors import StorageError
-from cronkeeper.health import evaluate_health
+from cronkeeper.health import outcome, watch_facts
 from cronkeeper.ledger import RunRow
 from cronkeeper.ledger.job_state import JobState
 from cronkeeper.ops.volume import Anomaly, Band, VolumeVerdict, classify_history, is_daily
@@ -141,17 +141,15 @@ class Watchdog(RunObserver):
         latest = runs[0] if runs else None
         finished = next((r for r in runs if r.status != "running"), None)
         verdict = VolumeVerdict(None, None)
-        if finished is not None and finished.status == "success":
+        if finished is not None and outcome(finished, spec.partial_tolerance) == "success":
             verdict = await self._volume(spec, row, finished, now)
-        [check] = evaluate_health([spec], {spec.name: latest}, now).checks
-        missing = spec.monitored and not check.in_window
-        if missing and row.resumed_at is not None and now - row.resumed_at <= spec.window:
-            missing = False
+        facts = watch_facts(spec, latest, row, now, self.service.health_rules)
         seen = Observation(
             job=spec.name,
             recent=runs,
-            missing=missing,
-            stuck=check.stuck,
+            missing=facts.missing,
+            stuck=facts.stuck,
+            tolerance=spec.partial_tolerance,
             paused=row.is_paused(now),
             anomaly=verdict.anomaly,
         )

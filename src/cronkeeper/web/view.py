@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 
 from cronkeeper.config import JobSpec
 from cronkeeper.durations import format_duration
-from cronkeeper.health import CheckResult, evaluate_health, is_stuck
+from cronkeeper.health import CheckResult, HealthRules, evaluate_health, is_stuck
 from cronkeeper.ledger import RunRow
-from cronkeeper.ledger.job_state import JobState
+from cronkeeper.records import JobState
 from cronkeeper.web.charts import Sparkline, sparkline
 from cronkeeper.web.schedule import next_run
 
@@ -169,12 +169,13 @@ def build_jobs(
     runs: Mapping[str, Sequence[RunRow]],
     clock: Clockface,
     job_states: Mapping[str, JobState] | None = None,
+    rules: HealthRules | None = None,
 ) -> list[JobView]:
     """One view per job, monitored jobs first (in configuration order), then the others.
 
     ``runs`` holds each job's newest runs, newest first. Monitored jobs get the same verdict
-    as ``GET /api/cron/health``; the others show their last status with no ok/not-ok
-    judgement, because nothing promises they run on time.
+    as ``GET /api/cron/health`` (given the service's ``rules``); the others show their last
+    status with no ok/not-ok judgement, because nothing promises they run on time.
     """
     monitored = [s for s in specs if s.monitored]
     ordered = monitored + [s for s in specs if not s.monitored]
@@ -182,7 +183,8 @@ def build_jobs(
     for spec in specs:
         job_runs = runs.get(spec.name) or ()
         latest[spec.name] = job_runs[0] if job_runs else None
-    checks = {c.name: c for c in evaluate_health(monitored, latest, clock.now, job_states).checks}
+    report = evaluate_health(monitored, latest, clock.now, job_states, rules=rules)
+    checks = {c.name: c for c in report.checks}
     views: list[JobView] = []
     for spec in ordered:
         history = list(reversed(runs.get(spec.name, ())[:STRIP_LENGTH]))  # oldest first
