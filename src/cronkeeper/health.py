@@ -96,6 +96,9 @@ class CheckResult:
     paused_until: datetime | None = None
     anomaly: str | None = None
     expected: tuple[float, float] | None = None
+    changes_at: datetime | None = None
+    """The first instant after ``now`` at which this verdict may change with time alone (a
+    window or a grace ends, a run turns stuck, a pause ends); ``None``: never by itself."""
 
     def as_json(self) -> dict[str, Any]:
         run = self.run
@@ -128,6 +131,13 @@ class HealthReport:
     def healthy(self) -> bool:
         return all(check.ok for check in self.checks)
 
+    @property
+    def stable_until(self) -> datetime | None:
+        """Until when (exclusive) this report stays the answer for the same rows: callers that
+        share one read may share one evaluation, and its encoded body, before this instant."""
+        moments = [c.changes_at for c in self.checks if c.changes_at is not None]
+        return min(moments) if moments else None
+
     def as_json(self) -> dict[str, Any]:
         return {
             "healthy": self.healthy,
@@ -146,11 +156,19 @@ def _in_window(spec: JobSpec, run: RunRow, now: datetime, rules: HealthRules) ->
     return now - run.started_at <= spec.window
 
 
+def _window_ends(spec: JobSpec, run: RunRow, rules: HealthRules) -> datetime | None:
+    """When ``run`` stops counting as the job's run in its window."""
+    return run.started_at + spec.window
+
+
 def _check(spec: JobSpec, run: RunRow | None, now: datetime, rules: HealthRules) -> CheckResult:
     if run is None:
         return CheckResult(spec.name, None, False, False, False, "never-ran")
     in_window = _in_window(spec, run, now, rules)
     stuck = is_stuck(run, spec, now)
+    changes = [_window_ends(spec, run, rules)]
+    if run.status == "running" and not stuck:
+        changes.append(run.started_at + spec.max_runtime)
     if run.status == "running":
         ok = in_window and not stuck
     else:
@@ -163,7 +181,10 @@ def _check(spec: JobSpec, run: RunRow | None, now: datetime, rules: HealthRules)
             reason = "missing"
         else:
             reason = "failed"
-    return CheckResult(spec.name, run, ok, in_window, stuck, reason)
+    later = [moment for moment in changes if moment is not None and moment >= now]
+    return CheckResult(
+        spec.name, run, ok, in_window, stuck, reason, changes_at=min(later) if later else None
+    )
 
 
 def _with_state(
@@ -184,6 +205,9 @@ def _with_state(
     paused = state.is_paused(now)
     if paused:
         ok, reason = True, None
+    changes_at = check.changes_at
+    if paused and state.paused_until is not None:
+        changes_at = min(changes_at or state.paused_until, state.paused_until)
     return replace(
         check,
         ok=ok,
@@ -192,6 +216,7 @@ def _with_state(
         paused_until=state.paused_until if paused else None,
         anomaly=anomaly,
         expected=expected,
+        changes_at=changes_at,
     )
 
 

@@ -24,7 +24,7 @@ from cronkeeper.records import JobState
 from cronkeeper.redact import Redactor
 from cronkeeper.storage.bounded import BoundedCall
 from cronkeeper.storage.breaker import Breaker
-from cronkeeper.storage.engine import is_sqlite
+from cronkeeper.storage.engine import is_sqlite, read_connection
 from cronkeeper.storage.schema import job_state
 from cronkeeper.storage.upsert import insert_missing
 
@@ -62,7 +62,8 @@ class JobStates:
             return found
 
         async def query() -> None:
-            async with self.engine.connect() as conn:
+            # Autocommit on PostgreSQL: no BEGIN/ROLLBACK round trips around a health read.
+            async with read_connection(self.engine) as conn:
                 result = await conn.execute(
                     select(job_state).where(job_state.c.cron_name.in_(list(names)))
                 )
