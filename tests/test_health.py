@@ -78,6 +78,7 @@ def test_jobs_that_never_ran_are_missing_in_configuration_order() -> None:
         "finishedAt": None,
         "recordsCount": None,
         "durationSeconds": None,
+        "skippedShare": None,
         "stuck": False,
         "reason": "never-ran",
         "anomaly": None,
@@ -191,3 +192,26 @@ def test_the_status_page_gives_the_apis_verdict_on_a_volume_anomaly(affects: boo
     ]
     assert api.checks[0].ok is not affects
     assert (page.badge == "ok") is api.checks[0].ok
+
+
+def test_health_and_the_status_page_show_the_skipped_share_of_a_partial_run() -> None:
+    from cronkeeper.web.view import Clockface, build_jobs
+
+    partial = RunRow(
+        "p1",
+        "collect-daily",
+        NOW - timedelta(hours=1),
+        NOW - timedelta(minutes=50),
+        "partial",
+        970,
+        "skipped 12 of 1000 ad accounts:\n- act_1: (#200) permission denied",
+    )
+    check = evaluate_health(SPECS, {"collect-daily": partial}, NOW).as_json()["checks"]
+    assert check["collect-daily"]["skippedShare"] == 0.012
+    assert check["collect-mixpanel"]["skippedShare"] is None, "never ran"
+    [view] = [
+        v
+        for v in build_jobs(SPECS, {"collect-daily": [partial]}, Clockface("UTC", NOW))
+        if v.name == "collect-daily"
+    ]
+    assert view.skipped == "skipped 1.2% of its units (within the 5% tolerance)"

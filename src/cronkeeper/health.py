@@ -46,6 +46,7 @@ __all__ = [
     "evaluate_health",
     "is_stuck",
     "outcome",
+    "skipped_text",
     "watch_facts",
 ]
 
@@ -110,6 +111,7 @@ class CheckResult:
             "finishedAt": run.finished_at.isoformat() if run and run.finished_at else None,
             "recordsCount": run.records_count if run else None,
             "durationSeconds": run.duration_seconds if run else None,
+            "skippedShare": _share(run),
             "stuck": self.stuck,
             "reason": self.reason,
             "anomaly": self.anomaly,
@@ -144,6 +146,24 @@ class HealthReport:
             "checks": {check.name: check.as_json() for check in self.checks},
             "missing": list(self.missing),
         }
+
+
+def _share(run: RunRow | None) -> float | None:
+    """The latest run's skipped share for the JSON (``null``: unknown, or still running)."""
+    share = run.skipped_share if run is not None and run.status != "running" else None
+    return None if share is None else round(share, 4)
+
+
+def skipped_text(run: RunRow | None, spec: JobSpec) -> str:
+    """``skipped 1.2 % of its units (within the 5 % tolerance)`` for a ``partial`` run whose
+    share is known; empty otherwise (the status page's line under the last run)."""
+    if run is None or run.status != "partial" or run.skipped_share is None:
+        return ""
+    within = outcome(run, spec.partial_tolerance) == "success"
+    return (
+        f"skipped {run.skipped_share:.1%} of its units ({'within' if within else 'above'}"
+        f" the {spec.partial_tolerance:.0%} tolerance)"
+    )
 
 
 def is_stuck(run: RunRow, spec: JobSpec, now: datetime) -> bool:

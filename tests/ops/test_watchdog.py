@@ -254,3 +254,26 @@ async def test_a_partial_run_warns_but_is_no_state(database_url: str, clock: Fak
     assert change.state == "ok"
     [text] = outbox.texts
     assert text.startswith(":large_yellow_circle: collect-daily partial")
+
+
+async def test_a_missing_agency_job_recovers_on_partial_runs_within_the_tolerance(
+    database_url: str, clock: FakeClock
+) -> None:
+    """Issue 17: 1,000 accounts, a dozen always failing: every run is ``partial``. Leaving
+    ``missing`` needed ``success`` runs, so the job stayed down and ``check`` exited 1 for
+    ever while health said ok."""
+    clock.now = FRIDAY
+    service, dog, outbox = make(database_url, clock, recovery_threshold=2)
+    clock.advance(days=3)
+    assert [c.state for c in await dog.check(["collect-daily"])] == ["missing"]
+    for _ in range(2):
+        run_id = await service.ledger.start_cron_run("collect-daily")
+        clock.advance(minutes=2)
+        await service.ledger.complete_cron_run(
+            run_id, "partial", 9700, "skipped 12 of 1000 ad accounts:\n- act_1: (#200) denied"
+        )
+        clock.advance(hours=1)
+        changes = await dog.check(["collect-daily"])
+    await service.aclose()
+    assert [c.state for c in changes] == ["ok"]
+    assert outbox.texts[-1].startswith(":large_green_circle: collect-daily recovered")

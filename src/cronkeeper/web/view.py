@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from cronkeeper.config import JobSpec
 from cronkeeper.durations import format_duration
-from cronkeeper.health import CheckResult, HealthRules, evaluate_health, is_stuck
+from cronkeeper.health import CheckResult, HealthRules, evaluate_health, is_stuck, skipped_text
 from cronkeeper.ledger import RunRow
 from cronkeeper.records import JobState
 from cronkeeper.web.charts import Sparkline, sparkline
@@ -132,6 +132,8 @@ class JobView:
     durations: Sparkline
     records: Sparkline
     counts: Mapping[str, int]
+    skipped: str = ""
+    """How much of its units the latest run skipped, against the job's partial tolerance."""
 
     @property
     def name(self) -> str:
@@ -228,6 +230,7 @@ def build_jobs(
                 durations=sparkline(durations),
                 records=sparkline(records, band=check.expected if check else None),
                 counts=counts,
+                skipped=skipped_text(newest, spec),
             )
         )
     return views
