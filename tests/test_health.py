@@ -30,7 +30,8 @@ def test_all_jobs_ran_recently_is_healthy_with_the_seeds_keys() -> None:
     latest = {
         "collect-daily": run("collect-daily", ago=timedelta(hours=2)),
         "collect-mixpanel": run("collect-mixpanel", ago=timedelta(hours=1), status="partial"),
-        "collect-benchmarks": run("collect-benchmarks", ago=timedelta(days=6)),
+        # its Monday 02:00 fire (NOW is Friday 12:00)
+        "collect-benchmarks": run("collect-benchmarks", ago=timedelta(days=4, hours=10)),
     }
     report = evaluate_health(SPECS, latest, NOW).as_json()
     assert report["healthy"] is True
@@ -94,16 +95,25 @@ def test_jobs_that_never_ran_are_missing_in_configuration_order() -> None:
 
 
 @pytest.mark.parametrize(
-    ("job", "ago", "ok"),
+    ("job", "started", "now", "ok"),
     [
-        ("collect-daily", timedelta(hours=23, minutes=59), True),
-        ("collect-daily", timedelta(hours=24, seconds=1), False),
-        ("collect-benchmarks", timedelta(days=6, hours=23), True),
-        ("collect-benchmarks", timedelta(days=7, seconds=1), False),
+        # daily at 01:00 UTC: the run of Friday 01:00 is due by 02:00 (the grace)
+        ("collect-daily", "2026-11-26T01:00", "2026-11-27T02:00", True),
+        ("collect-daily", "2026-11-26T01:00", "2026-11-27T02:00:01", False),
+        ("collect-daily", "2026-11-27T00:59:30", "2026-11-28T01:59", True),  # 30 s early
+        ("collect-daily", "2026-11-26T23:00", "2026-11-27T02:00:01", False),  # off schedule
+        # weekly, Mondays 02:00: a whole week, and the grace
+        ("collect-benchmarks", "2026-11-23T02:00", "2026-11-30T03:00", True),
+        ("collect-benchmarks", "2026-11-23T02:00", "2026-11-30T03:00:01", False),
     ],
 )
-def test_window_is_24h_but_7_days_for_benchmarks(job: str, ago: timedelta, ok: bool) -> None:
-    report = evaluate_health(SPECS, {job: run(job, ago=ago)}, NOW)
+def test_a_job_is_missing_once_a_fire_came_after_its_run_and_the_grace_passed(
+    job: str, started: str, now: str, ok: bool
+) -> None:
+    at = datetime.fromisoformat(now).replace(tzinfo=UTC)
+    begun = datetime.fromisoformat(started).replace(tzinfo=UTC)
+    latest = {job: RunRow("r", job, begun, begun + timedelta(minutes=1), "success", 1, None)}
+    report = evaluate_health(SPECS, latest, at)
     check = report.as_json()["checks"][job]
     assert check["ok"] is ok
     assert (job in report.missing) is (not ok)
@@ -117,8 +127,11 @@ def test_windows_and_max_runtime_are_configurable() -> None:
         job_windows="collect-daily=2h",
         max_runtime="collect-daily=5m",
     ).monitored
-    old = {"collect-daily": run("collect-daily", ago=timedelta(hours=3))}
+    # A window set for a job replaces its schedule: due within the window plus the grace (1 h).
+    old = {"collect-daily": run("collect-daily", ago=timedelta(hours=3, seconds=1))}
     assert evaluate_health(specs, old, NOW).missing[0] == "collect-daily"
+    fine = {"collect-daily": run("collect-daily", ago=timedelta(hours=3))}
+    assert "collect-daily" not in evaluate_health(specs, fine, NOW).missing
     slow = {"collect-daily": run("collect-daily", ago=timedelta(minutes=6), status="running")}
     assert evaluate_health(specs, slow, NOW).checks[0].stuck is True
 

@@ -45,6 +45,12 @@ class JobSpec:
     partial_tolerance: float = 0.05
     """``CRONKEEPER_PARTIAL_TOLERANCE``: the share of units a ``partial`` run may skip and still
     count as a success (alert recovery, failure thresholds, volume baseline)."""
+    grace: timedelta = timedelta(hours=1)
+    """``CRONKEEPER_GRACE``: how late after its expected fire (or its window) a run may start
+    before the job is ``missing``."""
+    window_set: bool = False
+    """``CRONKEEPER_JOB_WINDOWS`` names this job: its window, not its schedule, says when it is
+    due (for jobs run by something that does not follow ``CRONKEEPER_SCHEDULES``)."""
 
 
 _HOUR = timedelta(hours=1)
@@ -187,6 +193,21 @@ def share(text: str, what: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{what}: expected a share such as 5% or 0.05 (0-100%), got {text!r}")
     return value
+
+
+def _durations(text: str, what: str, default: timedelta) -> tuple[timedelta, dict[str, timedelta]]:
+    """``1h`` for every job, or ``job=2h,…`` (the others ``default``); ``ValueError`` naming
+    ``what``."""
+    text = text.strip()
+    try:
+        if not text:
+            return default, {}
+        if "=" not in text:
+            return parse_duration(text), {}
+        return default, {k: parse_duration(v) for k, v in _pairs(text, ",", what).items()}
+    except ValueError as exc:
+        message = str(exc)
+        raise ValueError(message if message.startswith(what) else f"{what}: {message}") from None
 
 
 def _positive(text: str, what: str) -> int:
@@ -374,6 +395,7 @@ class Settings(BaseSettings):
     partial_tolerance: str = Field(
         "5%", validation_alias=AliasChoices("CRONKEEPER_PARTIAL_TOLERANCE")
     )
+    grace: str = Field("1h", validation_alias=AliasChoices("CRONKEEPER_GRACE"))
 
     @field_validator(
         "meta_ad_account_ids",
@@ -576,6 +598,7 @@ class Settings(BaseSettings):
         }
         schedules = _pairs(self.schedules, ";", "CRONKEEPER_SCHEDULES", self.job_names)
         tolerance, tolerances = self.partial_tolerances
+        grace_default, graces = _durations(self.grace, "CRONKEEPER_GRACE", timedelta(hours=1))
         runtime_default: timedelta | None = None
         runtimes: dict[str, timedelta] = {}
         if self.max_runtime.strip() and "=" not in self.max_runtime:
@@ -600,6 +623,8 @@ class Settings(BaseSettings):
                 ),
                 kind=spec.kind,
                 partial_tolerance=tolerances.get(spec.name, tolerance),
+                grace=graces.get(spec.name, grace_default),
+                window_set=spec.name in windows,
             )
             for spec in self.file_jobs
         )

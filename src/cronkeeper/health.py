@@ -8,10 +8,14 @@ watchdog's ``missing``/``stuck``/``failed`` facts (:mod:`cronkeeper.ops.watchdog
 callers pass the job specs, each job's latest runs and ``job_state`` row, and ``now``.
 ``tests/test_health_ownership.py`` keeps other modules from deciding it again.
 
-Rules (SPEC "Health"): a job is ``ok`` when its latest run started inside its window and
+Rules (SPEC "Health", issue 17): a job is ``ok`` when its latest run is not overdue and
 ended ``success`` or ``partial``, or is still ``running`` and younger than ``max_runtime``.
-``missing`` lists the monitored jobs with no run started inside their window, in
-configuration order. ``healthy`` is every check ``ok``.
+A run is **overdue** once a fire of the job's cron expression came after it (cronsim, in
+``CRONKEEPER_TIMEZONE``, with Debian cron's DST rules: a 25-hour day is 25 hours) and the
+job's grace (``CRONKEEPER_GRACE``, 1 h) has passed since that fire; a job without a schedule,
+or whose window ``CRONKEEPER_JOB_WINDOWS`` sets, is overdue once its window plus the grace
+has passed since the run started. ``missing`` lists the monitored jobs with no run, or an
+overdue one, in configuration order. ``healthy`` is every check ``ok``.
 
 With the jobs' rows of ``job_state`` (issue 13): a paused job is ``ok`` (and not
 ``missing``) and says ``"paused": true, "pausedUntil": …``; the watchdog's volume verdict on
@@ -28,16 +32,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from cronkeeper.config import JobSpec
+from cronkeeper.cron import CronExpression
 from cronkeeper.records import JobState, RunRow
 
 if TYPE_CHECKING:
     from cronkeeper.config import Settings
 
 __all__ = [
+    "EARLY_START",
     "CheckResult",
     "HealthReport",
     "HealthRules",
@@ -55,6 +62,9 @@ Outcome = Literal["running", "success", "failure", "warning"]
 """``warning``: a ``partial`` run whose skipped share is unknown (counts neither way)."""
 
 DEFAULT_TOLERANCE = 0.05
+EARLY_START = timedelta(minutes=1)
+"""A run that started this much before a fire still counts for it (the clocks of the host
+that fires a job and of the one that records it may differ by a few seconds)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,9 @@ class CheckResult:
     paused_until: datetime | None = None
     anomaly: str | None = None
     expected: tuple[float, float] | None = None
+    overdue_after: datetime | None = None
+    """When the latest run stops covering the job: its next fire plus the grace (or its window
+    plus the grace); ``None`` when it never ran or its schedule never fires again."""
     changes_at: datetime | None = None
     """The first instant after ``now`` at which this verdict may change with time alone (a
     window or a grace ends, a run turns stuck, a pause ends); ``None``: never by itself."""
@@ -173,12 +186,31 @@ def is_stuck(run: RunRow, spec: JobSpec, now: datetime) -> bool:
 
 
 def _in_window(spec: JobSpec, run: RunRow, now: datetime, rules: HealthRules) -> bool:
-    return now - run.started_at <= spec.window
+    due = _window_ends(spec, run, rules)
+    return due is None or now <= due
 
 
 def _window_ends(spec: JobSpec, run: RunRow, rules: HealthRules) -> datetime | None:
-    """When ``run`` stops counting as the job's run in its window."""
-    return run.started_at + spec.window
+    """When a job whose latest run is ``run`` becomes overdue (``None``: never)."""
+    return overdue_at(spec, run.started_at, rules.tz)
+
+
+def overdue_at(spec: JobSpec, since: datetime, tz: tzinfo) -> datetime | None:
+    """The instant after which a job that last started at ``since`` is overdue: the first fire
+    after ``since`` (allowing :data:`EARLY_START`) plus the grace; by the window, for a job
+    without a schedule or with its window set. ``None``: its schedule never fires again."""
+    if spec.window_set or not spec.schedule.strip():
+        return since + spec.window + spec.grace
+    fire = _first_fire_after(spec.schedule, since + EARLY_START, tz)
+    # In UTC: ``+`` on a zoned datetime moves the wall clock (02:30 CEST + 1 h = 03:30 CET,
+    # two hours later on the day of an autumn change).
+    return None if fire is None else fire.astimezone(UTC) + spec.grace
+
+
+@lru_cache(maxsize=1024)
+def _first_fire_after(schedule: str, moment: datetime, tz: tzinfo) -> datetime | None:
+    """cronsim's walk, once per (schedule, run start, zone): every health read asks it again."""
+    return CronExpression(schedule).next_after(moment, tz)
 
 
 def _check(spec: JobSpec, run: RunRow | None, now: datetime, rules: HealthRules) -> CheckResult:
@@ -203,7 +235,14 @@ def _check(spec: JobSpec, run: RunRow | None, now: datetime, rules: HealthRules)
             reason = "failed"
     later = [moment for moment in changes if moment is not None and moment >= now]
     return CheckResult(
-        spec.name, run, ok, in_window, stuck, reason, changes_at=min(later) if later else None
+        spec.name,
+        run,
+        ok,
+        in_window,
+        stuck,
+        reason,
+        overdue_after=changes[0],
+        changes_at=min(later) if later else None,
     )
 
 
@@ -285,12 +324,14 @@ def watch_facts(
 ) -> WatchFacts:
     """The health facts behind the alert states (the pause itself is the state machine's).
 
-    A job resumed from a pause is not ``missing`` until one window after the resume: it was
-    not supposed to run while paused.
+    A job resumed from a pause is not ``missing`` until it is overdue counting from the resume
+    (its next fire plus the grace): it was not supposed to run while paused.
     """
+    rules = rules or HealthRules()
     [check] = evaluate_health([spec], {spec.name: latest}, now, rules=rules).checks
     missing = spec.monitored and not check.in_window
     resumed = state.resumed_at if state is not None else None
-    if missing and resumed is not None and now - resumed <= spec.window:
-        missing = False
+    if missing and resumed is not None:
+        due = overdue_at(spec, resumed, rules.tz)
+        missing = due is not None and now > due
     return WatchFacts(missing=missing, stuck=check.stuck)

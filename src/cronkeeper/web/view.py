@@ -160,7 +160,11 @@ def _reason(check: CheckResult, spec: JobSpec, clock: Clockface) -> str:
         running_for = format_seconds((clock.now - run.started_at).total_seconds())
         return f"stuck: running for {running_for} (limit {format_duration(spec.max_runtime)})"
     if check.reason == "missing":
-        return f"missing: no run in the last {format_duration(spec.window)}"
+        grace = format_duration(spec.grace)
+        due = check.overdue_after
+        if spec.window_set or not spec.schedule.strip() or due is None:
+            return f"missing: no run in the last {format_duration(spec.window)} + {grace} grace"
+        return f"missing: no run since its {clock.short(due - spec.grace)} fire ({grace} grace)"
     if check.reason == "failed":
         return "failed: the last run ended in error"
     return ""
