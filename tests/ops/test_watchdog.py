@@ -277,3 +277,36 @@ async def test_a_missing_agency_job_recovers_on_partial_runs_within_the_toleranc
     await service.aclose()
     assert [c.state for c in changes] == ["ok"]
     assert outbox.texts[-1].startswith(":large_green_circle: collect-daily recovered")
+
+
+async def test_an_agency_job_always_partial_learns_its_volume_baseline(
+    database_url: str, clock: FakeClock
+) -> None:
+    """Issue 17: the baseline read only ``success`` runs, so a job whose runs are all
+    ``partial`` (a few accounts always fail) never had one and no drop was ever noticed."""
+    start = FRIDAY - timedelta(weeks=8)
+    service, _, outbox = make(database_url, clock)
+
+    async def partial(records: int) -> None:
+        run_id = await service.ledger.start_cron_run(
+            "collect-daily", report_date=clock.now.date() - timedelta(days=1)
+        )
+        clock.advance(minutes=2)
+        await service.ledger.complete_cron_run(
+            run_id, "partial", records, "skipped 3 of 1000 ad accounts:\n- act_1: (#200) denied"
+        )
+        run = await service.ledger.get_run(str(run_id))
+        assert run is not None
+        await service.notify(lambda o: o.run_finished(run, None))
+
+    for n in range(56):
+        clock.now = start + timedelta(days=n)
+        await partial(195 + (n * 7) % 11)
+    clock.now = FRIDAY
+    await partial(20)
+    report = (await service.health()).as_json()
+    await service.aclose()
+    volume = [t for t in outbox.texts if t.startswith(":large_orange_circle:")]
+    assert len(volume) == 1 and "wrote 20 (expected" in volume[0]
+    assert report["checks"]["collect-daily"]["anomaly"] == "low-volume"
+    assert report["checks"]["collect-daily"]["skippedShare"] == 0.003

@@ -56,9 +56,10 @@ EXIT_CHECK_DOWN = 1
 """``cronkeeper check``: 0 every job ``ok`` or ``paused``, 1 a job is down, 2 database error."""
 
 BASELINE_LIMIT = 400
-"""Successes read for a daily job's baseline: 17 weeks with re-runs to spare."""
+"""Successes (and partial runs) read for a daily job's baseline: 17 weeks with re-runs to spare."""
 TRAILING_LIMIT = 60
-"""Successes read for a non-daily job's baseline: 14 runs, and 14 before each of those."""
+"""Successes (and partial runs) read for a non-daily job's baseline: 14 runs, and 14 before
+each of those."""
 BASELINE_WEEKS = 17
 """A daily job's history read: 8 weeks of baseline, and 8 more to judge those runs, + 1."""
 
@@ -166,7 +167,15 @@ class Watchdog(RunObserver):
         limit = BASELINE_LIMIT if daily else TRAILING_LIMIT
         history = await self.service.ledger.successes(spec.name, since, limit=limit)
         runs = {r.id: r for r in history} | {run.id: run}
-        verdict = classify_history(runs.values(), daily=daily, tz=self.service.settings.tz)[run.id]
+        # A worker thread: pure CPU over up to 400 runs, not to be paid on the event loop.
+        verdicts = await asyncio.to_thread(
+            classify_history,
+            list(runs.values()),
+            daily=daily,
+            tz=self.service.settings.tz,
+            tolerance=spec.partial_tolerance,
+        )
+        verdict = verdicts[run.id]
         band = (verdict.band.low, verdict.band.high) if verdict.band else None
         await self.service.job_states.record_volume(spec.name, run.id, verdict.anomaly, band, now)
         if verdict.anomaly is not None:
