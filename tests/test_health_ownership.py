@@ -25,9 +25,8 @@ ALLOWED = (
     "health.py",  # the owner
     "records.py",  # a run's own skipped share (a success skipped nothing)
     "ledger/",  # writes the status (summarize) and the SQL of the last-success read
-    "ops/alerts.py",  # the wording of a finished run's message (which emoji), not a state
-    "alerting/",  # the same wording, where the alerting package keeps it
-    "ops/backfill.py",  # a backfill's own outcome per date (success/skipped/busy)
+    "alerting/messages.py",  # the wording of a finished run's message (which emoji), not a state
+    "backfill.py",  # a backfill's own outcome per date (success/skipped/busy)
     "demo.py",  # the demo's exit code
 )
 EXEMPT = "wording, not health"
