@@ -45,6 +45,7 @@ from benchlib import (
 
 repo_on_path()
 
+from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 from tests.support.pg import start_postgres  # noqa: E402
 
 from cronkeeper.config import JOB_NAMES  # noqa: E402
@@ -63,28 +64,42 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="per endpoint and round")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds")
     parser.add_argument("--workers", type=int, default=2, help="load generator processes")
+    parser.add_argument(
+        "--backend",
+        choices=["postgresql", "sqlite"],
+        default="postgresql",
+        help="the ledger's database (SQLite: the embedded default)",
+    )
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
     if not 1 <= args.clients <= 256 or not 1 <= args.seconds <= 60 or not 1 <= args.rounds <= 10:
         parser.error("keep the load bounded: 1-256 clients, 1-60 s, 1-10 rounds")
 
-    cluster = start_postgres(settings={"shared_buffers": "256MB"})
+    cluster = (
+        start_postgres(settings={"shared_buffers": "256MB"}) if args.backend != "sqlite" else None
+    )
     try:
+        workdir = scratch_dir("cronkeeper-bench-hvl-")
         db = "bench_health_vs_liveness"
-        cluster.create_database(db)
-        url = cluster.url(db)
+        if cluster is not None:
+            cluster.create_database(db)
+            url = cluster.url(db)
+        else:
+            url = f"sqlite:///{workdir}/ledger.db"
 
         async def fill() -> float:
             engine = create_engine(url)
             await upgrade(engine)
-            taken = await fill_runs(engine, cluster, db, args.rows, JOB_NAMES + OTHER_JOBS)
+            if cluster is not None:
+                taken = await fill_runs(engine, cluster, db, args.rows, JOB_NAMES + OTHER_JOBS)
+            else:
+                taken = await fill_sqlite(engine, args.rows, JOB_NAMES + OTHER_JOBS)
             await engine.dispose()
             return taken
 
-        console.print(f"filling cron_runs with {args.rows:,} rows…")
+        console.print(f"filling cron_runs with {args.rows:,} rows ({args.backend})…")
         filled = asyncio.run(fill())
         console.print(f"filled in {filled:.1f} s")
-        workdir = scratch_dir("cronkeeper-bench-hvl-")
         auth = {"Authorization": f"Bearer {SECRET}"}
         busy = wait_until_quiet()
         console.print(busy)
@@ -110,9 +125,34 @@ def main() -> int:
             alive = served.process.poll() is None
         note = f"{busy}; {cpu_busy():.0%} busy just after"
     finally:
-        with contextlib.suppress(Exception):
-            cluster.cleanup()
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                cluster.cleanup()
     return report(loads, args, note, alive)
+
+
+async def fill_sqlite(engine: AsyncEngine, size: int, names: tuple[str, ...]) -> float:
+    """:func:`benchlib.fill_runs` for SQLite: rows 1..``size`` in one ``INSERT … SELECT``
+    over a recursive CTE, row g starting g×10 s ago on job ``names[g mod len]``."""
+    from sqlalchemy import text
+
+    cases = " ".join(f"WHEN {i} THEN '{n}'" for i, n in enumerate(names))
+    statement = text(
+        "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < :size) "
+        "INSERT INTO cron_runs "
+        "(id, cron_name, started_at, finished_at, status, records_count, created_at) "
+        "SELECT lower(hex(randomblob(16))), "
+        f"CASE n % {len(names)} {cases} END, "
+        "strftime('%Y-%m-%d %H:%M:%f', 'now', -(n * 10) || ' seconds'), "
+        "strftime('%Y-%m-%d %H:%M:%f', 'now', -(n * 10 - 5) || ' seconds'), "
+        "CASE WHEN n % 37 = 0 THEN 'error' WHEN n % 41 = 0 THEN 'partial' ELSE 'success' END, "
+        "n % 1000, strftime('%Y-%m-%d %H:%M:%f', 'now', -(n * 10) || ' seconds') FROM g"
+    )
+    start = time.perf_counter()
+    async with engine.begin() as conn:
+        await conn.execute(statement, {"size": size})
+        await conn.execute(text("ANALYZE"))
+    return time.perf_counter() - start
 
 
 def _sum(loads: list[Load]) -> tuple[float, int, int, float]:
@@ -164,14 +204,17 @@ def report(loads: dict[str, list[Load]], args: argparse.Namespace, note: str, al
     console.print(summary)
     if not args.no_doc:
         body = [
-            "## 8. Health beside liveness, one worker, 10⁶ rows (issue 16)",
+            f"## 8{'b' if args.backend == 'sqlite' else ''}. Health beside liveness, one worker,"
+            f" {args.rows:,} rows, {'SQLite' if args.backend == 'sqlite' else 'PostgreSQL'}"
+            " (issue 16)",
             "",
             f"Command: `{run_command()}`",
             "",
             *machine_lines(),
             f"- machine load: {note}",
-            f"- server: `cronkeeper serve` (uvicorn {uvicorn_version()}, one process), PostgreSQL"
-            f" ledger of {args.rows:,} runs over 24 job names, `CRON_SECRET` set",
+            f"- server: `cronkeeper serve` (uvicorn {uvicorn_version()}, one process),"
+            f" {'SQLite' if args.backend == 'sqlite' else 'PostgreSQL'} ledger of"
+            f" {args.rows:,} runs over 24 job names, `CRON_SECRET` set",
             f"- load: {args.clients} keep-alive connections ({args.workers} Python generator"
             f" processes on the same 2 cores), {args.seconds:g} s per endpoint per round after a"
             f" 1 s warm-up, {args.rounds} alternating rounds",
@@ -180,7 +223,8 @@ def report(loads: dict[str, list[Load]], args: argparse.Namespace, note: str, al
             "",
             f"Over all rounds: {summary}.",
         ]
-        update_section("health-vs-liveness", "\n".join(body))
+        name = "health-vs-liveness" + ("-sqlite" if args.backend == "sqlite" else "")
+        update_section(name, "\n".join(body))
     return 0 if verdict != "MISSED" else 1
 
 
