@@ -109,7 +109,8 @@ async def test_a_job_that_never_starts_alerts_once_however_many_watchdogs_look(
         texts = [t for _, _, box in services for t in box.texts]
         assert len(texts) == 1, texts
         assert texts[0].startswith(
-            ":red_circle: collect-daily is missing: no run started in its 1d window"
+            ":red_circle: collect-daily is missing: no run started by its expected fire"
+            " (0 1 * * *) + 1h grace"
         )
         assert sum(c.sent for batch in changes for c in batch) == 0, "later checks send nothing"
         # It runs again: one "recovered", from whichever replica saw it first.

@@ -95,11 +95,14 @@ def abandoned_text(cron_name: str, run_ids: Sequence[str], at: datetime) -> str:
 
 
 def missing_text(spec: JobSpec, last: RunRow | None, now: datetime) -> str:
-    window = format_duration(spec.window)
+    grace = format_duration(spec.grace)
+    if spec.window_set or not spec.schedule.strip():
+        due = f"in its {format_duration(spec.window)} window + {grace} grace"
+    else:  # missing is judged from the schedule (cronkeeper.health.overdue_at)
+        due = f"by its expected fire ({spec.schedule}) + {grace} grace"
     when = f"its last run started {_iso(last.started_at)}" if last else "it never ran"
     return (
-        f":red_circle: {spec.name} is missing: no run started in its {window} window"
-        f" ({when}; checked {_iso(now)})"
+        f":red_circle: {spec.name} is missing: no run started {due} ({when}; checked {_iso(now)})"
     )
 
 
