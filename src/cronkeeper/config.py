@@ -195,7 +195,9 @@ def share(text: str, what: str) -> float:
     return value
 
 
-def _durations(text: str, what: str, default: timedelta) -> tuple[timedelta, dict[str, timedelta]]:
+def _durations(
+    text: str, what: str, default: timedelta, names: tuple[str, ...] | None = JOB_NAMES
+) -> tuple[timedelta, dict[str, timedelta]]:
     """``1h`` for every job, or ``job=2h,…`` (the others ``default``); ``ValueError`` naming
     ``what``."""
     text = text.strip()
@@ -204,7 +206,7 @@ def _durations(text: str, what: str, default: timedelta) -> tuple[timedelta, dic
             return default, {}
         if "=" not in text:
             return parse_duration(text), {}
-        return default, {k: parse_duration(v) for k, v in _pairs(text, ",", what).items()}
+        return default, {k: parse_duration(v) for k, v in _pairs(text, ",", what, names).items()}
     except ValueError as exc:
         message = str(exc)
         raise ValueError(message if message.startswith(what) else f"{what}: {message}") from None
@@ -598,7 +600,9 @@ class Settings(BaseSettings):
         }
         schedules = _pairs(self.schedules, ";", "CRONKEEPER_SCHEDULES", self.job_names)
         tolerance, tolerances = self.partial_tolerances
-        grace_default, graces = _durations(self.grace, "CRONKEEPER_GRACE", timedelta(hours=1))
+        grace_default, graces = _durations(
+            self.grace, "CRONKEEPER_GRACE", timedelta(hours=1), self.job_names
+        )
         runtime_default: timedelta | None = None
         runtimes: dict[str, timedelta] = {}
         if self.max_runtime.strip() and "=" not in self.max_runtime:
@@ -623,11 +627,16 @@ class Settings(BaseSettings):
                 ),
                 kind=spec.kind,
                 partial_tolerance=tolerances.get(spec.name, tolerance),
-                grace=graces.get(spec.name, grace_default),
-                window_set=spec.name in windows,
+                grace=graces.get(spec.name) or self._file_grace(spec.name) or grace_default,
+                window_set=spec.name in windows or spec.window_set,
             )
             for spec in self.file_jobs
         )
+
+    def _file_grace(self, name: str) -> timedelta | None:
+        """The ``grace`` of the job's ``[jobs.NAME]`` table, if it gives one."""
+        table = self.job_file.table(name)
+        return table.grace if table is not None else None
 
     @cached_property
     def job_file(self) -> JobFile:
@@ -648,6 +657,7 @@ class Settings(BaseSettings):
                     window=table.window or spec.window,
                     max_runtime=table.max_runtime or spec.max_runtime,
                     monitored=spec.monitored if table.monitored is None else table.monitored,
+                    window_set=table.window is not None,
                 )
             specs.append(spec)
         for table in self.job_file.external:
@@ -659,6 +669,7 @@ class Settings(BaseSettings):
                     max_runtime=table.max_runtime or _HOUR,
                     monitored=True if table.monitored is None else table.monitored,
                     kind="external",
+                    window_set=table.window is not None,
                 )
             )
         return tuple(specs)
