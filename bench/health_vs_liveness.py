@@ -1,4 +1,4 @@
-"""Benchmark 8: ``GET /api/cron/health`` beside ``GET /healthz`` on one worker at 10⁶ rows.
+"""Benchmark 11: ``GET /api/cron/health`` beside ``GET /healthz`` on one worker at 10⁶ rows.
 
 Issue 16 asks health to answer at the speed of liveness: side by side on one uvicorn worker
 (``cronkeeper serve``, one process), 16 concurrent keep-alive clients, a PostgreSQL ledger of
@@ -204,7 +204,7 @@ def report(loads: dict[str, list[Load]], args: argparse.Namespace, note: str, al
     console.print(summary)
     if not args.no_doc:
         body = [
-            f"## 8{'b' if args.backend == 'sqlite' else ''}. Health beside liveness, one worker,"
+            f"## 11{'b' if args.backend == 'sqlite' else ''}. Health beside liveness, one worker,"
             f" {args.rows:,} rows, {'SQLite' if args.backend == 'sqlite' else 'PostgreSQL'}"
             " (issue 16)",
             "",
