@@ -37,6 +37,11 @@ CONCEPTS: tuple[tuple[str, str, str], ...] = (
         " and watchdog",
     ),
     (
+        "Run records",
+        "records.py",
+        "plain data read from the database (a run, a job's state) for the pure rules",
+    ),
+    (
         "Report day",
         "reportday.py",
         "which day a run collects, in which zone, for this source and this run",

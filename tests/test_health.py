@@ -30,7 +30,8 @@ def test_all_jobs_ran_recently_is_healthy_with_the_seeds_keys() -> None:
     latest = {
         "collect-daily": run("collect-daily", ago=timedelta(hours=2)),
         "collect-mixpanel": run("collect-mixpanel", ago=timedelta(hours=1), status="partial"),
-        "collect-benchmarks": run("collect-benchmarks", ago=timedelta(days=6)),
+        # its Monday 02:00 fire (NOW is Friday 12:00)
+        "collect-benchmarks": run("collect-benchmarks", ago=timedelta(days=4, hours=10)),
     }
     report = evaluate_health(SPECS, latest, NOW).as_json()
     assert report["healthy"] is True
@@ -78,6 +79,7 @@ def test_jobs_that_never_ran_are_missing_in_configuration_order() -> None:
         "finishedAt": None,
         "recordsCount": None,
         "durationSeconds": None,
+        "skippedShare": None,
         "stuck": False,
         "reason": "never-ran",
         "anomaly": None,
@@ -93,16 +95,25 @@ def test_jobs_that_never_ran_are_missing_in_configuration_order() -> None:
 
 
 @pytest.mark.parametrize(
-    ("job", "ago", "ok"),
+    ("job", "started", "now", "ok"),
     [
-        ("collect-daily", timedelta(hours=23, minutes=59), True),
-        ("collect-daily", timedelta(hours=24, seconds=1), False),
-        ("collect-benchmarks", timedelta(days=6, hours=23), True),
-        ("collect-benchmarks", timedelta(days=7, seconds=1), False),
+        # daily at 01:00 UTC: the run of Friday 01:00 is due by 02:00 (the grace)
+        ("collect-daily", "2026-11-26T01:00", "2026-11-27T02:00", True),
+        ("collect-daily", "2026-11-26T01:00", "2026-11-27T02:00:01", False),
+        ("collect-daily", "2026-11-27T00:59:30", "2026-11-28T01:59", True),  # 30 s early
+        ("collect-daily", "2026-11-26T23:00", "2026-11-27T02:00:01", False),  # off schedule
+        # weekly, Mondays 02:00: a whole week, and the grace
+        ("collect-benchmarks", "2026-11-23T02:00", "2026-11-30T03:00", True),
+        ("collect-benchmarks", "2026-11-23T02:00", "2026-11-30T03:00:01", False),
     ],
 )
-def test_window_is_24h_but_7_days_for_benchmarks(job: str, ago: timedelta, ok: bool) -> None:
-    report = evaluate_health(SPECS, {job: run(job, ago=ago)}, NOW)
+def test_a_job_is_missing_once_a_fire_came_after_its_run_and_the_grace_passed(
+    job: str, started: str, now: str, ok: bool
+) -> None:
+    at = datetime.fromisoformat(now).replace(tzinfo=UTC)
+    begun = datetime.fromisoformat(started).replace(tzinfo=UTC)
+    latest = {job: RunRow("r", job, begun, begun + timedelta(minutes=1), "success", 1, None)}
+    report = evaluate_health(SPECS, latest, at)
     check = report.as_json()["checks"][job]
     assert check["ok"] is ok
     assert (job in report.missing) is (not ok)
@@ -116,8 +127,11 @@ def test_windows_and_max_runtime_are_configurable() -> None:
         job_windows="collect-daily=2h",
         max_runtime="collect-daily=5m",
     ).monitored
-    old = {"collect-daily": run("collect-daily", ago=timedelta(hours=3))}
+    # A window set for a job replaces its schedule: due within the window plus the grace (1 h).
+    old = {"collect-daily": run("collect-daily", ago=timedelta(hours=3, seconds=1))}
     assert evaluate_health(specs, old, NOW).missing[0] == "collect-daily"
+    fine = {"collect-daily": run("collect-daily", ago=timedelta(hours=3))}
+    assert "collect-daily" not in evaluate_health(specs, fine, NOW).missing
     slow = {"collect-daily": run("collect-daily", ago=timedelta(minutes=6), status="running")}
     assert evaluate_health(specs, slow, NOW).checks[0].stuck is True
 
@@ -166,3 +180,51 @@ def test_a_volume_anomaly_shows_and_changes_ok_only_when_asked(affects: bool) ->
         {"collect-daily": JobState("collect-daily", evaluated_run_id="old", anomaly="low-volume")},
     ).as_json()["checks"]["collect-daily"]
     assert (stale["anomaly"], stale["expectedRecords"]) == (None, None), "a verdict on another run"
+
+
+@pytest.mark.parametrize("affects", [False, True])
+def test_the_status_page_gives_the_apis_verdict_on_a_volume_anomaly(affects: bool) -> None:
+    """It used to evaluate without ``CRONKEEPER_VOLUME_AFFECTS_HEALTH``: the page said OK
+    while the API said not ok. Both now ask :mod:`cronkeeper.health` with the same rules."""
+    from cronkeeper.health import HealthRules
+    from cronkeeper.records import JobState
+    from cronkeeper.web.view import Clockface, build_jobs
+
+    latest = run("collect-daily", ago=timedelta(hours=2))
+    states = {
+        "collect-daily": JobState("collect-daily", evaluated_run_id=latest.id, anomaly="low-volume")
+    }
+    rules = HealthRules(volume_affects_health=affects)
+    api = evaluate_health(SPECS, {"collect-daily": latest}, NOW, states, rules=rules)
+    [page] = [
+        v
+        for v in build_jobs(
+            SPECS, {"collect-daily": [latest]}, Clockface("UTC", NOW), states, rules
+        )
+        if v.name == "collect-daily"
+    ]
+    assert api.checks[0].ok is not affects
+    assert (page.badge == "ok") is api.checks[0].ok
+
+
+def test_health_and_the_status_page_show_the_skipped_share_of_a_partial_run() -> None:
+    from cronkeeper.web.view import Clockface, build_jobs
+
+    partial = RunRow(
+        "p1",
+        "collect-daily",
+        NOW - timedelta(hours=1),
+        NOW - timedelta(minutes=50),
+        "partial",
+        970,
+        "skipped 12 of 1000 ad accounts:\n- act_1: (#200) permission denied",
+    )
+    check = evaluate_health(SPECS, {"collect-daily": partial}, NOW).as_json()["checks"]
+    assert check["collect-daily"]["skippedShare"] == 0.012
+    assert check["collect-mixpanel"]["skippedShare"] is None, "never ran"
+    [view] = [
+        v
+        for v in build_jobs(SPECS, {"collect-daily": [partial]}, Clockface("UTC", NOW))
+        if v.name == "collect-daily"
+    ]
+    assert view.skipped == "skipped 1.2% of its units (within the 5% tolerance)"

@@ -42,6 +42,15 @@ class JobSpec:
     monitored: bool
     kind: Literal["builtin", "external"] = "builtin"
     """``external``: a cron that only checks in (``cronkeeper.toml``); never fired here."""
+    partial_tolerance: float = 0.05
+    """``CRONKEEPER_PARTIAL_TOLERANCE``: the share of units a ``partial`` run may skip and still
+    count as a success (alert recovery, failure thresholds, volume baseline)."""
+    grace: timedelta = timedelta(hours=1)
+    """``CRONKEEPER_GRACE``: how late after its expected fire (or its window) a run may start
+    before the job is ``missing``."""
+    window_set: bool = False
+    """``CRONKEEPER_JOB_WINDOWS`` names this job: its window, not its schedule, says when it is
+    due (for jobs run by something that does not follow ``CRONKEEPER_SCHEDULES``)."""
 
 
 _HOUR = timedelta(hours=1)
@@ -172,6 +181,35 @@ def project_regions(value: str) -> dict[str, str]:
             )
         out[project.strip()] = region
     return out
+
+
+def share(text: str, what: str) -> float:
+    """``5%`` or ``0.05`` → 0.05; ``ValueError`` naming ``what`` outside 0–100 %."""
+    raw = text.strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{what}: expected a share such as 5% or 0.05 (0-100%), got {text!r}")
+    return value
+
+
+def _durations(
+    text: str, what: str, default: timedelta, names: tuple[str, ...] | None = JOB_NAMES
+) -> tuple[timedelta, dict[str, timedelta]]:
+    """``1h`` for every job, or ``job=2h,…`` (the others ``default``); ``ValueError`` naming
+    ``what``."""
+    text = text.strip()
+    try:
+        if not text:
+            return default, {}
+        if "=" not in text:
+            return parse_duration(text), {}
+        return default, {k: parse_duration(v) for k, v in _pairs(text, ",", what, names).items()}
+    except ValueError as exc:
+        message = str(exc)
+        raise ValueError(message if message.startswith(what) else f"{what}: {message}") from None
 
 
 def _positive(text: str, what: str) -> int:
@@ -356,6 +394,10 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("CRONKEEPER_MAX_RESPONSE_BYTES"),
     )
     """The largest answer body read from any API, once decoded (a gzip bomb stops here)."""
+    partial_tolerance: str = Field(
+        "5%", validation_alias=AliasChoices("CRONKEEPER_PARTIAL_TOLERANCE")
+    )
+    grace: str = Field("1h", validation_alias=AliasChoices("CRONKEEPER_GRACE"))
 
     @field_validator(
         "meta_ad_account_ids",
@@ -472,6 +514,16 @@ class Settings(BaseSettings):
         return self
 
     @cached_property
+    def partial_tolerances(self) -> tuple[float, dict[str, float]]:
+        """``CRONKEEPER_PARTIAL_TOLERANCE``: ``5%`` for every job, or ``job=10%,…`` (others 5%)."""
+        text = self.partial_tolerance.strip() or "5%"
+        what = "CRONKEEPER_PARTIAL_TOLERANCE"
+        if "=" not in text:
+            return share(text, what), {}
+        pairs = _pairs(text, ",", what, self.job_names)
+        return 0.05, {k: share(v, f"{what} {k}") for k, v in pairs.items()}
+
+    @cached_property
     def watch_every(self) -> timedelta:
         """``CRONKEEPER_WATCH_INTERVAL``: how often the watchdog evaluates every job."""
         try:
@@ -547,6 +599,10 @@ class Settings(BaseSettings):
             ).items()
         }
         schedules = _pairs(self.schedules, ";", "CRONKEEPER_SCHEDULES", self.job_names)
+        tolerance, tolerances = self.partial_tolerances
+        grace_default, graces = _durations(
+            self.grace, "CRONKEEPER_GRACE", timedelta(hours=1), self.job_names
+        )
         runtime_default: timedelta | None = None
         runtimes: dict[str, timedelta] = {}
         if self.max_runtime.strip() and "=" not in self.max_runtime:
@@ -570,9 +626,17 @@ class Settings(BaseSettings):
                     else spec.monitored
                 ),
                 kind=spec.kind,
+                partial_tolerance=tolerances.get(spec.name, tolerance),
+                grace=graces.get(spec.name) or self._file_grace(spec.name) or grace_default,
+                window_set=spec.name in windows or spec.window_set,
             )
             for spec in self.file_jobs
         )
+
+    def _file_grace(self, name: str) -> timedelta | None:
+        """The ``grace`` of the job's ``[jobs.NAME]`` table, if it gives one."""
+        table = self.job_file.table(name)
+        return table.grace if table is not None else None
 
     @cached_property
     def job_file(self) -> JobFile:
@@ -593,6 +657,7 @@ class Settings(BaseSettings):
                     window=table.window or spec.window,
                     max_runtime=table.max_runtime or spec.max_runtime,
                     monitored=spec.monitored if table.monitored is None else table.monitored,
+                    window_set=table.window is not None,
                 )
             specs.append(spec)
         for table in self.job_file.external:
@@ -604,6 +669,7 @@ class Settings(BaseSettings):
                     max_runtime=table.max_runtime or _HOUR,
                     monitored=True if table.monitored is None else table.monitored,
                     kind="external",
+                    window_set=table.window is not None,
                 )
             )
         return tuple(specs)

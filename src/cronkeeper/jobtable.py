@@ -30,6 +30,8 @@ def effective_jobs(settings: Settings) -> list[dict[str, Any]]:
         else {}
     )
     default_threshold, per_job = settings.failure_thresholds
+    grace = settings.grace
+    graces = {p.partition("=")[0].strip() for p in grace.split(",") if "=" in p}
     out = []
     for spec in settings.jobs:
         table = settings.job_file.table(spec.name)
@@ -42,8 +44,8 @@ def effective_jobs(settings: Settings) -> list[dict[str, Any]]:
             "schedule": (spec.schedule, source("schedule", spec.name in schedules)),
             "window": (format_duration(spec.window), source("window", spec.name in windows)),
             "grace": (
-                format_duration(table.grace) if table and table.grace else None,
-                source("grace", False),
+                format_duration(spec.grace),
+                source("grace", "grace" in fields and ("=" not in grace or spec.name in graces)),
             ),
             "max_runtime": (
                 format_duration(spec.max_runtime),

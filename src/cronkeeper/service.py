@@ -6,26 +6,29 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
 from functools import cached_property
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.clock import Clock, Sleep, utcnow
 from cronkeeper.clock import sleep as real_sleep
 from cronkeeper.config import JobSpec, Settings
 from cronkeeper.errors import StorageError, first_line
-from cronkeeper.health import HealthReport, evaluate_health
+from cronkeeper.health import HealthReport, HealthRules, evaluate_health
 from cronkeeper.http import RequestLimiter, RetryEvent, RetryPolicy
 from cronkeeper.lease import LeaseManager
 from cronkeeper.ledger import Ledger, RunRow
-from cronkeeper.ledger.job_state import JobState, JobStates
+from cronkeeper.ledger.job_state import JobStates
 from cronkeeper.ledger.spool import Spool
+from cronkeeper.records import JobState
 from cronkeeper.storage.bounded import BoundedCall
 from cronkeeper.storage.breaker import Breaker
 from cronkeeper.storage.engine import create_engine, ensure_schema, is_sqlite
 from cronkeeper.versions import settings_warnings
 
-__all__ = ["RunObserver", "Service"]
+__all__ = ["HealthAnswer", "RunObserver", "Service"]
 
 log = logging.getLogger("cronkeeper.service")
 
@@ -49,6 +52,26 @@ class RunObserver:
 _HealthRead = tuple[dict[str, RunRow | None], dict[str, JobState]]
 
 
+@dataclass(frozen=True)
+class HealthAnswer:
+    """One evaluation of one health read, with its JSON body encoded once (orjson)."""
+
+    read: _HealthRead
+    report: HealthReport
+    body: bytes
+    evaluated_at: datetime
+    until: datetime | None
+
+    def holds(self, read: _HealthRead, now: datetime) -> bool:
+        """Still the answer for ``read`` at ``now``: the same rows, and no window, grace,
+        runtime or pause ended since it was evaluated."""
+        return (
+            read is self.read
+            and self.evaluated_at <= now
+            and (self.until is None or now < self.until)
+        )
+
+
 @dataclass
 class Service:
     settings: Settings
@@ -63,6 +86,7 @@ class Service:
     _latest_in_flight: asyncio.Future[_HealthRead] | None = field(
         default=None, init=False, repr=False
     )
+    _answer: HealthAnswer | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.limiter = RequestLimiter(
@@ -105,6 +129,10 @@ class Service:
             self.engine, timeout=self.settings.ledger_timeout, breaker=self.ledger.breaker
         )
 
+    @cached_property
+    def health_rules(self) -> HealthRules:
+        return HealthRules.from_settings(self.settings)
+
     @property
     def retry_policy(self) -> RetryPolicy:
         s = self.settings
@@ -145,11 +173,20 @@ class Service:
         return True
 
     async def health(self) -> HealthReport:
-        """Raises :class:`~cronkeeper.errors.StorageError` when the database cannot answer.
+        """Raises :class:`~cronkeeper.errors.StorageError` when the database cannot answer."""
+        return (await self.health_answer()).report
+
+    async def health_answer(self) -> HealthAnswer:
+        """The health report and its JSON body; raises
+        :class:`~cronkeeper.errors.StorageError` when the database cannot answer.
 
         Concurrent callers share one in-flight query (single flight): under a burst of
         health checks the database sees one query at a time, and every caller still gets an
-        answer no older than its own request. Each evaluates it at its own ``now``.
+        answer no older than the query it joined. Each caller's ``now`` is checked against
+        the shared evaluation: the callers of one read share one evaluation and one encoded
+        body (with the API versions' ``warnings``) until a window, grace, runtime or pause ends
+        (:attr:`HealthReport.stable_until`) or the UTC day does; then the next caller
+        evaluates again.
         """
         specs = self.settings.monitored
         if self._latest_in_flight is None:
@@ -157,14 +194,20 @@ class Service:
             # Retrieved here too, in case every caller was cancelled before it finished.
             self._latest_in_flight.add_done_callback(lambda f: f.cancelled() or f.exception())
         flight = self._latest_in_flight
-        latest, states = await asyncio.shield(flight)
-        return evaluate_health(
-            specs,
-            latest,
-            self.clock(),
-            states,
-            volume_affects_health=self.settings.volume_affects_health,
-        )
+        read = await asyncio.shield(flight)
+        now = self.clock()
+        answer = self._answer
+        if answer is not None and answer.holds(read, now):
+            return answer
+        latest, states = read
+        report = evaluate_health(specs, latest, now, states, rules=self.health_rules)
+        # The API versions' warnings change with the UTC day only: the body holds until then.
+        body = report.as_json() | {"warnings": settings_warnings(self.settings, now)}
+        midnight = datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), time(), UTC)
+        until = min(report.stable_until or midnight, midnight)
+        answer = HealthAnswer(read, report, orjson.dumps(body), now, until)
+        self._answer = answer
+        return answer
 
     async def _read_latest(self, specs: tuple[JobSpec, ...]) -> _HealthRead:
         names = [spec.name for spec in specs]

@@ -138,3 +138,85 @@ def test_alert_settings_parse_and_refuse_bad_values(tmp_path: object) -> None:
     ):
         with pytest.raises(ValueError):
             make_settings(url, **bad)
+
+
+# -- CRONKEEPER_PARTIAL_TOLERANCE (issue 17, point 3) ------------------------------------------
+
+
+def agency(statuses: str, skipped: int, total: int = 1000) -> list[RunRow]:
+    """Runs newest first whose ``P`` runs skipped ``skipped`` of ``total`` accounts, recorded
+    as :func:`cronkeeper.ledger.summarize` records them."""
+    message = f"skipped {skipped} of {total} accounts:\n- act_1: (#200) permission denied"
+    return [
+        RunRow(
+            f"r{i}",
+            "collect-daily",
+            T0 - timedelta(days=i),
+            None,
+            {"S": "success", "E": "error", "P": "partial"}[c],
+            5,
+            message if c == "P" else None,
+        )
+        for i, c in enumerate(statuses)
+    ]
+
+
+@pytest.mark.parametrize("down", ["missing", "failed", "stuck"])
+def test_an_agency_job_whose_runs_are_always_partial_within_tolerance_recovers(down: str) -> None:
+    """Issue 17: at 1,000 accounts a few always fail, so every run is ``partial``; leaving a
+    down state needed consecutive ``success`` runs, and the job stayed down for ever."""
+    normal = Observation("collect-daily", agency("PPP", skipped=12), False, False, False)
+    assert next_state(down, normal, Thresholds(recovery=2)) == "ok"
+    assert leading(normal.recent, "success") == 3
+
+
+def test_a_partial_above_the_tolerance_counts_as_a_failure_for_the_thresholds() -> None:
+    bad = Observation("collect-daily", agency("PPS", skipped=300), False, False, False)
+    assert leading(bad.recent, "error") == 2
+    assert next_state("ok", bad, Thresholds(failure=2)) == "failed"
+    assert next_state("ok", bad, Thresholds(failure=3)) == "ok"
+    # ... and it is no recovery either
+    assert next_state("failed", bad, Thresholds(failure=3)) == "failed"
+
+
+def test_the_tolerance_is_the_jobs_own_and_5_percent_by_default() -> None:
+    runs_ = agency("PP", skipped=80)  # 8 %: above the default 5 %, a failure
+    narrow = Observation("collect-daily", runs_, False, False, False)
+    assert next_state("missing", narrow, Thresholds()) == "failed"
+    wide = Observation("collect-daily", runs_, False, False, False, tolerance=0.10)
+    assert next_state("missing", wide, Thresholds()) == "ok"
+    settings = make_settings("sqlite:///x.db", partial_tolerance="collect-daily=10%")
+    assert settings.job("collect-daily").partial_tolerance == 0.10
+    assert settings.job("collect-mixpanel").partial_tolerance == 0.05
+    assert (
+        make_settings("sqlite:///x.db", partial_tolerance="0").job("sync-notion").partial_tolerance
+        == 0.0
+    )
+    with pytest.raises(ValueError, match="CRONKEEPER_PARTIAL_TOLERANCE"):
+        make_settings("sqlite:///x.db", partial_tolerance="five")
+
+
+def test_a_partial_whose_skipped_share_is_unknown_still_counts_neither_way() -> None:
+    unknown = runs("PPP")  # no "skipped N of M" line (e.g. a check-in's own message)
+    assert [r.skipped_share for r in unknown] == [None] * 3
+    assert (
+        next_state(
+            "failed", Observation("collect-daily", unknown, False, False, False), Thresholds()
+        )
+        == "failed"
+    )
+    assert walk("PPP", Thresholds(failure=1)) == ["ok", "ok", "ok"]
+
+
+def test_the_skipped_share_is_read_back_from_what_summarize_writes() -> None:
+    """The format (``summarize``) and its reader (``RunRow.skipped_share``) stay together."""
+    from cronkeeper.ledger import Skipped, summarize
+
+    summary = summarize(
+        records_count=9,
+        units_stored=97,
+        skipped=[Skipped(f"act_{i}", "boom") for i in range(3)],
+        unit_label="ad accounts",
+    )
+    run = RunRow("r", "collect-daily", T0, T0, summary.status, 9, summary.error_message)
+    assert run.skipped_share == pytest.approx(0.03)

@@ -186,3 +186,52 @@ async def test_concurrent_health_checks_share_one_query(
     await service.health()  # the next burst queries again: nothing is cached
     assert calls == 2
     await service.aclose()
+
+
+async def test_concurrent_callers_share_one_evaluation_and_one_encoded_body(
+    settings: Settings, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16: the callers of one read share its evaluation and its JSON body (encoded
+    once), instead of evaluating and encoding it once each."""
+    import cronkeeper.service as service_module
+
+    service = Service.from_settings(settings, clock=clock)
+    await service.prepare()
+    real_read, real_evaluate = service.ledger.latest_runs, service_module.evaluate_health
+    evaluations = 0
+
+    async def slow(names: list[str]) -> dict[str, object]:
+        await asyncio.sleep(0.05)  # a query in flight while the others arrive
+        return await real_read(names)  # type: ignore[return-value]
+
+    def counted(*args: object, **kwargs: object) -> object:
+        nonlocal evaluations
+        evaluations += 1
+        return real_evaluate(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service.ledger, "latest_runs", slow)
+    monkeypatch.setattr(service_module, "evaluate_health", counted)
+    answers = await asyncio.gather(*(service.health_answer() for _ in range(20)))
+    assert evaluations == 1
+    assert len({id(a.body) for a in answers}) == 1
+    await service.health_answer()  # a new read: evaluated again
+    assert evaluations == 2
+    await service.aclose()
+
+
+@pytest.mark.parametrize("query", ["", "?strict=1", "?strict=true", "?strict=0"])
+async def test_the_fast_path_answers_exactly_what_the_route_does(
+    api: tuple[httpx.AsyncClient, Service], clock: FakeClock, query: str
+) -> None:
+    """The fast path answers the common queries; ``?strict=yes`` (a spelling it leaves to
+    FastAPI's validation) goes through the route: the two must agree byte for byte."""
+    client, service = api
+    run_id = await service.ledger.start_cron_run("collect-daily")
+    await service.ledger.complete_cron_run(run_id, "success", 3)
+    routed = {"": "?strict=no", "?strict=1": "?strict=yes", "?strict=true": "?strict=on"}
+    fast = await client.get("/api/cron/health" + query, headers=AUTH)
+    slow = await client.get("/api/cron/health" + routed.get(query, "?strict=off"), headers=AUTH)
+    assert (fast.status_code, fast.content) == (slow.status_code, slow.content)
+    assert fast.headers["content-type"] == slow.headers["content-type"] == "application/json"
+    assert fast.headers["content-length"] == str(len(fast.content))
+    assert (await client.get("/api/cron/health?strict=maybe", headers=AUTH)).status_code == 422

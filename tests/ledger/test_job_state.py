@@ -109,5 +109,6 @@ async def test_the_baseline_read_walks_a_per_job_index(engine: AsyncEngine) -> N
     for status in ("success", "error", "success", "partial", "success"):
         await ledger.complete_cron_run(await ledger.start_cron_run("collect-daily"), status, 1)
     rows = await ledger.successes("collect-daily", None, limit=2)
-    assert len(rows) == 2 and {r.status for r in rows} == {"success"}
+    # successes and partial runs: the pure rule keeps the partials within the tolerance
+    assert [r.status for r in rows] == ["success", "partial"]
     assert rows == sorted(rows, key=lambda r: r.started_at, reverse=True)

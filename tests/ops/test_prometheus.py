@@ -71,14 +71,15 @@ async def real_scrape(database_url: str) -> str:
     collect-daily was only ever ``partial`` (a dead account), collect-mixpanel succeeded,
     collect-benchmarks never ran, sync-notion (not monitored) failed.
     """
-    clock = FakeClock(datetime(1970, 1, 1, 0, 10, tzinfo=UTC))
+    # collect-mixpanel runs at its fire (30 1 * * *): health expects a run per fire (issue 17).
+    clock = FakeClock(datetime(1970, 1, 1, 1, 30, tzinfo=UTC))
     writer = Service.from_settings(make_settings(database_url), clock=clock)
     try:
         await record_run(writer, clock, "collect-mixpanel", "success", records=40)
         clock.advance(hours=1)
         await record_run(writer, clock, "sync-notion", "error", message="HTTP 401")
         for _ in range(3):
-            clock.advance(hours=7)
+            clock.advance(hours=6, minutes=40)
             await record_run(writer, clock, "collect-daily", "partial", records=9)
     finally:
         await writer.aclose()

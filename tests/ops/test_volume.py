@@ -149,3 +149,69 @@ def test_a_cold_baseline_learns_nothing_but_zero_after_non_zero_is_always_low() 
 def test_only_successful_scheduled_runs_are_judged(status: str) -> None:
     runs = [daily_run(TODAY - timedelta(days=i), 200) for i in range(14, 0, -1)]
     assert evaluate_volume(daily_run(TODAY, 0, status), runs, daily=False, tz=UTC).anomaly is None
+
+
+def _one_by_one(runs: list[RunRow], *, daily: bool, tolerance: float) -> dict[str, object]:
+    """The definition: each run against the whole history, earlier anomalies left out."""
+    ordered = sorted(runs, key=lambda r: r.started_at)
+    anomalous: set[str] = set()
+    out: dict[str, object] = {}
+    for run in ordered:
+        verdict = evaluate_volume(
+            run, ordered, daily=daily, tz=UTC, anomalous=frozenset(anomalous), tolerance=tolerance
+        )
+        out[run.id] = verdict
+        if verdict.anomaly is not None:
+            anomalous.add(run.id)
+    return out
+
+
+@pytest.mark.parametrize("daily", [True, False])
+@pytest.mark.parametrize("seed", range(6))
+def test_the_one_pass_history_gives_the_verdicts_of_the_definition(daily: bool, seed: int) -> None:
+    """classify_history is O(n log n) now (it was O(n²): 0.1 s for 400 runs, per finished
+    run, on the event loop); its verdicts are those of judging each run on its own."""
+    import random
+
+    rng = random.Random(seed)
+    runs = []
+    for i in range(300):
+        day = TODAY - timedelta(days=300 - i)
+        status = rng.choice(["success"] * 8 + ["error", "partial"])
+        count = rng.choice([200 + rng.randint(-20, 20)] * 12 + [0, 20, 900])
+        message = f"skipped {rng.randint(0, 9)} of 100 accounts:" if status == "partial" else None
+        run = daily_run(day, count, status)
+        run = RunRow(**{**run.__dict__, "id": f"r{i}", "error_message": message})
+        runs.append(run)
+        if rng.random() < 0.1:  # a re-run of the same day, or one started at the same instant
+            twin = RunRow(**{**run.__dict__, "id": f"r{i}b", "records_count": count + 5})
+            runs.append(twin)
+    fast = classify_history(runs, daily=daily, tz=UTC, tolerance=0.05)
+    assert fast == _one_by_one(runs, daily=daily, tolerance=0.05)
+    assert any(v.anomaly for v in fast.values())
+
+
+def test_partial_runs_within_the_tolerance_are_learned_from() -> None:
+    """Issue 17: at a thousand accounts every run is ``partial``: ignoring them, the
+    baseline never warmed up and anomaly detection never started."""
+    past = [
+        RunRow(
+            **{
+                **daily_run(TODAY - timedelta(weeks=w), 200, "partial").__dict__,
+                "error_message": "skipped 3 of 1000 ad accounts:\n- act_1: (#200) denied",
+            }
+        )
+        for w in range(1, 6)
+    ]
+    today = RunRow(
+        **{
+            **past[0].__dict__,
+            "id": "today",
+            "started_at": past[0].started_at + timedelta(weeks=1),
+            "report_date": TODAY,
+            "records_count": 20,
+        }
+    )
+    verdict = evaluate_volume(today, past, daily=True, tz=UTC, tolerance=0.05)
+    assert verdict.anomaly == "low-volume" and verdict.band is not None
+    assert evaluate_volume(today, past, daily=True, tz=UTC, tolerance=0.0).band is None

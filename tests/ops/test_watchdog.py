@@ -109,7 +109,8 @@ async def test_a_job_that_never_starts_alerts_once_however_many_watchdogs_look(
         texts = [t for _, _, box in services for t in box.texts]
         assert len(texts) == 1, texts
         assert texts[0].startswith(
-            ":red_circle: collect-daily is missing: no run started in its 1d window"
+            ":red_circle: collect-daily is missing: no run started by its expected fire"
+            " (0 1 * * *) + 1h grace"
         )
         assert sum(c.sent for batch in changes for c in batch) == 0, "later checks send nothing"
         # It runs again: one "recovered", from whichever replica saw it first.
@@ -254,3 +255,59 @@ async def test_a_partial_run_warns_but_is_no_state(database_url: str, clock: Fak
     assert change.state == "ok"
     [text] = outbox.texts
     assert text.startswith(":large_yellow_circle: collect-daily partial")
+
+
+async def test_a_missing_agency_job_recovers_on_partial_runs_within_the_tolerance(
+    database_url: str, clock: FakeClock
+) -> None:
+    """Issue 17: 1,000 accounts, a dozen always failing: every run is ``partial``. Leaving
+    ``missing`` needed ``success`` runs, so the job stayed down and ``check`` exited 1 for
+    ever while health said ok."""
+    clock.now = FRIDAY
+    service, dog, outbox = make(database_url, clock, recovery_threshold=2)
+    clock.advance(days=3)
+    assert [c.state for c in await dog.check(["collect-daily"])] == ["missing"]
+    for _ in range(2):
+        run_id = await service.ledger.start_cron_run("collect-daily")
+        clock.advance(minutes=2)
+        await service.ledger.complete_cron_run(
+            run_id, "partial", 9700, "skipped 12 of 1000 ad accounts:\n- act_1: (#200) denied"
+        )
+        clock.advance(hours=1)
+        changes = await dog.check(["collect-daily"])
+    await service.aclose()
+    assert [c.state for c in changes] == ["ok"]
+    assert outbox.texts[-1].startswith(":large_green_circle: collect-daily recovered")
+
+
+async def test_an_agency_job_always_partial_learns_its_volume_baseline(
+    database_url: str, clock: FakeClock
+) -> None:
+    """Issue 17: the baseline read only ``success`` runs, so a job whose runs are all
+    ``partial`` (a few accounts always fail) never had one and no drop was ever noticed."""
+    start = FRIDAY - timedelta(weeks=8)
+    service, _, outbox = make(database_url, clock)
+
+    async def partial(records: int) -> None:
+        run_id = await service.ledger.start_cron_run(
+            "collect-daily", report_date=clock.now.date() - timedelta(days=1)
+        )
+        clock.advance(minutes=2)
+        await service.ledger.complete_cron_run(
+            run_id, "partial", records, "skipped 3 of 1000 ad accounts:\n- act_1: (#200) denied"
+        )
+        run = await service.ledger.get_run(str(run_id))
+        assert run is not None
+        await service.notify(lambda o: o.run_finished(run, None))
+
+    for n in range(56):
+        clock.now = start + timedelta(days=n)
+        await partial(195 + (n * 7) % 11)
+    clock.now = FRIDAY
+    await partial(20)
+    report = (await service.health()).as_json()
+    await service.aclose()
+    volume = [t for t in outbox.texts if t.startswith(":large_orange_circle:")]
+    assert len(volume) == 1 and "wrote 20 (expected" in volume[0]
+    assert report["checks"]["collect-daily"]["anomaly"] == "low-volume"
+    assert report["checks"]["collect-daily"]["skippedShare"] == 0.003

@@ -272,7 +272,7 @@ def test_views_judge_monitored_jobs_like_health_and_leave_the_others_unjudged() 
     by_name = {v.name: v for v in views}
     assert (by_name["collect-daily"].badge, by_name["collect-daily"].reason) == (
         "not-ok",
-        "missing: no run in the last 1d",
+        "missing: no run since its 2026-11-26 01:00 UTC fire (1h grace)",
     )
     assert by_name["collect-mixpanel"].badge_text == "stuck"
     assert by_name["collect-mixpanel"].reason == "stuck: running for 3h 00m (limit 1h)"

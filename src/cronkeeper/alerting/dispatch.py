@@ -114,7 +114,7 @@ class Dispatcher:
 
     async def run_warning(self, run: RunRow, previous: RunRow | None, now: datetime) -> None:
         """A ``partial`` run's own warning (no state change), unless its job is paused."""
-        if run.status != "partial":
+        if run.status != "partial":  # its own message: wording, not health
             return
         row = (await self.states.read([run.cron_name]))[run.cron_name]
         if row.is_paused(now):

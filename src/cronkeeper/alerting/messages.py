@@ -95,11 +95,14 @@ def abandoned_text(cron_name: str, run_ids: Sequence[str], at: datetime) -> str:
 
 
 def missing_text(spec: JobSpec, last: RunRow | None, now: datetime) -> str:
-    window = format_duration(spec.window)
+    grace = format_duration(spec.grace)
+    if spec.window_set or not spec.schedule.strip():
+        due = f"in its {format_duration(spec.window)} window + {grace} grace"
+    else:  # missing is judged from the schedule (cronkeeper.health.overdue_at)
+        due = f"by its expected fire ({spec.schedule}) + {grace} grace"
     when = f"its last run started {_iso(last.started_at)}" if last else "it never ran"
     return (
-        f":red_circle: {spec.name} is missing: no run started in its {window} window"
-        f" ({when}; checked {_iso(now)})"
+        f":red_circle: {spec.name} is missing: no run started {due} ({when}; checked {_iso(now)})"
     )
 
 
@@ -152,7 +155,7 @@ def change_text(
     finished = [r for r in runs if r.status != "running"]
     if kind == "recovered":
         if before == "failed" and finished:
-            streak = leading(finished, "success")
+            streak = leading(finished, "success", spec.partial_tolerance)
             previous = finished[streak] if streak < len(finished) else None
             text = finished_text(finished[0], previous, redactor)
             if text is not None:
@@ -165,7 +168,7 @@ def change_text(
     if new == "anomalous" and finished:
         expected = (round(band.low, 1), round(band.high, 1)) if band else None
         return low_volume_text(finished[0], expected)
-    errors = leading(finished, "error")
+    errors = leading(finished, "error", spec.partial_tolerance)
     text = finished_text(finished[0], None, redactor) if finished else None
     if text is None:
         return f":red_circle: {spec.name} failed"

@@ -14,8 +14,10 @@ The rules, in order:
    the job stays where it is;
 5. the latest run a ``success`` flagged ``low-volume`` → ``anomalous``; else ``ok``.
 
-A ``partial`` run is a warning (a message of its own when it ends), never a state: it
-neither counts towards a failure nor towards a recovery. A change into a down state sends a
+A ``partial`` run counts as :func:`cronkeeper.health.outcome` says: within the job's
+``CRONKEEPER_PARTIAL_TOLERANCE`` a success (towards a recovery), above it a failure (towards
+``failed``), and neither when its skipped share is unknown; it also sends a warning of its own
+when it ends. A change into a down state sends a
 "down" message, a change from a down state to ``ok`` a "recovered" one; going in and out of
 ``paused`` says nothing (a pause that ends on a job that is down does alert, once).
 """
@@ -27,8 +29,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
-from cronkeeper.ledger.models import RunRow
+from cronkeeper.health import DEFAULT_TOLERANCE, outcome
 from cronkeeper.ops.volume import Anomaly
+from cronkeeper.records import RunRow
 
 if TYPE_CHECKING:
     from cronkeeper.config import Settings
@@ -93,15 +96,24 @@ class Observation:
     paused: bool
     anomaly: Anomaly | None = None
     """The verdict on the latest finished run's volume."""
+    tolerance: float = DEFAULT_TOLERANCE
+    """The job's ``CRONKEEPER_PARTIAL_TOLERANCE``."""
 
 
-def leading(runs: Sequence[RunRow], status: str) -> int:
-    """How many of the newest finished runs in a row ended ``status``."""
+def leading(
+    runs: Sequence[RunRow],
+    status: Literal["success", "error"],
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> int:
+    """How many of the newest finished runs in a row count as ``status``: ``success`` (or a
+    ``partial`` within ``tolerance``), ``error`` (or a ``partial`` above it)."""
+    wanted = "success" if status == "success" else "failure"
     count = 0
     for run in runs:
-        if run.status == "running":
+        seen = outcome(run, tolerance)
+        if seen == "running":
             continue
-        if run.status != status:
+        if seen != wanted:
             break
         count += 1
     return count
@@ -119,13 +131,17 @@ def next_state(current: str, seen: Observation, thresholds: Thresholds) -> Alert
         return "stuck"
     if seen.missing:
         return "missing"
-    if leading(seen.recent, "error") >= thresholds.failure_for(seen.job):
+    if leading(seen.recent, "error", seen.tolerance) >= thresholds.failure_for(seen.job):
         return "failed"
     sticky = _STICKY.get(current)
-    if sticky is not None and leading(seen.recent, "success") < thresholds.recovery:
+    if sticky is not None and leading(seen.recent, "success", seen.tolerance) < thresholds.recovery:
         return sticky
     latest = _latest_finished(seen.recent)
-    if latest is not None and latest.status == "success" and seen.anomaly == "low-volume":
+    if (
+        latest is not None
+        and outcome(latest, seen.tolerance) == "success"
+        and seen.anomaly == "low-volume"
+    ):
         return "anomalous"
     return "ok"
 

@@ -7,14 +7,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, FastAPI, Query
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cronkeeper import __version__
 from cronkeeper.alerting.pause import pause_job, pause_json, resume_job
 from cronkeeper.api import checkins
 from cronkeeper.api.deps import AUTH_RESPONSES, Authorized, ServiceDep
-from cronkeeper.auth import FailureLimiter
+from cronkeeper.auth import FailureLimiter, is_authorized, limiter_for
 from cronkeeper.errors import AlreadyRunning, StorageError, UnknownJob
 from cronkeeper.ledger.job_state import JobState
 from cronkeeper.ops.metrics import install_metrics
@@ -23,7 +25,6 @@ from cronkeeper.runner import parse_report_date, run_job
 from cronkeeper.scheduler import CronScheduler
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import RUN_STATUSES
-from cronkeeper.versions import settings_warnings
 from cronkeeper.web import install_status_page
 
 __all__ = ["create_app"]
@@ -31,6 +32,8 @@ __all__ = ["create_app"]
 log = logging.getLogger("cronkeeper.api")
 
 DB_DOWN = {"healthy": False, "error": "database unavailable"}
+HEALTH_PATH = "/api/cron/health"
+JSON = "application/json"
 
 Responses = dict[int | str, dict[str, Any]]
 DB_ERROR: Responses = {500: {"description": "database unavailable"}}
@@ -54,15 +57,84 @@ TRIGGER: dict[str, Any] = {  # GET and POST, each with its own operationId
 async def health(
     service: ServiceDep,
     strict: Annotated[bool, Query(description="answer 503 when unhealthy")] = False,
-) -> JSONResponse:
+) -> Response:
+    status_code, body = await health_body(service, strict=strict)
+    return Response(body, status_code=status_code, media_type=JSON)
+
+
+async def health_body(service: Service, *, strict: bool) -> tuple[int, bytes]:
+    """The health answer as a status code and a JSON body (the route and its fast path)."""
     try:
-        report = await service.health()
+        answer = await service.health_answer()
     except StorageError as exc:
         log.error("health check failed: %s", exc)
-        return JSONResponse(DB_DOWN, status_code=500)
-    status_code = 503 if strict and not report.healthy else 200
-    body = report.as_json() | {"warnings": settings_warnings(service.settings, service.clock())}
-    return JSONResponse(body, status_code=status_code)
+        return 500, DB_DOWN_BODY
+    return (503 if strict and not answer.report.healthy else 200), answer.body
+
+
+DB_DOWN_BODY = orjson.dumps(DB_DOWN)
+STRICT: dict[bytes, bool] = {
+    b"": False,
+    b"strict=0": False,
+    b"strict=false": False,
+    b"strict=1": True,
+    b"strict=true": True,
+}
+"""The query strings the fast path answers; any other goes through FastAPI's validation."""
+
+
+class HealthFastPath:
+    """``GET /api/cron/health`` from an authorised client, answered before FastAPI's router.
+
+    Issue 16: on one worker, routing through every route's pattern, solving the dependency
+    tree and validating ``strict`` cost more than the whole health answer (which single
+    flight and the shared evaluation make cheap). This middleware answers the common request
+    itself with the very same pieces: the app's one :class:`FailureLimiter` consulted first
+    (a blocked client is never compared), the constant-time bearer check, the shared answer
+    and its body. Everything else (a wrong or missing bearer, a blocked client, another
+    query string, another method) falls through to the FastAPI route, which answers it
+    exactly as before: 401 with ``WWW-Authenticate``, 429 with ``Retry-After``, 422.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["path"] != HEALTH_PATH
+            or scope["method"] != "GET"
+            or scope.get("root_path")
+        ):
+            await self.app(scope, receive, send)
+            return
+        strict = STRICT.get(scope["query_string"])
+        state = scope["app"].state
+        service: Service | None = getattr(state, "service", None)
+        if strict is None or service is None:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        limiter = limiter_for(state, service.clock)
+        if limiter.retry_after(client[0] if client else "unknown") is not None:
+            await self.app(scope, receive, send)
+            return
+        header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        text = header.decode("latin-1") if header is not None else None
+        if not is_authorized(text, service.settings.cron_secret):
+            await self.app(scope, receive, send)  # counted and answered by the route
+            return
+        status, body = await health_body(service, strict=strict)
+        start: Message = {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-length", str(len(body)).encode("ascii")),
+                (b"content-type", JSON.encode("ascii")),
+            ],
+        }
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
 
 
 @router.get(
@@ -226,6 +298,7 @@ def create_app(
 
     app.include_router(router)
     app.include_router(checkins.router)
+    app.add_middleware(HealthFastPath)
     install_metrics(app, service)
     install_status_page(app, service)
     return app

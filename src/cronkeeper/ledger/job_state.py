@@ -13,7 +13,6 @@ watchdog logs and tries again at its next tick, the API answers 500, the schedul
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -21,47 +20,17 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.errors import StorageError
+from cronkeeper.records import JobState
 from cronkeeper.redact import Redactor
 from cronkeeper.storage.bounded import BoundedCall
 from cronkeeper.storage.breaker import Breaker
-from cronkeeper.storage.engine import is_sqlite
+from cronkeeper.storage.engine import is_sqlite, read_connection
 from cronkeeper.storage.schema import job_state
 from cronkeeper.storage.upsert import insert_missing
 
 __all__ = ["JobState", "JobStates"]
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class JobState:
-    """One row of ``job_state`` (a job without a row reads as a fresh ``ok`` one)."""
-
-    cron_name: str
-    state: str = "ok"
-    since: datetime | None = None
-    version: int = 0
-    last_alerted_at: datetime | None = None
-    paused: bool = False
-    paused_until: datetime | None = None
-    pause_reason: str | None = None
-    resumed_at: datetime | None = None
-    evaluated_run_id: str | None = None
-    anomaly: str | None = None
-    expected_low: float | None = None
-    expected_high: float | None = None
-
-    def is_paused(self, now: datetime) -> bool:
-        """Paused, and its ``--for`` (if any) not over yet: a pause with an end ends by itself."""
-        return self.paused and (self.paused_until is None or self.paused_until > now)
-
-    def pause_json(self, now: datetime) -> dict[str, Any]:
-        paused = self.is_paused(now)
-        return {
-            "paused": paused,
-            "pausedUntil": self.paused_until.isoformat() if paused and self.paused_until else None,
-            "pauseReason": self.pause_reason if paused else None,
-        }
 
 
 def _row(row: Row[Any]) -> JobState:
@@ -93,7 +62,8 @@ class JobStates:
             return found
 
         async def query() -> None:
-            async with self.engine.connect() as conn:
+            # Autocommit on PostgreSQL: no BEGIN/ROLLBACK round trips around a health read.
+            async with read_connection(self.engine) as conn:
                 result = await conn.execute(
                     select(job_state).where(job_state.c.cron_name.in_(list(names)))
                 )

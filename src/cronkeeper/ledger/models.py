@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Any, Literal
+from typing import Literal
+
+from cronkeeper.records import INACTIVE_WORDING, SKIPPED_HEADER, RunRow
 
 __all__ = [
     "ABANDONED",
@@ -19,8 +20,6 @@ __all__ = [
 ]
 
 FinalStatus = Literal["success", "error", "partial"]
-INACTIVE_WORDING = "inactive at the source, not counted as failures:"
-_INACTIVE_LINE = re.compile(rf"^(\d+) of \d+ .*{re.escape(INACTIVE_WORDING)}$", re.MULTILINE)
 FINAL_STATUSES: tuple[FinalStatus, ...] = ("success", "error", "partial")
 ABANDONED = (
     "abandoned: its end was never recorded (the process stopped, or the database was"
@@ -28,47 +27,6 @@ ABANDONED = (
 )
 """The message of a ``running`` row closed by the next holder of the job's lease: a guess,
 which the run's own end, replayed from a spool, corrects (:mod:`.spool`)."""
-
-
-@dataclass(frozen=True)
-class RunRow:
-    """One row of ``cron_runs``."""
-
-    id: str
-    cron_name: str
-    started_at: datetime
-    finished_at: datetime | None
-    status: str
-    records_count: int
-    error_message: str | None
-    report_date: date | None = None
-
-    @property
-    def inactive_units(self) -> int:
-        """How many units the run found inactive at the source (disabled or closed ad
-        accounts), as :func:`summarize` wrote it in the message; 0 when none."""
-        found = _INACTIVE_LINE.search(self.error_message or "")
-        return int(found.group(1)) if found else 0
-
-    @property
-    def duration_seconds(self) -> float | None:
-        if self.finished_at is None:
-            return None
-        return round((self.finished_at - self.started_at).total_seconds(), 3)
-
-    def as_json(self) -> dict[str, Any]:
-        """The camelCase shape the HTTP API and the CLI print."""
-        return {
-            "id": self.id,
-            "cronName": self.cron_name,
-            "startedAt": self.started_at.isoformat(),
-            "finishedAt": self.finished_at.isoformat() if self.finished_at else None,
-            "status": self.status,
-            "recordsCount": self.records_count,
-            "durationSeconds": self.duration_seconds,
-            "errorMessage": self.error_message,
-            "reportDate": self.report_date.isoformat() if self.report_date else None,
-        }
 
 
 @dataclass(frozen=True)
@@ -145,7 +103,7 @@ def summarize(
     total = units_stored + len(skipped)
     lines: list[str] = []
     if failed:
-        lines.append(f"skipped {len(failed)} of {total} {unit_label}:")
+        lines.append(SKIPPED_HEADER.format(skipped=len(failed), total=total, label=unit_label))
         lines += grouped_reasons(failed, unit_label=unit_label)
     if inactive:
         lines.append(f"{len(inactive)} of {total} {unit_label} {INACTIVE_WORDING}")

@@ -141,9 +141,10 @@ def _latest_runs_statement(cron_names: tuple[str, ...]) -> CompoundSelect[Any]:
 
 
 def successes_statement(cron_name: str, since: datetime | None, limit: int) -> CompoundSelect[Any]:
-    """The newest ``limit`` ``success`` runs of a job started at or after ``since``: what a
-    volume baseline learns from (the watchdog), a bounded walk down the index."""
-    conditions = [cron_runs.c.status == "success"]
+    """The newest ``limit`` ``success`` and ``partial`` runs of a job started at or after
+    ``since``: what a volume baseline learns from (the watchdog keeps the partial runs within
+    the job's tolerance: :func:`cronkeeper.health.outcome`), a bounded walk down the index."""
+    conditions: list[ColumnElement[bool]] = [cron_runs.c.status.in_(("success", "partial"))]
     if since is not None:
         conditions.append(cron_runs.c.started_at >= since)
     return _newest_per_job(RUN_COLUMNS, [cron_name], limit, *conditions, arm="baseline")

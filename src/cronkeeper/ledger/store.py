@@ -395,7 +395,8 @@ class Ledger:
     async def successes(
         self, cron_name: str, since: datetime | None, *, limit: int
     ) -> list[RunRow]:
-        """The newest ``limit`` successes of a job since ``since`` (a volume baseline)."""
+        """The newest ``limit`` successes and partial runs of a job since ``since`` (a volume
+        baseline)."""
         [rows] = await self._runs(successes_statement(cron_name, since, limit))
         return rows
 

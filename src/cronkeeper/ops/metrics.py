@@ -46,8 +46,8 @@ from cronkeeper.errors import first_line
 from cronkeeper.health import HealthReport, evaluate_health
 from cronkeeper.http import Reason, RetryEvent
 from cronkeeper.ledger import RunRow
-from cronkeeper.ledger.job_state import JobState
 from cronkeeper.ledger.models import FINAL_STATUSES
+from cronkeeper.records import JobState
 from cronkeeper.redact import truncate
 from cronkeeper.service import RunObserver, Service
 from cronkeeper.storage.schema import RUN_STATUSES
@@ -117,7 +117,7 @@ async def read_snapshot(service: Service) -> LedgerSnapshot:
         latest,
         now,
         states,
-        volume_affects_health=service.settings.volume_affects_health,
+        rules=service.health_rules,
     )
     return LedgerSnapshot(jobs, True, latest, successes, health, states, now)
 

@@ -4,9 +4,11 @@ A pure function of plain data (past runs, the run in question, the job's schedul
 zone). The baseline is robust, so one odd night does not move it:
 
 * **which runs**: for a daily job the same weekday over the last 8 weeks (Mondays are not
-  Sundays for ad spend), otherwise the last 14 runs. Runs that ended ``error`` or
-  ``partial``, runs that were themselves anomalous, and backfills (a run whose report date is
-  not the date the job would have collected when it started) are left out;
+  Sundays for ad spend), otherwise the last 14 runs. Runs that count as a success
+  (:func:`cronkeeper.health.outcome`: ``success``, or ``partial`` within the job's
+  ``CRONKEEPER_PARTIAL_TOLERANCE``) are kept; errors, other partials, runs that were themselves
+  anomalous, and backfills (a run whose report date is not the date the job would have
+  collected when it started) are left out;
 * **the band**: median ± 3.5 × σ, σ = 1.4826 × MAD (the median absolute deviation scaled to a
   normal's standard deviation: Iglewicz and Hoaglin's modified z-score above 3.5), σ floored
   at max(1, 5 % of the median) so a perfectly flat history does not flag a change of one
@@ -16,18 +18,25 @@ zone). The baseline is robust, so one odd night does not move it:
 * **zero** records after a non-zero history is always an anomaly, even before the baseline
   has enough samples: it is the usual sign of an expired token or a renamed event;
 * **cold**: no learned check before 4 same-weekday samples (daily jobs) or 7 trailing runs.
+
+:func:`classify_history` judges a whole history in one pass over it sorted (O(n log n)): the
+baseline of each run is kept up to date as the runs go by (a window of the last 14, or the
+latest run of each day), instead of being rebuilt from the whole history for every run. The
+watchdog runs it in a worker thread, off the event loop.
 """
 
 from __future__ import annotations
 
 import statistics
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta, tzinfo
 from typing import Literal
 
 from cronkeeper import reportday
-from cronkeeper.ledger.models import RunRow
+from cronkeeper.health import outcome
+from cronkeeper.records import RunRow
 
 __all__ = [
     "Anomaly",
@@ -91,8 +100,8 @@ def _day(run: RunRow, tz: tzinfo) -> date:
     return reportday.run_day(run.report_date, run.started_at, tz)
 
 
-def _eligible(run: RunRow, tz: tzinfo) -> bool:
-    return run.status == "success" and not is_backfill(run, tz)
+def _eligible(run: RunRow, tz: tzinfo, tolerance: float = 0.0) -> bool:
+    return outcome(run, tolerance) == "success" and not is_backfill(run, tz)
 
 
 def baseline_samples(
@@ -102,6 +111,7 @@ def baseline_samples(
     daily: bool,
     tz: tzinfo,
     anomalous: frozenset[str] = frozenset(),
+    tolerance: float = 0.0,
 ) -> list[int]:
     """The record counts ``run`` is compared with (oldest first).
 
@@ -115,20 +125,22 @@ def baseline_samples(
             if r.id != run.id
             and r.started_at < run.started_at
             and r.id not in anomalous
-            and _eligible(r, tz)
+            and _eligible(r, tz, tolerance)
         ),
         key=lambda r: r.started_at,
     )
     if not daily:
         return [r.records_count for r in earlier[-TRAILING_RUNS:]]
-    day = _day(run, tz)
-    first = day - timedelta(weeks=WEEKS)
     by_day: dict[date, int] = {}
     for r in earlier:  # oldest first: the latest run of a date wins
-        d = _day(r, tz)
-        if first <= d < day and d.weekday() == day.weekday():
-            by_day[d] = r.records_count
-    return [by_day[d] for d in sorted(by_day)]
+        by_day[_day(r, tz)] = r.records_count
+    return _same_weekdays(by_day, _day(run, tz))
+
+
+def _same_weekdays(by_day: dict[date, int], day: date) -> list[int]:
+    """The counts of the same weekday over the :data:`WEEKS` weeks before ``day``, oldest first."""
+    weeks = (day - timedelta(weeks=k) for k in range(WEEKS, 0, -1))
+    return [by_day[d] for d in weeks if d in by_day]
 
 
 def band_of(samples: Sequence[int]) -> Band:
@@ -145,12 +157,20 @@ def evaluate_volume(
     daily: bool,
     tz: tzinfo,
     anomalous: frozenset[str] = frozenset(),
+    tolerance: float = 0.0,
 ) -> VolumeVerdict:
-    """Whether ``run`` wrote an unusual number of records. Only ``success`` runs that are not
-    backfills are judged (an ``error`` is already a failure, a ``partial`` already a warning)."""
-    if not _eligible(run, tz):
+    """Whether ``run`` wrote an unusual number of records. Only runs that count as a success
+    and are not backfills are judged (an ``error`` is already a failure, a ``partial`` above the
+    tolerance a warning)."""
+    if not _eligible(run, tz, tolerance):
         return NO_VERDICT
-    samples = baseline_samples(run, history, daily=daily, tz=tz, anomalous=anomalous)
+    samples = baseline_samples(
+        run, history, daily=daily, tz=tz, anomalous=anomalous, tolerance=tolerance
+    )
+    return _judge(run, samples, daily=daily)
+
+
+def _judge(run: RunRow, samples: Sequence[int], *, daily: bool) -> VolumeVerdict:
     needed = MIN_WEEKDAY_SAMPLES if daily else MIN_TRAILING_SAMPLES
     if len(samples) < needed:
         if run.records_count == 0 and samples and statistics.median(samples) > 0:
@@ -169,16 +189,36 @@ def evaluate_volume(
 
 
 def classify_history(
-    runs: Iterable[RunRow], *, daily: bool, tz: tzinfo
+    runs: Iterable[RunRow], *, daily: bool, tz: tzinfo, tolerance: float = 0.0
 ) -> dict[str, VolumeVerdict]:
     """Every run's verdict, oldest first, each judged against a baseline without the earlier
-    anomalies: so one anomaly never becomes part of what the next run is compared with."""
+    anomalies: so one anomaly never becomes part of what the next run is compared with.
+
+    The same verdicts as :func:`evaluate_volume` run by run, in one sorted pass: the baseline
+    (the last :data:`TRAILING_RUNS` counts, or the latest count of each day) grows as the runs
+    go by; runs that started at the same instant join it together, after each was judged.
+    """
     ordered = sorted(runs, key=lambda r: r.started_at)
-    anomalous: set[str] = set()
     verdicts: dict[str, VolumeVerdict] = {}
+    trailing: deque[int] = deque(maxlen=TRAILING_RUNS)
+    by_day: dict[date, int] = {}
+    waiting: list[RunRow] = []  # judged normal, started at the instant being processed
     for run in ordered:
-        verdict = evaluate_volume(run, ordered, daily=daily, tz=tz, anomalous=frozenset(anomalous))
+        if waiting and waiting[0].started_at != run.started_at:
+            _learn(waiting, trailing, by_day, tz)
+        if not _eligible(run, tz, tolerance):
+            verdicts[run.id] = NO_VERDICT
+            continue
+        samples = list(trailing) if not daily else _same_weekdays(by_day, _day(run, tz))
+        verdict = _judge(run, samples, daily=daily)
         verdicts[run.id] = verdict
-        if verdict.anomaly is not None:
-            anomalous.add(run.id)
+        if verdict.anomaly is None:
+            waiting.append(run)
     return verdicts
+
+
+def _learn(runs: list[RunRow], trailing: deque[int], by_day: dict[date, int], tz: tzinfo) -> None:
+    for run in runs:
+        trailing.append(run.records_count)
+        by_day[_day(run, tz)] = run.records_count
+    runs.clear()

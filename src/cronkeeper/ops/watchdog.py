@@ -35,7 +35,7 @@ from cronkeeper.alerting.dispatch import Change, Dispatcher
 from cronkeeper.alerting.state import Observation, Thresholds, thresholds_from_settings
 from cronkeeper.config import JobSpec
 from cronkeeper.errors import StorageError
-from cronkeeper.health import evaluate_health
+from cronkeeper.health import outcome, watch_facts
 from cronkeeper.ledger import RunRow
 from cronkeeper.ledger.job_state import JobState
 from cronkeeper.ops.volume import Anomaly, Band, VolumeVerdict, classify_history, is_daily
@@ -56,9 +56,10 @@ EXIT_CHECK_DOWN = 1
 """``cronkeeper check``: 0 every job ``ok`` or ``paused``, 1 a job is down, 2 database error."""
 
 BASELINE_LIMIT = 400
-"""Successes read for a daily job's baseline: 17 weeks with re-runs to spare."""
+"""Successes (and partial runs) read for a daily job's baseline: 17 weeks with re-runs to spare."""
 TRAILING_LIMIT = 60
-"""Successes read for a non-daily job's baseline: 14 runs, and 14 before each of those."""
+"""Successes (and partial runs) read for a non-daily job's baseline: 14 runs, and 14 before
+each of those."""
 BASELINE_WEEKS = 17
 """A daily job's history read: 8 weeks of baseline, and 8 more to judge those runs, + 1."""
 
@@ -141,17 +142,15 @@ class Watchdog(RunObserver):
         latest = runs[0] if runs else None
         finished = next((r for r in runs if r.status != "running"), None)
         verdict = VolumeVerdict(None, None)
-        if finished is not None and finished.status == "success":
+        if finished is not None and outcome(finished, spec.partial_tolerance) == "success":
             verdict = await self._volume(spec, row, finished, now)
-        [check] = evaluate_health([spec], {spec.name: latest}, now).checks
-        missing = spec.monitored and not check.in_window
-        if missing and row.resumed_at is not None and now - row.resumed_at <= spec.window:
-            missing = False
+        facts = watch_facts(spec, latest, row, now, self.service.health_rules)
         seen = Observation(
             job=spec.name,
             recent=runs,
-            missing=missing,
-            stuck=check.stuck,
+            missing=facts.missing,
+            stuck=facts.stuck,
+            tolerance=spec.partial_tolerance,
             paused=row.is_paused(now),
             anomaly=verdict.anomaly,
         )
@@ -168,7 +167,15 @@ class Watchdog(RunObserver):
         limit = BASELINE_LIMIT if daily else TRAILING_LIMIT
         history = await self.service.ledger.successes(spec.name, since, limit=limit)
         runs = {r.id: r for r in history} | {run.id: run}
-        verdict = classify_history(runs.values(), daily=daily, tz=self.service.settings.tz)[run.id]
+        # A worker thread: pure CPU over up to 400 runs, not to be paid on the event loop.
+        verdicts = await asyncio.to_thread(
+            classify_history,
+            list(runs.values()),
+            daily=daily,
+            tz=self.service.settings.tz,
+            tolerance=spec.partial_tolerance,
+        )
+        verdict = verdicts[run.id]
         band = (verdict.band.low, verdict.band.high) if verdict.band else None
         await self.service.job_states.record_volume(spec.name, run.id, verdict.anomaly, band, now)
         if verdict.anomaly is not None:

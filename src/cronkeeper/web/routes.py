@@ -179,7 +179,7 @@ class StatusPage:
             states = await self.service.job_states.read(names)
         except StorageError:
             states = {}
-        jobs = build_jobs(settings.jobs, by_job, clock, states)
+        jobs = build_jobs(settings.jobs, by_job, clock, states, self.service.health_rules)
         specs = {spec.name: spec for spec in settings.jobs}
         table = [(row, run_state(row, specs.get(row.cron_name), clock.now)) for row in recent]
         if state_filter is not None:

@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 
 from cronkeeper.config import JobSpec
 from cronkeeper.durations import format_duration
-from cronkeeper.health import CheckResult, evaluate_health, is_stuck
+from cronkeeper.health import CheckResult, HealthRules, evaluate_health, is_stuck, skipped_text
 from cronkeeper.ledger import RunRow
-from cronkeeper.ledger.job_state import JobState
+from cronkeeper.records import JobState
 from cronkeeper.web.charts import Sparkline, sparkline
 from cronkeeper.web.schedule import next_run
 
@@ -132,6 +132,8 @@ class JobView:
     durations: Sparkline
     records: Sparkline
     counts: Mapping[str, int]
+    skipped: str = ""
+    """How much of its units the latest run skipped, against the job's partial tolerance."""
 
     @property
     def name(self) -> str:
@@ -158,7 +160,11 @@ def _reason(check: CheckResult, spec: JobSpec, clock: Clockface) -> str:
         running_for = format_seconds((clock.now - run.started_at).total_seconds())
         return f"stuck: running for {running_for} (limit {format_duration(spec.max_runtime)})"
     if check.reason == "missing":
-        return f"missing: no run in the last {format_duration(spec.window)}"
+        grace = format_duration(spec.grace)
+        due = check.overdue_after
+        if spec.window_set or not spec.schedule.strip() or due is None:
+            return f"missing: no run in the last {format_duration(spec.window)} + {grace} grace"
+        return f"missing: no run since its {clock.short(due - spec.grace)} fire ({grace} grace)"
     if check.reason == "failed":
         return "failed: the last run ended in error"
     return ""
@@ -169,12 +175,13 @@ def build_jobs(
     runs: Mapping[str, Sequence[RunRow]],
     clock: Clockface,
     job_states: Mapping[str, JobState] | None = None,
+    rules: HealthRules | None = None,
 ) -> list[JobView]:
     """One view per job, monitored jobs first (in configuration order), then the others.
 
     ``runs`` holds each job's newest runs, newest first. Monitored jobs get the same verdict
-    as ``GET /api/cron/health``; the others show their last status with no ok/not-ok
-    judgement, because nothing promises they run on time.
+    as ``GET /api/cron/health`` (given the service's ``rules``); the others show their last
+    status with no ok/not-ok judgement, because nothing promises they run on time.
     """
     monitored = [s for s in specs if s.monitored]
     ordered = monitored + [s for s in specs if not s.monitored]
@@ -182,7 +189,8 @@ def build_jobs(
     for spec in specs:
         job_runs = runs.get(spec.name) or ()
         latest[spec.name] = job_runs[0] if job_runs else None
-    checks = {c.name: c for c in evaluate_health(monitored, latest, clock.now, job_states).checks}
+    report = evaluate_health(monitored, latest, clock.now, job_states, rules=rules)
+    checks = {c.name: c for c in report.checks}
     views: list[JobView] = []
     for spec in ordered:
         history = list(reversed(runs.get(spec.name, ())[:STRIP_LENGTH]))  # oldest first
@@ -226,6 +234,7 @@ def build_jobs(
                 durations=sparkline(durations),
                 records=sparkline(records, band=check.expected if check else None),
                 counts=counts,
+                skipped=skipped_text(newest, spec),
             )
         )
     return views
