@@ -23,18 +23,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Path, Request, status
+from fastapi import APIRouter, BackgroundTasks, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from cronkeeper.api.deps import get_service
-from cronkeeper.auth import (
-    bearer_token,
-    client_address,
-    limiter_for,
-    secret_matches,
-    too_many_failures,
-)
+from cronkeeper.auth import bearer_token, secret_matches
+from cronkeeper.auth.bearer import check_bearer
 from cronkeeper.errors import StorageError
 from cronkeeper.ledger import RunRow
 from cronkeeper.ledger.checkins import finish_run, record_finished_run, start_run
@@ -97,32 +92,20 @@ class Caller:
 async def _caller(request: Request) -> Caller:
     """401 / 429 like :func:`~cronkeeper.auth.bearer.require_bearer`, but a job's ping key
     passes too (compared in constant time against every configured key)."""
-    service = await get_service(request)
-    limiter = limiter_for(request.app.state, service.clock)
-    client = client_address(request)
-    wait = limiter.retry_after(client)
-    if wait is not None:
-        raise too_many_failures(wait)
-    header = request.headers.get("authorization")
-    token = bearer_token(header)
-    settings = service.settings
-    if secret_matches(token, settings.cron_secret):
-        return Caller(None)
-    jobs = frozenset(
-        job
-        for job, key in settings.ping_keys.items()
-        if secret_matches(token, SecretStr(key))  # every key compared: no early exit to time
-    )
-    if jobs:
-        return Caller(jobs)
-    if header:
-        limiter.failed(client)
-        log.warning("wrong bearer token or ping key from %s for %s", client, request.url.path)
-    raise HTTPException(
-        status_code=status.HTTP_401_UNAUTHORIZED,
-        detail="missing or invalid bearer token",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
+    settings = (await get_service(request)).settings
+
+    def accept(header: str | None) -> Caller | None:
+        token = bearer_token(header)
+        if secret_matches(token, settings.cron_secret):
+            return Caller(None)
+        jobs = frozenset(
+            job
+            for job, key in settings.ping_keys.items()
+            if secret_matches(token, SecretStr(key))  # every key compared: no early exit
+        )
+        return Caller(jobs) if jobs else None
+
+    return check_bearer(request, accept, wrong="wrong bearer token or ping key")
 
 
 def _error(code: int, message: str, **extra: Any) -> JSONResponse:

@@ -8,7 +8,8 @@ protocol rather than the ``Service`` class: authentication sits below both ``api
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 # Dependencies are ``async def``: FastAPI runs plain ``def`` ones in a worker thread, a thread
 # hop per request for what is an attribute lookup and a constant-time compare.
@@ -19,7 +20,9 @@ from cronkeeper.auth.limiter import client_address, limiter_for
 from cronkeeper.auth.secret import is_authorized
 from cronkeeper.clock import Clock
 
-__all__ = ["AUTH_RESPONSES", "Authorized", "require_bearer", "too_many_failures"]
+__all__ = ["AUTH_RESPONSES", "Authorized", "check_bearer", "require_bearer", "too_many_failures"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("cronkeeper.api")
 
@@ -52,10 +55,16 @@ def too_many_failures(wait: int) -> HTTPException:
     )
 
 
-async def require_bearer(request: Request) -> None:
-    """401 for a missing or wrong bearer; 429 (before any compare) for a client that has
-    sent too many wrong ones. A wrong credential is counted and logged, never its value; a
-    request with no ``Authorization`` header at all guessed nothing and is not counted."""
+def check_bearer(
+    request: Request,
+    accept: Callable[[str | None], T | None],
+    *,
+    wrong: str = "wrong bearer token",
+) -> T:
+    """The one door: 429 (before any compare) for a client that has sent too many wrong
+    credentials; ``accept(header)`` says who the caller is (``None``: nobody); otherwise 401.
+    A wrong credential is counted and logged (as ``wrong``), never its value; a request with
+    no ``Authorization`` header at all guessed nothing and is not counted."""
     # Reads app.state itself rather than through a sub-dependency: each one costs FastAPI's
     # resolver measurable time on the health hot path.
     service: _Guarded = request.app.state.service
@@ -65,16 +74,24 @@ async def require_bearer(request: Request) -> None:
     if wait is not None:
         raise too_many_failures(wait)
     header = request.headers.get("authorization")
-    if is_authorized(header, service.settings.cron_secret):
-        return
+    caller = accept(header)
+    if caller is not None:
+        return caller
     if header:
         limiter.failed(client)
-        log.warning("wrong bearer token from %s for %s", client, request.url.path)
+        log.warning("%s from %s for %s", wrong, client, request.url.path)
     raise HTTPException(
         status_code=status.HTTP_401_UNAUTHORIZED,
         detail="missing or invalid bearer token",
         headers={"WWW-Authenticate": "Bearer"},
     )
+
+
+async def require_bearer(request: Request) -> None:
+    """401 for a missing or wrong ``CRON_SECRET`` bearer, 429 when limited (see
+    :func:`check_bearer`)."""
+    secret = request.app.state.service.settings.cron_secret
+    check_bearer(request, lambda header: True if is_authorized(header, secret) else None)
 
 
 Authorized = Depends(require_bearer)
