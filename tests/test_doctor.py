@@ -321,3 +321,45 @@ def test_without_send_test_the_webhook_is_not_called(
 ) -> None:
     checks = [Check("alerts", "webhook", "skipped", "")]
     assert exit_code(checks) == 0
+
+
+async def test_the_watchdog_repeats_the_token_check_warns_in_health_and_alerts_once(
+    world: World, database_url: str
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from cronkeeper.ops.watchdog import install_watchdog
+    from cronkeeper.sandbox import serve_app
+    from cronkeeper.service import Service
+
+    received: list[object] = []
+
+    async def hook(request: Request) -> Response:
+        received.append(await request.json())
+        return Response("ok")
+
+    world.meta.token_expires_at = NOW + timedelta(days=3)
+    clock = {"now": NOW}
+    sink = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+    with serve_app(sink) as base:
+        settings = world.settings(database_url, alert_webhook_url=f"{base}/hook")
+        service = Service.from_settings(settings, clock=lambda: clock["now"])
+        try:
+            watchdog = install_watchdog(service)
+            assert service.warnings() == []
+            await watchdog._token_due()
+            assert any("in 3 days" in w for w in service.warnings())
+            clock["now"] = NOW + timedelta(hours=2)
+            await watchdog._token_due()  # not due again within the day
+            clock["now"] = NOW + timedelta(days=1, hours=1)
+            await watchdog._token_due()  # due: same finding, no second alert
+            assert any("in 1 day" in w for w in service.warnings())
+        finally:
+            await service.aclose()
+    debug_calls = [r for r in world.meta.log.records if "debug_token" in r.path]
+    assert len(debug_calls) == 2
+    assert len(received) == 1
+    assert "Meta access token" in str(received[0])

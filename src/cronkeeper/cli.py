@@ -37,7 +37,6 @@ from cronkeeper.logs import configure_logging
 from cronkeeper.redact import Redactor
 from cronkeeper.runs_table import print_runs
 from cronkeeper.storage.url import safe_url
-from cronkeeper.versions import settings_warnings
 
 if TYPE_CHECKING:
     from cronkeeper.ledger.job_state import JobState
@@ -209,7 +208,7 @@ def health() -> None:
         except StorageError as exc:
             out.print_json(json.dumps({"healthy": False, "error": "database unavailable"}))
             return database_failed(settings, exc)
-        warnings = settings_warnings(settings, service.clock())  # as GET /api/cron/health
+        warnings = service.warnings()  # as GET /api/cron/health
         out.print_json(json.dumps(report.as_json() | {"warnings": warnings}))
         return 0 if report.healthy else 1
 

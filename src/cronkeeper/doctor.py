@@ -147,7 +147,7 @@ def token_warnings(info: TokenInfo, now: datetime) -> list[str]:
     """The health ``warnings`` lines of a token check: its expiries within 14 days (or past)
     and an invalid token."""
     return [
-        f"Meta access token: {c.name}: {c.detail}"
+        warning_line(c)
         for c in token_checks(info, now)
         if c.level != "ok" and c.name in ("token", "token expiry", "data access expiry")
     ]
@@ -400,8 +400,18 @@ async def run_doctor(
 
 
 async def meta_token_warnings(settings: Settings, http: HttpContext) -> list[str]:
-    """The token part of the doctor alone, as health warnings (the watchdog's daily check).
-    A call that fails is itself one warning line; no token configured, none."""
+    """The token part of the doctor alone, as health warnings (the watchdog's daily check)."""
+    return [warning_line(c) for c in await meta_token_findings(settings, http)]
+
+
+def warning_line(check: Check) -> str:
+    """A token finding as one health warning / status page line."""
+    return f"Meta access token: {check.name}: {check.detail}"
+
+
+async def meta_token_findings(settings: Settings, http: HttpContext) -> list[Check]:
+    """The token checks that are not ok: invalid, or an expiry within 14 days or past. A
+    call that fails is itself one finding; no token configured, none."""
     token = settings.meta_access_token
     if token is None or not token.get_secret_value():
         return []
@@ -415,8 +425,13 @@ async def meta_token_warnings(settings: Settings, http: HttpContext) -> list[str
     try:
         info = await client.debug_token()
     except CronkeeperError as exc:
-        return [f"Meta access token: check failed: {settings.redactor(first_line(exc))}"]
-    return token_warnings(info, http.now())
+        return [failed("meta", "token check", exc, settings.redactor)]
+    now = http.now()
+    return [
+        c
+        for c in token_checks(info, now)
+        if c.level != "ok" and c.name in ("token", "token expiry", "data access expiry")
+    ]
 
 
 _STYLES = {"ok": "green", "warning": "yellow", "error": "bold red", "skipped": "dim"}

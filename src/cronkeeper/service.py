@@ -58,6 +58,9 @@ class Service:
     clock: Clock
     sleep: Sleep = real_sleep
     observers: list[RunObserver] = field(default_factory=list)
+    source_warnings: list[str] = field(default_factory=list)
+    """What the last look at the sources found (the watchdog's daily token check, at start
+    and once a day): health ``warnings`` and the status page show it next to the versions'."""
     limiter: RequestLimiter = field(init=False)
     """Client-side API quotas, shared by every run of this process (Mixpanel's is hourly)."""
     _latest_in_flight: asyncio.Future[_HealthRead] | None = field(
@@ -115,6 +118,11 @@ class Service:
             max_body=s.max_response_bytes,
             throttle_block=s.meta_throttle_block,
         )
+
+    def warnings(self) -> list[str]:
+        """The health JSON's ``warnings``: pinned versions near or past their end, then the
+        stored source warnings (a Meta token expiring within 14 days)."""
+        return settings_warnings(self.settings, self.clock()) + list(self.source_warnings)
 
     async def prepare(self, *, announce: bool = True) -> bool:
         """Create the SQLite schema on first use; on PostgreSQL, report a stale one; record

@@ -23,7 +23,6 @@ from cronkeeper.runner import parse_report_date, run_job
 from cronkeeper.scheduler import CronScheduler
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import RUN_STATUSES
-from cronkeeper.versions import settings_warnings
 from cronkeeper.web import install_status_page
 
 __all__ = ["create_app"]
@@ -61,7 +60,7 @@ async def health(
         log.error("health check failed: %s", exc)
         return JSONResponse(DB_DOWN, status_code=500)
     status_code = 503 if strict and not report.healthy else 200
-    body = report.as_json() | {"warnings": settings_warnings(service.settings, service.clock())}
+    body = report.as_json() | {"warnings": service.warnings()}
     return JSONResponse(body, status_code=status_code)
 
 
