@@ -108,6 +108,9 @@ class MetaAccount:
     name: str | None = None
     max_range_days: int | None = None
     timeout_code: int = 100
+    no_delivery_days: frozenset[date] = frozenset()
+    """Days without delivery: no row for them, as Meta answers such a day (see
+    ``no_delivery``); a test moves a day in here to model a row Meta drops on restating."""
     account_status: int = 1
     """Meta's ``account_status`` (1 active, 2 disabled, 101 closed, …; AdAccount reference)."""
     permitted: bool = True
@@ -396,7 +399,11 @@ class MetaSimulator(Simulator):
     ) -> list[MetaDay]:
         if account.no_delivery:
             return []
-        served = (self.served(account.account_id, d) for d in date_range(since, until))
+        served = (
+            self.served(account.account_id, d)
+            for d in date_range(since, until)
+            if d not in account.no_delivery_days
+        )
         days = [d for d in served if d is not None]
         if not days:
             return []
