@@ -165,11 +165,12 @@ async def _doctor(settings: Settings, http: HttpContext) -> list[Check]:
         await engine.dispose()
 
 
+@pytest.mark.sql  # the database check on every backend
 async def test_all_good_exits_0(world: World, http: HttpContext, database_url: str) -> None:
     checks = await _doctor(world.settings(database_url), http)
     assert exit_code(checks) == 0, [c for c in checks if c.level not in ("ok", "skipped")]
     by_name = {c.name: c for c in checks}
-    assert "zone Europe/Berlin, currency EUR" in by_name["act_111"].detail
+    assert "status 1 (active); zone Europe/Berlin, currency EUR" in by_name["act_111"].detail
     assert by_name["schema"].level == "ok"
     assert "in 50 days" in by_name["token expiry"].detail
     assert [r.path for r in world.meta.log.records if "debug_token" in r.path]
@@ -204,6 +205,15 @@ async def test_a_token_expiring_soon_alone_exits_1_and_is_a_health_warning(
     assert exit_code(await _doctor(settings, http)) == 1
     warnings = await meta_token_warnings(settings, http)
     assert len(warnings) == 1 and "in 3 days" in warnings[0]
+
+
+async def test_a_closed_account_is_readable_and_named_inactive(
+    world: World, http: HttpContext, database_url: str
+) -> None:
+    world.meta.accounts["222"] = MetaAccount("222", account_status=101)
+    checks = await _doctor(world.settings(database_url, meta_ad_account_ids="111,222"), http)
+    closed = next(c for c in checks if c.name == "act_222")
+    assert closed.level == "ok" and "status 101 (inactive" in closed.detail
 
 
 async def test_an_unknown_account_is_an_error(

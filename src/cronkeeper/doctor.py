@@ -171,13 +171,22 @@ def version_check(pin: PinnedVersion, today: datetime) -> Check:
 
 
 def account_check(account_id: str, details: AccountDetails) -> Check:
-    """One readable ad account: its name, zone and currency."""
+    """One readable ad account: its name, status, zone and currency. An inactive account
+    (disabled, closed: :data:`~cronkeeper.sources.meta.INACTIVE_ACCOUNT_STATUSES`) is still
+    ok: collect-daily reports it ``inactive``, not failed."""
     name = f"{details.name} " if details.name else ""
+    code = details.account_status
+    status = "status ?" if code is None else f"status {code}"
+    if details.inactive:
+        status += " (inactive: no delivery expected)"
+    elif code is not None:
+        status += " (active)"
     return Check(
         "meta",
         f"act_{account_id}",
         "ok",
-        f"{name}readable; zone {details.timezone_name}, currency {details.currency or '?'}",
+        f"{name}readable; {status}; zone {details.timezone_name},"
+        f" currency {details.currency or '?'}",
     )
 
 
