@@ -373,3 +373,53 @@ async def test_the_watchdog_repeats_the_token_check_warns_in_health_and_alerts_o
     assert len(debug_calls) == 2
     assert len(received) == 1
     assert "Meta access token" in str(received[0])
+
+
+# --- the parsers of the three new calls ------------------------------------------------------
+
+
+def test_debug_token_parses_unix_seconds_and_zero_as_never() -> None:
+    from cronkeeper.sources.meta import parse_debug_token
+
+    info = parse_debug_token(
+        {
+            "data": {
+                "is_valid": True,
+                "scopes": ["ads_read"],
+                "expires_at": 0,
+                "data_access_expires_at": 1_800_000_000,
+                "type": "SYSTEM_USER",
+            }
+        }
+    )
+    assert info.expires_at is None
+    assert info.data_access_expires_at == datetime.fromtimestamp(1_800_000_000, UTC)
+    assert info.token_type == "SYSTEM_USER"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [[], {"data": {}}, {"data": {"is_valid": "yes"}}, {"data": {"is_valid": True, "scopes": "x"}}],
+)
+def test_debug_token_refuses_another_shape(payload: object) -> None:
+    from cronkeeper.errors import PayloadError
+    from cronkeeper.sources.meta import parse_debug_token
+
+    with pytest.raises(PayloadError, match="Meta debug_token"):
+        parse_debug_token(payload)
+
+
+def test_event_names_and_data_source_parsers() -> None:
+    from cronkeeper.errors import PayloadError
+    from cronkeeper.sources.mixpanel import parse_event_names
+    from cronkeeper.sources.notion import parse_data_source
+
+    assert parse_event_names(["a", "b"], project_id="1") == ("a", "b")
+    with pytest.raises(PayloadError, match="event names"):
+        parse_event_names({"a": 1}, project_id="1")
+    info = parse_data_source(
+        {"title": [{"plain_text": "Acc"}], "properties": {"Name": {"type": "title"}}}
+    )
+    assert info == DataSourceInfo("Acc", {"Name": "title"})
+    with pytest.raises(PayloadError, match="properties"):
+        parse_data_source({"object": "data_source"})

@@ -81,3 +81,25 @@ async def test_the_warning_is_logged_at_start(
         await service.prepare()
     await service.aclose()
     assert EXPECTED in caplog.messages
+
+
+async def test_a_stored_token_finding_shows_in_health_and_on_the_status_page(
+    database_url: str,
+) -> None:
+    """The watchdog's daily token check (cronkeeper.doctor) stores its findings on the
+    service; health's ``warnings`` and the status page banner show them after the versions'."""
+    settings = make_settings(database_url, meta_api_version="v27.0")
+    service = Service.from_settings(settings, clock=FakeClock(DECEMBER))
+    await service.prepare()
+    line = "Meta access token: token expiry: expires on 2026-12-10 12:00 UTC (in 6 days)"
+    service.source_warnings = [line]
+    app = create_app(service)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as client:
+        health = (await client.get("/api/cron/health", headers=AUTH)).json()
+        await client.post("/status/login", data={"secret": SECRET})
+        page = await client.get("/status", headers=AUTH)
+    await service.aclose()
+    assert health["warnings"] == [line]
+    assert "in 6 days" in page.text
