@@ -71,6 +71,7 @@ CONCEPTS: tuple[tuple[str, str, str], ...] = (
     ("Cron syntax", "cron.py", "crontab expressions, fire times from cronsim"),
     ("Backfill", "backfill.py", "a date range, one run per window"),
     ("Coverage", "coverage.py", "which days each source has stored"),
+    ("Preflight", "doctor.py", "`cronkeeper doctor`: pure verdicts over what each source says"),
     ("Status page", "web", "the HTML status page"),
     ("Metrics", "ops/metrics.py", "`/metrics` for Prometheus"),
     ("HTTP API", "api", "the FastAPI app and routes"),

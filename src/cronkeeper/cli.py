@@ -37,7 +37,6 @@ from cronkeeper.logs import configure_logging
 from cronkeeper.redact import Redactor
 from cronkeeper.runs_table import print_runs
 from cronkeeper.storage.url import safe_url
-from cronkeeper.versions import settings_warnings
 
 if TYPE_CHECKING:
     from cronkeeper.ledger.job_state import JobState
@@ -209,7 +208,7 @@ def health() -> None:
         except StorageError as exc:
             out.print_json(json.dumps({"healthy": False, "error": "database unavailable"}))
             return database_failed(settings, exc)
-        warnings = settings_warnings(settings, service.clock())  # as GET /api/cron/health
+        warnings = service.warnings()  # as GET /api/cron/health
         out.print_json(json.dumps(report.as_json() | {"warnings": warnings}))
         return 0 if report.healthy else 1
 
@@ -555,6 +554,64 @@ def coverage(
         for line in render_text(found):
             out.print(line, markup=False, highlight=False, soft_wrap=True)
         return 0
+
+    raise typer.Exit(run_async(go))
+
+
+@app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    send_test: Annotated[
+        bool, typer.Option("--send-test", help="also post a test message to ALERT_WEBHOOK_URL")
+    ] = False,
+) -> None:
+    """Check the configuration, the database and every source API (exit 0 all good,
+    1 a warning, 2 an error)."""
+    from cronkeeper.doctor import exit_code, render_table, run_doctor
+
+    settings = load_settings()
+    send = None
+    if send_test:
+        from cronkeeper.alerting.probe import probe_sender
+
+        try:
+            send = probe_sender(settings)
+        except ConfigError as exc:
+            fail(str(exc))
+
+    async def go() -> int:
+        import httpx
+
+        from cronkeeper.http import HttpContext, RetryPolicy
+        from cronkeeper.http.client import client_from_settings
+        from cronkeeper.storage.engine import create_engine
+
+        engine = None
+        engine_error: StorageError | None = None
+        try:
+            engine = create_engine(settings.database_url, timeout=settings.ledger_timeout)
+        except StorageError as exc:  # e.g. a SQLite directory it cannot create
+            engine_error = exc
+        client: httpx.AsyncClient = client_from_settings(settings)
+        try:
+            async with client:
+                # One retry at most: a preflight says what is wrong, it does not wait it out.
+                policy = RetryPolicy(
+                    max_retries=1, timeout=settings.http_timeout, max_wait=settings.max_wait
+                )
+                http = HttpContext(client=client, policy=policy, redactor=settings.redactor)
+                checks = await run_doctor(
+                    settings, http, engine=engine, engine_error=engine_error, send_test=send
+                )
+        finally:
+            if engine is not None:
+                await engine.dispose()
+        if as_json:
+            body = {"exit_code": exit_code(checks), "checks": [c.as_json() for c in checks]}
+            out.print_json(json.dumps(body))
+        else:
+            out.print(render_table(checks))
+        return exit_code(checks)
 
     raise typer.Exit(run_async(go))
 

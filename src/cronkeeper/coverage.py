@@ -1,5 +1,6 @@
-"""Coverage: per ad account (and Mixpanel project) and day, is the day collected, missing, or
-still inside its restatement window (stored, but the source may still revise it)?
+"""Coverage: per ad account (and Mixpanel project) and day, is the day collected, missing,
+still inside its restatement window (stored, but the source may still revise it), or answered
+with no delivery (Meta sent no row for it: collected, and empty)?
 
 The picture an analyst checks before trusting a dashboard. Each source's days are its own
 (the ad account's ``timezone_name`` from ``meta_account_details``, the project's zone from
@@ -24,13 +25,19 @@ from cronkeeper.storage.schema import (
     accounts,
     meta_account_details,
     meta_daily_insights,
+    meta_no_delivery_days,
     mixpanel_daily_events,
 )
 
 __all__ = ["DayState", "SourceCoverage", "day_states", "load_coverage", "render_text"]
 
-DayState = Literal["collected", "restating", "missing"]
-_MARKS: dict[DayState, str] = {"collected": "#", "restating": "~", "missing": "."}
+DayState = Literal["collected", "restating", "no delivery", "missing"]
+_MARKS: dict[DayState, str] = {
+    "collected": "#",
+    "restating": "~",
+    "no delivery": "0",
+    "missing": ".",
+}
 
 
 @dataclass(frozen=True)
@@ -61,25 +68,33 @@ class SourceCoverage:
             "lastDay": self.last_day.isoformat(),
             "collected": self.count("collected"),
             "restating": self.count("restating"),
+            "noDelivery": self.count("no delivery"),
             "missing": self.count("missing"),
             "days": {d.isoformat(): s for d, s in self.days.items()},
         }
 
 
 def day_states(
-    collected: set[date], last_day: date, days: int, window: int
+    collected: set[date],
+    last_day: date,
+    days: int,
+    window: int,
+    no_delivery: set[date] | None = None,
 ) -> dict[date, DayState]:
     """The state of each of the ``days`` days ending on ``last_day`` (oldest first).
 
     A stored day younger than the source's restatement ``window`` is ``restating``: the next
-    runs will rewrite it as the source revises its figures.
+    runs will rewrite it as the source revises its figures. A day the source answered
+    without a row (Meta: no delivery that day) is ``no delivery``: collected, and empty; only
+    a day never answered is ``missing``.
     """
+    empty = no_delivery or set()
     first_final, _ = lookback(last_day, window)
     states: dict[date, DayState] = {}
     for i in range(days - 1, -1, -1):
         day = last_day - timedelta(days=i)
         if day not in collected:
-            states[day] = "missing"
+            states[day] = "no delivery" if day in empty else "missing"
         else:
             states[day] = "restating" if day >= first_final else "collected"
     return states
@@ -115,6 +130,14 @@ async def load_coverage(
             meta_days: dict[str, set[date]] = {}
             for r in meta_rows:
                 meta_days.setdefault(str(r.ad_account_id), set()).add(r.date)
+            empty_rows = await conn.execute(
+                select(meta_no_delivery_days.c.ad_account_id, meta_no_delivery_days.c.date).where(
+                    meta_no_delivery_days.c.date >= earliest
+                )
+            )
+            empty_days: dict[str, set[date]] = {}
+            for r in empty_rows:
+                empty_days.setdefault(str(r.ad_account_id), set()).add(r.date)
             mp_rows = await conn.execute(
                 select(mixpanel_daily_events.c.project_id, mixpanel_daily_events.c.date)
                 .where(mixpanel_daily_events.c.date >= earliest)
@@ -139,7 +162,13 @@ async def load_coverage(
                 account,
                 zone_name or f"{settings.timezone} (account details not read yet)",
                 last,
-                day_states(meta_days.get(account, set()), last, days, settings.meta_lookback_days),
+                day_states(
+                    meta_days.get(account, set()),
+                    last,
+                    days,
+                    settings.meta_lookback_days,
+                    empty_days.get(account),
+                ),
             )
         )
     for project in projects:
@@ -164,14 +193,18 @@ def render_text(coverage: list[SourceCoverage]) -> list[str]:
     missing), then the counts."""
     if not coverage:
         return ["no ad account or Mixpanel project configured: nothing to cover"]
-    lines = ["# collected (final)   ~ collected, still inside its restatement window   . missing"]
+    lines = [
+        "# collected (final)   ~ collected, still inside its restatement window"
+        "   0 no delivery (answered, no row)   . missing"
+    ]
     width = max(len(_label(c)) for c in coverage)
     for c in coverage:
         strip = "".join(_MARKS[s] for s in c.days.values())
         first = min(c.days).isoformat() if c.days else "-"
         lines.append(
             f"{_label(c):<{width}}  {first}…{c.last_day.isoformat()}  {strip}  "
-            f"{c.count('missing')} missing, {c.count('restating')} restating  ({c.zone})"
+            f"{c.count('missing')} missing, {c.count('restating')} restating,"
+            f" {c.count('no delivery')} no delivery  ({c.zone})"
         )
     return lines
 

@@ -61,14 +61,16 @@ class HealthAnswer:
     body: bytes
     evaluated_at: datetime
     until: datetime | None
+    source_warnings: tuple[str, ...] = ()
 
-    def holds(self, read: _HealthRead, now: datetime) -> bool:
-        """Still the answer for ``read`` at ``now``: the same rows, and no window, grace,
-        runtime or pause ended since it was evaluated."""
+    def holds(self, read: _HealthRead, now: datetime, source_warnings: tuple[str, ...]) -> bool:
+        """Still the answer for ``read`` at ``now``: the same rows, the same stored source
+        warnings, and no window, grace, runtime or pause ended since it was evaluated."""
         return (
             read is self.read
             and self.evaluated_at <= now
             and (self.until is None or now < self.until)
+            and source_warnings == self.source_warnings
         )
 
 
@@ -81,6 +83,9 @@ class Service:
     clock: Clock
     sleep: Sleep = real_sleep
     observers: list[RunObserver] = field(default_factory=list)
+    source_warnings: list[str] = field(default_factory=list)
+    """What the last look at the sources found (the watchdog's daily token check, at start
+    and once a day): health ``warnings`` and the status page show it next to the versions'."""
     limiter: RequestLimiter = field(init=False)
     """Client-side API quotas, shared by every run of this process (Mixpanel's is hourly)."""
     _latest_in_flight: asyncio.Future[_HealthRead] | None = field(
@@ -144,6 +149,11 @@ class Service:
             throttle_block=s.meta_throttle_block,
         )
 
+    def warnings(self) -> list[str]:
+        """The health JSON's ``warnings``: pinned versions near or past their end, then the
+        stored source warnings (a Meta token expiring within 14 days)."""
+        return settings_warnings(self.settings, self.clock()) + list(self.source_warnings)
+
     async def prepare(self, *, announce: bool = True) -> bool:
         """Create the SQLite schema on first use; on PostgreSQL, report a stale one; record
         the run ends spooled while the database was down.
@@ -197,15 +207,18 @@ class Service:
         read = await asyncio.shield(flight)
         now = self.clock()
         answer = self._answer
-        if answer is not None and answer.holds(read, now):
+        stored = tuple(self.source_warnings)
+        if answer is not None and answer.holds(read, now, stored):
             return answer
         latest, states = read
         report = evaluate_health(specs, latest, now, states, rules=self.health_rules)
-        # The API versions' warnings change with the UTC day only: the body holds until then.
-        body = report.as_json() | {"warnings": settings_warnings(self.settings, now)}
+        # The API versions' warnings change with the UTC day only, the stored source warnings
+        # when the watchdog's token check says so: the body holds until either changes.
+        warnings = settings_warnings(self.settings, now) + list(stored)
+        body = report.as_json() | {"warnings": warnings}
         midnight = datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), time(), UTC)
         until = min(report.stable_until or midnight, midnight)
-        answer = HealthAnswer(read, report, orjson.dumps(body), now, until)
+        answer = HealthAnswer(read, report, orjson.dumps(body), now, until, stored)
         self._answer = answer
         return answer
 

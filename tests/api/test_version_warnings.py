@@ -81,3 +81,52 @@ async def test_the_warning_is_logged_at_start(
         await service.prepare()
     await service.aclose()
     assert EXPECTED in caplog.messages
+
+
+async def test_a_stored_token_finding_shows_in_health_and_on_the_status_page(
+    database_url: str,
+) -> None:
+    """The watchdog's daily token check (cronkeeper.doctor) stores its findings on the
+    service; health's ``warnings`` and the status page banner show them after the versions'."""
+    settings = make_settings(database_url, meta_api_version="v27.0")
+    service = Service.from_settings(settings, clock=FakeClock(DECEMBER))
+    await service.prepare()
+    line = "Meta access token: token expiry: expires on 2026-12-10 12:00 UTC (in 6 days)"
+    service.source_warnings = [line]
+    app = create_app(service)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as client:
+        health = (await client.get("/api/cron/health", headers=AUTH)).json()
+        await client.post("/status/login", data={"secret": SECRET})
+        page = await client.get("/status", headers=AUTH)
+    await service.aclose()
+    assert health["warnings"] == [line]
+    assert "in 6 days" in page.text
+
+
+async def test_a_token_finding_stored_after_a_health_answer_is_not_hidden_by_its_cache(
+    database_url: str,
+) -> None:
+    """The health body is encoded once and shared until something it shows can change; a
+    finding the watchdog stores later is such a change (merge of the fast health answer with
+    the doctor's stored warnings)."""
+    service = Service.from_settings(
+        make_settings(database_url, meta_api_version="v27.0"), clock=FakeClock(DECEMBER)
+    )
+    await service.prepare()
+    app = create_app(service)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test"
+        ) as client:
+            before = (await client.get("/api/cron/health", headers=AUTH)).json()
+            service.source_warnings = ["Meta access token: expires in 6 days"]
+            after = (await client.get("/api/cron/health", headers=AUTH)).json()
+            service.source_warnings = []
+            cleared = (await client.get("/api/cron/health", headers=AUTH)).json()
+    finally:
+        await service.aclose()
+    assert before["warnings"] == []
+    assert after["warnings"] == ["Meta access token: expires in 6 days"]
+    assert cleared["warnings"] == []

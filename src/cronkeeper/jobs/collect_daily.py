@@ -22,10 +22,13 @@ are used if there are any (the run's message says so); only an account never rea
 An account that still fails after its retries (HTTP, throttling, an expired token, a
 malformed page, unreadable details) is skipped and named in the run's message; nothing of it
 is written, and the other accounts carry on. A write that fails is a skipped account too. A
-day Meta has no row for (no delivery) is simply absent. A row without spend, impressions or
-clicks, or a day answered twice with different figures, fails the account (its stored rows
-stay; :mod:`cronkeeper.sources.meta`), and the run's message says how many stored rows it
-changed, since a wrong answer leaves the record count as it was (issue 19).
+day Meta has no row for (no delivery) is recorded as such in ``meta_no_delivery_days``
+(coverage: ``no delivery``, not ``missing``), and a stored row of such a day, which Meta
+dropped inside the restatement window, is removed; the run's message says how many. A row
+without spend, impressions or clicks, or a day answered twice with different figures, fails
+the account (its stored rows stay; :mod:`cronkeeper.sources.meta`), and the run's message
+says how many stored rows it changed, since a wrong answer leaves the record count as it was
+(issue 19).
 
 Inactive accounts (``account_status`` disabled, closed, …; see
 :data:`~cronkeeper.sources.meta.INACTIVE_ACCOUNT_STATUSES`) are still read while Meta answers,
@@ -36,9 +39,10 @@ run ``partial``.
 from __future__ import annotations
 
 import dataclasses
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronkeeper.errors import WaitTooLong
 from cronkeeper.jobs._changes import changed_rows, rewrote_note
@@ -57,10 +61,24 @@ from cronkeeper.ledger import RunTracker
 from cronkeeper.reportday import local_day
 from cronkeeper.sources import AccountDetails, MetaClient, MetaInsight
 from cronkeeper.sources.meta import DETAIL_FIELDS
-from cronkeeper.storage.schema import accounts, meta_account_details, meta_daily_insights
+from cronkeeper.storage.schema import (
+    accounts,
+    meta_account_details,
+    meta_daily_insights,
+    meta_no_delivery_days,
+)
 from cronkeeper.storage.upsert import upsert
 
-__all__ = ["ad_accounts", "details_due", "insight_row", "run", "stored_details"]
+__all__ = [
+    "ad_accounts",
+    "details_due",
+    "dropped_note",
+    "insight_row",
+    "no_delivery_days",
+    "record_no_delivery",
+    "run",
+    "stored_details",
+]
 
 _FIGURES = {
     "key": ("ad_account_id", "date"),
@@ -142,6 +160,62 @@ def insight_row(
     }
 
 
+def no_delivery_days(since: date, until: date, answered: set[date]) -> list[date]:
+    """The days of ``since`` … ``until`` Meta answered without a row: no delivery.
+
+    At ``level=account`` with ``time_increment=1`` Meta sends one row per day with delivery
+    and none for a day without (the Ads Insights API guide: a row carries the metrics of
+    what was delivered; airbyte source-facebook-marketing reads the same daily rows and
+    stores nothing for the absent days), so a day the answer lacks was asked and is empty.
+    """
+    return [
+        d
+        for d in (since + timedelta(days=i) for i in range((until - since).days + 1))
+        if d not in answered
+    ]
+
+
+async def record_no_delivery(
+    conn: AsyncConnection,
+    account: str,
+    empty: list[date],
+    delivered: list[date],
+    collected_at: datetime,
+) -> int:
+    """Record ``empty`` as collected with no delivery; returns how many stored insight rows
+    of those days were removed (Meta dropped them inside the restatement window: the stored
+    figures would otherwise stand for ever). Days with a row leave the no-delivery table."""
+    table = meta_no_delivery_days
+    removed = 0
+    if empty:
+        result = await conn.execute(
+            delete(meta_daily_insights).where(
+                meta_daily_insights.c.ad_account_id == account,
+                meta_daily_insights.c.date.in_(empty),
+            )
+        )
+        removed = max(result.rowcount or 0, 0)
+        await upsert(
+            conn,
+            table,
+            [{"ad_account_id": account, "date": d, "collected_at": collected_at} for d in empty],
+        )
+    if delivered:
+        await conn.execute(
+            delete(table).where(table.c.ad_account_id == account, table.c.date.in_(delivered))
+        )
+    return removed
+
+
+def dropped_note(removed: int) -> str:
+    """The run's line about stored rows Meta no longer answers."""
+    plural = "s" if removed != 1 else ""
+    return (
+        f"removed {removed} stored row{plural} of days Meta now answers without a row"
+        " (no delivery, inside the restatement window)"
+    )
+
+
 async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
     slots = Slots(ctx.settings.concurrency)
     # An account waiting out a retry gives its slot to the next account meanwhile.
@@ -151,6 +225,8 @@ async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
     known = await stored_details(ctx, ids)
     now = ctx.clock()
     changed: dict[str, int] = {}
+    dropped: dict[str, int] = {}
+    """Stored rows of days Meta now answers without a row (removed, per account)."""
     inactive: set[str] = set()
     """Accounts whose latest known status is inactive: their failures are not the run's."""
     fell_back: set[str] = set()
@@ -213,10 +289,14 @@ async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
             raise
         collected_at = ctx.clock()
         rows = [insight_row(i, collected_at, details.currency) for i in insights]
+        empty = no_delivery_days(since, until, {i.date for i in insights})
         try:
             async with ctx.engine.begin() as conn:
                 rewritten = await changed_rows(conn, meta_daily_insights, rows, **_FIGURES)
                 written = await upsert(conn, meta_daily_insights, rows)
+                dropped[account] = await record_no_delivery(
+                    conn, account, empty, [i.date for i in insights], collected_at
+                )
                 if fresh is not None:
                     await upsert(conn, meta_account_details, [details_row(fresh, collected_at)])
         except Exception as exc:
@@ -239,3 +319,5 @@ async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
     await for_each(ids, collect, limit=slots, on_error=failed, defer=deferral(ctx))
     if any(changed.values()):
         run.note(rewrote_note(sum(changed.values()), "stored row", "Meta"))
+    if any(dropped.values()):
+        run.note(dropped_note(sum(dropped.values())))

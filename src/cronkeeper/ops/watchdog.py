@@ -57,6 +57,8 @@ EXIT_CHECK_DOWN = 1
 
 BASELINE_LIMIT = 400
 """Successes (and partial runs) read for a daily job's baseline: 17 weeks with re-runs to spare."""
+TOKEN_CHECK_EVERY = timedelta(days=1)
+"""How often the watchdog repeats the doctor's Meta token check (at start, then daily)."""
 TRAILING_LIMIT = 60
 """Successes (and partial runs) read for a non-daily job's baseline: 14 runs, and 14 before
 each of those."""
@@ -107,6 +109,8 @@ class Watchdog(RunObserver):
         )
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self._token_checked: datetime | None = None
+        self._token_alerted: set[str] = set()
 
     # -- evaluation
 
@@ -212,6 +216,53 @@ class Watchdog(RunObserver):
                 self.redactor(str(exc)),
             )
 
+    # -- the daily token check (the doctor's, repeated)
+
+    async def check_token(self) -> list[str]:
+        """The doctor's Meta token check, now: its findings become the service's stored
+        health warnings (and the status page's banner); a finding not alerted yet (by the
+        check's name: the day count in its text changes daily) is sent as one alert."""
+        from cronkeeper.alerting.probe import send_token_alert
+        from cronkeeper.doctor import meta_token_findings, warning_line
+        from cronkeeper.http import HttpContext, RetryPolicy
+        from cronkeeper.http.client import client_from_settings
+
+        service = self.service
+        settings = service.settings
+        policy = RetryPolicy(
+            max_retries=1, timeout=settings.http_timeout, max_wait=settings.max_wait
+        )
+        async with client_from_settings(settings) as client:
+            http = HttpContext(
+                client=client,
+                policy=policy,
+                sleep=service.sleep,
+                now=service.clock,
+                redactor=settings.redactor,
+            )
+            findings = await meta_token_findings(settings, http)
+        lines = [warning_line(f) for f in findings]
+        service.source_warnings = lines
+        self._token_checked = service.clock()
+        fresh = [warning_line(f) for f in findings if f.name not in self._token_alerted]
+        self._token_alerted = {f.name for f in findings}
+        if fresh:
+            for line in fresh:
+                log.warning("%s", line)
+            await send_token_alert(self.alerters, fresh)
+        return lines
+
+    async def _token_due(self) -> None:
+        """:meth:`check_token` at start and then once a day; never raises."""
+        now = self.service.clock()
+        if self._token_checked is not None and now - self._token_checked < TOKEN_CHECK_EVERY:
+            return
+        try:
+            await self.check_token()
+        except Exception:
+            self._token_checked = now  # not again at every tick
+            log.exception("watchdog: the Meta token check failed; next try in a day")
+
     # -- the timer
 
     async def run_forever(self, stop: asyncio.Event | None = None) -> None:
@@ -219,6 +270,7 @@ class Watchdog(RunObserver):
         stop = stop or self._stop
         seconds = self.interval.total_seconds()
         while not stop.is_set():
+            await self._token_due()
             try:
                 await self.check()
             except StorageError as exc:

@@ -60,6 +60,9 @@ __all__ = ["AgencyScenario", "MetaAccount", "MetaSimulator", "agency_scenario"]
 
 _PATH = re.compile(r"^/(?P<version>v\d+\.\d+)/act_(?P<id>[^/]+)/insights/?$")
 _DETAILS = re.compile(r"^/(?P<version>v\d+\.\d+)/act_(?P<id>[^/]+)/?$")
+_DEBUG = re.compile(r"^/(?P<version>v\d+\.\d+)/debug_token/?$")
+DEBUG_KEY = "debug_token"
+"""The unit key of ``GET /debug_token`` requests (to script faults on them)."""
 DETAILS_KEY = "details:"
 INSIGHTS_TIMEOUTS = {100: 1504018, 2: 1504038}
 """Ads Insights API error codes: "Request Timed Out", code → subcode (sync requests)."""
@@ -105,6 +108,9 @@ class MetaAccount:
     name: str | None = None
     max_range_days: int | None = None
     timeout_code: int = 100
+    no_delivery_days: frozenset[date] = frozenset()
+    """Days without delivery: no row for them, as Meta answers such a day (see
+    ``no_delivery``); a test moves a day in here to model a row Meta drops on restating."""
     account_status: int = 1
     """Meta's ``account_status`` (1 active, 2 disabled, 101 closed, …; AdAccount reference)."""
     permitted: bool = True
@@ -146,7 +152,16 @@ class MetaSimulator(Simulator):
         quota: MetaQuota | None = None,
         versions: Mapping[str, date | None] | None = None,
         next_base: str | None = None,
+        token_scopes: Sequence[str] = ("ads_read", "business_management"),
+        token_expires_at: datetime | None = None,
+        data_access_expires_at: datetime | None = None,
     ) -> None:
+        self.token_scopes = tuple(token_scopes)
+        """What ``/debug_token`` lists in ``scopes`` (drop ``ads_read`` to model a token
+        granted without it)."""
+        self.token_expires_at = token_expires_at
+        """``/debug_token``'s ``expires_at``; ``None`` answers 0: never (a system user's)."""
+        self.data_access_expires_at = data_access_expires_at
         self.next_base = next_base.rstrip("/") if next_base else None
         """Where ``paging.next`` points (``scheme://host:port``); ``None``: this server, as
         Meta does. Another origin is a hostile or broken answer: the token must not follow."""
@@ -184,6 +199,8 @@ class MetaSimulator(Simulator):
     # -- Simulator ----------------------------------------------------------------------------
 
     def route_key(self, request: SimRequest) -> str | None:
+        if _DEBUG.match(request.path):
+            return DEBUG_KEY
         match = _PATH.match(request.path)
         if match:
             return match["id"]
@@ -200,6 +217,9 @@ class MetaSimulator(Simulator):
         return json_reply(status, {"error": error})
 
     def handle(self, request: SimRequest, key: str | None) -> Reply:
+        debug = _DEBUG.match(request.path)
+        if debug is not None and request.method == "GET":
+            return self._debug_token(request)
         match = _PATH.match(request.path) or _DETAILS.match(request.path)
         if match is None:
             return _error(400, 2500, f"Unknown path components: {request.path}")
@@ -315,6 +335,32 @@ class MetaSimulator(Simulator):
             return False
         return hmac.compare_digest(token.encode(), self.access_token.encode())
 
+    def _debug_token(self, request: SimRequest) -> Reply:
+        """``GET /debug_token?input_token=…&access_token=…`` (Graph API reference,
+        Debug-Token, https://developers.facebook.com/docs/graph-api/reference/debug_token):
+        ``{"data": {"type", "application", "is_valid", "expires_at",
+        "data_access_expires_at", "scopes", …}}`` with Unix seconds (the example answer of
+        https://developers.facebook.com/documentation/threads/troubleshooting/debug-access-token).
+        An access token that is not valid is refused as every call is, error 190
+        (OAuthException), before the input token is looked at."""
+        if not self._authorised(request):
+            return _error(400, 190, "Invalid OAuth access token - Cannot parse access token")
+        given = request.query.get("input_token", "")
+        valid = hmac.compare_digest(given.encode(), self.access_token.encode())
+        if self.token_expires_at is not None and self.clock is not None:
+            valid = valid and self.clock() < self.token_expires_at
+        data: dict[str, object] = {
+            "app_id": "1000000000000001",
+            "type": "USER",
+            "application": "cronkeeper sandbox",
+            "is_valid": valid,
+            "expires_at": _unix(self.token_expires_at),
+            "data_access_expires_at": _unix(self.data_access_expires_at),
+            "scopes": list(self.token_scopes),
+            "user_id": "1000000000000002",
+        }
+        return json_reply(200, {"data": data})
+
     def _details(self, account: MetaAccount, request: SimRequest) -> Reply:
         """``GET /act_{id}``: the ad account node (facebook-python-business-sdk ``AdAccount``
         fields ``name``, ``timezone_name``, ``currency``; ``id`` always, with ``act_``)."""
@@ -353,7 +399,11 @@ class MetaSimulator(Simulator):
     ) -> list[MetaDay]:
         if account.no_delivery:
             return []
-        served = (self.served(account.account_id, d) for d in date_range(since, until))
+        served = (
+            self.served(account.account_id, d)
+            for d in date_range(since, until)
+            if d not in account.no_delivery_days
+        )
         days = [d for d in served if d is not None]
         if not days:
             return []
@@ -379,6 +429,10 @@ def _light_usage(account_id: str, pct: int) -> list[tuple[str, str]]:
             dump({"app_id_util_pct": pct, "acc_id_util_pct": pct, "ads_api_access_tier": tier}),
         ),
     ]
+
+
+def _unix(moment: datetime | None) -> int:
+    return 0 if moment is None else int(moment.timestamp())
 
 
 def _version_number(key: str) -> tuple[int, int]:

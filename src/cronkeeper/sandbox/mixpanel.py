@@ -39,6 +39,7 @@ from cronkeeper.sandbox.faults import Fault, FaultMix
 __all__ = ["CLUSTER_HOSTS", "MixpanelProject", "MixpanelSimulator"]
 
 _PATH = "/api/query/events"
+_NAMES = "/api/query/events/names"
 CLUSTER_HOSTS = {"us": "mixpanel.com", "eu": "eu.mixpanel.com", "in": "in.mixpanel.com"}
 QUERIES_PER_HOUR = 60
 CONCURRENT_QUERIES = 5
@@ -60,6 +61,9 @@ class MixpanelProject:
     absent_events: frozenset[str] = field(default_factory=frozenset)
     timezone_name: str = "UTC"
     region: str = "us"
+    event_names: tuple[str, ...] | None = None
+    """What ``GET /events/names`` lists; ``None``: the events the project was asked about so
+    far (every name it counts), sorted."""
 
     def __post_init__(self) -> None:
         if self.region not in CLUSTER_HOSTS:
@@ -87,6 +91,8 @@ class MixpanelSimulator(Simulator):
     ) -> None:
         self.clock = clock
         self._queries: dict[str, list[datetime]] = {}
+        self.asked: dict[str, set[str]] = {}
+        """Event names asked for per project: what ``/events/names`` lists by default."""
         self.service_account = service_account
         self.service_secret = service_secret
         self.seed = seed
@@ -122,7 +128,7 @@ class MixpanelSimulator(Simulator):
     # -- Simulator ----------------------------------------------------------------------------
 
     def route_key(self, request: SimRequest) -> str | None:
-        if request.path.rstrip("/") != _PATH:
+        if request.path.rstrip("/") not in (_PATH, _NAMES):
             return None
         return request.query.get("project_id") or None
 
@@ -130,6 +136,8 @@ class MixpanelSimulator(Simulator):
         return _error(status, _STATUS_MESSAGES.get(status, f"HTTP {status}"))
 
     def handle(self, request: SimRequest, key: str | None) -> Reply:
+        if request.path.rstrip("/") == _NAMES:
+            return self._names(request, key)
         if request.path.rstrip("/") != _PATH:
             return _error(404, f"Unknown endpoint {request.path}")
         if request.method != "GET":
@@ -171,6 +179,7 @@ class MixpanelSimulator(Simulator):
             return _error(400, "from_date and to_date must be dates formatted as YYYY-MM-DD")
         if since > until:
             return _error(400, "from_date must not be after to_date")
+        self.asked.setdefault(key, set()).update(events)
         days = [d.isoformat() for d in date_range(since, until)]
         values = {
             event: {d: self.served_count(key, event, date.fromisoformat(d)) for d in days}
@@ -180,6 +189,27 @@ class MixpanelSimulator(Simulator):
         return json_reply(
             200, {"data": {"series": days, "values": values}, "legend_size": len(values)}
         )
+
+    def _names(self, request: SimRequest, key: str | None) -> Reply:
+        """``GET /events/names``: "a list of the most common events over the last 31 days",
+        a JSON array of strings, ``limit`` default 255 (Mixpanel's OpenAPI file
+        ``openapi/query.openapi.yaml``, ``/events/names``). Auth and project as ``/events``:
+        401 without valid service-account credentials, 403 for a project it may not read."""
+        if not self._authorised(request.headers.get("authorization", "")):
+            return _error(401, "Unable to authenticate request").with_headers(
+                ("WWW-Authenticate", 'Basic realm="Mixpanel"')
+            )
+        if key is None:
+            return _error(400, "project_id is required when authenticating as a service account")
+        project = self.projects.get(key)
+        if project is None:
+            return _error(403, f"Permission denied: no access to project {key}")
+        raw = request.query.get("limit", "255")
+        limit = int(raw) if raw.isdigit() else 255
+        names = project.event_names
+        if names is None:
+            names = tuple(sorted(self.asked.get(key, set()) - project.absent_events))
+        return json_reply(200, list(names)[:limit])
 
     def _over_hourly_limit(self, project: str) -> bool:
         """Count this query; whether the project already had 60 in the last hour."""

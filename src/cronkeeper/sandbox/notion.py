@@ -86,6 +86,8 @@ class NotionSimulator(Simulator):
         self.ad_account_property = ad_account_property
         self.names = property_names or DEFAULT_NOTION_PROPS
         self.min_version = min_version
+        self.missing_properties: set[str] = set()
+        """Property names left out of the data source's schema (a renamed column)."""
         self.pages: list[NotionAccountPage] = []
         self._offsets: dict[str, int] = {}
         super().__init__(latency=latency, scripts=scripts, always=always, mix=mix)
@@ -182,6 +184,8 @@ class NotionSimulator(Simulator):
 
     def handle(self, request: SimRequest, key: str | None) -> Reply:
         parts = request.path.strip("/").split("/")
+        if len(parts) == 3 and parts[:2] == ["v1", "data_sources"] and request.method == "GET":
+            return self._retrieve(request, parts[2])
         if len(parts) != 4 or parts[:2] != ["v1", "data_sources"] or parts[3] != "query":
             return _error(400, "invalid_request_url", "Invalid request URL.")
         if request.method != "POST":
@@ -255,6 +259,50 @@ class NotionSimulator(Simulator):
                 "request_id": _uuid("request", self._requests),
             },
         )
+
+    def data_source_json(self) -> dict[str, object]:
+        """The data source object of ``GET /v1/data_sources/{id}`` (notion-sdk-js
+        ``src/api-endpoints/data-sources.ts``, ``DataSourceObjectResponse``: ``object``
+        ``"data_source"``, ``id``, ``title``, ``properties`` name → ``{id, name, type, …}``)."""
+        names = self.names
+        kinds = {
+            names.name: "title",
+            names.ad_account: self.ad_account_property,
+            names.industry: "select",
+            names.active: "checkbox",
+            names.mixpanel_project: "number",
+        }
+        properties = {
+            name: {"id": _prop_id(name), "name": name, "type": kind, kind: {}}
+            for name, kind in kinds.items()
+            if name not in self.missing_properties
+        }
+        return {
+            "object": "data_source",
+            "id": self.data_source_id,
+            "title": _rich_text("Client accounts"),
+            "parent": {"type": "database_id", "database_id": self.database_id},
+            "in_trash": False,
+            "properties": properties,
+        }
+
+    def _retrieve(self, request: SimRequest, source_id: str) -> Reply:
+        """``GET /v1/data_sources/{id}`` ("Retrieve a data source",
+        https://developers.notion.com/reference/retrieve-a-data-source): 401 ``unauthorized``
+        for a bad token, 404 ``object_not_found`` for a data source not shared with the
+        integration (Notion's status codes page), else the data source object."""
+        auth = request.headers.get("authorization", "")
+        token = auth[7:] if auth.lower().startswith("bearer ") else ""
+        if not token or not hmac.compare_digest(token.encode(), self.token.encode()):
+            return _error(401, "unauthorized", "API token is invalid.")
+        if source_id != self.data_source_id:
+            return _error(
+                404,
+                "object_not_found",
+                f"Could not find data_source with ID: {source_id}. Make sure the relevant "
+                "pages and databases are shared with your integration.",
+            )
+        return json_reply(200, self.data_source_json())
 
     # -- helpers ------------------------------------------------------------------------------
 

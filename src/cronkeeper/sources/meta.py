@@ -26,7 +26,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -59,8 +59,10 @@ __all__ = [
     "AccountDetails",
     "MetaClient",
     "MetaInsight",
+    "TokenInfo",
     "normalize_ad_account_id",
     "parse_account_details",
+    "parse_debug_token",
     "parse_insights_page",
 ]
 
@@ -141,6 +143,61 @@ def parse_account_details(payload: object, *, ad_account_id: str) -> AccountDeta
             f"{unit}: details: field 'account_status': expected an integer, got {describe(status)}"
         )
     return AccountDetails(account, texts["name"], zone_name, texts["currency"], status)
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What ``GET /debug_token`` says about the access token.
+
+    Fields of its ``data`` object (Graph API reference, Debug-Token,
+    https://developers.facebook.com/docs/graph-api/reference/debug_token: "whether the token is
+    still valid, when it expires, and what permissions the app has"; the example answer of
+    https://developers.facebook.com/documentation/threads/troubleshooting/debug-access-token
+    shows ``is_valid``, ``scopes``, ``expires_at`` and ``data_access_expires_at`` as Unix
+    seconds). ``expires_at`` 0 is a token that never expires (a system user's): ``None`` here.
+    """
+
+    is_valid: bool
+    scopes: tuple[str, ...]
+    expires_at: datetime | None
+    data_access_expires_at: datetime | None
+    token_type: str | None = None
+
+
+def _timestamp(value: object, where: str) -> datetime | None:
+    if value is None or value == 0:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PayloadError(f"{where}: expected Unix seconds, got {describe(value)}")
+    return datetime.fromtimestamp(value, UTC)
+
+
+def parse_debug_token(payload: object) -> TokenInfo:
+    """The token's facts from a decoded ``/debug_token`` answer, or a :class:`PayloadError`."""
+    unit = "Meta debug_token"
+    if not isinstance(payload, dict) or not isinstance(payload.get("data"), dict):
+        raise PayloadError(f"{unit}: expected an object with 'data', got {describe(payload)}")
+    data = payload["data"]
+    valid = data.get("is_valid")
+    if not isinstance(valid, bool):
+        raise PayloadError(
+            f"{unit}: field 'is_valid': expected true or false, got {describe(valid)}"
+        )
+    scopes = data.get("scopes", [])
+    if not isinstance(scopes, list) or not all(isinstance(x, str) for x in scopes):
+        raise PayloadError(
+            f"{unit}: field 'scopes': expected a list of names, got {describe(scopes)}"
+        )
+    kind = data.get("type")
+    return TokenInfo(
+        is_valid=valid,
+        scopes=tuple(scopes),
+        expires_at=_timestamp(data.get("expires_at"), f"{unit}: field 'expires_at'"),
+        data_access_expires_at=_timestamp(
+            data.get("data_access_expires_at"), f"{unit}: field 'data_access_expires_at'"
+        ),
+        token_type=kind if isinstance(kind, str) else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -426,6 +483,17 @@ class MetaClient:
                 decode_json(response, unit), ad_account_id=account
             ),
             params=params,
+        )
+
+    async def debug_token(self) -> TokenInfo:
+        """``GET /{version}/debug_token?input_token=…``: the token inspects itself (a token
+        may debug itself when it belongs to the app; Graph API reference, Debug-Token). An
+        invalid token is answered with error 190 (OAuthException), a FetchError here."""
+        return await self._http.fetch_parsed(
+            "GET",
+            f"{self._base}/{self._version}/debug_token",
+            lambda response: parse_debug_token(decode_json(response, "Meta debug_token")),
+            params={"input_token": self._token, "access_token": self._token},
         )
 
     def _origin(self) -> str:

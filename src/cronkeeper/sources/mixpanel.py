@@ -44,6 +44,7 @@ __all__ = [
     "MixpanelClient",
     "MixpanelCount",
     "parse_event_counts",
+    "parse_event_names",
 ]
 
 # The Query API's host per data residency: "Standard Server: mixpanel.com/api, EU Residency
@@ -131,6 +132,16 @@ def parse_event_counts(
     return records
 
 
+def parse_event_names(payload: object, *, project_id: str) -> tuple[str, ...]:
+    """The names of ``GET /events/names``: a JSON list of strings (Mixpanel's OpenAPI file
+    ``openapi/query.openapi.yaml``, ``/events/names``, "Top Events": "a list of the most
+    common events over the last 31 days", schema ``type: array`` of ``string``)."""
+    unit = f"Mixpanel project {project_id}: event names"
+    if not isinstance(payload, list) or not all(isinstance(n, str) for n in payload):
+        raise PayloadError(f"{unit}: expected a list of names, got {describe(payload)}")
+    return tuple(payload)
+
+
 class MixpanelClient:
     """Calls the Query API's ``/events`` endpoint with a service account."""
 
@@ -174,6 +185,21 @@ class MixpanelClient:
     def base_for(self, project_id: str) -> str:
         """The Query API base that serves ``project_id`` (its region's, or the override)."""
         return self._project_bases.get(project_id, self._base)
+
+    async def event_names(self, project_id: str, *, limit: int = 255) -> tuple[str, ...]:
+        """The project's most common event names of the last 31 days (``GET /events/names``,
+        ``type=general``, ``limit`` default 255 as documented in Mixpanel's OpenAPI file
+        ``openapi/query.openapi.yaml``). A name missing here may be a typo, or an event too
+        rare to be among the top ``limit``: the doctor warns, it does not fail."""
+        unit = f"Mixpanel project {project_id}"
+        return await self._http.fetch_parsed(
+            "GET",
+            f"{self.base_for(project_id)}/events/names",
+            lambda response: parse_event_names(decode_json(response, unit), project_id=project_id),
+            params={"project_id": project_id, "type": "general", "limit": str(limit)},
+            auth=self._auth,
+            limit=QUERY_API_QUOTA.of(f"project {project_id}"),
+        )
 
     async def event_counts(
         self, project_id: str, events: Sequence[str], day: date, until: date | None = None

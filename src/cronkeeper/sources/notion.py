@@ -45,11 +45,13 @@ if TYPE_CHECKING:
 __all__ = [
     "API_QUOTA",
     "MAX_PAGES",
+    "DataSourceInfo",
     "NotionAccount",
     "NotionClient",
     "NotionListing",
     "NotionProps",
     "SkippedPage",
+    "parse_data_source",
     "parse_query_page",
 ]
 
@@ -285,6 +287,37 @@ def _active(prop: object, label: str) -> bool:
     raise _Unusable(f"property {label!r}: expected a checkbox, got {describe(value)}")
 
 
+@dataclass(frozen=True)
+class DataSourceInfo:
+    """A data source's title and its property schema: name → type."""
+
+    title: str
+    properties: dict[str, str]
+
+
+def parse_data_source(payload: object) -> DataSourceInfo:
+    """``GET /v1/data_sources/{id}``: a data source object whose ``properties`` maps each
+    property's name to its configuration, with a ``type`` (notion-sdk-js
+    ``src/api-endpoints/data-sources.ts``: ``getDataSource``, path ``data_sources/{id}``,
+    ``DataSourceObjectResponse.properties: Record<string, DatabasePropertyConfigResponse>``;
+    https://developers.notion.com/reference/retrieve-a-data-source)."""
+    unit = "Notion data source"
+    if not isinstance(payload, dict):
+        raise PayloadError(f"{unit}: expected a JSON object, got {describe(payload)}")
+    props = payload.get("properties")
+    if not isinstance(props, dict):
+        raise PayloadError(f"{unit}: field 'properties': expected an object, got {describe(props)}")
+    kinds = {
+        str(name): str(conf.get("type")) if isinstance(conf, dict) else "unknown"
+        for name, conf in props.items()
+    }
+    title = payload.get("title")
+    text = ""
+    if isinstance(title, list):
+        text = "".join(str(t.get("plain_text", "")) for t in title if isinstance(t, dict))
+    return DataSourceInfo(text, kinds)
+
+
 class NotionClient:
     """Reads the whole account registry from one Notion data source."""
 
@@ -299,7 +332,8 @@ class NotionClient:
         props: NotionProps | None = None,
     ) -> None:
         self._http = http
-        self._url = f"{base.rstrip('/')}/v1/data_sources/{data_source_id}/query"
+        self._source_url = f"{base.rstrip('/')}/v1/data_sources/{data_source_id}"
+        self._url = f"{self._source_url}/query"
         self._headers = {
             "Authorization": f"Bearer {token}",
             "Notion-Version": version,
@@ -325,6 +359,21 @@ class NotionClient:
             version=settings.notion_version,
             props=NotionProps.from_settings(settings),
         )
+
+    async def retrieve(self) -> DataSourceInfo:
+        """The data source's title and property schema (``GET /v1/data_sources/{id}``); a
+        data source not shared with the integration is Notion's 404 ``object_not_found``."""
+        return await self._http.fetch_parsed(
+            "GET",
+            self._source_url,
+            lambda response: parse_data_source(decode_json(response, "Notion data source")),
+            headers={k: v for k, v in self._headers.items() if k != "Content-Type"},
+            limit=API_QUOTA.of("the integration"),
+        )
+
+    @property
+    def props(self) -> NotionProps:
+        return self._props
 
     async def query_all(self) -> NotionListing:
         """Every page of the data source, following ``next_cursor`` until ``has_more`` is false.

@@ -42,6 +42,7 @@ __all__ = [
     "job_state",
     "meta_account_details",
     "meta_daily_insights",
+    "meta_no_delivery_days",
     "metadata",
     "mixpanel_daily_events",
     "weekly_benchmarks",
@@ -232,6 +233,17 @@ meta_daily_insights = Table(
     # What changed since the last benchmarks (migration 0009; jobs/collect_benchmarks.py).
     Index("idx_meta_daily_insights_collected", "collected_at"),
 )
+
+meta_no_delivery_days = Table(
+    "meta_no_delivery_days",
+    metadata,
+    Column("ad_account_id", Text, nullable=False),
+    Column("date", Date, nullable=False),
+    Column("collected_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("ad_account_id", "date"),
+    Index("idx_meta_no_delivery_days_date", "date"),
+)
+"""(ad account, day) pairs Meta answered without a row: collected, no delivery (0010)."""
 
 meta_account_details = Table(
     "meta_account_details",

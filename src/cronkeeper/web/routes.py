@@ -202,7 +202,7 @@ class StatusPage:
                 "strip_length": STRIP_LENGTH,
                 "coverage": coverage,
                 "coverage_days": COVERAGE_DAYS,
-                "warnings": settings_warnings(settings, clock.now),
+                "warnings": settings_warnings(settings, clock.now) + self.service.source_warnings,
             },
         )
 
