@@ -16,7 +16,7 @@ from importlib.resources import files
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
@@ -30,6 +30,8 @@ from cronkeeper.auth import (
     safe_next,
     secret_matches,
 )
+from cronkeeper.auth.bearer import check_bearer
+from cronkeeper.auth.secret import is_authorized
 from cronkeeper.coverage import SourceCoverage, load_coverage
 from cronkeeper.durations import format_duration
 from cronkeeper.errors import StorageError
@@ -126,6 +128,27 @@ class StatusPage:
     def _signed_in(self, request: Request) -> bool:
         return self.sessions.valid(request.cookies.get(SESSION_COOKIE))
 
+    def _admit(self, request: Request) -> Response | None:
+        """``None`` for a signed-in person or a tool with ``Authorization: Bearer`` (a monitor,
+        a screenshot: issue 22), through the one door (:func:`check_bearer`: the same limiter,
+        429 before any compare, a wrong one counted); the login page for anyone else."""
+        if self._signed_in(request):
+            return None
+        if request.headers.get("authorization") is None:
+            return self._to_login(request)
+        secret = self.service.settings.cron_secret
+        try:
+            check_bearer(
+                request,
+                lambda header: True if is_authorized(header, secret) else None,
+                wrong="status page: wrong bearer token",
+            )
+        except HTTPException as refused:
+            return PlainTextResponse(
+                str(refused.detail), status_code=refused.status_code, headers=refused.headers
+            )
+        return None
+
     def _to_login(self, request: Request) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         location = "/status/login"
@@ -151,8 +174,9 @@ class StatusPage:
     async def status(
         self, request: Request, job: str | None = None, status: str | None = None
     ) -> Response:
-        if not self._signed_in(request):
-            return self._to_login(request)
+        refused = self._admit(request)
+        if refused is not None:
+            return refused
         settings = self.service.settings
         names = [spec.name for spec in settings.jobs]
         job_filter = job if job in names else None
@@ -222,8 +246,9 @@ class StatusPage:
             return None
 
     async def run(self, request: Request, run_id: str) -> Response:
-        if not self._signed_in(request):
-            return self._to_login(request)
+        refused = self._admit(request)
+        if refused is not None:
+            return refused
         try:
             # Canonical form: SQLite stores the id as lower-case text, and a UUID pasted in
             # upper case (some tools print them so) must find its run there too.
@@ -361,5 +386,7 @@ def install_status_page(app: FastAPI, service: Service) -> None:
     if getattr(app.state, "status_page", False):  # create_app already did it
         return
     app.state.status_page = True
+    if getattr(app.state, "service", None) is None:  # the bearer door reads it (check_bearer)
+        app.state.service = service
     limiter = limiter_for(app.state, service.clock)
     app.include_router(StatusPage(service, limiter=limiter).router)
