@@ -79,7 +79,12 @@ def week_window(day: date) -> tuple[date, date]:
 def percentile_cont(values: Sequence[float], q: float) -> float:
     """The ``q`` quantile of ``values`` by linear interpolation, as PostgreSQL computes
     ``percentile_cont(q) WITHIN GROUP (ORDER BY v)`` on ``float8`` (same operations, same
-    rounding). Raises ``ValueError`` for no values or ``q`` outside [0, 1]."""
+    rounding). Raises ``ValueError`` for no values or ``q`` outside [0, 1].
+
+    Not ``statistics.quantiles(method="inclusive")`` (issue 16 suggested it): it interpolates
+    in another order, so about one input in six differs from PostgreSQL's figure in the last
+    bits (the benchmarks would change with the backend), and on Python 3.11 it refuses a
+    single value, which a week with one account has."""
     if not 0.0 <= q <= 1.0:
         raise ValueError(f"the quantile must be between 0 and 1, got {q!r}")
     if not values:
