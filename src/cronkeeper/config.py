@@ -356,6 +356,8 @@ class Settings(BaseSettings):
     alert_webhook_url: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("ALERT_WEBHOOK_URL")
     )
+    trigger_wait: str = Field("10s", validation_alias=AliasChoices("CRONKEEPER_TRIGGER_WAIT"))
+    """How long ``/api/cron/{job}`` waits for its run before answering ``202`` (issue 20)."""
     # Respecting the APIs' limits (pacing and deferral; see http/pacing.py).
     run_budget: str = Field(default="45m", validation_alias=AliasChoices("CRONKEEPER_RUN_BUDGET"))
     pacing_high_water: float = Field(
@@ -511,6 +513,7 @@ class Settings(BaseSettings):
                 f"{', '.join(self.job_names)}"
             )
         self.watch_every, self.failure_thresholds, self.alert_repeat_every  # noqa: B018
+        self.trigger_wait_seconds  # noqa: B018
         return self
 
     @cached_property
@@ -559,6 +562,11 @@ class Settings(BaseSettings):
             return parse_duration(text)
         except ValueError as exc:
             raise ValueError(f"CRONKEEPER_ALERT_REPEAT: {exc} (or off)") from None
+
+    @cached_property
+    def trigger_wait_seconds(self) -> float:
+        """``CRONKEEPER_TRIGGER_WAIT``: how long a trigger waits for its run's end."""
+        return _duration(self.trigger_wait, "CRONKEEPER_TRIGGER_WAIT").total_seconds()
 
     @cached_property
     def run_budget_seconds(self) -> float:

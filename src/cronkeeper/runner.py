@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -20,6 +21,7 @@ __all__ = [
     "ABANDONED",
     "EXIT_ALREADY_RUNNING",
     "EXIT_CODES",
+    "RunProgress",
     "RunResult",
     "check_report_date",
     "parse_report_date",
@@ -52,7 +54,29 @@ class RunResult:
         }
 
 
-async def run_job(service: Service, name: str, day: date | None = None) -> RunResult:
+@dataclass(frozen=True)
+class RunProgress:
+    """What a caller that does not wait for the whole run hears of it (the HTTP trigger):
+    ``started`` the run's id once its row is opened (or spooled), ``ended`` its result as soon
+    as its row is closed, before the observers (alerts) hear of it."""
+
+    started: asyncio.Future[str | None]
+    ended: asyncio.Future[RunResult]
+
+    @classmethod
+    def new(cls) -> RunProgress:
+        loop = asyncio.get_running_loop()
+        return cls(loop.create_future(), loop.create_future())
+
+
+def _settle(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+async def run_job(
+    service: Service, name: str, day: date | None = None, *, progress: RunProgress | None = None
+) -> RunResult:
     """Run ``name`` for ``day`` (default: yesterday in the configured zone).
 
     Raises :class:`~cronkeeper.errors.UnknownJob`,
@@ -109,6 +133,8 @@ async def run_job(service: Service, name: str, day: date | None = None) -> RunRe
                 async with service.ledger.track(
                     name, unit_label=job.unit_label, report_date=day
                 ) as tracker:
+                    if progress is not None:
+                        _settle(progress.started, tracker.run_id)
                     log.info("running %s for %s", name, day.isoformat())
                     await job.run(ctx, day, tracker)
             except CronkeeperError as exc:
@@ -127,6 +153,8 @@ async def run_job(service: Service, name: str, day: date | None = None) -> RunRe
         tracker.run_id, name, day, summary.status, summary.records_count, summary.error_message
     )
     log.info("%s ended %s with %d records", name, result.status, result.records_count)
+    if progress is not None:
+        _settle(progress.ended, result)
     if tracker.run_id is not None:
         finished = await _get(service.ledger, tracker.run_id)
         if finished is not None:

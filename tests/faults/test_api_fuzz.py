@@ -1,7 +1,8 @@
 """Fuzz the HTTP API from its own OpenAPI document (schemathesis), over real uvicorn.
 
 With the bearer, no answer is a 5xx except the documented ones: a triggered run that ended
-``error`` answers 500 with the run JSON, and ``?strict=1`` answers 503 while unhealthy.
+``error`` answers 500 with the run JSON, and ``?strict=1`` answers 503 while unhealthy. A
+trigger may answer 202 (still running after ``CRONKEEPER_TRIGGER_WAIT``).
 Without it (or with a wrong one), everything but ``/healthz`` is 401 and no job runs.
 Triggered jobs cannot reach the network: no credentials are configured (they end ``error``
 with a ConfigError before any call), and every API base points at a local simulator whose
@@ -147,6 +148,13 @@ def check_body(case: Case[Any], response: Any) -> None:
         assert all({"id", "cronName", "status"} <= set(run) for run in runs), runs
     elif path == "/api/cron/{job}" and status in (400, 404):  # bad date, unknown job
         assert "error" in response.json()
+    elif path == "/api/cron/{job}" and status == 202:  # still running after the wait
+        body = response.json()
+        assert set(body) == {"runId", "cronName", "status"}
+        assert body["status"] == "running"
+        assert response.headers["location"] == f"/api/cron/runs/{body['runId']}"
+    elif path == "/api/cron/runs/{run_id}" and status == 404:
+        assert response.json() == {"error": "unknown run"}
     elif path == "/api/cron/{job}":
         body = response.json()
         assert set(body) >= RUN_KEYS

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, FastAPI, Query
+from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -16,12 +17,13 @@ from cronkeeper import __version__
 from cronkeeper.alerting.pause import pause_job, pause_json, resume_job
 from cronkeeper.api import checkins
 from cronkeeper.api.deps import AUTH_RESPONSES, Authorized, ServiceDep
+from cronkeeper.api.triggers import TriggeredRuns
 from cronkeeper.auth import FailureLimiter, is_authorized, limiter_for
 from cronkeeper.errors import AlreadyRunning, StorageError, UnknownJob
 from cronkeeper.ledger.job_state import JobState
 from cronkeeper.ops.metrics import install_metrics
 from cronkeeper.ops.watchdog import install_watchdog
-from cronkeeper.runner import parse_report_date, run_job
+from cronkeeper.runner import RunProgress, RunResult, parse_report_date, run_job
 from cronkeeper.scheduler import CronScheduler
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import RUN_STATUSES
@@ -41,6 +43,10 @@ router = APIRouter(prefix="/api/cron", dependencies=[Authorized], responses=AUTH
 TRIGGER: dict[str, Any] = {  # GET and POST, each with its own operationId
     "summary": "Run a job now (for system cron, Vercel-style cron callers, or by hand)",
     "responses": {
+        202: {
+            "description": "still running after CRONKEEPER_TRIGGER_WAIT: "
+            '{"runId", "cronName", "status": "running"}, Location: /api/cron/runs/{id}'
+        },
         400: {"description": "report date not YYYY-MM-DD, before 2000 or not over yet"},
         404: {"description": "unknown job"},
         409: {"description": "already running"},
@@ -171,6 +177,24 @@ async def runs(
     return JSONResponse({"runs": [row.as_json() for row in rows]})
 
 
+@router.get(
+    "/runs/{run_id}",
+    summary="One run's row (where a 202 from a trigger points)",
+    responses={**DB_ERROR, 404: {"description": "unknown run"}},
+)
+async def run_by_id(
+    service: ServiceDep, run_id: Annotated[str, Path(max_length=100)]
+) -> JSONResponse:
+    try:
+        row = await service.ledger.get_run(run_id)
+    except StorageError as exc:
+        log.error("reading a run failed: %s", exc)
+        return JSONResponse({"error": "database unavailable"}, status_code=500)
+    if row is None:
+        return JSONResponse({"error": "unknown run"}, status_code=404)
+    return JSONResponse(row.as_json())
+
+
 PAUSE: dict[str, Any] = {
     "responses": {
         400: {"description": "invalid duration"},
@@ -216,15 +240,21 @@ async def _pausing(
 @router.post("/{job}", operation_id="trigger_job_post", **TRIGGER)
 async def trigger(
     service: ServiceDep,
+    request: Request,
     job: str,
     day: Annotated[
         str | None,
         Query(alias="date", max_length=40, description="report date, YYYY-MM-DD (a day over)"),
     ] = None,
 ) -> JSONResponse:
+    runs: TriggeredRuns = request.app.state.triggered
     try:
         # A str, parsed here: FastAPI's ``date`` also takes 1699920000 and 2026-11-29T00:00:00.
-        result = await run_job(service, job, None if day is None else parse_report_date(day))
+        report_date = None if day is None else parse_report_date(day)
+        progress = RunProgress.new()
+        # The run is the app's, not the request's: it goes on if the caller hangs up.
+        task = runs.start(run_job(service, job, report_date, progress=progress), job)
+        result = await _answer_within(service, task, progress)
     except UnknownJob as exc:
         return JSONResponse({"error": str(exc)}, status_code=404)
     except AlreadyRunning as exc:
@@ -234,7 +264,35 @@ async def trigger(
     except StorageError as exc:  # the lease refused the run (schema behind, permission)
         log.error("%s", exc)
         return JSONResponse({"error": str(exc), "cronName": job}, status_code=500)
+    if isinstance(result, str | None):
+        body = {"runId": result, "cronName": job, "status": "running"}
+        headers = {"Location": f"/api/cron/runs/{result}"} if result else None
+        return JSONResponse(body, status_code=202, headers=headers)
     return JSONResponse(result.as_json(), status_code=500 if result.status == "error" else 200)
+
+
+async def _answer_within(
+    service: Service, task: asyncio.Task[RunResult], progress: RunProgress
+) -> RunResult | str | None:
+    """The run's result if it ends within ``CRONKEEPER_TRIGGER_WAIT``, else its id once its
+    row is open (still running). The refusals before the run (unknown job, already running,
+    the lease's) are raised. The observers (webhook delivery) come after the result: never
+    waited for here."""
+    timer = asyncio.ensure_future(service.sleep(service.settings.trigger_wait_seconds))
+    try:
+        first: set[asyncio.Future[Any]] = {task, progress.ended, timer}
+        await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+        if not (task.done() or progress.ended.done() or progress.started.done()):
+            # Time is up before the row was opened (a slow lease or insert, both bounded).
+            opened: set[asyncio.Future[Any]] = {task, progress.started}
+            await asyncio.wait(opened, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        timer.cancel()
+    if progress.ended.done():
+        return progress.ended.result()
+    if task.done():
+        return task.result()  # raises the refusal
+    return progress.started.result()
 
 
 def create_app(
@@ -268,6 +326,7 @@ def create_app(
                 await watchdog.stop()
             if cron is not None:
                 await cron.shutdown()
+            await triggered.aclose()
             if own_service:
                 await service.aclose()
 
@@ -282,6 +341,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.service = service
+    triggered = app.state.triggered = TriggeredRuns()
     app.state.auth_limiter = FailureLimiter(service.clock) if limiter is None else limiter
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Authorized])
