@@ -21,6 +21,7 @@ from cronkeeper.http import RequestLimiter, RetryEvent, RetryPolicy
 from cronkeeper.lease import LeaseManager
 from cronkeeper.ledger import Ledger, RunRow
 from cronkeeper.ledger.job_state import JobStates
+from cronkeeper.ledger.outbox import Outbox
 from cronkeeper.ledger.spool import Spool
 from cronkeeper.records import JobState
 from cronkeeper.storage.bounded import BoundedCall
@@ -47,6 +48,9 @@ class RunObserver:
 
     def retry(self, cron_name: str, event: RetryEvent) -> None:
         """An HTTP call is about to be retried."""
+
+    def alert_delivery_failed(self, cron_name: str) -> None:
+        """An alert about ``cron_name`` was not taken by the webhook (the outbox retries)."""
 
 
 _HealthRead = tuple[dict[str, RunRow | None], dict[str, JobState]]
@@ -137,6 +141,13 @@ class Service:
     @cached_property
     def health_rules(self) -> HealthRules:
         return HealthRules.from_settings(self.settings)
+
+    @cached_property
+    def alert_outbox(self) -> Outbox:
+        """Alert messages until delivered (``alert_outbox``), on the ledger's engine and breaker."""
+        return Outbox(
+            self.engine, timeout=self.settings.ledger_timeout, breaker=self.ledger.breaker
+        )
 
     @property
     def retry_policy(self) -> RetryPolicy:

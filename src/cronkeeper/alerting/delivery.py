@@ -133,8 +133,15 @@ class WebhookAlerter(RunObserver):
 
     # -- delivery
 
-    async def send(self, text: str, *, about: str = "cronkeeper") -> bool:
-        """Post ``text``; whether the webhook took it. Never raises (except cancellation)."""
+    async def send(self, text: str, *, about: str = "cronkeeper", key: str | None = None) -> bool:
+        """Post ``text``; whether the webhook took it. Never raises (except cancellation).
+
+        ``key``: the outbox message's id (:mod:`cronkeeper.alerting.outbox`), sent as
+        ``idempotency_key`` beside ``text`` so a receiver can drop a repeated delivery; Slack's
+        incoming webhooks read the fields they know (``text``, ``blocks``…) and ignore others
+        (https://docs.slack.dev/messaging/sending-messages-using-incoming-webhooks).
+        """
+        payload = {"text": text} if key is None else {"text": text, "idempotency_key": key}
         retries: list[RetryEvent] = []
         try:
             async with asyncio.timeout(self.budget), self.client_factory() as client:
@@ -142,7 +149,7 @@ class WebhookAlerter(RunObserver):
                     client,
                     "POST",
                     self.url,
-                    json={"text": text},
+                    json=payload,
                     policy=self.policy,
                     sleep=self.sleep,
                     now=self.clock,

@@ -12,13 +12,14 @@ A ``partial`` run is no state, but sends a warning of its own when it ends
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from cronkeeper.alerting.delivery import WebhookAlerter
 from cronkeeper.alerting.messages import change_text, finished_text, reminder_text
+from cronkeeper.alerting.outbox import OutboxSender
 from cronkeeper.alerting.state import (
     AlertKind,
     Observation,
@@ -28,8 +29,10 @@ from cronkeeper.alerting.state import (
     reminder_due,
 )
 from cronkeeper.config import JobSpec
+from cronkeeper.errors import StorageError
 from cronkeeper.ledger import RunRow
 from cronkeeper.ledger.job_state import JobState, JobStates
+from cronkeeper.ledger.outbox import Outbox, OutboxMessage
 from cronkeeper.ops.volume import Band
 from cronkeeper.redact import Redactor
 
@@ -71,12 +74,21 @@ class Dispatcher:
         thresholds: Thresholds,
         repeat: timedelta | None,
         redactor: Redactor,
+        outbox: Outbox | None = None,
+        on_failure: Callable[[str], None] | None = None,
     ) -> None:
         self.states = states
         self.alerters = alerters
         self.thresholds = thresholds
         self.repeat = repeat
         self.redactor = redactor
+        self.sender = (
+            OutboxSender(outbox, alerters, on_failure=on_failure)
+            if outbox is not None and alerters
+            else None
+        )
+        """With an outbox, messages are written with their change and delivered by
+        :meth:`deliver` (at least once); without one, sent at once (at most once)."""
 
     async def settle(
         self,
@@ -93,24 +105,37 @@ class Dispatcher:
         new = next_state(row.state, seen, self.thresholds)
         if new != row.state:
             kind = alert_kind(row.state, new)
-            won = await self.states.claim(row, new, now, alerting=kind is not None)
-            if not won:
-                return Change(spec.name, row.state, new, now, kind)
-            log.info("%s: %s → %s", spec.name, row.state, new)
+            text = None
             if kind is not None:
                 text = change_text(
                     spec, row.state, row.since, new, kind, runs, band, now, self.redactor
                 )
-                await self.send(text, spec.name)
+            queued = self._queue(spec.name, kind, text, now)
+            won = await self.states.claim(row, new, now, alerting=kind is not None, messages=queued)
+            if not won:
+                return Change(spec.name, row.state, new, now, kind)
+            log.info("%s: %s → %s", spec.name, row.state, new)
+            if text is not None:
+                await self.send(text, spec.name, queued=bool(queued))
             return Change(spec.name, row.state, new, now, kind, sent=kind is not None)
         due = reminder_due(row.state, row.last_alerted_at, now, self.repeat)
-        if due and await self.states.claim_reminder(row, now):
+        if due:
             text = change_text(
                 spec, row.state, row.since, row.state, "down", runs, band, now, self.redactor
             )
-            await self.send(reminder_text(row.state, row.since, text), spec.name)
-            return Change(spec.name, row.state, row.state, row.since, "down", sent=True)
+            text = reminder_text(row.state, row.since, text)
+            queued = self._queue(spec.name, "reminder", text, now)
+            if await self.states.claim_reminder(row, now, messages=queued):
+                await self.send(text, spec.name, queued=bool(queued))
+                return Change(spec.name, row.state, row.state, row.since, "down", sent=True)
         return Change(spec.name, row.state, row.state, row.since)
+
+    def _queue(
+        self, job: str, kind: str | None, text: str | None, now: datetime
+    ) -> list[OutboxMessage]:
+        if self.sender is None or kind is None or text is None:
+            return []
+        return self.sender.messages(job, kind, text, now)
 
     async def run_warning(self, run: RunRow, previous: RunRow | None, now: datetime) -> None:
         """A ``partial`` run's own warning (no state change), unless its job is paused."""
@@ -120,11 +145,28 @@ class Dispatcher:
         if row.is_paused(now):
             return
         text = finished_text(run, previous, self.redactor)
-        if text is not None:
-            for alerter in self.alerters:
-                await alerter.send(text, about=run.cron_name)
+        if text is None:
+            return
+        if self.sender is not None:
+            await self.sender.outbox.add(self.sender.messages(run.cron_name, "warning", text, now))
+            return
+        for alerter in self.alerters:
+            await alerter.send(text, about=run.cron_name)
 
-    async def send(self, text: str, job: str) -> None:
+    async def send(self, text: str, job: str, *, queued: bool = False) -> None:
+        """Log the alert; send it now unless it waits in the outbox (see :meth:`deliver`)."""
         log.warning("alert: %s", self.redactor(text.splitlines()[0]))
+        if queued:
+            return
         for alerter in self.alerters:
             await alerter.send(text, about=job)
+
+    async def deliver(self, now: datetime) -> int:
+        """Deliver the outbox's due messages (never raises for the database: next time)."""
+        if self.sender is None:
+            return 0
+        try:
+            return await self.sender.deliver_due(now)
+        except StorageError as exc:
+            log.warning("alert outbox not read: %s", self.redactor(str(exc)))
+            return 0

@@ -20,6 +20,7 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.errors import StorageError
+from cronkeeper.ledger.outbox import OutboxMessage, insert_messages
 from cronkeeper.records import JobState
 from cronkeeper.redact import Redactor
 from cronkeeper.storage.bounded import BoundedCall
@@ -86,21 +87,38 @@ class JobStates:
 
         await self._bounded(insert)
 
-    async def _update(self, name: str, values: Mapping[str, Any], *where: Any) -> bool:
+    async def _update(
+        self,
+        name: str,
+        values: Mapping[str, Any],
+        *where: Any,
+        messages: Sequence[OutboxMessage] = (),
+    ) -> bool:
         async def run() -> int:
             async with self.engine.begin() as conn:
                 result = await conn.execute(
                     update(job_state).where(job_state.c.cron_name == name, *where).values(**values)
                 )
+                if result.rowcount == 1:  # the change and its messages: one transaction
+                    await insert_messages(conn, messages)
                 return int(result.rowcount)
 
         return await self._bounded(run) == 1
 
-    async def claim(self, seen: JobState, new_state: str, now: datetime, *, alerting: bool) -> bool:
+    async def claim(
+        self,
+        seen: JobState,
+        new_state: str,
+        now: datetime,
+        *,
+        alerting: bool,
+        messages: Sequence[OutboxMessage] = (),
+    ) -> bool:
         """Move ``seen.cron_name`` from ``seen`` to ``new_state``; whether this call won.
 
         Conditional on the version read: if another process moved the job since, nothing
         changes and the answer is ``False`` (that process sends the alert, not this one).
+        ``messages`` go into ``alert_outbox`` in the same transaction, only if this call won.
         """
         values: dict[str, Any] = {
             "state": new_state,
@@ -110,16 +128,22 @@ class JobStates:
         }
         if alerting:
             values["last_alerted_at"] = now
-        return await self._update(seen.cron_name, values, job_state.c.version == seen.version)
+        return await self._update(
+            seen.cron_name, values, job_state.c.version == seen.version, messages=messages
+        )
 
-    async def claim_reminder(self, seen: JobState, now: datetime) -> bool:
-        """Take the right to send ``CRONKEEPER_ALERT_REPEAT``'s reminder; whether this call won."""
+    async def claim_reminder(
+        self, seen: JobState, now: datetime, *, messages: Sequence[OutboxMessage] = ()
+    ) -> bool:
+        """Take the right to send ``CRONKEEPER_ALERT_REPEAT``'s reminder; whether this call won.
+        ``messages`` go into ``alert_outbox`` in the same transaction, only if this call won."""
         values = {"last_alerted_at": now, "version": job_state.c.version + 1, "updated_at": now}
         return await self._update(
             seen.cron_name,
             values,
             job_state.c.version == seen.version,
             job_state.c.state == seen.state,
+            messages=messages,
         )
 
     async def record_volume(

@@ -298,7 +298,14 @@ class MetricsObserver(RunObserver):
             [CRON],
             registry=self.registry,
         )
+        self.alert_failures = Counter(
+            "cronkeeper_alert_delivery_failures",
+            "Alert deliveries the webhook did not take (each retried from the outbox), by job.",
+            [CRON],
+            registry=self.registry,
+        )
         for job in job_names:
+            self.alert_failures.labels(job)
             for status in FINAL_STATUSES:
                 self.runs.labels(job, status)
             for reason in typing.get_args(Reason):
@@ -314,6 +321,9 @@ class MetricsObserver(RunObserver):
 
     def retry(self, cron_name: str, event: RetryEvent) -> None:
         self.retries.labels(cron_name, event.reason).inc()
+
+    def alert_delivery_failed(self, cron_name: str) -> None:
+        self.alert_failures.labels(cron_name).inc()
 
 
 def new_registry() -> CollectorRegistry:

@@ -106,6 +106,8 @@ class Watchdog(RunObserver):
             thresholds=self.thresholds,
             repeat=self.repeat,
             redactor=self.redactor,
+            outbox=service.alert_outbox,
+            on_failure=self._delivery_failed,
         )
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -138,7 +140,15 @@ class Watchdog(RunObserver):
         changes = []
         for spec in specs:
             changes.append(await self._evaluate(spec, rows[spec.name], recent[spec.name], now))
+        await self.alerting.deliver(now)  # what these changes owe, and what earlier ones still do
         return changes
+
+    def _delivery_failed(self, cron_name: str) -> None:
+        for observer in self.service.observers:
+            try:
+                observer.alert_delivery_failed(cron_name)
+            except Exception:
+                log.exception("run observer %s failed", type(observer).__name__)
 
     async def _evaluate(
         self, spec: JobSpec, row: JobState, runs: list[RunRow], now: datetime

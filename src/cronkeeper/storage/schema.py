@@ -203,6 +203,31 @@ job_state = Table(
 )
 """Each job's alert state and pause (:mod:`cronkeeper.ledger.job_state` owns its SQL)."""
 
+alert_outbox = Table(
+    "alert_outbox",
+    metadata,
+    Column("id", Uuid(as_uuid=False), primary_key=True),
+    Column("cron_name", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("claimed_by", Text),
+    Column("claimed_until", UtcDateTime),
+    Column("delivered_at", UtcDateTime),
+    Column("last_error", Text),
+)
+"""Alert messages waiting for (or past) delivery, written with the state change that owes
+them (migration 0010; :mod:`cronkeeper.ledger.outbox` owns its SQL)."""
+Index(
+    "idx_alert_outbox_pending",
+    alert_outbox.c.next_attempt_at,
+    postgresql_where=text("delivered_at IS NULL"),
+    sqlite_where=text("delivered_at IS NULL"),
+)
+
 accounts = Table(
     "accounts",
     metadata,
