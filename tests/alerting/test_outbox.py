@@ -23,6 +23,7 @@ from cronkeeper.service import Service
 from cronkeeper.storage.engine import create_engine
 from tests.alerting.test_alerts import FakeSleep, Receiver, _server, receiver  # noqa: F401
 from tests.conftest import FakeClock, make_settings
+from tests.web.conftest import client_for, login
 
 pytestmark = pytest.mark.sql
 
@@ -214,3 +215,21 @@ async def test_a_dead_webhook_never_makes_a_live_one_hear_twice(
         assert await service.alert_outbox.pending() == 1  # the dead one's, still retried
     finally:
         await service.aclose()
+
+
+async def test_the_status_page_shows_how_many_alerts_wait(
+    one: tuple[Service, Watchdog],
+    clock: FakeClock,
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    service, watchdog = one
+    client = client_for(service)
+    async with client:
+        assert (await login(client)).status_code == 303
+        assert "data-undelivered" not in (await client.get("/status")).text
+        receiver.fail_next = 10**6
+        await failed_run(service)
+        await watchdog.check()
+        page = (await client.get("/status")).text
+    assert 'data-undelivered="1"' in page
+    assert "1 alert not delivered yet" in page

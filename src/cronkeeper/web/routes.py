@@ -210,6 +210,10 @@ class StatusPage:
             table = [(row, state) for row, state in table if state == state_filter]
         monitored = [j for j in jobs if j.badge != "unmonitored"]
         coverage = await self._coverage()
+        try:  # alerts the webhook has not taken yet (the outbox retries them)
+            undelivered: int | None = await self.service.alert_outbox.pending()
+        except StorageError:
+            undelivered = None
         return self.render(
             "status.html",
             {
@@ -227,6 +231,7 @@ class StatusPage:
                 "coverage": coverage,
                 "coverage_days": COVERAGE_DAYS,
                 "warnings": settings_warnings(settings, clock.now) + self.service.source_warnings,
+                "undelivered": undelivered,
             },
         )
 
