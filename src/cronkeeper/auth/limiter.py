@@ -14,6 +14,7 @@ client here must be refused at once with its ``Retry-After``. What is left is th
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from datetime import datetime, timedelta
@@ -24,6 +25,8 @@ from starlette.requests import HTTPConnection
 from cronkeeper.clock import Clock
 
 __all__ = ["FailureLimiter", "client_address", "limiter_for"]
+
+log = logging.getLogger("cronkeeper.auth")
 
 
 def limiter_for(state: State, clock: Clock) -> FailureLimiter:
@@ -36,8 +39,38 @@ def limiter_for(state: State, clock: Clock) -> FailureLimiter:
 
 def client_address(request: HTTPConnection) -> str:
     """The client as the limiter counts it: the peer address, or the forwarded one only when
-    ``serve --forwarded-allow-ips`` trusts the peer (uvicorn rewrites ``request.client``)."""
-    return request.client.host if request.client else "unknown"
+    ``serve --forwarded-allow-ips`` trusts the peer (uvicorn rewrites ``request.client``).
+
+    A request that carries ``X-Forwarded-For`` from a peer uvicorn did not trust (its
+    address is none of the forwarded ones: a trusted peer's request gets one of them) means
+    a proxy in front that ``--forwarded-allow-ips`` does not name: every client then has the
+    proxy's address, and five wrong secrets from anyone lock everyone out (issue 20.7). Said
+    once per app, at WARNING.
+    """
+    host = request.client.host if request.client else "unknown"
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded is not None:
+        _untrusted_proxy(request, host, forwarded)
+    return host
+
+
+def _untrusted_proxy(request: HTTPConnection, host: str, forwarded: str) -> None:
+    if host in {part.strip() for part in forwarded.split(",")}:
+        return  # uvicorn trusted the peer and took the client from the header
+    app = request.scope.get("app")
+    state = getattr(app, "state", None)
+    if state is None or getattr(state, "untrusted_proxy_warned", False):
+        return
+    state.untrusted_proxy_warned = True
+    log.warning(
+        "requests carry X-Forwarded-For from %s, a peer not trusted to set it: the limiter of"
+        " wrong secrets sees one address (%s) for all clients behind it, so five wrong secrets"
+        " from any of them lock out all of them for 5 minutes; start `cronkeeper serve` with"
+        " --forwarded-allow-ips=%s (the proxy's address) to count each client on its own",
+        host,
+        host,
+        host,
+    )
 
 
 class FailureLimiter:
