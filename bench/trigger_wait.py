@@ -89,6 +89,7 @@ def series(latency: float, wait: float, trials: int) -> list[Trial]:
             "META_AD_ACCOUNT_IDS": ACCOUNT,
             "META_LOOKBACK_DAYS": "1",
             "CRONKEEPER_TRIGGER_WAIT": f"{wait:g}s",
+            "CRONKEEPER_HTTP_TIMEOUT": "300",  # a slow answer, not a timeout and its retries
         }
         with serve_cronkeeper(env, work) as served:
             out = []
