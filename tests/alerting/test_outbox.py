@@ -233,3 +233,42 @@ async def test_the_status_page_shows_how_many_alerts_wait(
         page = (await client.get("/status")).text
     assert 'data-undelivered="1"' in page
     assert "1 alert not delivered yet" in page
+
+
+async def test_a_replaced_webhook_takes_the_messages_of_the_old_one(
+    database_url: str,
+    clock: FakeClock,
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    service, watchdog = replica(database_url, clock, "http://127.0.0.1:9/revoked")
+    try:
+        await failed_run(service)
+        await watchdog.check()  # the old webhook refuses: the message waits
+    finally:
+        await service.aclose()
+    clock.advance(minutes=5)
+    service, watchdog = replica(database_url, clock, receiver.url)  # ALERT_WEBHOOK_URL fixed
+    try:
+        await watchdog.check()
+        assert [p["text"][:30] for p in receiver.received] == [":red_circle: collect-daily fai"]
+        assert await service.alert_outbox.pending() == 0
+    finally:
+        await service.aclose()
+
+
+async def test_delivered_messages_are_deleted_after_30_days(
+    one: tuple[Service, Watchdog],
+    clock: FakeClock,
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    service, watchdog = one
+    await failed_run(service)
+    await watchdog.check()
+    [first] = await service.alert_outbox.all()
+    assert first.delivered_at is not None
+    clock.advance(days=29)
+    await watchdog.check()  # (the job is missing by now: a message of its own)
+    assert first.id in [m.id for m in await service.alert_outbox.all()]
+    clock.advance(days=2)
+    await watchdog.check()
+    assert first.id not in [m.id for m in await service.alert_outbox.all()]

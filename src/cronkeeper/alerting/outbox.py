@@ -26,12 +26,21 @@ from cronkeeper.alerting.delivery import WebhookAlerter
 from cronkeeper.errors import StorageError
 from cronkeeper.ledger.outbox import Outbox, OutboxMessage
 
-__all__ = ["BACKOFF_BASE", "BACKOFF_CAP", "OutboxSender", "backoff", "channel_of"]
+__all__ = [
+    "BACKOFF_BASE",
+    "BACKOFF_CAP",
+    "KEEP_DELIVERED",
+    "OutboxSender",
+    "backoff",
+    "channel_of",
+]
 
 log = logging.getLogger("cronkeeper.alerting")
 
 BACKOFF_BASE = 30.0
 BACKOFF_CAP = 300.0
+KEEP_DELIVERED = timedelta(days=30)
+"""Delivered messages are deleted after this long (at most once an hour per process)."""
 
 
 def backoff(attempts: int, *, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> float:
@@ -60,6 +69,7 @@ class OutboxSender:
         self.holder = holder or f"sender-{uuid.uuid4()}"
         self.on_failure = on_failure
         budget = max((a.budget for a in self.alerters.values()), default=0.0)
+        self._forgot_at: datetime | None = None
         self.hold = max(60.0, 2 * budget)
         """Seconds a claim keeps other replicas off a message: past it, a sender that died
         mid-delivery leaves the message to the next one."""
@@ -80,8 +90,12 @@ class OutboxSender:
         """
         if not self.alerters:
             return 0
+        await self._forget(now)
+        # With one webhook, it also takes the messages of a webhook no longer configured (a
+        # revoked Slack URL replaced by a new one); with several, each takes its own.
+        only = len(self.alerters) == 1
         delivered = 0
-        for message in await self.outbox.due(now, list(self.alerters)):
+        for message in await self.outbox.due(now, None if only else list(self.alerters)):
             try:
                 if not await self.outbox.claim(
                     message.id, self.holder, now, now + timedelta(seconds=self.hold)
@@ -107,8 +121,17 @@ class OutboxSender:
                 log.warning("alert %s: outbox not updated: %s", message.id, exc)
         return delivered
 
+    async def _forget(self, now: datetime) -> None:
+        if self._forgot_at is not None and now - self._forgot_at < timedelta(hours=1):
+            return
+        self._forgot_at = now
+        try:
+            await self.outbox.forget_delivered(now - KEEP_DELIVERED)
+        except StorageError as exc:
+            log.warning("alert outbox: delivered messages not deleted: %s", exc)
+
     async def _send(self, message: OutboxMessage) -> bool:
-        alerter = self.alerters[message.channel]
+        alerter = self.alerters.get(message.channel) or next(iter(self.alerters.values()))
         if await alerter.send(message.text, about=message.cron_name, key=message.id):
             return True
         if self.on_failure is not None:

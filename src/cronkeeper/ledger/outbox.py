@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cronkeeper.errors import StorageError
@@ -98,21 +98,23 @@ class Outbox:
         await self._bounded(run)
 
     async def due(
-        self, now: datetime, channels: Sequence[str], limit: int = 50
+        self, now: datetime, channels: Sequence[str] | None, limit: int = 50
     ) -> list[OutboxMessage]:
-        """Undelivered messages for ``channels`` whose next attempt is due and that nobody
-        holds, oldest first."""
+        """Undelivered messages for ``channels`` (``None``: any) whose next attempt is due
+        and that nobody holds, oldest first."""
 
         async def query() -> list[OutboxMessage]:
             async with self.engine.connect() as conn:
+                where = [
+                    alert_outbox.c.delivered_at.is_(None),
+                    alert_outbox.c.next_attempt_at <= now,
+                    _free(now),
+                ]
+                if channels is not None:
+                    where.append(alert_outbox.c.channel.in_(list(channels)))
                 result = await conn.execute(
                     select(alert_outbox)
-                    .where(
-                        alert_outbox.c.delivered_at.is_(None),
-                        alert_outbox.c.next_attempt_at <= now,
-                        alert_outbox.c.channel.in_(list(channels)),
-                        _free(now),
-                    )
+                    .where(*where)
                     .order_by(alert_outbox.c.next_attempt_at, alert_outbox.c.created_at)
                     .limit(limit)
                 )
@@ -154,6 +156,18 @@ class Outbox:
             alert_outbox.c.claimed_by == holder,
             alert_outbox.c.delivered_at.is_(None),
         )
+
+    async def forget_delivered(self, before: datetime) -> int:
+        """Delete the messages delivered before ``before``; how many."""
+
+        async def run() -> int:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(
+                    delete(alert_outbox).where(alert_outbox.c.delivered_at < before)
+                )
+                return int(result.rowcount)
+
+        return await self._bounded(run)
 
     async def pending(self) -> int:
         """How many messages the webhook has not taken yet."""
