@@ -33,6 +33,7 @@ SQLAlchemy's messages go on with the statement and its parameters.
 from __future__ import annotations
 
 __all__ = [
+    "LEASE_LOST",
     "AlreadyRunning",
     "ApiVersionRefused",
     "BreakerOpen",
@@ -174,3 +175,7 @@ class AlreadyRunning(CronkeeperError):
 
 class LeaseLost(CronkeeperError):
     """A run's lease expired while it went on, and another run took it over."""
+
+
+LEASE_LOST = "lease lost to another run"
+"""Why a run whose lease was taken over ends ``error`` (the ledger's message; issue 20.2)."""

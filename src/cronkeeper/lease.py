@@ -38,6 +38,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.errors import (
+    LEASE_LOST,
     AlreadyRunning,
     DatabaseLocked,
     DatabaseUnreachable,
@@ -52,7 +53,7 @@ from cronkeeper.storage.engine import check_schema, is_sqlite
 from cronkeeper.storage.schema import cron_leases
 from cronkeeper.storage.upsert import insert_on_conflict
 
-__all__ = ["Lease", "LeaseLost", "LeaseManager", "new_holder_id"]
+__all__ = ["LEASE_LOST", "Lease", "LeaseLost", "LeaseManager", "new_holder_id"]
 
 log = logging.getLogger("cronkeeper.lease")
 T = TypeVar("T")
@@ -204,22 +205,44 @@ class LeaseManager:
 
     @asynccontextmanager
     async def hold(self, job_name: str) -> AsyncIterator[Lease]:
-        """Claim, keep renewing every ``ttl / 3`` while the block runs, release at the end."""
+        """Claim, keep renewing every ``ttl / 3`` while the block runs, release at the end.
+
+        A lease found taken over by another run (it expired: this process was paused, or cut
+        off from the database for longer than the TTL) stops the block within one renewal
+        interval: its task is cancelled with :data:`LEASE_LOST` (the ledger records the run
+        ``error`` with those words) and :class:`LeaseLost` is raised here, so the two runs do
+        not go on side by side (issue 20.2).
+        """
         lease = await self.try_acquire(job_name)
-        renewer = asyncio.create_task(self._keep_renewing(lease)) if lease.acquired else None
+        owner = asyncio.current_task()
+        lost = asyncio.Event()
+        renewer = (
+            asyncio.create_task(self._keep_renewing(lease, owner, lost)) if lease.acquired else None
+        )
         try:
             yield lease
+        except asyncio.CancelledError:
+            if lost.is_set() and owner is not None and owner.uncancel() == 0:
+                raise LeaseLost(f"{job_name}: {LEASE_LOST}") from None
+            raise
         finally:
             if renewer is not None:
                 renewer.cancel()
                 with suppress(asyncio.CancelledError):
                     await renewer
-            await asyncio.shield(self.release(lease))
+            if not lost.is_set():
+                await asyncio.shield(self.release(lease))
 
-    async def _keep_renewing(self, lease: Lease) -> None:
+    async def _keep_renewing(
+        self,
+        lease: Lease,
+        owner: asyncio.Task[object] | None = None,
+        lost: asyncio.Event | None = None,
+    ) -> None:
         """Renew every ``ttl / 3``; after a failed attempt, again after ``ttl / 12``.
 
-        A lease survives a database outage of up to about half its ``ttl``.
+        A lease survives a database outage of up to about half its ``ttl``. When it was
+        taken over, ``owner`` (the run's task) is cancelled with :data:`LEASE_LOST`.
         """
         interval = self.ttl / 3
         while True:
@@ -228,7 +251,13 @@ class LeaseManager:
                 renewed = await self.renew(lease)
             except LeaseLost:
                 log.error(
-                    "lost the lease of %s while running: another run may start", lease.job_name
+                    "lost the lease of %s while running: another run took it over; stopping"
+                    " this run",
+                    lease.job_name,
                 )
+                if lost is not None:
+                    lost.set()
+                if owner is not None:
+                    owner.cancel(LEASE_LOST)
                 return
             interval = self.ttl / 3 if renewed else self.ttl / 12

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from cronkeeper.errors import CronkeeperError
+from cronkeeper.errors import CronkeeperError, LeaseLost
 from cronkeeper.http import HttpContext, RetryEvent, client_from_settings
 from cronkeeper.http.pacing import Pacer, PacingPolicy
 from cronkeeper.jobs import JobContext, get_job
@@ -94,58 +94,65 @@ async def run_job(
         day = last_complete
     else:
         check_report_date(day, last_complete, settings.timezone)
-    async with service.leases.hold(name) as lease:
-        if lease.acquired:
-            abandoned = await service.ledger.close_abandoned(name, reason=ABANDONED)
-            if abandoned:
-                log.warning("closed %d abandoned run(s) of %s", len(abandoned), name)
-                await service.notify(lambda o: o.run_abandoned(name, abandoned))
-        previous = await _latest(service.ledger, name)
-        tracker: RunTracker | None = None
+    tracker: RunTracker | None = None
+    try:
+        async with service.leases.hold(name) as lease:
+            if lease.acquired:
+                abandoned = await service.ledger.close_abandoned(name, reason=ABANDONED)
+                if abandoned:
+                    log.warning("closed %d abandoned run(s) of %s", len(abandoned), name)
+                    await service.notify(lambda o: o.run_abandoned(name, abandoned))
+            previous = await _latest(service.ledger, name)
 
-        def on_retry(event: RetryEvent) -> None:
-            for observer in service.observers:
-                observer.retry(name, event)
+            def on_retry(event: RetryEvent) -> None:
+                for observer in service.observers:
+                    observer.retry(name, event)
 
-        async with client_from_settings(settings) as client:
-            http = HttpContext(
-                client=client,
-                policy=service.retry_policy,
-                sleep=service.sleep,
-                now=service.clock,
-                on_retry=on_retry,
-                redactor=settings.redactor,
-                limiter=service.limiter,
-                pacer=Pacer(
-                    PacingPolicy(settings.pacing_high_water, settings.pacing_pause),
-                    clock=service.clock,
-                ),
-            )
-            ctx = JobContext(
-                settings=settings,
-                engine=service.engine,
-                http=http,
-                clock=service.clock,
-                explicit_day=explicit_day,
-                deadline=now + timedelta(seconds=settings.run_budget_seconds),
-            )
-            try:
-                async with service.ledger.track(
-                    name, unit_label=job.unit_label, report_date=day
-                ) as tracker:
-                    if progress is not None:
-                        _settle(progress.started, tracker.run_id)
-                    log.info("running %s for %s", name, day.isoformat())
-                    await job.run(ctx, day, tracker)
-            except CronkeeperError as exc:
-                log.error("%s failed: %s", name, settings.redactor(str(exc)))
-            except Exception as exc:
-                log.error(
-                    "%s failed unexpectedly: %s: %s",
-                    name,
-                    type(exc).__name__,
-                    settings.redactor(str(exc)),
+            async with client_from_settings(settings) as client:
+                http = HttpContext(
+                    client=client,
+                    policy=service.retry_policy,
+                    sleep=service.sleep,
+                    now=service.clock,
+                    on_retry=on_retry,
+                    redactor=settings.redactor,
+                    limiter=service.limiter,
+                    pacer=Pacer(
+                        PacingPolicy(settings.pacing_high_water, settings.pacing_pause),
+                        clock=service.clock,
+                    ),
                 )
+                ctx = JobContext(
+                    settings=settings,
+                    engine=service.engine,
+                    http=http,
+                    clock=service.clock,
+                    explicit_day=explicit_day,
+                    deadline=now + timedelta(seconds=settings.run_budget_seconds),
+                )
+                try:
+                    async with service.ledger.track(
+                        name, unit_label=job.unit_label, report_date=day
+                    ) as tracker:
+                        if progress is not None:
+                            _settle(progress.started, tracker.run_id)
+                        log.info("running %s for %s", name, day.isoformat())
+                        await job.run(ctx, day, tracker)
+                except CronkeeperError as exc:
+                    log.error("%s failed: %s", name, settings.redactor(str(exc)))
+                except Exception as exc:
+                    log.error(
+                        "%s failed unexpectedly: %s: %s",
+                        name,
+                        type(exc).__name__,
+                        settings.redactor(str(exc)),
+                    )
+    except LeaseLost as exc:
+        # Another run took the lease over (this one was paused or cut off past the TTL):
+        # stopped within one renewal interval, recorded ``error`` by the ledger.
+        log.error("%s", exc)
+        if tracker is None:
+            raise
     assert tracker is not None
     assert tracker.summary is not None
     summary = tracker.summary

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cronkeeper.clock import Clock, utcnow
 from cronkeeper.config import JOB_NAMES
-from cronkeeper.errors import DatabaseLocked, DatabaseUnreachable, StorageError
+from cronkeeper.errors import LEASE_LOST, DatabaseLocked, DatabaseUnreachable, StorageError
 from cronkeeper.ledger.models import FINAL_STATUSES, RunRow, RunSummary, Skipped, summarize
 from cronkeeper.ledger.reads import (
     abandoned_statement,
@@ -308,9 +308,12 @@ class Ledger:
             yield tracker
         except BaseException as exc:
             text = str(exc) or type(exc).__name__
-            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+            kind = type(exc).__name__
+            if isinstance(exc, asyncio.CancelledError) and text == LEASE_LOST:
+                kind = "LeaseLost"  # the lease's renewer stopped the run (cronkeeper.lease)
+            elif isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
                 text = "the run was cancelled before it finished"
-            message = self.redactor.message(f"{type(exc).__name__}: {text}")
+            message = self.redactor.message(f"{kind}: {text}")
             tracker.summary = RunSummary("error", tracker.records_count, message)
             await asyncio.shield(
                 self.complete_cron_run(
