@@ -220,7 +220,7 @@ alert_outbox = Table(
     Column("last_error", Text),
 )
 """Alert messages waiting for (or past) delivery, written with the state change that owes
-them (migration 0010; :mod:`cronkeeper.ledger.outbox` owns its SQL)."""
+them (migration 0011; :mod:`cronkeeper.ledger.outbox` owns its SQL)."""
 Index(
     "idx_alert_outbox_pending",
     alert_outbox.c.next_attempt_at,

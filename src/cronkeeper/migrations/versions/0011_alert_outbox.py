@@ -8,7 +8,7 @@ by its row count), so one replica sends it; a failed delivery is tried again aft
 back-off (``next_attempt_at``) until the webhook accepts it, across restarts. The partial
 index holds only the messages not delivered yet: the sender's query reads nothing else.
 
-Revision ID: 0010
+Revision ID: 0011
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"  # after main's 0010_no_delivery
 branch_labels = None
 depends_on = None
 
