@@ -58,6 +58,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(db_app, name="db")
+alert_app = typer.Typer(help="Alert channels.", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(alert_app, name="alert")
 out = Console()
 err = Console(stderr=True, soft_wrap=True)  # one message, one line, whatever the width
 
@@ -237,6 +239,25 @@ def check() -> None:
         return EXIT_CHECK_DOWN if any(c.state in DOWN_STATES for c in changes) else EXIT_CHECK_OK
 
     raise typer.Exit(run_async(go))
+
+
+@alert_app.command("test")
+def alert_test() -> None:
+    """Send one test message to each channel (ALERT_WEBHOOK_URL, ALERT_URLS).
+
+    Exit 0 every channel took it, 1 a channel did not, 2 no channel or an unusable URL.
+    """
+    from cronkeeper.alerting.channels import send_test
+
+    settings = load_settings()
+    try:
+        results = run_async(lambda: send_test(settings))
+    except ConfigError as exc:
+        fail(str(exc))
+    if not results:
+        fail("no alert channel configured: set ALERT_URLS or ALERT_WEBHOOK_URL")
+    out.print_json(json.dumps({"channels": [r.as_json() for r in results]}))
+    raise typer.Exit(0 if all(r.delivered for r in results) else 1)
 
 
 @app.command()

@@ -110,6 +110,11 @@ def check_schedule(name: str, expr: str) -> None:
         raise ValueError(f"{name}={expr!r} is not a valid cron expression: {exc}") from None
 
 
+def split_alert_urls(value: str) -> tuple[str, ...]:
+    """``ALERT_URLS``'s entries: comma-separated, blanks dropped."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
 def check_webhook_url(value: str) -> None:
     """An absolute http(s) URL with a host; the message never echoes it (it is a secret)."""
     try:
@@ -358,6 +363,10 @@ class Settings(BaseSettings):
     )
     trigger_wait: str = Field("10s", validation_alias=AliasChoices("CRONKEEPER_TRIGGER_WAIT"))
     """How long ``/api/cron/{job}`` waits for its run before answering ``202`` (issue 20)."""
+    alert_urls: SecretStr | None = Field(default=None, validation_alias=AliasChoices("ALERT_URLS"))
+    """Apprise URLs, comma-separated (``mailto://…,slack://…``): see alerting/channels.py."""
+    public_url: str = Field("", validation_alias=AliasChoices("CRONKEEPER_PUBLIC_URL"))
+    """Where people open the status page (``https://cron.example.com``): alerts link runs."""
     # Respecting the APIs' limits (pacing and deferral; see http/pacing.py).
     run_budget: str = Field(default="45m", validation_alias=AliasChoices("CRONKEEPER_RUN_BUDGET"))
     pacing_high_water: float = Field(
@@ -490,6 +499,30 @@ class Settings(BaseSettings):
         if value is not None and value.get_secret_value().strip():  # blank: no alerts
             check_webhook_url(value.get_secret_value())
         return value
+
+    @field_validator("alert_urls")
+    @classmethod
+    def _alert_urls(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            for index, url in enumerate(split_alert_urls(value.get_secret_value()), 1):
+                if "://" not in url:  # the URL is a secret: name its place, never its text
+                    raise ValueError(f"entry {index} is not an Apprise URL (scheme://…)")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an absolute http:// or https:// URL")
+        return value
+
+    @property
+    def alert_url_list(self) -> tuple[str, ...]:
+        """``ALERT_URLS`` split; never log this (each URL carries its channel's secret)."""
+        if self.alert_urls is None:
+            return ()
+        return split_alert_urls(self.alert_urls.get_secret_value())
 
     @field_validator("schedules")
     @classmethod
@@ -724,6 +757,7 @@ class Settings(BaseSettings):
             if secret is not None and secret.get_secret_value():
                 values.append(secret.get_secret_value())
         values.extend(self.ping_keys.values())
+        values.extend(self.alert_url_list)
         password = database_password(self.database_url)
         if password:
             values.append(password)

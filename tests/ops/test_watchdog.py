@@ -34,7 +34,9 @@ class Outbox(WebhookAlerter):
         super().__init__("https://hooks.example.test/x")
         self.texts = []
 
-    async def send(self, text: str, *, about: str = "cronkeeper", key: str | None = None) -> bool:
+    async def send(
+        self, text: str, *, about: str = "cronkeeper", key: str | None = None, title: str = ""
+    ) -> bool:
         self.texts.append(text)
         return True
 

@@ -133,13 +133,21 @@ class WebhookAlerter(RunObserver):
 
     # -- delivery
 
-    async def send(self, text: str, *, about: str = "cronkeeper", key: str | None = None) -> bool:
+    async def send(
+        self,
+        text: str,
+        *,
+        about: str = "cronkeeper",
+        key: str | None = None,
+        title: str = "",
+    ) -> bool:
         """Post ``text``; whether the webhook took it. Never raises (except cancellation).
 
         ``key``: the outbox message's id (:mod:`cronkeeper.alerting.outbox`), sent as
         ``idempotency_key`` beside ``text`` so a receiver can drop a repeated delivery; Slack's
         incoming webhooks read the fields they know (``text``, ``blocks``…) and ignore others
         (https://docs.slack.dev/messaging/sending-messages-using-incoming-webhooks).
+        ``title`` is for channels that have one (:mod:`~cronkeeper.alerting.channels`).
         """
         payload = {"text": text} if key is None else {"text": text, "idempotency_key": key}
         retries: list[RetryEvent] = []

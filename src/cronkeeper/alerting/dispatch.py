@@ -17,8 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from cronkeeper.alerting.delivery import WebhookAlerter
-from cronkeeper.alerting.messages import change_text, finished_text, reminder_text
+from cronkeeper.alerting.channels import Channel
+from cronkeeper.alerting.messages import (
+    change_text,
+    finished_text,
+    reminder_text,
+    run_link,
+    title_text,
+)
 from cronkeeper.alerting.outbox import OutboxSender
 from cronkeeper.alerting.state import (
     AlertKind,
@@ -70,18 +76,21 @@ class Dispatcher:
         self,
         states: JobStates,
         *,
-        alerters: Sequence[WebhookAlerter],
+        alerters: Sequence[Channel],
         thresholds: Thresholds,
         repeat: timedelta | None,
         redactor: Redactor,
         outbox: Outbox | None = None,
         on_failure: Callable[[str], None] | None = None,
+        public_url: str = "",
     ) -> None:
         self.states = states
         self.alerters = alerters
         self.thresholds = thresholds
         self.repeat = repeat
         self.redactor = redactor
+        self.public_url = public_url
+        """``CRONKEEPER_PUBLIC_URL``: each message links its run's page on the status page."""
         self.sender = (
             OutboxSender(outbox, alerters, on_failure=on_failure)
             if outbox is not None and alerters
@@ -109,14 +118,14 @@ class Dispatcher:
             if kind is not None:
                 text = change_text(
                     spec, row.state, row.since, new, kind, runs, band, now, self.redactor
-                )
+                ) + run_link(self.public_url, runs[0].id if runs else None)
             queued = self._queue(spec.name, kind, text, now)
             won = await self.states.claim(row, new, now, alerting=kind is not None, messages=queued)
             if not won:
                 return Change(spec.name, row.state, new, now, kind)
             log.info("%s: %s → %s", spec.name, row.state, new)
             if text is not None:
-                await self.send(text, spec.name, queued=bool(queued))
+                await self.send(text, spec.name, new, queued=bool(queued))
             return Change(spec.name, row.state, new, now, kind, sent=kind is not None)
         due = reminder_due(row.state, row.last_alerted_at, now, self.repeat)
         if due:
@@ -124,9 +133,10 @@ class Dispatcher:
                 spec, row.state, row.since, row.state, "down", runs, band, now, self.redactor
             )
             text = reminder_text(row.state, row.since, text)
+            text += run_link(self.public_url, runs[0].id if runs else None)
             queued = self._queue(spec.name, "reminder", text, now)
             if await self.states.claim_reminder(row, now, messages=queued):
-                await self.send(text, spec.name, queued=bool(queued))
+                await self.send(text, spec.name, row.state, queued=bool(queued))
                 return Change(spec.name, row.state, row.state, row.since, "down", sent=True)
         return Change(spec.name, row.state, row.state, row.since)
 
@@ -147,19 +157,23 @@ class Dispatcher:
         text = finished_text(run, previous, self.redactor)
         if text is None:
             return
+        text += run_link(self.public_url, run.id)
         if self.sender is not None:
             await self.sender.outbox.add(self.sender.messages(run.cron_name, "warning", text, now))
             return
+        title = title_text(run.cron_name, "partial")
         for alerter in self.alerters:
-            await alerter.send(text, about=run.cron_name)
+            await alerter.send(text, about=run.cron_name, title=title)
 
-    async def send(self, text: str, job: str, *, queued: bool = False) -> None:
-        """Log the alert; send it now unless it waits in the outbox (see :meth:`deliver`)."""
+    async def send(self, text: str, job: str, state: str, *, queued: bool = False) -> None:
+        """Log the alert; send it now unless it waits in the outbox (see :meth:`deliver`).
+        Every message names the job, its state (the title, for channels that have one) and
+        its latest run (linked on the status page when ``CRONKEEPER_PUBLIC_URL`` is set)."""
         log.warning("alert: %s", self.redactor(text.splitlines()[0]))
         if queued:
             return
         for alerter in self.alerters:
-            await alerter.send(text, about=job)
+            await alerter.send(text, about=job, title=title_text(job, state))
 
     async def deliver(self, now: datetime) -> int:
         """Deliver the outbox's due messages (never raises for the database: next time)."""

@@ -29,7 +29,10 @@ __all__ = [
     "missing_text",
     "recovered_text",
     "reminder_text",
+    "run_link",
     "stuck_text",
+    "test_text",
+    "title_text",
 ]
 
 MAX_EXCERPT = 500
@@ -181,3 +184,24 @@ def reminder_text(state: str, since: datetime | None, text: str) -> str:
     """``CRONKEEPER_ALERT_REPEAT``'s reminder of a job still down."""
     held = f" since {_iso(since)}" if since else ""
     return f":repeat: still {state}{held}: {text}"
+
+
+def run_link(public_url: str, run_id: str | None) -> str:
+    """The line that opens a run on the status page (``CRONKEEPER_PUBLIC_URL``), or ``""``."""
+    if not public_url or not run_id:
+        return ""
+    return f"\n{public_url.rstrip('/')}/status/runs/{run_id}"
+
+
+def title_text(job: str, state: str) -> str:
+    """A channel's title (e-mail subject, Teams card title): the job and its state."""
+    return f"cronkeeper: {job} {state}"
+
+
+def test_text(now: datetime, public_url: str) -> str:
+    """``cronkeeper alert test``'s message."""
+    where = f" Status page: {public_url.rstrip('/')}/status" if public_url else ""
+    return (
+        f":white_check_mark: cronkeeper test alert at {_iso(now)}: this channel receives"
+        f" cronkeeper's alerts.{where}"
+    )

@@ -22,7 +22,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from cronkeeper.alerting.delivery import WebhookAlerter
+from cronkeeper.alerting.channels import Channel
+from cronkeeper.alerting.messages import title_text
 from cronkeeper.errors import StorageError
 from cronkeeper.ledger.outbox import Outbox, OutboxMessage
 
@@ -48,7 +49,7 @@ def backoff(attempts: int, *, base: float = BACKOFF_BASE, cap: float = BACKOFF_C
     return float(min(cap, base * 2.0 ** max(0, attempts - 1)))
 
 
-def channel_of(alerter: WebhookAlerter) -> str:
+def channel_of(alerter: Channel) -> str:
     """Which webhook a message is for, as stored: a digest of its URL (the URL is a secret)."""
     return hashlib.sha256(alerter.url.encode()).hexdigest()[:16]
 
@@ -59,7 +60,7 @@ class OutboxSender:
     def __init__(
         self,
         outbox: Outbox,
-        alerters: Sequence[WebhookAlerter],
+        alerters: Sequence[Channel],
         *,
         holder: str | None = None,
         on_failure: Callable[[str], None] | None = None,
@@ -132,7 +133,8 @@ class OutboxSender:
 
     async def _send(self, message: OutboxMessage) -> bool:
         alerter = self.alerters.get(message.channel) or next(iter(self.alerters.values()))
-        if await alerter.send(message.text, about=message.cron_name, key=message.id):
+        title = title_text(message.cron_name, message.kind)  # e-mail subject, card title
+        if await alerter.send(message.text, about=message.cron_name, key=message.id, title=title):
             return True
         if self.on_failure is not None:
             self.on_failure(message.cron_name)

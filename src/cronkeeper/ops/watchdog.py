@@ -30,7 +30,7 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from cronkeeper.alerting.delivery import WebhookAlerter, alerter_from_settings
+from cronkeeper.alerting.channels import Channel, channels_from_settings
 from cronkeeper.alerting.dispatch import Change, Dispatcher
 from cronkeeper.alerting.state import Observation, Thresholds, thresholds_from_settings
 from cronkeeper.config import JobSpec
@@ -88,7 +88,7 @@ class Watchdog(RunObserver):
         self,
         service: Service,
         *,
-        alerters: Sequence[WebhookAlerter] = (),
+        alerters: Sequence[Channel] = (),
         thresholds: Thresholds | None = None,
         repeat: timedelta | None = None,
         interval: timedelta | None = None,
@@ -108,6 +108,7 @@ class Watchdog(RunObserver):
             redactor=self.redactor,
             outbox=service.alert_outbox,
             on_failure=self._delivery_failed,
+            public_url=settings.public_url,
         )
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -305,15 +306,14 @@ class Watchdog(RunObserver):
 
 
 def install_watchdog(service: Service) -> Watchdog:
-    """The service's watchdog, created once: the configured webhook (if any) for abandoned
-    runs, and the watchdog for run ends. Raises :class:`~cronkeeper.errors.ConfigError` for
-    a malformed ``ALERT_WEBHOOK_URL``."""
+    """The service's watchdog, created once: every configured channel (``ALERT_WEBHOOK_URL``,
+    ``ALERT_URLS``) for abandoned runs, and the watchdog for run ends. Raises
+    :class:`~cronkeeper.errors.ConfigError` for an unusable alert URL."""
     for observer in service.observers:
         if isinstance(observer, Watchdog):
             return observer
-    alerter = alerter_from_settings(service.settings, clock=service.clock, sleep=service.sleep)
-    if alerter is not None:
-        service.observers.append(alerter)
-    watchdog = Watchdog(service, alerters=[alerter] if alerter is not None else [])
+    channels = channels_from_settings(service.settings, clock=service.clock, sleep=service.sleep)
+    service.observers.extend(c for c in channels if isinstance(c, RunObserver))  # abandoned runs
+    watchdog = Watchdog(service, alerters=channels)
     service.observers.append(watchdog)
     return watchdog
