@@ -87,6 +87,8 @@ def test_jobs_that_never_ran_are_missing_in_configuration_order() -> None:
         "paused": False,
         "pausedUntil": None,
         "inactiveUnits": 0,
+        "pauseReason": None,
+        "pausedBy": None,
     }
     reordered = Settings(
         _env_file=None, monitored_jobs="collect-benchmarks,collect-daily"

@@ -210,7 +210,7 @@ def health() -> None:
         except StorageError as exc:
             out.print_json(json.dumps({"healthy": False, "error": "database unavailable"}))
             return database_failed(settings, exc)
-        warnings = service.warnings()  # as GET /api/cron/health
+        warnings = service.warnings() + report.warnings  # as GET /api/cron/health
         out.print_json(json.dumps(report.as_json() | {"warnings": warnings}))
         return 0 if report.healthy else 1
 
@@ -271,7 +271,7 @@ def pause(
     """Pause a job: the scheduler skips it, no alert, ok in health (exit 0; 2 error)."""
     from cronkeeper.alerting.pause import pause_job
 
-    pausing(lambda service: pause_job(service, job, for_=for_, reason=reason))
+    pausing(lambda service: pause_job(service, job, for_=for_, reason=reason, by="cli"))
 
 
 @app.command()
@@ -583,7 +583,7 @@ def coverage(
 def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
     send_test: Annotated[
-        bool, typer.Option("--send-test", help="also post a test message to ALERT_WEBHOOK_URL")
+        bool, typer.Option("--send-test", help="also send a test message to every alert channel")
     ] = False,
 ) -> None:
     """Check the configuration, the database and every source API (exit 0 all good,

@@ -365,6 +365,9 @@ class Settings(BaseSettings):
     """How long ``/api/cron/{job}`` waits for its run before answering ``202`` (issue 20)."""
     alert_urls: SecretStr | None = Field(default=None, validation_alias=AliasChoices("ALERT_URLS"))
     """Apprise URLs, comma-separated (``mailto://…,slack://…``): see alerting/channels.py."""
+    system_cron: bool = Field(False, validation_alias=AliasChoices("CRONKEEPER_SYSTEM_CRON"))
+    """The built-in jobs run from system cron (``cronkeeper run``): without a live scheduler
+    the status page shows their next run as *expected*, not "not scheduled here"."""
     public_url: str = Field("", validation_alias=AliasChoices("CRONKEEPER_PUBLIC_URL"))
     """Where people open the status page (``https://cron.example.com``): alerts link runs."""
     # Respecting the APIs' limits (pacing and deferral; see http/pacing.py).

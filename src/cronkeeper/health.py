@@ -42,6 +42,7 @@ from cronkeeper.records import JobState, RunRow
 
 if TYPE_CHECKING:
     from cronkeeper.config import Settings
+    from cronkeeper.ledger.presence import Presence  # the report only carries it
 
 __all__ = [
     "EARLY_START",
@@ -105,6 +106,8 @@ class CheckResult:
     reason: Reason | None
     paused: bool = False
     paused_until: datetime | None = None
+    pause_reason: str | None = None
+    paused_by: str | None = None
     anomaly: str | None = None
     expected: tuple[float, float] | None = None
     overdue_after: datetime | None = None
@@ -134,6 +137,8 @@ class CheckResult:
             # Issue 17: units the latest run found inactive at the source (disabled or closed
             # ad accounts); their failures do not make the run partial.
             "inactiveUnits": run.inactive_units if run else 0,
+            "pauseReason": self.pause_reason,
+            "pausedBy": self.paused_by,
         }
 
 
@@ -141,6 +146,8 @@ class CheckResult:
 class HealthReport:
     checks: tuple[CheckResult, ...]
     missing: tuple[str, ...]
+    scheduler: Presence | None = None
+    """Whether a scheduler is alive (issue 22); ``None`` when it could not be read."""
 
     @property
     def healthy(self) -> bool:
@@ -153,12 +160,21 @@ class HealthReport:
         moments = [c.changes_at for c in self.checks if c.changes_at is not None]
         return min(moments) if moments else None
 
+    @property
+    def warnings(self) -> list[str]:
+        """This report's entries for health's top-level ``warnings`` (a silent scheduler)."""
+        said = self.scheduler.warning() if self.scheduler is not None else None
+        return [said] if said else []
+
     def as_json(self) -> dict[str, Any]:
-        return {
+        body = {
             "healthy": self.healthy,
             "checks": {check.name: check.as_json() for check in self.checks},
             "missing": list(self.missing),
         }
+        if self.scheduler is not None:
+            body["scheduler"] = self.scheduler.as_json()
+        return body
 
 
 def _share(run: RunRow | None) -> float | None:
@@ -273,6 +289,8 @@ def _with_state(
         reason=reason,
         paused=paused,
         paused_until=state.paused_until if paused else None,
+        pause_reason=state.pause_reason if paused else None,
+        paused_by=state.paused_by if paused else None,
         anomaly=anomaly,
         expected=expected,
         changes_at=changes_at,

@@ -103,6 +103,8 @@ class JobState:
     paused: bool = False
     paused_until: datetime | None = None
     pause_reason: str | None = None
+    paused_by: str | None = None
+    """``api`` or ``cli``: who paused the job."""
     resumed_at: datetime | None = None
     evaluated_run_id: str | None = None
     anomaly: str | None = None
@@ -119,4 +121,5 @@ class JobState:
             "paused": paused,
             "pausedUntil": self.paused_until.isoformat() if paused and self.paused_until else None,
             "pauseReason": self.pause_reason if paused else None,
+            "pausedBy": self.paused_by if paused else None,
         }

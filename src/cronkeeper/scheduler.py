@@ -31,7 +31,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
@@ -39,6 +39,7 @@ from cronkeeper.clock import Sleep
 from cronkeeper.config import JobSpec
 from cronkeeper.cron import CronExpression
 from cronkeeper.errors import AlreadyRunning, ConfigError, SchemaBehind, StorageError, first_line
+from cronkeeper.ledger.presence import Heartbeat, scheduler_id
 from cronkeeper.reportday import slot_day
 from cronkeeper.runner import run_job
 from cronkeeper.service import Service
@@ -168,6 +169,7 @@ class CronScheduler:
         jobs: Sequence[JobSpec] | None = None,
         sleep: Sleep | None = None,
         max_sleep: float = DEFAULT_MAX_SLEEP,
+        heartbeat: bool = True,
     ) -> None:
         self.service = service
         self.tz = service.settings.tz
@@ -188,6 +190,12 @@ class CronScheduler:
         self._periodic: list[_Periodic] = []
         self._schema_behind = False
         """Said once: every fire is refused until ``cronkeeper db upgrade`` (issue 20)."""
+        beat_id, host, pid = scheduler_id()
+        self.heartbeat = Heartbeat(beat_id, host, pid, self._last_tick, self._last_tick)
+        """This scheduler's presence (issue 22), beaten every watch interval on this loop."""
+        if heartbeat:  # off only for tests that count the loop's wakes
+            self.every(service.settings.watch_every, "scheduler heartbeat", self._beat)
+        self._beating = heartbeat
 
     def every(self, interval: timedelta, name: str, work: Work) -> None:
         """Also run ``work(now)`` every ``interval`` from this loop, first when it starts.
@@ -198,6 +206,15 @@ class CronScheduler:
         if interval <= timedelta(0):
             raise ValueError(f"{name}: the interval must be positive, got {interval}")
         self._periodic.append(_Periodic(name, interval, work))
+
+    async def _beat(self, now: datetime) -> None:
+        """Record that this scheduler is alive (a database that fails is said, not raised:
+        health then shows the scheduler silent, which is the truth others see)."""
+        self.heartbeat = replace(self.heartbeat, last_beat_at=now)
+        try:
+            await self.service.heartbeats.beat(self.heartbeat)
+        except StorageError as exc:
+            log.warning("scheduler heartbeat not recorded: %s", self._why(exc))
 
     # -- firing ---------------------------------------------------------------------------
 
@@ -443,6 +460,11 @@ class CronScheduler:
                 if task is not asyncio.current_task():
                     task.cancel()
         await self.idle()
+        if loop is not None and self._beating:  # after the last beat: nothing undoes it
+            try:  # a clean stop: "stopped", not "silent", on the page
+                await self.service.heartbeats.stop(self.heartbeat.id, self.service.clock())
+            except StorageError as exc:
+                log.warning("scheduler stop not recorded: %s", self._why(exc))
 
     async def run_forever(self, *, stop: asyncio.Event | None = None) -> None:
         """``cronkeeper scheduler``: start, wait for SIGINT/SIGTERM (or ``stop``), shut down."""

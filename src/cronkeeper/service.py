@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from functools import cached_property
 
@@ -22,6 +22,7 @@ from cronkeeper.lease import LeaseManager
 from cronkeeper.ledger import Ledger, RunRow
 from cronkeeper.ledger.job_state import JobStates
 from cronkeeper.ledger.outbox import Outbox
+from cronkeeper.ledger.presence import Heartbeat, Heartbeats, presence
 from cronkeeper.ledger.spool import Spool
 from cronkeeper.records import JobState
 from cronkeeper.storage.bounded import BoundedCall
@@ -53,7 +54,7 @@ class RunObserver:
         """An alert about ``cron_name`` was not taken by the webhook (the outbox retries)."""
 
 
-_HealthRead = tuple[dict[str, RunRow | None], dict[str, JobState]]
+_HealthRead = tuple[dict[str, RunRow | None], dict[str, JobState], list[Heartbeat] | None]
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,13 @@ class Service:
             self.engine, timeout=self.settings.ledger_timeout, breaker=self.ledger.breaker
         )
 
+    @cached_property
+    def heartbeats(self) -> Heartbeats:
+        """Scheduler presence (``scheduler_heartbeats``), on the ledger's engine and breaker."""
+        return Heartbeats(
+            self.engine, timeout=self.settings.ledger_timeout, breaker=self.ledger.breaker
+        )
+
     @property
     def retry_policy(self) -> RetryPolicy:
         s = self.settings
@@ -221,14 +229,19 @@ class Service:
         stored = tuple(self.source_warnings)
         if answer is not None and answer.holds(read, now, stored):
             return answer
-        latest, states = read
+        latest, states, beats = read
         report = evaluate_health(specs, latest, now, states, rules=self.health_rules)
+        if beats is not None:  # issue 22: is a scheduler alive?
+            report = replace(report, scheduler=presence(beats, now, self.settings.watch_every))
         # The API versions' warnings change with the UTC day only, the stored source warnings
-        # when the watchdog's token check says so: the body holds until either changes.
-        warnings = settings_warnings(self.settings, now) + list(stored)
+        # when the watchdog's token check says so, the scheduler's when its heartbeat ages:
+        # the body holds until one of them changes.
+        warnings = settings_warnings(self.settings, now) + list(stored) + report.warnings
         body = report.as_json() | {"warnings": warnings}
         midnight = datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), time(), UTC)
         until = min(report.stable_until or midnight, midnight)
+        if report.scheduler is not None and report.scheduler.changes_at is not None:
+            until = min(until, report.scheduler.changes_at)  # alive → silent
         answer = HealthAnswer(read, report, orjson.dumps(body), now, until, stored)
         self._answer = answer
         return answer
@@ -237,13 +250,25 @@ class Service:
         names = [spec.name for spec in specs]
         try:
             # Both at once: the pause and volume verdicts cost no extra round trip of latency.
-            latest, states = await asyncio.gather(
-                self.ledger.latest_runs(names), self.job_states.read(names), return_exceptions=True
+            latest, states, beats = await asyncio.gather(
+                self.ledger.latest_runs(names),
+                self.job_states.read(names),
+                self.heartbeats.newest(),
+                return_exceptions=True,
             )
         finally:
             self._latest_in_flight = None
         if isinstance(latest, BaseException):
             raise latest
+        heard: list[Heartbeat] | None = None
+        if isinstance(beats, BaseException):
+            # Health still answers (e.g. a schema not yet at 0010): the scheduler is unknown.
+            log.warning(
+                "health without scheduler presence: %s",
+                self.settings.redactor(first_line(beats, type(beats).__name__)),
+            )
+        else:
+            heard = beats
         if isinstance(states, BaseException):
             # Health still answers from the ledger (e.g. a schema not yet at 0007).
             log.warning(
@@ -251,7 +276,7 @@ class Service:
                 self.settings.redactor(first_line(states, type(states).__name__)),
             )
             states = {}
-        return latest, states
+        return latest, states, heard
 
     async def notify(self, hook: Callable[[RunObserver], Awaitable[None]]) -> None:
         """Call a hook on every observer; an observer's failure never reaches the job."""

@@ -31,6 +31,7 @@ async def test_pause_for_a_while_then_resume(settings: Settings, clock: FakeCloc
             "paused": True,
             "pausedUntil": "2026-11-20T14:00:00+00:00",
             "pauseReason": "Meta outage",
+            "pausedBy": "api",
         }
         health = (await api.get("/api/cron/health", headers=AUTH)).json()
         daily = health["checks"]["collect-daily"]
@@ -39,6 +40,8 @@ async def test_pause_for_a_while_then_resume(settings: Settings, clock: FakeCloc
             True,
             "2026-11-20T14:00:00+00:00",
         )
+        # issue 22: the reason and who paused, in health (they were accepted, shown nowhere)
+        assert (daily["pauseReason"], daily["pausedBy"]) == ("Meta outage", "api")
         assert "collect-daily" not in health["missing"]
         metrics = (await api.get("/metrics", headers=AUTH)).text
         assert 'cronkeeper_job_paused{cron="collect-daily"} 1.0' in metrics

@@ -16,6 +16,9 @@ def test_pause_and_resume_print_the_pause_and_refuse_bad_input(tmp_path: Path) -
     assert body["paused"] is True and body["pausedUntil"] and body["pauseReason"] == "Meta outage"
     health = json.loads(cli("health", env=env).stdout)
     assert health["checks"]["collect-daily"]["paused"] is True
+    # issue 22: the reason and who paused (the CLI here), in health
+    assert health["checks"]["collect-daily"]["pauseReason"] == "Meta outage"
+    assert health["checks"]["collect-daily"]["pausedBy"] == "cli"
     resumed = cli("resume", "collect-daily", env=env)
     assert resumed.returncode == 0 and json.loads(resumed.stdout)["paused"] is False
     unknown = cli("pause", "collect-weekly", env=env)

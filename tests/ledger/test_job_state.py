@@ -58,7 +58,7 @@ async def test_a_pause_with_an_end_ends_by_itself_and_resume_ends_any(
 ) -> None:
     states = JobStates(engine)
     row = await states.pause(
-        "collect-daily", T0, until=T0 + timedelta(hours=2), reason="Meta outage"
+        "collect-daily", T0, until=T0 + timedelta(hours=2), reason="Meta outage", by="cli"
     )
     assert row.is_paused(T0 + timedelta(hours=1))
     assert not row.is_paused(T0 + timedelta(hours=2))
@@ -66,6 +66,7 @@ async def test_a_pause_with_an_end_ends_by_itself_and_resume_ends_any(
         "paused": True,
         "pausedUntil": "2026-11-20T03:00:00+00:00",
         "pauseReason": "Meta outage",
+        "pausedBy": "cli",
     }
     assert row.pause_json(T0 + timedelta(hours=3))["paused"] is False
     forever = await states.pause("collect-mixpanel", T0, until=None, reason=None)

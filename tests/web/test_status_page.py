@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.auth import SESSION_COOKIE, Sessions
+from cronkeeper.ledger.presence import Heartbeat
 from cronkeeper.service import Service
 from tests.conftest import SECRET, FakeClock, make_settings
 from tests.web.conftest import client_for, login
@@ -212,8 +213,9 @@ async def test_a_form_post_from_another_site_is_refused(client: httpx.AsyncClien
 
 
 async def test_every_job_has_a_badge_with_its_reason_a_strip_and_the_next_run(
-    signed_in: httpx.AsyncClient, month: list[Row]
+    service: Service, signed_in: httpx.AsyncClient, month: list[Row], clock: FakeClock
 ) -> None:
+    await service.heartbeats.beat(Heartbeat("s", "host-a", 7, clock.now, clock.now))
     response = await signed_in.get("/status")
     assert response.status_code == 200
     html = response.text
@@ -240,6 +242,7 @@ async def test_every_job_has_a_badge_with_its_reason_a_strip_and_the_next_run(
     assert "2026-11-28 01:00 KST" in cards["collect-daily"]
     assert "2026-11-28 01:30 KST" in cards["collect-mixpanel"]
     assert "2026-11-30 02:00 KST" in cards["collect-benchmarks"]
+    assert 'data-scheduler="alive"' in html and "alive on host-a (pid 7)" in html
     assert "Times in KST (Asia/Seoul)" in html
     assert "As of 2026-11-27 12:00:00 KST (Asia/Seoul)" in html
     # Hover titles carry time, status, duration, records and the message's first line.
@@ -456,9 +459,42 @@ async def test_a_paused_job_reads_ok_and_the_records_chart_shows_the_expected_ra
     await service.job_states.record_volume(
         "collect-daily", latest.id, None, (100.0, 130.0), clock.now
     )
-    await service.job_states.pause("collect-mixpanel", clock.now, until=None, reason=None)
+    await service.job_states.pause(
+        "collect-mixpanel", clock.now, until=None, reason="Meta <outage>", by="cli"
+    )
     cards = articles((await signed_in.get("/status")).text)
     assert 'data-badge="ok"' in cards["collect-mixpanel"]
-    assert "paused until resumed" in cards["collect-mixpanel"]
+    # issue 22: the reason and who paused, shown (as text, never markup)
+    assert "paused until resumed (by CLI): Meta &lt;outage&gt;" in cards["collect-mixpanel"]
     assert '<rect class="band"' in cards["collect-daily"]
     assert '<rect class="band"' not in cards["collect-mixpanel"]
+
+
+async def test_without_a_live_scheduler_no_next_run_is_promised(
+    service: Service, signed_in: httpx.AsyncClient, month: list[Row], clock: FakeClock
+) -> None:
+    """Issue 22: ``serve`` without ``--scheduler`` showed "next run in 4 h" for jobs nothing
+    would run (the silent-cron trap)."""
+    html = (await signed_in.get("/status")).text
+    cards = articles(html)
+    assert 'data-scheduler="none"' in html
+    assert "not scheduled here — runs only when triggered" in cards["collect-daily"]
+    assert "2026-11-28 01:00 KST" not in cards["collect-daily"]
+    # A scheduler that fell silent: the page says so, and still promises nothing.
+    await service.heartbeats.beat(Heartbeat("s", "host-a", 7, clock.now, clock.now))
+    clock.advance(minutes=4)
+    html = (await signed_in.get("/status")).text
+    assert 'data-scheduler="silent"' in html and "host-a (pid 7) silent since" in html
+    assert 'data-next="unscheduled"' in articles(html)["collect-daily"]
+
+
+async def test_with_system_cron_the_next_run_is_labelled_expected(
+    database_url: str, engine: AsyncEngine, month: list[Row], clock: FakeClock
+) -> None:
+    settings = make_settings(database_url, timezone="Asia/Seoul", system_cron=True)
+    service = Service.from_settings(settings, clock=clock, engine=engine)
+    async with client_for(service) as client:
+        await login(client)
+        cards = articles((await client.get("/status")).text)
+    assert "expected 2026-11-28 01:00 KST" in cards["collect-daily"]
+    assert "(system cron)" in cards["collect-daily"]

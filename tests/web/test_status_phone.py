@@ -13,6 +13,7 @@ from playwright.sync_api import Browser
 from sqlalchemy.pool import NullPool
 
 from cronkeeper.config import Settings
+from cronkeeper.ledger.presence import Heartbeat, Heartbeats
 from cronkeeper.sandbox.server import serve_app
 from cronkeeper.service import Service
 from cronkeeper.storage.engine import create_engine, upgrade
@@ -41,6 +42,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         try:
             await upgrade(engine)
             await insert_rows(engine, realistic_month())
+            # A scheduler that beat moments ago (issue 22: the page says it is alive).
+            beat = Heartbeat("phone", "scheduler-host-with-a-long-name-01", 4242, NOW, NOW)
+            await Heartbeats(engine).beat(beat)
         finally:
             await engine.dispose()
 
@@ -90,5 +94,31 @@ def test_coverage_rows_fit_the_screen_and_their_labels_do_not_overlap(
             assert beside or above, (i, label, strip)
             assert counts["y"] >= strip["y"] + strip["height"] - 0.5, (i, counts, strip)
             assert strip["width"] >= 0.5 * min(width, 360), (i, strip)
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_scheduler_state_is_shown_and_fits_the_screen(
+    site: str, browser: Browser, width: int
+) -> None:
+    """Issue 22: whether a scheduler is alive is on the page at desktop and phone width, and
+    "Next run" is a promise only then."""
+    context = browser.new_context(
+        java_script_enabled=False, viewport={"width": width, "height": 844}
+    )
+    try:
+        page = context.new_page()
+        sign_in(page, site)
+        scheduler = page.locator("#scheduler")
+        assert scheduler.get_attribute("data-scheduler") == "alive"
+        assert "alive on scheduler-host-with-a-long-name-01 (pid 4242)" in scheduler.inner_text()
+        box = scheduler.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= width, box
+        nexts = page.locator("[data-next]")
+        assert nexts.count() >= 4
+        for i in range(nexts.count()):
+            assert nexts.nth(i).get_attribute("data-next") == "scheduled"
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
     finally:
         context.close()

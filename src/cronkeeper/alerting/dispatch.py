@@ -23,6 +23,8 @@ from cronkeeper.alerting.messages import (
     finished_text,
     reminder_text,
     run_link,
+    scheduler_back_text,
+    scheduler_silent_text,
     title_text,
 )
 from cronkeeper.alerting.outbox import OutboxSender
@@ -39,12 +41,18 @@ from cronkeeper.errors import StorageError
 from cronkeeper.ledger import RunRow
 from cronkeeper.ledger.job_state import JobState, JobStates
 from cronkeeper.ledger.outbox import Outbox, OutboxMessage
+from cronkeeper.ledger.presence import Presence
 from cronkeeper.ops.volume import Band
 from cronkeeper.redact import Redactor
 
-__all__ = ["Change", "Dispatcher"]
+__all__ = ["SCHEDULER_ROW", "Change", "Dispatcher"]
 
 log = logging.getLogger("cronkeeper.alerting")
+
+SCHEDULER_ROW = "(scheduler)"
+"""The ``job_state`` row that holds the schedulers' alert state (``ok`` or ``missing``): no
+job can have this name (names are ``[a-z0-9-]``), and only :meth:`Dispatcher.settle_scheduler`
+reads it."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +154,29 @@ class Dispatcher:
         if self.sender is None or kind is None or text is None:
             return []
         return self.sender.messages(job, kind, text, now)
+
+    async def settle_scheduler(self, seen: Presence, now: datetime) -> bool:
+        """One alert when the schedulers fall silent (more than 3 watch intervals), one when
+        one is back; claimed like a job's change (and queued in the outbox with it), so one
+        message across replicas. Whether this process claimed one."""
+        warning = seen.warning()
+        new = "missing" if seen.silent else "ok"
+        await self.states.ensure([SCHEDULER_ROW], now)
+        row = (await self.states.read([SCHEDULER_ROW]))[SCHEDULER_ROW]
+        if new == row.state or (new == "ok" and not seen.alive):
+            return False
+        if new == "missing" and warning is not None:
+            kind, state, text = "down", "silent", scheduler_silent_text(warning)
+        elif seen.last is not None:
+            text = scheduler_back_text(seen.last.host, seen.last.pid, now)
+            kind, state = "recovered", "alive"
+        else:
+            return False
+        queued = self._queue("scheduler", kind, text, now)
+        if not await self.states.claim(row, new, now, alerting=True, messages=queued):
+            return False
+        await self.send(text, "scheduler", state, queued=bool(queued))
+        return True
 
     async def run_warning(self, run: RunRow, previous: RunRow | None, now: datetime) -> None:
         """A ``partial`` run's own warning (no state change), unless its job is paused."""

@@ -30,6 +30,8 @@ __all__ = [
     "recovered_text",
     "reminder_text",
     "run_link",
+    "scheduler_back_text",
+    "scheduler_silent_text",
     "stuck_text",
     "test_text",
     "title_text",
@@ -205,3 +207,12 @@ def test_text(now: datetime, public_url: str) -> str:
         f":white_check_mark: cronkeeper test alert at {_iso(now)}: this channel receives"
         f" cronkeeper's alerts.{where}"
     )
+
+
+def scheduler_silent_text(warning: str) -> str:
+    """No scheduler has beaten for more than 3 watch intervals (health's warning, said once)."""
+    return f":red_circle: {warning}"
+
+
+def scheduler_back_text(host: str, pid: int, now: datetime) -> str:
+    return f":large_green_circle: a scheduler is alive again: {host} (pid {pid}) at {_iso(now)}"

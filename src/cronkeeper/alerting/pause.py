@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from cronkeeper.config import JobSpec
 from cronkeeper.durations import parse_duration
@@ -28,6 +28,8 @@ log = logging.getLogger("cronkeeper.alerting")
 
 MAX_REASON = 500
 
+PausedBy = Literal["api", "cli"]
+
 
 def declared(service: Service, job: str) -> None:
     """:class:`~cronkeeper.errors.UnknownJob` unless ``job`` is configured: built-in, or an
@@ -38,10 +40,16 @@ def declared(service: Service, job: str) -> None:
 
 
 async def pause_job(
-    service: Service, job: str, *, for_: str | None = None, reason: str | None = None
+    service: Service,
+    job: str,
+    *,
+    for_: str | None = None,
+    reason: str | None = None,
+    by: PausedBy | None = None,
 ) -> JobState:
     """``cronkeeper pause`` and ``POST /api/cron/{job}/pause``: no scheduled fire, no alert,
     ``ok`` in health until resumed or, with ``for_`` (``2h``), until that time has passed.
+    ``by`` (``api``, ``cli``) shows in health and on the status page with the reason.
 
     Raises :class:`~cronkeeper.errors.UnknownJob`, ``ValueError`` for a bad duration, and
     :class:`~cronkeeper.errors.StorageError`.
@@ -50,7 +58,7 @@ async def pause_job(
     now = service.clock()
     until = now + parse_duration(for_) if for_ else None
     text = truncate(service.settings.redactor(reason.strip()), MAX_REASON) if reason else None
-    row = await service.job_states.pause(job, now, until=until, reason=text or None)
+    row = await service.job_states.pause(job, now, until=until, reason=text or None, by=by)
     log.info("%s paused%s", job, f" until {_iso(until)}" if until else "")
     return row
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from cronkeeper.alerting.delivery import WebhookAlerter, alerter_from_settings
+from cronkeeper.alerting.channels import Channel, channels_from_settings
 from cronkeeper.errors import ConfigError
 from cronkeeper.inert import for_chat
 
@@ -15,18 +15,24 @@ if TYPE_CHECKING:
 
 __all__ = ["TEST_MESSAGE", "probe_sender", "send_token_alert", "token_alert_text"]
 
-TEST_MESSAGE = "cronkeeper doctor: test message (the alert webhook is reachable)"
+TEST_MESSAGE = "cronkeeper doctor: test message (this alert channel is reachable)"
 
 
 def probe_sender(settings: Settings) -> Callable[[], Awaitable[bool]]:
-    """A call that posts :data:`TEST_MESSAGE` and says whether the webhook took it;
-    :class:`ConfigError` when ``ALERT_WEBHOOK_URL`` is unset or not a URL."""
-    alerter = alerter_from_settings(settings)
-    if alerter is None:
-        raise ConfigError("--send-test: ALERT_WEBHOOK_URL is not set")
+    """A call that sends :data:`TEST_MESSAGE` to every channel (``ALERT_WEBHOOK_URL`` and
+    each ``ALERT_URLS`` entry: :func:`~cronkeeper.alerting.channels.channels_from_settings`)
+    and says whether all took it; :class:`ConfigError` when none is set or one is unusable.
+    (``cronkeeper alert test`` reports each channel: :func:`~cronkeeper.alerting.channels.send_test`.)"""
+    channels = channels_from_settings(settings)
+    if not channels:
+        raise ConfigError("--send-test: neither ALERT_WEBHOOK_URL nor ALERT_URLS is set")
 
     async def send() -> bool:
-        return await alerter.send(TEST_MESSAGE, about="doctor")
+        results = [
+            await c.send(TEST_MESSAGE, about="doctor", title="cronkeeper: test alert")
+            for c in channels
+        ]
+        return all(results)
 
     return send
 
@@ -38,7 +44,7 @@ def token_alert_text(lines: Sequence[str]) -> str:
     return f"⚠ cronkeeper: the Meta access token needs attention\n{body}"
 
 
-async def send_token_alert(alerters: Sequence[WebhookAlerter], lines: Sequence[str]) -> None:
+async def send_token_alert(alerters: Sequence[Channel], lines: Sequence[str]) -> None:
     """Post :func:`token_alert_text` to every alerter (each never raises)."""
     text = token_alert_text(lines)
     for alerter in alerters:

@@ -213,7 +213,9 @@ async def pause(
     ] = None,
     reason: Annotated[str | None, Query(max_length=500, pattern="^[^\\x00]*$")] = None,
 ) -> JSONResponse:
-    return await _pausing(service, job, lambda: pause_job(service, job, for_=for_, reason=reason))
+    return await _pausing(
+        service, job, lambda: pause_job(service, job, for_=for_, reason=reason, by="api")
+    )
 
 
 @router.post("/{job}/resume", summary="End a job's pause now", **PAUSE)

@@ -168,13 +168,26 @@ class JobStates:
         )
 
     async def pause(
-        self, name: str, now: datetime, *, until: datetime | None, reason: str | None
+        self,
+        name: str,
+        now: datetime,
+        *,
+        until: datetime | None,
+        reason: str | None,
+        by: str | None = None,
     ) -> JobState:
-        """Pause ``name`` (``until`` ``None``: until resumed); the row as it is now."""
+        """Pause ``name`` (``until`` ``None``: until resumed) on behalf of ``by`` (``api``,
+        ``cli``); the row as it is now."""
         await self.ensure([name], now)
         await self._update(
             name,
-            {"paused": True, "paused_until": until, "pause_reason": reason, "updated_at": now},
+            {
+                "paused": True,
+                "paused_until": until,
+                "pause_reason": reason,
+                "paused_by": by,
+                "updated_at": now,
+            },
         )
         return (await self.read([name]))[name]
 
@@ -188,6 +201,7 @@ class JobStates:
                 "paused": False,
                 "paused_until": None,
                 "pause_reason": None,
+                "paused_by": None,
                 "resumed_at": now if grace else None,
                 "updated_at": now,
             },

@@ -141,6 +141,9 @@ class Watchdog(RunObserver):
         changes = []
         for spec in specs:
             changes.append(await self._evaluate(spec, rows[spec.name], recent[spec.name], now))
+        if names is None:  # a full look: are the schedulers still there? (issue 22)
+            seen = await service.heartbeats.read(now, service.settings.watch_every)
+            await self.alerting.settle_scheduler(seen, now)
         await self.alerting.deliver(now)  # what these changes owe, and what earlier ones still do
         return changes
 

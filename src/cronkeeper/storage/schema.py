@@ -45,6 +45,7 @@ __all__ = [
     "meta_no_delivery_days",
     "metadata",
     "mixpanel_daily_events",
+    "scheduler_heartbeats",
     "weekly_benchmarks",
 ]
 
@@ -186,6 +187,7 @@ job_state = Table(
     Column("paused", Boolean, nullable=False, server_default="false"),
     Column("paused_until", UtcDateTime),
     Column("pause_reason", Text),
+    Column("paused_by", Text),
     Column("resumed_at", UtcDateTime),
     Column("evaluated_run_id", Text),
     Column("anomaly", Text),
@@ -227,6 +229,19 @@ Index(
     postgresql_where=text("delivered_at IS NULL"),
     sqlite_where=text("delivered_at IS NULL"),
 )
+
+scheduler_heartbeats = Table(
+    "scheduler_heartbeats",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("last_beat_at", UtcDateTime, nullable=False),
+    Column("stopped_at", UtcDateTime),
+    Index("idx_scheduler_heartbeats_beat", "last_beat_at"),
+)
+"""Which schedulers are alive (:mod:`cronkeeper.ledger.presence` owns its SQL)."""
 
 accounts = Table(
     "accounts",

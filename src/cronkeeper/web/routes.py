@@ -203,7 +203,19 @@ class StatusPage:
             states = await self.service.job_states.read(names)
         except StorageError:
             states = {}
-        jobs = build_jobs(settings.jobs, by_job, clock, states, self.service.health_rules)
+        try:  # is a scheduler alive? (issue 22) Unknown: the page says "expected"
+            scheduler = await self.service.heartbeats.read(clock.now, settings.watch_every)
+        except StorageError:
+            scheduler = None
+        jobs = build_jobs(
+            settings.jobs,
+            by_job,
+            clock,
+            states,
+            self.service.health_rules,
+            scheduler_alive=scheduler.alive if scheduler is not None else None,
+            system_cron=settings.system_cron,
+        )
         specs = {spec.name: spec for spec in settings.jobs}
         table = [(row, run_state(row, specs.get(row.cron_name), clock.now)) for row in recent]
         if state_filter is not None:
@@ -232,6 +244,7 @@ class StatusPage:
                 "coverage_days": COVERAGE_DAYS,
                 "warnings": settings_warnings(settings, clock.now) + self.service.source_warnings,
                 "undelivered": undelivered,
+                "scheduler": scheduler,
             },
         )
 

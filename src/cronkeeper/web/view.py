@@ -18,7 +18,7 @@ from cronkeeper.health import CheckResult, HealthRules, evaluate_health, is_stuc
 from cronkeeper.ledger import RunRow
 from cronkeeper.records import JobState
 from cronkeeper.web.charts import Sparkline, sparkline
-from cronkeeper.web.schedule import next_run
+from cronkeeper.web.schedule import NextKind, next_kind, next_run
 
 __all__ = [
     "STRIP_LENGTH",
@@ -134,6 +134,8 @@ class JobView:
     counts: Mapping[str, int]
     skipped: str = ""
     """How much of its units the latest run skipped, against the job's partial tolerance."""
+    next_kind: NextKind = "scheduled"
+    """Whether ``next_run`` is a promise (a live scheduler), expected, or not scheduled."""
 
     @property
     def name(self) -> str:
@@ -176,6 +178,9 @@ def build_jobs(
     clock: Clockface,
     job_states: Mapping[str, JobState] | None = None,
     rules: HealthRules | None = None,
+    *,
+    scheduler_alive: bool | None = True,
+    system_cron: bool = False,
 ) -> list[JobView]:
     """One view per job, monitored jobs first (in configuration order), then the others.
 
@@ -215,6 +220,10 @@ def build_jobs(
             badge, badge_text = "ok", "paused"
             until = check.paused_until
             reason = f"paused until {clock.full(until)}" if until else "paused until resumed"
+            if check.paused_by:
+                reason += f" (by {check.paused_by.upper()})"
+            if check.pause_reason:
+                reason += f": {check.pause_reason}"
         elif check.ok:
             badge, badge_text, reason = "ok", "OK", ""
         else:
@@ -235,6 +244,7 @@ def build_jobs(
                 records=sparkline(records, band=check.expected if check else None),
                 counts=counts,
                 skipped=skipped_text(newest, spec),
+                next_kind=next_kind(spec, scheduler_alive, system_cron),
             )
         )
     return views

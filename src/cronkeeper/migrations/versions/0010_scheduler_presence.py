@@ -1,0 +1,45 @@
+"""scheduler_heartbeats: which schedulers are alive; job_state.paused_by: who paused a job.
+
+Every scheduler (``serve --scheduler``, ``scheduler``) writes one row, keyed by its own id
+(host, pid and a random suffix), and moves ``last_beat_at`` each watch interval; a clean
+stop sets ``stopped_at``. Health, the status page and ``/metrics`` read the newest beat: "next
+run" is only shown when a scheduler is alive (issue 22). ``paused_by`` says whether a pause
+came from the API or the CLI.
+
+Revision ID: 0010
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0010"
+down_revision = "0009"  # renumbered after main's 0009 (agency scale)
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    stamp = sa.DateTime(timezone=True)
+    op.create_table(
+        "scheduler_heartbeats",
+        sa.Column("id", sa.Text, primary_key=True),
+        sa.Column("host", sa.Text, nullable=False),
+        sa.Column("pid", sa.Integer, nullable=False),
+        sa.Column("started_at", stamp, nullable=False),
+        sa.Column("last_beat_at", stamp, nullable=False),
+        sa.Column("stopped_at", stamp),
+    )
+    op.create_index("idx_scheduler_heartbeats_beat", "scheduler_heartbeats", ["last_beat_at"])
+    with op.batch_alter_table("job_state") as batch:
+        batch.add_column(sa.Column("paused_by", sa.Text))
+    if op.get_context().dialect.name == "postgresql":
+        op.execute("ALTER TABLE scheduler_heartbeats ENABLE ROW LEVEL SECURITY")
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("job_state") as batch:
+        batch.drop_column("paused_by")
+    op.drop_index("idx_scheduler_heartbeats_beat", table_name="scheduler_heartbeats")
+    op.drop_table("scheduler_heartbeats")
