@@ -105,6 +105,8 @@ async def run_job(
             previous = await _latest(service.ledger, name)
 
             def on_retry(event: RetryEvent) -> None:
+                if tracker is not None:  # stored with the run's end, for /metrics (issue 22)
+                    tracker.retried(event.reason)
                 for observer in service.observers:
                     observer.retry(name, event)
 

@@ -418,3 +418,31 @@ async def test_a_real_run_shows_in_the_ledger_figures_and_the_counters(
     assert scrape.value("cronkeeper_last_success_timestamp_seconds", cron="collect-daily") == (
         pytest.approx(clock.now.timestamp())
     )
+
+
+def test_the_last_ok_run_counts_a_tolerated_partial_and_not_one_beyond_it() -> None:
+    """Issue 22: ``cronkeeper_last_ok_timestamp_seconds`` follows health's partial tolerance
+    (``CRONKEEPER_PARTIAL_TOLERANCE``, 5 % by default)."""
+    from datetime import UTC, datetime
+
+    from cronkeeper.config import DEFAULT_JOBS
+    from cronkeeper.ledger import RunRow
+    from cronkeeper.ops.metrics import last_ok
+
+    def run(day: int, status: str, message: str | None) -> RunRow:
+        at = datetime(2026, 11, day, 1, tzinfo=UTC)
+        return RunRow(f"r{day}", "collect-daily", at, at, status, 10, message)
+
+    daily = [s for s in DEFAULT_JOBS if s.name == "collect-daily"]
+    within = run(20, "partial", "skipped 1 of 100 accounts:\n- act_1: HTTP 503")
+    beyond = run(21, "partial", "skipped 50 of 100 accounts:\n- act_1: HTTP 503")
+    unknown = run(19, "partial", None)
+    success = datetime(2026, 11, 1, tzinfo=UTC)
+    found = last_ok(daily, {"collect-daily": [beyond, within]}, {"collect-daily": success})
+    assert found == {"collect-daily": within.finished_at}
+    found = last_ok(daily, {"collect-daily": [beyond]}, {"collect-daily": success})
+    assert found == {"collect-daily": success}, "beyond the tolerance: not ok"
+    assert last_ok(daily, {"collect-daily": [unknown]}, {}) == {
+        "collect-daily": unknown.finished_at
+    }
+    assert last_ok(daily, {}, {}) == {"collect-daily": None}

@@ -31,6 +31,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cronkeeper.api.app import create_app
+from cronkeeper.ledger.presence import Heartbeat
 from cronkeeper.sandbox.server import serve_app
 from cronkeeper.service import Service
 from tests.conftest import SECRET, FakeClock, make_settings
@@ -69,7 +70,10 @@ async def real_scrape(database_url: str) -> str:
     """A ledger in January 1970, scraped over HTTP from a real uvicorn with the bearer.
 
     collect-daily was only ever ``partial`` (a dead account), collect-mixpanel succeeded,
-    collect-benchmarks never ran, sync-notion (not monitored) failed.
+    collect-benchmarks never ran, sync-notion (not monitored) failed; in the last hour a
+    collect-mixpanel run recorded by another process (``cronkeeper run`` from system cron:
+    the ledger's run tracker, as the runner drives it) retried 150 times on HTTP 429, and a
+    scheduler beat 10 minutes ago (silent: 3 watch intervals are 3 minutes).
     """
     # collect-mixpanel runs at its fire (30 1 * * *): health expects a run per fire (issue 17).
     clock = FakeClock(datetime(1970, 1, 1, 1, 30, tzinfo=UTC))
@@ -81,6 +85,13 @@ async def real_scrape(database_url: str) -> str:
         for _ in range(3):
             clock.advance(hours=6, minutes=40)
             await record_run(writer, clock, "collect-daily", "partial", records=9)
+        clock.now = datetime(1970, 1, 1, 23, 30, tzinfo=UTC)
+        async with writer.ledger.track("collect-mixpanel") as tracker:
+            for _ in range(150):
+                tracker.retried("status_429")
+            tracker.stored(40)
+        clock.now = datetime(1970, 1, 1, 23, 50, tzinfo=UTC)
+        await writer.heartbeats.beat(Heartbeat("s", "sched-1", 7, clock.now, clock.now))
     finally:
         await writer.aclose()
     clock.now = datetime(1970, 1, 2, 0, 0, tzinfo=UTC)
@@ -132,7 +143,6 @@ async def test_the_readme_rules_fire_on_what_prometheus_stores(
     scrape = await real_scrape(database_url)
     (tmp_path / "rules.yml").write_text(readme_rules(), encoding="utf-8")
     promtool("check", "rules", str(tmp_path / "rules.yml"))
-    never_succeeded = "collect-daily has not succeeded for 26 h"
     tests = {
         "rule_files": ["rules.yml"],
         "evaluation_interval": "1m",
@@ -141,14 +151,13 @@ async def test_the_readme_rules_fire_on_what_prometheus_stores(
                 "interval": "1m",
                 "input_series": as_stored(scrape),
                 "alert_rule_test": [
-                    # Only ever partial: its last-success series exists (0), so the rule fires
-                    # once 26 h have passed since the epoch, not never.
-                    alert("CronkeeperNoRecentSuccess", "25h"),
-                    alert(
-                        "CronkeeperNoRecentSuccess",
-                        "27h",
-                        firing("collect-daily", never_succeeded),
-                    ),
+                    # Issue 22: collect-daily is only ever partial and healthy (its last
+                    # partial ended at 22:10): the rule reads the last ok run and stays
+                    # silent, where the last success (none) made it fire at 26 h.
+                    alert("CronkeeperNoRecentSuccess", "27h"),
+                    # Every rule has a `for:`; a target that answers is not dead.
+                    alert("CronkeeperDown", "1h"),
+                    alert("CronkeeperAbsent", "1h"),
                     # Never ran: unhealthy; `for: 15m` holds it back until then.
                     alert("CronkeeperJobUnhealthy", "10m"),
                     alert(
@@ -159,12 +168,105 @@ async def test_the_readme_rules_fire_on_what_prometheus_stores(
                         ),
                     ),
                     alert("CronkeeperDatabaseDown", "20m"),
-                    alert("CronkeeperRetryStorm", "2h"),
+                    # 150 retries recorded by a run of another process: `for: 5m`, then fires.
+                    alert("CronkeeperRetryStorm", "3m"),
+                    alert(
+                        "CronkeeperRetryStorm",
+                        "10m",
+                        {
+                            "exp_labels": {"reason": "status_429"},
+                            "exp_annotations": {
+                                "summary": "many status_429 retries: the API is throttling"
+                            },
+                        },
+                    ),
+                    alert(
+                        "CronkeeperSchedulerSilent",
+                        "10m",
+                        {
+                            "exp_labels": {},
+                            "exp_annotations": {
+                                "summary": "no scheduler heartbeat for 3 watch intervals:"
+                                " nothing runs on schedule"
+                            },
+                        },
+                    ),
                 ],
-            }
+            },
+            {
+                # A dead target: Prometheus records up == 0 and no cronkeeper series at all.
+                "interval": "1m",
+                "input_series": [
+                    {
+                        "series": 'up{job="cronkeeper",instance="cronkeeper:8000"}',
+                        "values": "0+0x60",
+                    }
+                ],
+                "alert_rule_test": [
+                    alert("CronkeeperDown", "3m"),
+                    alert(
+                        "CronkeeperDown",
+                        "6m",
+                        {
+                            "exp_labels": TARGET,
+                            "exp_annotations": {
+                                "summary": "cronkeeper at cronkeeper:8000 does not answer scrapes"
+                            },
+                        },
+                    ),
+                    alert("CronkeeperAbsent", "5m"),
+                    alert(
+                        "CronkeeperAbsent",
+                        "11m",
+                        {
+                            "exp_labels": {},
+                            "exp_annotations": {
+                                "summary": "no cronkeeper_up series: cronkeeper is gone or not"
+                                " scraped"
+                            },
+                        },
+                    ),
+                    alert("CronkeeperRetryStorm", "11m"),
+                    alert("CronkeeperNoRecentSuccess", "11m"),
+                ],
+            },
         ],
     }
     # JSON is YAML: promtool reads it as it is.
     (tmp_path / "tests.yml").write_text(json.dumps(tests, indent=1), encoding="utf-8")
     output = promtool("test", "rules", "tests.yml", cwd=tmp_path)
     assert "SUCCESS" in output
+
+
+def test_every_rule_has_a_for_clause() -> None:
+    """Issue 22: a rule without ``for:`` fires on one odd scrape."""
+    rules = readme_rules().split("- alert: ")[1:]
+    assert len(rules) >= 7
+    for body in rules:
+        name = body.split()[0]
+        assert re.search(r"^\s+for: \d+[smh]$", body, re.M), name
+
+
+async def test_every_exported_metric_family_is_documented_in_the_readme(
+    database_url: str,
+) -> None:
+    """Issue 22: ``cronkeeper_up`` was exported and documented nowhere."""
+    scrape = await real_scrape(database_url)
+    readme = README.read_text(encoding="utf-8")
+    families = {f.name for f in text_string_to_metric_families(scrape)}
+    # A counter's ``_created`` series is prometheus-client's standard companion (README says).
+    ours = sorted(
+        name
+        for name in families
+        if name.startswith("cronkeeper_") and not name.endswith("_created")
+    )
+    assert "cronkeeper_scheduler_heartbeat_age_seconds" in ours
+    assert "cronkeeper_retries_last_hour" in ours and "cronkeeper_last_ok_timestamp_seconds" in ours
+    # prometheus-client's parser names counters without their _total suffix.
+    missing = [
+        name for name in ours if f"`{name}`" not in readme and f"`{name}_total`" not in readme
+    ]
+    assert missing == [], f"exported but not in README.md: {missing}"
+    for prefix in ("process_", "python_gc_", "python_info"):
+        assert any(name.startswith(prefix) for name in families), prefix
+        assert f"`{prefix}" in readme, prefix

@@ -37,6 +37,7 @@ __all__ = [
     "abandoned_statement",
     "count_statement",
     "done_dates_statement",
+    "last_ok_statement",
     "last_runs_statement",
     "last_started_statement",
     "last_success_statement",
@@ -44,6 +45,7 @@ __all__ = [
     "recent_runs_statement",
     "row_to_run",
     "run_statement",
+    "started_since_statement",
     "successes_statement",
 ]
 
@@ -206,6 +208,35 @@ def last_success_statement(cron_names: Sequence[str]) -> CompoundSelect[Any]:
 def _last_success_statement(cron_names: tuple[str, ...]) -> CompoundSelect[Any]:
     columns = (cron_runs.c.cron_name, cron_runs.c.started_at, cron_runs.c.finished_at)
     return _newest_per_job(columns, cron_names, 1, IS_SUCCESS, arm="success_")
+
+
+IS_OK = cron_runs.c.status.in_([literal_column("'success'"), literal_column("'partial'")])
+"""Literals, so that the query implies ``idx_cron_runs_ok``'s ``WHERE`` (migration 0010)."""
+
+
+OK_DEPTH = 20
+"""How many of a job's newest ``success``/``partial`` runs the last-ok read looks at: the
+caller picks the newest its partial tolerance accepts (a partial's share is in its message)."""
+
+
+def last_ok_statement(cron_names: Sequence[str]) -> CompoundSelect[Any]:
+    """Each job's newest ``OK_DEPTH`` ``success`` or ``partial`` runs
+    (``cronkeeper_last_ok_timestamp_seconds``), one arm per job on ``idx_cron_runs_ok``
+    (migration 0010): a short walk at any history, a job that always fails included."""
+    return _last_ok_statement(tuple(cron_names))
+
+
+@functools.lru_cache(maxsize=64)
+def _last_ok_statement(cron_names: tuple[str, ...]) -> CompoundSelect[Any]:
+    return _newest_per_job(RUN_COLUMNS, cron_names, OK_DEPTH, IS_OK, arm="ok_")
+
+
+def started_since_statement(cron_names: Sequence[str], since: datetime) -> Select[Any]:
+    """Job, status and retries of every run started since ``since``: a range of
+    ``idx_cron_runs_name_started`` per job (the last hour's runs, for ``/metrics``)."""
+    return select(cron_runs.c.cron_name, cron_runs.c.status, cron_runs.c.retry_counts).where(
+        cron_runs.c.cron_name.in_(list(cron_names)), cron_runs.c.started_at >= since
+    )
 
 
 def last_started_statement(cron_name: str, day: date) -> Select[Any]:

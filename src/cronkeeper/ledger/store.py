@@ -17,9 +17,10 @@ because there the caller must answer 500 (or decide what to do without the ledge
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -36,6 +37,7 @@ from cronkeeper.ledger.reads import (
     abandoned_statement,
     count_statement,
     done_dates_statement,
+    last_ok_statement,
     last_runs_statement,
     last_started_statement,
     last_success_statement,
@@ -43,6 +45,7 @@ from cronkeeper.ledger.reads import (
     recent_runs_statement,
     row_to_run,
     run_statement,
+    started_since_statement,
     successes_statement,
 )
 from cronkeeper.ledger.spool import Spool, SpooledEnd, SpooledStart, replay
@@ -75,6 +78,12 @@ class RunTracker:
     like skips under ``notes:``; they do not change the status."""
     summary: RunSummary | None = None
     """Set when the run ended: what was (or would have been) written to the ledger."""
+    retries: dict[str, int] = field(default_factory=dict)
+    """HTTP retries by reason, recorded with the run's end (``/metrics`` counts them whichever
+    process ran the job)."""
+
+    def retried(self, reason: str) -> None:
+        self.retries[reason] = self.retries.get(reason, 0) + 1
 
     def stored(self, records: int = 0) -> None:
         """One unit (account, project, page) stored with ``records`` rows."""
@@ -93,6 +102,19 @@ class RunTracker:
     def note(self, text: str) -> None:
         """Add one line to the run's message, whatever its status."""
         self.notes.append(text)
+
+
+def _retry_counts(text: str | None) -> dict[str, int]:
+    """``retry_counts`` as stored (JSON), or nothing for a value this version cannot read."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): int(v) for k, v in value.items() if isinstance(v, int) and v > 0}
 
 
 def _later(exc: StorageError) -> bool:
@@ -185,8 +207,11 @@ class Ledger:
         error_message: str | None = None,
         *,
         cron_name: str | None = None,
+        retries: Mapping[str, int] | None = None,
     ) -> bool:
         """Close a run. Returns whether the row was updated; never raises for the database.
+
+        ``retries`` (by reason) are stored with the end; a spooled end goes without them.
 
         When the database cannot be reached the end goes to the spool (if there is one) and
         is recorded at the next contact; ``cron_name`` only names the run in the logs. The
@@ -210,6 +235,7 @@ class Ledger:
                         records_count=max(0, records_count),
                         error_message=message,
                         finished_at=finished_at,
+                        retry_counts=json.dumps(dict(retries), sort_keys=True) if retries else None,
                     )
                 )
                 return result.rowcount
@@ -317,7 +343,12 @@ class Ledger:
             tracker.summary = RunSummary("error", tracker.records_count, message)
             await asyncio.shield(
                 self.complete_cron_run(
-                    run_id, "error", tracker.records_count, message, cron_name=cron_name
+                    run_id,
+                    "error",
+                    tracker.records_count,
+                    message,
+                    cron_name=cron_name,
+                    retries=tracker.retries,
                 )
             )
             raise
@@ -341,6 +372,7 @@ class Ledger:
             summary.records_count,
             summary.error_message,
             cron_name=cron_name,
+            retries=tracker.retries,
         )
 
     # -- reads: raise StorageError ------------------------------------------------------
@@ -468,6 +500,37 @@ class Ledger:
         for row in await self._read(fetch):
             found[row.cron_name] = row.finished_at or row.started_at
         return found
+
+    async def last_oks(self, cron_names: Sequence[str]) -> dict[str, list[RunRow]]:
+        """Each job's newest ``success`` and ``partial`` runs, newest first (see
+        :func:`~cronkeeper.ledger.reads.last_ok_statement`)."""
+        found: dict[str, list[RunRow]] = {name: [] for name in cron_names}
+        if not cron_names:
+            return found
+
+        async def fetch(conn: AsyncConnection) -> list[Row[Any]]:
+            return list(await conn.execute(last_ok_statement(cron_names)))
+
+        for row in await self._read(fetch):
+            found[row.cron_name].append(row_to_run(row))
+        for runs in found.values():
+            runs.sort(key=lambda r: r.started_at, reverse=True)
+        return found
+
+    async def started_since(
+        self, cron_names: Sequence[str], since: datetime
+    ) -> list[tuple[str, str, dict[str, int]]]:
+        """``(job, status, retries by reason)`` of every run started since ``since``."""
+        if not cron_names:
+            return []
+
+        async def fetch(conn: AsyncConnection) -> list[Row[Any]]:
+            return list(await conn.execute(started_since_statement(cron_names, since)))
+
+        return [
+            (row.cron_name, row.status, _retry_counts(row.retry_counts))
+            for row in await self._read(fetch)
+        ]
 
     async def last_started_for(self, cron_name: str, day: date) -> datetime | None:
         """When the latest run of ``cron_name`` for report date ``day`` started (runs without

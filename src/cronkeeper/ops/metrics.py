@@ -24,7 +24,7 @@ import logging
 import typing
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from fastapi import FastAPI, Response
 from prometheus_client import (
@@ -43,10 +43,11 @@ from cronkeeper.alerting.state import ALERT_STATES
 from cronkeeper.auth import AUTH_RESPONSES, Authorized
 from cronkeeper.config import JobSpec
 from cronkeeper.errors import first_line
-from cronkeeper.health import HealthReport, evaluate_health
+from cronkeeper.health import HealthReport, evaluate_health, outcome
 from cronkeeper.http import Reason, RetryEvent
 from cronkeeper.ledger import RunRow
 from cronkeeper.ledger.models import FINAL_STATUSES
+from cronkeeper.ledger.presence import Presence, presence
 from cronkeeper.records import JobState
 from cronkeeper.redact import truncate
 from cronkeeper.service import RunObserver, Service
@@ -67,6 +68,9 @@ log = logging.getLogger("cronkeeper.ops.metrics")
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """``text/plain; version=0.0.4``: what every Prometheus server and agent reads."""
+
+RECENT = timedelta(hours=1)
+"""The window of ``cronkeeper_runs_last_hour`` and ``cronkeeper_retries_last_hour``."""
 
 CRON = "cron"
 """The label naming the job in every ``cronkeeper_*`` series. Not ``job``: Prometheus sets
@@ -90,17 +94,27 @@ class LedgerSnapshot:
     states: Mapping[str, JobState] = field(default_factory=dict)
     """Alert states and pauses (``job_state``); empty when that table could not be read."""
     now: datetime | None = None
+    last_ok: Mapping[str, datetime | None] = field(default_factory=dict)
+    """Each job's latest ``success`` or ``partial`` end; empty when it could not be read."""
+    recent: Sequence[tuple[str, str, Mapping[str, int]]] | None = None
+    """``(job, status, retries by reason)`` of the runs started in the last hour (any
+    process: ``cronkeeper run`` from system cron too); ``None`` when it could not be read."""
+    scheduler: Presence | None = None
 
 
 async def read_snapshot(service: Service) -> LedgerSnapshot:
     """Read the ledger for one scrape; never raises for the database."""
     jobs = service.settings.jobs
     names = [spec.name for spec in jobs]
-    # All three reads at once: a scrape waits one ledger timeout at most, not two or three.
-    latest, successes, states = await asyncio.gather(
+    start = service.clock()
+    # All reads at once: a scrape waits one ledger timeout at most, not one per read.
+    latest, successes, states, oks, recent, beats = await asyncio.gather(
         service.ledger.latest_runs(names),
         service.ledger.last_successes(names),
         service.job_states.read(names),
+        service.ledger.last_oks(names),
+        service.ledger.started_since(names, start - RECENT),
+        service.heartbeats.newest(),
         return_exceptions=True,
     )
     if isinstance(latest, BaseException) or isinstance(successes, BaseException):
@@ -111,7 +125,14 @@ async def read_snapshot(service: Service) -> LedgerSnapshot:
     if isinstance(states, BaseException):
         log.warning("metrics: alert states could not be read: %s", _describe(service, states))
         states = {}
+    # Each of these may fail alone (a schema not yet at 0010): its series are left out.
+    for label, value in (("last ok runs", oks), ("recent runs", recent), ("heartbeats", beats)):
+        if isinstance(value, BaseException):
+            log.warning("metrics: %s could not be read: %s", label, _describe(service, value))
     now = service.clock()
+    scheduler = None
+    if not isinstance(beats, BaseException):
+        scheduler = presence(beats, now, service.settings.watch_every)
     health = evaluate_health(
         service.settings.monitored,
         latest,
@@ -119,7 +140,40 @@ async def read_snapshot(service: Service) -> LedgerSnapshot:
         states,
         rules=service.health_rules,
     )
-    return LedgerSnapshot(jobs, True, latest, successes, health, states, now)
+    return LedgerSnapshot(
+        jobs,
+        True,
+        latest,
+        successes,
+        health,
+        states,
+        now,
+        last_ok={} if isinstance(oks, BaseException) else last_ok(jobs, oks, successes),
+        recent=None if isinstance(recent, BaseException) else recent,
+        scheduler=scheduler,
+    )
+
+
+def last_ok(
+    jobs: Sequence[JobSpec],
+    oks: Mapping[str, Sequence[RunRow]],
+    successes: Mapping[str, datetime | None],
+) -> dict[str, datetime | None]:
+    """Each job's last ok end: its newest ``success``, or ``partial`` within the job's
+    ``CRONKEEPER_PARTIAL_TOLERANCE`` (or of an unknown share: health counts it ok too), among
+    its newest ok-ish runs; else its last success (older than those), else ``None``."""
+    found: dict[str, datetime | None] = {}
+    for spec in jobs:
+        newest = next(
+            (r for r in oks.get(spec.name, ()) if outcome(r, spec.partial_tolerance) != "failure"),
+            None,
+        )
+        moment = (newest.finished_at or newest.started_at) if newest is not None else None
+        success = successes.get(spec.name)
+        if success is not None and (moment is None or success > moment):
+            moment = success
+        found[spec.name] = moment
+    return found
 
 
 def _describe(service: Service, exc: BaseException) -> str:
@@ -186,6 +240,7 @@ class LedgerCollector(Collector):
             succeeded = snap.last_success.get(job)
             success.add_metric([job], succeeded.timestamp() if succeeded is not None else 0)
         yield from (start, duration, records, status, success)
+        yield from ledger_counts(snap)
         if snap.health is not None:
             healthy = GaugeMetricFamily(
                 "cronkeeper_job_healthy",
@@ -197,6 +252,61 @@ class LedgerCollector(Collector):
             yield healthy
         if snap.states and snap.now is not None:
             yield from alert_gauges(snap.jobs, snap.states, snap.latest, snap.now)
+
+
+def ledger_counts(snap: LedgerSnapshot) -> Iterator[Metric]:
+    """What the ledger knows whichever process ran the job (issue 22): the last ok run, the
+    last hour's runs and retries, and the schedulers' heartbeat."""
+    if snap.last_ok:
+        ok = GaugeMetricFamily(
+            "cronkeeper_last_ok_timestamp_seconds",
+            "Unix time the job's latest success, or partial within CRONKEEPER_PARTIAL_TOLERANCE,"
+            " finished; 0 if none ever did.",
+            labels=[CRON],
+        )
+        for spec in snap.jobs:
+            moment = snap.last_ok.get(spec.name)
+            ok.add_metric([spec.name], moment.timestamp() if moment is not None else 0)
+        yield ok
+    if snap.recent is not None:
+        runs = GaugeMetricFamily(
+            "cronkeeper_runs_last_hour",
+            "Runs started in the last hour, by job and status, from the ledger (whichever"
+            " process ran them: cronkeeper run, a trigger, a scheduler).",
+            labels=[CRON, "status"],
+        )
+        retries = GaugeMetricFamily(
+            "cronkeeper_retries_last_hour",
+            "HTTP retries of the runs started in the last hour, by job and reason, from the"
+            " ledger (recorded when each run ends, whichever process ran it).",
+            labels=[CRON, "reason"],
+        )
+        by_status: dict[tuple[str, str], int] = {}
+        by_reason: dict[tuple[str, str], int] = {}
+        for job, state, counts in snap.recent:
+            by_status[job, state] = by_status.get((job, state), 0) + 1
+            for reason, n in counts.items():
+                by_reason[job, reason] = by_reason.get((job, reason), 0) + n
+        reasons = sorted({*typing.get_args(Reason), *(r for _, r in by_reason)})
+        for spec in snap.jobs:
+            for name in RUN_STATUSES:
+                runs.add_metric([spec.name, name], by_status.get((spec.name, name), 0))
+            for reason in reasons:
+                retries.add_metric([spec.name, reason], by_reason.get((spec.name, reason), 0))
+        yield from (runs, retries)
+    seen = snap.scheduler
+    if seen is not None and seen.age_seconds is not None:  # absent: no scheduler ever ran
+        alive = GaugeMetricFamily(
+            "cronkeeper_scheduler_alive",
+            "1 while a scheduler's heartbeat is at most 3 watch intervals old.",
+        )
+        alive.add_metric([], 1 if seen.alive else 0)
+        age = GaugeMetricFamily(
+            "cronkeeper_scheduler_heartbeat_age_seconds",
+            "Seconds since the newest scheduler heartbeat (absent if no scheduler ever ran).",
+        )
+        age.add_metric([], seen.age_seconds)
+        yield from (alive, age)
 
 
 def alert_gauges(

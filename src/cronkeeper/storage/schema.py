@@ -142,6 +142,7 @@ cron_runs = Table(
     Column("error_message", Text),
     Column("created_at", UtcDateTime),
     Column("report_date", Date),
+    Column("retry_counts", Text),
     CheckConstraint(
         "status IN ('running','success','error','partial')", name="cron_runs_status_check"
     ),
@@ -157,6 +158,15 @@ Index(
     cron_runs.c.started_at.desc(),
     postgresql_where=text("status = 'success'"),
     sqlite_where=text("status = 'success'"),
+)
+# Each job's successes and partials, newest first (migration 0010): the last ok run for
+# ``cronkeeper_last_ok_timestamp_seconds`` at any history, a job that always fails included.
+Index(
+    "idx_cron_runs_ok",
+    cron_runs.c.cron_name,
+    cron_runs.c.started_at.desc(),
+    postgresql_where=text("status IN ('success', 'partial')"),
+    sqlite_where=text("status IN ('success', 'partial')"),
 )
 # Each job's running runs only (migration 0009): closing abandoned runs at any history size.
 Index(
