@@ -87,7 +87,8 @@ async def test_the_volume_verdict_is_stored_per_run(engine: AsyncEngine) -> None
 
 async def test_the_baseline_read_walks_a_per_job_index(engine: AsyncEngine) -> None:
     """The watchdog's volume baseline costs a bounded index walk, whatever the history: the
-    per-job index, or the partial index of successes (0008) where the planner prefers it."""
+    per-job index, or the partial index of successes (0008) or of ok runs (0010) where the
+    planner prefers it."""
     from cronkeeper.ledger import Ledger
     from cronkeeper.ledger.reads import successes_statement
     from tests.support.plans import fill_history, query_plan
@@ -100,7 +101,8 @@ async def test_the_baseline_read_walks_a_per_job_index(engine: AsyncEngine) -> N
     ):
         shown = await query_plan(engine, statement)
         assert any(
-            index in shown for index in ("idx_cron_runs_name_started", "idx_cron_runs_success")
+            index in shown
+            for index in ("idx_cron_runs_name_started", "idx_cron_runs_success", "idx_cron_runs_ok")
         ), shown
         if engine.dialect.name == "postgresql":
             assert "Seq Scan" not in shown and "Sort" not in shown, shown
