@@ -22,7 +22,7 @@ def probe_sender(settings: Settings) -> Callable[[], Awaitable[bool]]:
     """A call that sends :data:`TEST_MESSAGE` to every channel (``ALERT_WEBHOOK_URL`` and
     each ``ALERT_URLS`` entry: :func:`~cronkeeper.alerting.channels.channels_from_settings`)
     and says whether all took it; :class:`ConfigError` when none is set or one is unusable.
-    (``cronkeeper alert test`` reports each channel: :func:`~cronkeeper.alerting.channels.send_test`.)"""
+    ``cronkeeper alert test`` reports each channel on its own (``channels.send_test``)."""
     channels = channels_from_settings(settings)
     if not channels:
         raise ConfigError("--send-test: neither ALERT_WEBHOOK_URL nor ALERT_URLS is set")
