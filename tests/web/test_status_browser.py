@@ -200,6 +200,12 @@ def test_screenshots_of_a_realistic_ledger(site: tuple[str, list[Row]], browser:
         assert ok_badge.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(26, 127, 55)"
         # ...and nothing sticks out sideways: the layout fits the screen, phone included.
         assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+        # Issue 22: no scheduler ever beat here, and the page says so instead of a next run.
+        scheduler = page.locator("#scheduler")
+        assert scheduler.get_attribute("data-scheduler") == "none"
+        box = scheduler.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= viewport["width"], box
+        assert page.locator('[data-next="unscheduled"]').count() == len(JOBS)
         for job in JOBS:
             box = page.locator(f"#job-{job} .strip").bounding_box()
             assert box is not None and box["width"] >= 0.7 * min(viewport["width"], 360)
