@@ -262,7 +262,7 @@ class Service:
             raise latest
         heard: list[Heartbeat] | None = None
         if isinstance(beats, BaseException):
-            # Health still answers (e.g. a schema not yet at 0011): the scheduler is unknown.
+            # Health still answers (e.g. a schema not yet at 0012): the scheduler is unknown.
             log.warning(
                 "health without scheduler presence: %s",
                 self.settings.redactor(first_line(beats, type(beats).__name__)),

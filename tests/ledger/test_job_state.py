@@ -87,7 +87,7 @@ async def test_the_volume_verdict_is_stored_per_run(engine: AsyncEngine) -> None
 
 async def test_the_baseline_read_walks_a_per_job_index(engine: AsyncEngine) -> None:
     """The watchdog's volume baseline costs a bounded index walk, whatever the history: the
-    per-job index, or the partial index of successes (0008) or of ok runs (0011) where the
+    per-job index, or the partial index of successes (0008) or of ok runs (0012) where the
     planner prefers it."""
     from cronkeeper.ledger import Ledger
     from cronkeeper.ledger.reads import successes_statement

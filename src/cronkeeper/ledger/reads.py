@@ -211,7 +211,7 @@ def _last_success_statement(cron_names: tuple[str, ...]) -> CompoundSelect[Any]:
 
 
 IS_OK = cron_runs.c.status.in_([literal_column("'success'"), literal_column("'partial'")])
-"""Literals, so that the query implies ``idx_cron_runs_ok``'s ``WHERE`` (migration 0011)."""
+"""Literals, so that the query implies ``idx_cron_runs_ok``'s ``WHERE`` (migration 0012)."""
 
 
 OK_DEPTH = 20
@@ -222,7 +222,7 @@ caller picks the newest its partial tolerance accepts (a partial's share is in i
 def last_ok_statement(cron_names: Sequence[str]) -> CompoundSelect[Any]:
     """Each job's newest ``OK_DEPTH`` ``success`` or ``partial`` runs
     (``cronkeeper_last_ok_timestamp_seconds``), one arm per job on ``idx_cron_runs_ok``
-    (migration 0011): a short walk at any history, a job that always fails included."""
+    (migration 0012): a short walk at any history, a job that always fails included."""
     return _last_ok_statement(tuple(cron_names))
 
 

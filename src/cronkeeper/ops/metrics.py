@@ -125,7 +125,7 @@ async def read_snapshot(service: Service) -> LedgerSnapshot:
     if isinstance(states, BaseException):
         log.warning("metrics: alert states could not be read: %s", _describe(service, states))
         states = {}
-    # Each of these may fail alone (a schema not yet at 0011): its series are left out.
+    # Each of these may fail alone (a schema not yet at 0012): its series are left out.
     for label, value in (("last ok runs", oks), ("recent runs", recent), ("heartbeats", beats)):
         if isinstance(value, BaseException):
             log.warning("metrics: %s could not be read: %s", label, _describe(service, value))

@@ -159,7 +159,7 @@ Index(
     postgresql_where=text("status = 'success'"),
     sqlite_where=text("status = 'success'"),
 )
-# Each job's successes and partials, newest first (migration 0011): the last ok run for
+# Each job's successes and partials, newest first (migration 0012): the last ok run for
 # ``cronkeeper_last_ok_timestamp_seconds`` at any history, a job that always fails included.
 Index(
     "idx_cron_runs_ok",

@@ -1,4 +1,4 @@
-"""Migration 0011 on both backends: scheduler heartbeats, who paused, each run's retries, and
+"""Migration 0012 on both backends: scheduler heartbeats, who paused, each run's retries, and
 the partial index of ok runs that ``cronkeeper_last_ok_timestamp_seconds`` reads (issue 22)."""
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ async def test_tables_columns_and_index_go_up_and_down(engine: AsyncEngine) -> N
     row = {"id": str(uuid.uuid4()), "cron_name": "collect-daily", "started_at": NOW}
     async with engine.begin() as conn:
         await conn.execute(cron_runs.insert(), [{**row, "status": "partial"}])
-        await conn.run_sync(_to("0010", down=True))  # type: ignore[arg-type]
+        await conn.run_sync(_to("0011", down=True))  # type: ignore[arg-type]
     tables, runs, indexes = await _shape(engine)
     assert "scheduler_heartbeats" not in tables and "retry_counts" not in runs
     assert "idx_cron_runs_ok" not in indexes
     async with engine.begin() as conn:
-        await conn.run_sync(_to("0011"))  # type: ignore[arg-type]
+        await conn.run_sync(_to("0012"))  # type: ignore[arg-type]
         kept = await conn.execute(text("SELECT status, retry_counts FROM cron_runs"))
         assert [tuple(r) for r in kept] == [("partial", None)]
 

@@ -10,7 +10,7 @@ written when it ends, so ``/metrics`` counts the retries of ``cronkeeper run`` p
 ``idx_cron_runs_ok`` holds only ``success`` and ``partial`` rows, so each job's last ok run is
 its first entry at any history size (like 0008's index of successes).
 
-Revision ID: 0011
+Revision ID: 0012
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"  # renumbered twice after main's 0009 (agency scale) and 0010 (no delivery)
+revision = "0012"
+down_revision = (
+    "0011"  # renumbered after main's 0009 (agency scale), 0010 (no delivery), 0011 (alert outbox)
+)
 branch_labels = None
 depends_on = None
 
