@@ -103,11 +103,15 @@ async def test_health_shows_the_scheduler_and_warns_once_it_is_silent(
 
 class Outbox:
     destination = "outbox"
+    url = "https://outbox.example.test/hook"
+    budget = 1.0
 
     def __init__(self) -> None:
         self.texts: list[str] = []
 
-    async def send(self, text: str, *, about: str = "cronkeeper", title: str = "") -> bool:
+    async def send(
+        self, text: str, *, about: str = "cronkeeper", key: str | None = None, title: str = ""
+    ) -> bool:
         self.texts.append(text)
         return True
 
