@@ -68,6 +68,11 @@ CONCEPTS: tuple[tuple[str, str, str], ...] = (
     ("Jobs", "jobs", "one module per job and the registry"),
     ("Runner", "runner.py", "one run: lease, ledger, HTTP client, the job, observers"),
     ("Scheduler", "scheduler.py", "fires each job on its cron expression, one run per slot"),
+    (
+        "Scheduler presence",
+        "presence.py",
+        "is a scheduler alive (pure rule); its heartbeats' SQL in ledger/presence.py",
+    ),
     ("Cron syntax", "cron.py", "crontab expressions, fire times from cronsim"),
     ("Backfill", "backfill.py", "a date range, one run per window"),
     ("Coverage", "coverage.py", "which days each source has stored"),

@@ -42,7 +42,7 @@ from cronkeeper.records import JobState, RunRow
 
 if TYPE_CHECKING:
     from cronkeeper.config import Settings
-    from cronkeeper.ledger.presence import Presence  # the report only carries it
+    from cronkeeper.presence import Presence  # the report only carries it
 
 __all__ = [
     "EARLY_START",

@@ -7,6 +7,7 @@ import re
 import uuid
 from datetime import UTC, datetime
 
+import pytest
 from alembic import command
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -15,6 +16,8 @@ from cronkeeper.ledger import Ledger
 from cronkeeper.ledger.reads import abandoned_statement
 from cronkeeper.storage.engine import _alembic_config
 from cronkeeper.storage.schema import cron_runs
+
+pytestmark = pytest.mark.sql  # its subject is SQL: SQLite, PostgreSQL and PgBouncer
 
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
 
