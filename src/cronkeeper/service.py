@@ -88,6 +88,9 @@ class Service:
     clock: Clock
     sleep: Sleep = real_sleep
     observers: list[RunObserver] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """Awaited by :meth:`aclose` before the engine goes: work the service's users started on
+    it (an app's triggered runs) must not outlive its connection pool."""
     source_warnings: list[str] = field(default_factory=list)
     """What the last look at the sources found (the watchdog's daily token check, at start
     and once a day): health ``warnings`` and the status page show it next to the versions'."""
@@ -287,4 +290,6 @@ class Service:
                 log.exception("run observer %s failed", type(observer).__name__)
 
     async def aclose(self) -> None:
+        for close in self.closers:
+            await close()
         await self.engine.dispose()

@@ -344,6 +344,7 @@ def create_app(
     )
     app.state.service = service
     triggered = app.state.triggered = TriggeredRuns()
+    service.closers.append(triggered.settle)  # a run answered 500/200 may still be notifying
     app.state.auth_limiter = FailureLimiter(service.clock) if limiter is None else limiter
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Authorized])

@@ -44,6 +44,14 @@ class TriggeredRuns:
         while self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
 
+    async def settle(self, grace: float = 5.0) -> None:
+        """Let the runs still going end (their observers included) for up to ``grace``
+        seconds, then cancel the rest: what the service waits for before it disposes of its
+        engine, so no run is left holding a connection of a closed pool."""
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=grace)
+        await self.aclose()
+
     async def aclose(self) -> None:
         """Cancel every run still going, and wait until each has closed its row."""
         tasks = list(self.tasks)
