@@ -66,3 +66,15 @@ def test_demo_world_serves_its_scenario() -> None:
     assert sum(s == [200, 200] for s in statuses.values()) == 4
     assert mixpanel.status_code == 200
     assert mixpanel.json()["legend_size"] == 3
+
+
+def test_the_demo_does_not_wait_out_metas_blocking_period() -> None:
+    """`make demo` once sat 300 s in collect-daily: a simulated 429 carries no estimate, so
+    the run waited META_THROTTLE_BLOCK (Meta's 300 s). The demo's throttles last seconds."""
+    from cronkeeper.config import Settings
+    from cronkeeper.sandbox.demo import DemoEndpoints
+
+    world = demo_world(latency=0)
+    endpoints = DemoEndpoints("http://m", "http://x/api/query", "http://n")
+    settings = Settings(_env_file=None, **world.environment(endpoints))  # type: ignore[arg-type]
+    assert settings.meta_throttle_block <= 5

@@ -85,6 +85,9 @@ class DemoWorld:
             "META_API_BASE": endpoints.meta_api_base,
             "META_API_VERSION": c.meta_api_version,
             "META_ACCESS_TOKEN": c.meta_access_token,
+            # The simulator's throttles last seconds, not Meta's blocking period (300 s by
+            # default when Meta gives no estimate): a demo must not sit still for 5 minutes.
+            "META_THROTTLE_BLOCK": "2",
             "MIXPANEL_API_BASE": endpoints.mixpanel_api_base,
             "MIXPANEL_SERVICE_ACCOUNT": c.mixpanel_service_account,
             "MIXPANEL_SERVICE_SECRET": c.mixpanel_service_secret,
