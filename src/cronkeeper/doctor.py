@@ -271,13 +271,7 @@ async def _meta(settings: Settings, http: HttpContext, ids: Sequence[str]) -> li
     token = settings.meta_access_token
     if token is None or not token.get_secret_value():
         return [*checks, Check("meta", "token", "skipped", "META_ACCESS_TOKEN is not set")]
-    client = MetaClient(
-        http,
-        base=settings.meta_api_base,
-        version=settings.meta_api_version,
-        access_token=token.get_secret_value(),
-        conversion_action_types=settings.meta_conversion_action_types,
-    )
+    client = MetaClient.from_settings(http, settings, current_only=False)
     try:
         checks += token_checks(await client.debug_token(), now)
     except CronkeeperError as exc:
@@ -323,14 +317,7 @@ async def _notion(settings: Settings, http: HttpContext) -> list[Check]:
     if token is None or not token.get_secret_value() or not settings.notion_data_source_id:
         reason = "NOTION_TOKEN or NOTION_DATA_SOURCE_ID is not set"
         return [*checks, Check("notion", "data source", "skipped", reason)]
-    client = NotionClient(
-        http,
-        base=settings.notion_api_base,
-        token=token.get_secret_value(),
-        data_source_id=settings.notion_data_source_id,
-        version=settings.notion_version,
-        props=NotionProps.from_settings(settings),
-    )
+    client = NotionClient.from_settings(http, settings, current_only=False)
     try:
         info = await client.retrieve()
     except CronkeeperError as exc:
@@ -424,13 +411,7 @@ async def meta_token_findings(settings: Settings, http: HttpContext) -> list[Che
     token = settings.meta_access_token
     if token is None or not token.get_secret_value():
         return []
-    client = MetaClient(
-        http,
-        base=settings.meta_api_base,
-        version=settings.meta_api_version,
-        access_token=token.get_secret_value(),
-        conversion_action_types=settings.meta_conversion_action_types,
-    )
+    client = MetaClient.from_settings(http, settings, current_only=False)
     try:
         info = await client.debug_token()
     except CronkeeperError as exc:

@@ -404,13 +404,17 @@ class MetaClient:
         self._leads = tuple(lead_action_types)
 
     @classmethod
-    def from_settings(cls, http: HttpContext, settings: Settings) -> MetaClient:
-        """The client for this configuration; ``ConfigError`` without ``META_ACCESS_TOKEN``."""
+    def from_settings(
+        cls, http: HttpContext, settings: Settings, *, current_only: bool = True
+    ) -> MetaClient:
+        """The client for this configuration; ``ConfigError`` without ``META_ACCESS_TOKEN``.
+        ``current_only=False``: also for an expired version (``doctor`` reports it itself)."""
         token = settings.meta_access_token
         if token is None or not token.get_secret_value():
             raise ConfigError("META_ACCESS_TOKEN is not set: collect-daily cannot call Meta")
-        # An expired version fails every run before its first call, naming the setting.
-        require_current(pinned_versions(settings)[0], today_utc(http.now()))
+        if current_only:
+            # An expired version fails every run before its first call, naming the setting.
+            require_current(pinned_versions(settings)[0], today_utc(http.now()))
         return cls(
             http,
             base=settings.meta_api_base,

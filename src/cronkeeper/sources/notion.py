@@ -342,15 +342,19 @@ class NotionClient:
         self._props = props or NotionProps()
 
     @classmethod
-    def from_settings(cls, http: HttpContext, settings: Settings) -> NotionClient:
-        """The client for this configuration; ``ConfigError`` without token or data source."""
+    def from_settings(
+        cls, http: HttpContext, settings: Settings, *, current_only: bool = True
+    ) -> NotionClient:
+        """The client for this configuration; ``ConfigError`` without token or data source.
+        ``current_only=False``: also for an expired version (``doctor`` reports it itself)."""
         token = settings.notion_token
         if token is None or not token.get_secret_value() or not settings.notion_data_source_id:
             raise ConfigError(
                 "NOTION_TOKEN and NOTION_DATA_SOURCE_ID must both be set: "
                 "sync-notion cannot read the registry"
             )
-        require_current(pinned_versions(settings)[1], today_utc(http.now()))
+        if current_only:
+            require_current(pinned_versions(settings)[1], today_utc(http.now()))
         return cls(
             http,
             base=settings.notion_api_base,
