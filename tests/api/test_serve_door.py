@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +17,7 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from cronkeeper.serving import KEEP_ALIVE_TIMEOUT, MAX_CONNECTIONS, uvicorn_limits
+from tests.support.waiting import eventually_sync
 
 HEADER_TIMEOUT = 0.3
 WAIT = 15.0
@@ -44,9 +44,7 @@ def server() -> Iterator[tuple[str, int]]:
     running = uvicorn.Server(config)
     thread = threading.Thread(target=running.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + WAIT
-    while not running.started and time.monotonic() < deadline:
-        time.sleep(0.01)
+    eventually_sync(lambda: running.started, what="uvicorn started", within=WAIT, poll=0.01)
     yield "127.0.0.1", port
     running.should_exit = True
     thread.join(WAIT)

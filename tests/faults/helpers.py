@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-import time
 from collections.abc import Callable
 from datetime import date
 
@@ -16,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cronkeeper.storage.schema import meta_daily_insights
 from tests.conftest import BACKENDS, SECRET
+from tests.support.waiting import eventually
 
 DAY = date(2026, 11, 19)
 META_TOKEN = "meta-fault-token-0123456789abcdef"
@@ -90,12 +90,9 @@ class GatedApp:
 
 
 async def wait_until(condition: Callable[[], bool], *, within: float, what: str) -> None:
-    """Poll ``condition`` until it holds; fail the test (never hang it) after ``within`` s."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within:g} s waiting for {what}")
-        await asyncio.sleep(0.005)
+    """Poll ``condition`` until it holds; fail the test (never hang it) after ``within`` s
+    (the suite's one hang guard, :func:`tests.support.waiting.eventually`)."""
+    await eventually(condition, what=what, within=within, poll=0.005)
 
 
 async def stored_insights(engine: AsyncEngine) -> dict[str, dict[str, object]]:
