@@ -43,6 +43,7 @@ from cronkeeper.clock import Clock, utcnow
 from cronkeeper.config import Settings
 from cronkeeper.errors import AlreadyRunning, CronkeeperError, StorageError
 from cronkeeper.ledger.models import FinalStatus
+from cronkeeper.ledger.spool import write_durably
 from cronkeeper.redact import Redactor
 from cronkeeper.storage.url import database_identity, default_spool_dir
 
@@ -201,17 +202,7 @@ class ExecSpool:
         self.prefix = f"exec-{destination}."
 
     def write(self, end: RunEnd) -> Path:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        final = self.directory / f"{self.prefix}{end.run_id}.json"
-        temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, end.to_json().encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, final)
-        return final
+        return write_durably(self.directory / f"{self.prefix}{end.run_id}.json", end.to_json())
 
     def pending(self) -> list[tuple[Path, RunEnd]]:
         found = []

@@ -44,7 +44,7 @@ from cronkeeper.storage.schema import cron_runs
 from cronkeeper.storage.upsert import insert_missing
 from cronkeeper.storage.url import database_identity, default_spool_dir
 
-__all__ = ["Spool", "SpooledEnd", "SpooledStart", "replay"]
+__all__ = ["Spool", "SpooledEnd", "SpooledStart", "replay", "write_durably"]
 
 log = logging.getLogger("cronkeeper.ledger")
 T = TypeVar("T")
@@ -134,6 +134,26 @@ class SpooledStart:
 _START = ".start.json"
 
 
+def write_durably(final: Path, text: str) -> Path:
+    """Write ``text`` to ``final`` (0600, its directory 0700) so that a power cut leaves
+    either nothing or the whole file: a temporary file, fsync, rename, fsync of the folder."""
+    final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temporary, final)
+    directory = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself is durable only once its directory is
+    finally:
+        os.close(directory)
+    return final
+
+
 class Spool:
     """A directory of spooled run ends for one database. Blocking file I/O: call it from a
     thread (:func:`replay` and the ledger do)."""
@@ -152,23 +172,8 @@ class Spool:
 
     def write(self, record: SpooledEnd | SpooledStart) -> Path:
         """Durably store ``record``: when this returns, a power cut does not lose it."""
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         suffix = _START if isinstance(record, SpooledStart) else ".json"
-        final = self._path(record.run_id, suffix)
-        temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, record.to_json().encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, final)
-        directory = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the rename itself is durable only once its directory is
-        finally:
-            os.close(directory)
-        return final
+        return write_durably(self._path(record.run_id, suffix), record.to_json())
 
     def starts(self) -> list[SpooledStart]:
         """Every readable spooled start of this database, oldest first."""
