@@ -57,7 +57,7 @@ from tests.support.pg import PgCluster, start_postgres  # noqa: E402
 
 from cronkeeper.config import JOB_NAMES, Settings  # noqa: E402
 from cronkeeper.ledger.reads import last_success_statement  # noqa: E402
-from cronkeeper.ops.metrics import read_snapshot  # noqa: E402
+from cronkeeper.metrics import read_snapshot  # noqa: E402
 from cronkeeper.service import Service  # noqa: E402
 from cronkeeper.storage.engine import create_engine, upgrade  # noqa: E402
 

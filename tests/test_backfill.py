@@ -27,7 +27,7 @@ from cronkeeper.service import Service
 from cronkeeper.storage.engine import create_engine
 from cronkeeper.storage.schema import meta_daily_insights
 from tests.conftest import FakeClock, make_settings
-from tests.ops.fakes import FakeRun, Interrupted, insert_run
+from tests.support.fakes import FakeRun, Interrupted, insert_run
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # yesterday = 2026-11-19
 

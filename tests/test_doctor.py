@@ -341,7 +341,7 @@ async def test_the_watchdog_repeats_the_token_check_warns_in_health_and_alerts_o
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from cronkeeper.ops.watchdog import install_watchdog
+    from cronkeeper.alerting.watchdog import install_watchdog
     from cronkeeper.sandbox import serve_app
     from cronkeeper.service import Service
 

@@ -383,7 +383,7 @@ def imports_of_api_from_below(root: Path = SRC) -> list[str]:
 
 
 def test_no_lower_layer_imports_the_api() -> None:
-    """``ops/metrics.py`` and ``web/routes.py`` took the bearer check and the limiter from
+    """``metrics.py`` and ``web/routes.py`` took the bearer check and the limiter from
     ``api.deps`` while ``api/app.py`` imported both; authentication is its own room now."""
     assert imports_of_api_from_below() == []
 

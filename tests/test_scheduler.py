@@ -19,7 +19,7 @@ from cronkeeper.scheduler import CronScheduler, Fire, RunJob, RunOutcome
 from cronkeeper.service import Service
 from cronkeeper.storage.schema import cron_runs
 from tests.conftest import FakeClock, make_settings
-from tests.ops.fakes import FakeRun, insert_run
+from tests.support.fakes import FakeRun, insert_run
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, sec: int = 0) -> datetime:

@@ -117,7 +117,7 @@ async def opened(
     settings: Settings, *, alerts: bool = False, announce: bool = False
 ) -> AsyncIterator[Service]:
     """The service of one command: alerts wired if asked, schema prepared, engine disposed."""
-    from cronkeeper.ops.watchdog import install_watchdog
+    from cronkeeper.alerting.watchdog import install_watchdog
     from cronkeeper.service import Service
 
     service = Service.from_settings(settings)
@@ -225,7 +225,7 @@ def check() -> None:
     2 database error.
     """
     from cronkeeper.alerting.state import DOWN_STATES
-    from cronkeeper.ops.watchdog import EXIT_CHECK_DOWN, EXIT_CHECK_OK, install_watchdog
+    from cronkeeper.alerting.watchdog import EXIT_CHECK_DOWN, EXIT_CHECK_OK, install_watchdog
 
     settings = load_settings()
 
@@ -456,8 +456,8 @@ def serve(
     """Serve the HTTP API (health, runs, triggers) with uvicorn."""
     import uvicorn
 
+    from cronkeeper.alerting.watchdog import install_watchdog
     from cronkeeper.api.app import create_app
-    from cronkeeper.ops.watchdog import install_watchdog
     from cronkeeper.service import Service
     from cronkeeper.serving import uvicorn_limits
 
@@ -497,7 +497,7 @@ def serve(
 def scheduler() -> None:
     """Run every job on its schedule (CRONKEEPER_SCHEDULES, CRONKEEPER_TIMEZONE) until stopped,
     with the watchdog evaluating every job each CRONKEEPER_WATCH_INTERVAL."""
-    from cronkeeper.ops.watchdog import install_watchdog
+    from cronkeeper.alerting.watchdog import install_watchdog
     from cronkeeper.scheduler import CronScheduler
 
     settings = load_settings()

@@ -2,9 +2,9 @@
 
 Every caller asks here: ``GET /api/cron/health`` and ``cronkeeper health``
 (:meth:`cronkeeper.service.Service.health`), the ``cronkeeper_job_healthy`` gauge
-(:mod:`cronkeeper.ops.metrics`), the status page's badges (:mod:`cronkeeper.web.view`) and the
-watchdog's ``missing``/``stuck``/``failed`` facts (:mod:`cronkeeper.ops.watchdog`,
-:mod:`cronkeeper.ops.alert_state`). Nothing here reads the database or the clock: the
+(:mod:`cronkeeper.metrics`), the status page's badges (:mod:`cronkeeper.web.view`) and the
+watchdog's ``missing``/``stuck``/``failed`` facts (:mod:`cronkeeper.alerting.watchdog`,
+:mod:`cronkeeper.alerting.state`). Nothing here reads the database or the clock: the
 callers pass the job specs, each job's latest runs and ``job_state`` row, and ``now``.
 ``tests/test_health_ownership.py`` keeps other modules from deciding it again.
 

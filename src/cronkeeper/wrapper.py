@@ -246,7 +246,7 @@ class DatabaseRecorder:
     """Straight into the ledger, under the job's database lease."""
 
     def __init__(self, settings: Settings, name: str) -> None:
-        from cronkeeper.ops.watchdog import install_watchdog
+        from cronkeeper.alerting.watchdog import install_watchdog
         from cronkeeper.service import Service
 
         self.name = name

@@ -1,6 +1,6 @@
 """Webhook alerts: the right messages reach a real local receiver; a bad webhook hurts nobody.
 
-Which run ends deserve a message is the state machine (tests/ops/test_watchdog.py);
+Which run ends deserve a message is the state machine (tests/alerting/test_watchdog.py);
 here a run's message (``finished_text``) is posted the way the watchdog posts it.
 """
 
@@ -24,10 +24,10 @@ from starlette.routing import Route
 
 from cronkeeper.alerting.delivery import WebhookAlerter, alerter_from_settings, install_alerts
 from cronkeeper.alerting.messages import MAX_EXCERPT, abandoned_text, finished_text
+from cronkeeper.alerting.watchdog import Watchdog
 from cronkeeper.config import Settings
 from cronkeeper.errors import ConfigError
 from cronkeeper.ledger import RunRow
-from cronkeeper.ops.watchdog import Watchdog
 from cronkeeper.redact import Redactor
 from cronkeeper.runner import run_job
 from cronkeeper.sandbox import Fault, MetaSimulator

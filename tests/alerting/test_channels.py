@@ -20,9 +20,9 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from cronkeeper.alerting.channels import AppriseChannel, channels_from_settings, send_test
 from cronkeeper.alerting.messages import run_link
+from cronkeeper.alerting.watchdog import Watchdog
 from cronkeeper.config import Settings
 from cronkeeper.errors import ConfigError
-from cronkeeper.ops.watchdog import Watchdog
 from cronkeeper.service import Service
 from tests.cli.test_cli import cli
 from tests.conftest import FakeClock, make_settings
@@ -180,7 +180,7 @@ async def test_every_message_names_job_state_run_and_links_the_run_page(
 ) -> None:
     """Through the watchdog (and its outbox), as every alert goes: the title names the job and
     its state, the text the run, and the last line opens the run on the status page."""
-    from tests.ops.test_watchdog import FRIDAY, finish
+    from tests.alerting.test_watchdog import FRIDAY, finish
 
     clock.now = FRIDAY
     settings = make_settings(

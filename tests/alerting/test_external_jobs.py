@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cronkeeper.alerting.watchdog import install_watchdog
 from cronkeeper.api.app import create_app
 from cronkeeper.ledger.prune import prune
-from cronkeeper.ops.watchdog import install_watchdog
 from cronkeeper.scheduler import CronScheduler
 from cronkeeper.service import Service
 from tests.alerting.test_alerts import Receiver, _server, receiver  # noqa: F401 - fixtures

@@ -16,9 +16,9 @@ from prometheus_client import generate_latest
 
 from cronkeeper.alerting.delivery import WebhookAlerter
 from cronkeeper.alerting.outbox import BACKOFF_CAP, OutboxSender, backoff, channel_of
+from cronkeeper.alerting.watchdog import Watchdog
 from cronkeeper.ledger.job_state import JobState
-from cronkeeper.ops.metrics import MetricsObserver
-from cronkeeper.ops.watchdog import Watchdog
+from cronkeeper.metrics import MetricsObserver
 from cronkeeper.service import Service
 from cronkeeper.storage.engine import create_engine
 from tests.alerting.test_alerts import FakeSleep, Receiver, _server, receiver  # noqa: F401

@@ -14,8 +14,8 @@ from datetime import UTC, date, datetime
 import httpx
 
 from cronkeeper.alerting.pause import pause_job, resume_job
+from cronkeeper.alerting.watchdog import Watchdog, install_watchdog
 from cronkeeper.api.app import create_app
-from cronkeeper.ops.watchdog import Watchdog, install_watchdog
 from cronkeeper.service import Service
 from tests.alerting import test_alerts
 from tests.alerting.test_alerts import Receiver

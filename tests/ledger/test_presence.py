@@ -9,9 +9,9 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cronkeeper.alerting.watchdog import Watchdog
 from cronkeeper.api.app import create_app
 from cronkeeper.ledger.presence import Heartbeat, Heartbeats, presence
-from cronkeeper.ops.watchdog import Watchdog
 from cronkeeper.scheduler import CronScheduler
 from cronkeeper.service import Service
 from tests.conftest import SECRET, FakeClock, make_settings

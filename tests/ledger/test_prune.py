@@ -13,7 +13,7 @@ from cronkeeper.errors import StorageError
 from cronkeeper.ledger.prune import prune
 from cronkeeper.storage.engine import create_engine
 from cronkeeper.storage.schema import cron_runs
-from tests.ops.fakes import insert_run
+from tests.support.fakes import insert_run
 
 pytestmark = pytest.mark.sql  # its subject is SQL: SQLite, PostgreSQL and PgBouncer
 

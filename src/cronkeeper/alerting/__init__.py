@@ -1,7 +1,7 @@
 """Alerting: when a job's state change deserves a message, what it says, and its delivery.
 
 One room per part of the rule, none of them scheduling anything (the watchdog,
-:mod:`cronkeeper.ops.watchdog`, decides when to look; the scheduler skips paused jobs):
+:mod:`cronkeeper.alerting.watchdog`, decides when to look; the scheduler skips paused jobs):
 
 - :mod:`~cronkeeper.alerting.state`: the state machine (``ok``, ``missing``, ``stuck``,
   ``failed``, ``anomalous``, ``paused``), thresholds and reminders — pure functions;

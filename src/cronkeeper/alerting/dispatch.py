@@ -1,6 +1,6 @@
 """When a change of state alerts, and who sends it: claim, then word, then deliver.
 
-The watchdog (:mod:`cronkeeper.ops.watchdog`) decides *when* to look and gathers what it
+The watchdog (:mod:`cronkeeper.alerting.watchdog`) decides *when* to look and gathers what it
 sees into an :class:`~cronkeeper.alerting.state.Observation`; :meth:`Dispatcher.settle` puts
 it through the state machine and sends a message for each change it *claims* (one
 conditional UPDATE in :mod:`cronkeeper.ledger.job_state`): however many replicas watch, one
@@ -42,8 +42,8 @@ from cronkeeper.ledger import RunRow
 from cronkeeper.ledger.job_state import JobState, JobStates
 from cronkeeper.ledger.outbox import Outbox, OutboxMessage
 from cronkeeper.ledger.presence import Presence
-from cronkeeper.ops.volume import Band
 from cronkeeper.redact import Redactor
+from cronkeeper.volume import Band
 
 __all__ = ["SCHEDULER_ROW", "Change", "Dispatcher"]
 

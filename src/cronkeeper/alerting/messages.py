@@ -17,8 +17,8 @@ from cronkeeper.config import JobSpec
 from cronkeeper.durations import format_duration
 from cronkeeper.inert import for_chat
 from cronkeeper.ledger import RunRow
-from cronkeeper.ops.volume import Band
 from cronkeeper.redact import Redactor, truncate
+from cronkeeper.volume import Band
 
 __all__ = [
     "MAX_EXCERPT",

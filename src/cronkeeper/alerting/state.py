@@ -30,8 +30,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from cronkeeper.health import DEFAULT_TOLERANCE, outcome
-from cronkeeper.ops.volume import Anomaly
 from cronkeeper.records import RunRow
+from cronkeeper.volume import Anomaly
 
 if TYPE_CHECKING:
     from cronkeeper.config import Settings

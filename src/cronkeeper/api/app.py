@@ -15,14 +15,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cronkeeper import __version__
 from cronkeeper.alerting.pause import pause_job, pause_json, resume_job
+from cronkeeper.alerting.watchdog import install_watchdog
 from cronkeeper.api import checkins
 from cronkeeper.api.deps import AUTH_RESPONSES, Authorized, ServiceDep
 from cronkeeper.api.triggers import TriggeredRuns
 from cronkeeper.auth import FailureLimiter, is_authorized, limiter_for
 from cronkeeper.errors import AlreadyRunning, StorageError, UnknownJob
 from cronkeeper.ledger.job_state import JobState
-from cronkeeper.ops.metrics import install_metrics
-from cronkeeper.ops.watchdog import install_watchdog
+from cronkeeper.metrics import install_metrics
 from cronkeeper.runner import RunProgress, RunResult, parse_report_date, run_job
 from cronkeeper.scheduler import CronScheduler
 from cronkeeper.service import Service

@@ -5,7 +5,7 @@
 - :mod:`.bearer`: the FastAPI dependency of the API, ``/metrics`` and ``/openapi.json``;
 - :mod:`.sessions`: the status page's signed session cookie.
 
-Below ``api/``, ``web/`` and ``ops/``, which all use it; it imports none of them.
+Below ``api/``, ``web/`` and ``metrics``, which all use it; it imports none of them.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 It reads the secret and the clock from the app's service (``app.state.service``) through a
 protocol rather than the ``Service`` class: authentication sits below both ``api/`` and
-``ops/`` (``/metrics`` uses it), and imports neither.
+``metrics`` (``/metrics`` uses it), and imports neither.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ watchdog only decides *when* to look.
 It is also a :class:`~cronkeeper.service.RunObserver`: a run that ends (``cronkeeper run``, a
 trigger, the scheduler) is evaluated at once, through the same claim, so a failure alerts
 without waiting for the next tick, and never twice. A ``partial`` run still sends its warning
-when it ends (it is not a state). Volume verdicts (:mod:`cronkeeper.ops.volume`) are computed
+when it ends (it is not a state). Volume verdicts (:mod:`cronkeeper.volume`) are computed
 once per finished run and stored with the job's state, where health reads them.
 
 Every job is evaluated; ``missing`` applies to monitored jobs only (the others have no
@@ -38,8 +38,8 @@ from cronkeeper.errors import StorageError
 from cronkeeper.health import outcome, watch_facts
 from cronkeeper.ledger import RunRow
 from cronkeeper.ledger.job_state import JobState
-from cronkeeper.ops.volume import Anomaly, Band, VolumeVerdict, classify_history, is_daily
 from cronkeeper.service import RunObserver, Service
+from cronkeeper.volume import Anomaly, Band, VolumeVerdict, classify_history, is_daily
 
 __all__ = [
     "EXIT_CHECK_DOWN",
@@ -49,7 +49,7 @@ __all__ = [
     "install_watchdog",
 ]
 
-log = logging.getLogger("cronkeeper.ops.watchdog")
+log = logging.getLogger("cronkeeper.alerting.watchdog")
 
 EXIT_CHECK_OK = 0
 EXIT_CHECK_DOWN = 1

@@ -17,7 +17,7 @@ from cronkeeper.config import Settings
 from cronkeeper.http import RetryEvent
 from cronkeeper.ledger import RunRow
 from cronkeeper.ledger.reads import last_success_statement
-from cronkeeper.ops.metrics import MetricsObserver, install_metrics
+from cronkeeper.metrics import MetricsObserver, install_metrics
 from cronkeeper.runner import run_job
 from cronkeeper.sandbox import Fault, MetaSimulator
 from cronkeeper.sandbox.server import serve_app
@@ -427,7 +427,7 @@ def test_the_last_ok_run_counts_a_tolerated_partial_and_not_one_beyond_it() -> N
 
     from cronkeeper.config import DEFAULT_JOBS
     from cronkeeper.ledger import RunRow
-    from cronkeeper.ops.metrics import last_ok
+    from cronkeeper.metrics import last_ok
 
     def run(day: int, status: str, message: str | None) -> RunRow:
         at = datetime(2026, 11, day, 1, tzinfo=UTC)

@@ -35,7 +35,7 @@ from cronkeeper.ledger.presence import Heartbeat
 from cronkeeper.sandbox.server import serve_app
 from cronkeeper.service import Service
 from tests.conftest import SECRET, FakeClock, make_settings
-from tests.ops.test_metrics import record_run
+from tests.metrics.test_metrics import record_run
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 PROMTOOL = shutil.which("promtool")

@@ -12,14 +12,14 @@ from prometheus_client import generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronkeeper.alerting.delivery import WebhookAlerter
+from cronkeeper.alerting.watchdog import Watchdog
 from cronkeeper.ledger import RunRow
-from cronkeeper.ops.metrics import LedgerCollector, read_snapshot
-from cronkeeper.ops.watchdog import Watchdog
+from cronkeeper.metrics import LedgerCollector, read_snapshot
 from cronkeeper.scheduler import CronScheduler
 from cronkeeper.service import Service
 from cronkeeper.storage.engine import create_engine
 from tests.conftest import FakeClock, make_settings
-from tests.ops.fakes import FakeRun
+from tests.support.fakes import FakeRun
 
 FRIDAY = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
 

@@ -64,7 +64,7 @@ __all__ = [
     "read_snapshot",
 ]
 
-log = logging.getLogger("cronkeeper.ops.metrics")
+log = logging.getLogger("cronkeeper.metrics")
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """``text/plain; version=0.0.4``: what every Prometheus server and agent reads."""

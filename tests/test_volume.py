@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 
 from cronkeeper.ledger import RunRow
-from cronkeeper.ops.volume import (
+from cronkeeper.volume import (
     baseline_samples,
     classify_history,
     evaluate_volume,
