@@ -71,9 +71,11 @@ def timed(clock: FakeClock, run: FakeRun) -> tuple[RunJob, list[tuple[str, datet
     """``run`` that also notes the clock at each call."""
     at: list[tuple[str, datetime]] = []
 
-    async def go(service: Service, name: str, day: date) -> RunOutcome:
+    async def go(
+        service: Service, name: str, day: date, *, slot: datetime | None = None
+    ) -> RunOutcome:
         at.append((name, clock.now))
-        return await run(service, name, day)
+        return await run(service, name, day, slot=slot)
 
     return go, at
 
@@ -420,10 +422,12 @@ async def test_a_long_run_does_not_hold_up_the_next_job(
     run = FakeRun(block=asyncio.Event())  # every run blocks once inside: daily never ends
     finished = asyncio.Event()
 
-    async def go(service: Service, name: str, day: date) -> RunOutcome:
+    async def go(
+        service: Service, name: str, day: date, *, slot: datetime | None = None
+    ) -> RunOutcome:
         if name == "collect-mixpanel":
             run.block = None
-        result = await run(service, name, day)
+        result = await run(service, name, day, slot=slot)
         finished.set()
         return result
 

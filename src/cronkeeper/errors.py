@@ -173,6 +173,11 @@ class AlreadyRunning(CronkeeperError):
     """Another process holds the lease of this job; no run was recorded."""
 
 
+class SlotServed(AlreadyRunning):
+    """The scheduler's slot was served by another run, found once the lease was held (the
+    check and the claim are one step: issue 20.2); no run was recorded."""
+
+
 class LeaseLost(CronkeeperError):
     """A run's lease expired while it went on, and another run took it over."""
 

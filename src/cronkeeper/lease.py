@@ -20,6 +20,22 @@ answer in time, or SQLite's write lock held past the timeout — lets the job ru
 behind this version's migrations (checked in the claim's own transaction: a rolling deploy
 leaves replicas whose code is ahead of the database), a missing table, a permission denied,
 a bug — refuses the run: otherwise every replica would run every job.
+
+Fencing (issue 20.2): the row's ``epoch`` grows by one with every claim, and a release only
+expires the row (it keeps its epoch), so a job's epochs never repeat. The claim returns it; a
+run's :class:`Fence` checks, inside each of its data writes' own transaction and after the
+writes, that the row still names this holder and epoch (``FOR SHARE`` on PostgreSQL, so a
+claim cannot commit between the check and the commit; SQLite's single writer gives the same
+order) — a holder that lost its lease cannot overwrite the new holder's rows or close its run
+as abandoned: its transaction rolls back with :class:`LeaseLost`. The fencing-token pattern:
+Kleppmann, "How to do distributed locking" (2016), and PostgreSQL's row locks
+(https://www.postgresql.org/docs/current/explicit-locking.html#LOCKING-ROWS).
+
+A claim that timed out has an unknown outcome: the statement may have committed after we
+stopped waiting (:mod:`cronkeeper.storage.bounded` lets a timed-out call finish in the
+background). It is checked before the run goes on: the row read back names us (the run goes
+on guarded), another live holder (:class:`AlreadyRunning`), or nobody — then the run goes on
+unguarded and releases the lease at its end in case the claim commits late.
 """
 
 from __future__ import annotations
@@ -34,8 +50,8 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import delete, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cronkeeper.errors import (
     LEASE_LOST,
@@ -53,7 +69,7 @@ from cronkeeper.storage.engine import check_schema, is_sqlite
 from cronkeeper.storage.schema import cron_leases
 from cronkeeper.storage.upsert import insert_on_conflict
 
-__all__ = ["LEASE_LOST", "Lease", "LeaseLost", "LeaseManager", "new_holder_id"]
+__all__ = ["LEASE_LOST", "Fence", "Lease", "LeaseLost", "LeaseManager", "new_holder_id"]
 
 log = logging.getLogger("cronkeeper.lease")
 T = TypeVar("T")
@@ -65,6 +81,33 @@ def new_holder_id() -> str:
 
 
 @dataclass(frozen=True)
+class Fence:
+    """The check a holder's writes make in their own transaction: the lease of ``job_name``
+    still names ``holder`` at ``epoch``. Raises :class:`LeaseLost` otherwise (the caller's
+    transaction then rolls back). Run it after the writes, before the commit."""
+
+    job_name: str
+    holder: str
+    epoch: int
+
+    async def check(self, conn: AsyncConnection) -> None:
+        row = (
+            await conn.execute(
+                select(cron_leases.c.holder, cron_leases.c.epoch)
+                .where(cron_leases.c.job_name == self.job_name)
+                .with_for_update(read=True)  # FOR SHARE on PostgreSQL; SQLite has one writer
+            )
+        ).first()
+        if row is not None and row.holder == self.holder and row.epoch == self.epoch:
+            return
+        now = "gone" if row is None else f"at epoch {row.epoch}"
+        raise LeaseLost(
+            f"{self.job_name}: {LEASE_LOST} (this run held epoch {self.epoch}, the lease is"
+            f" {now}): its write was rolled back"
+        )
+
+
+@dataclass(frozen=True)
 class Lease:
     job_name: str
     holder: str
@@ -72,6 +115,18 @@ class Lease:
     """False when the database could not be asked: the run goes on unguarded (and says so)."""
     unguarded: str | None = None
     """Why not acquired: the database's answer (unreachable, timed out, locked)."""
+    epoch: int | None = None
+    """The claim's fencing token, when acquired."""
+    uncertain: bool = False
+    """Not acquired as far as we know, but the claim timed out and may commit late: the
+    lease is released at the end all the same."""
+
+    @property
+    def fence(self) -> Fence | None:
+        """What this run's writes check; ``None`` for a run without a lease."""
+        if not self.acquired or self.epoch is None:
+            return None
+        return Fence(self.job_name, self.holder, self.epoch)
 
 
 class LeaseManager:
@@ -114,9 +169,10 @@ class LeaseManager:
             "holder": holder,
             "acquired_at": db_now(),
             "expires_at": db_now_plus(self.ttl),
+            "epoch": 1,
         }
 
-        async def claim() -> int:
+        async def claim() -> int | None:
             async with self.engine.begin() as conn:
                 if not self._schema_checked:
                     await check_schema(conn)
@@ -127,17 +183,21 @@ class LeaseManager:
                     key=["job_name"],
                     update=("holder", "acquired_at", "expires_at"),
                     where=cron_leases.c.expires_at < db_now(),
+                    also={"epoch": cron_leases.c.epoch + 1},
                 )
                 # RETURNING, not rowcount: drivers disagree on rowcount for INSERT … ON CONFLICT.
-                result = await conn.execute(statement.returning(cron_leases.c.holder))
-                return len(result.all())
+                result = await conn.execute(statement.returning(cron_leases.c.epoch))
+                row = result.first()
+                return None if row is None else int(row.epoch)
 
         try:
             # A probe: the claim is a new run's first call, the one that finds out whether the
             # database is back. Trusting the breaker for its whole cooldown, every run in the
             # 30 s after a blip would go on unguarded and unrecorded.
-            claimed = await self._bounded(claim, gated=True, probe=True)
+            epoch = await self._bounded(claim, gated=True, probe=True)
         except (DatabaseUnreachable, DatabaseLocked) as exc:
+            if isinstance(exc.__cause__, TimeoutError):
+                return await self._settle_unknown_claim(job_name, holder, exc)
             log.error(
                 "could not claim the lease of %s (%s); running without the one-at-a-time guard",
                 job_name,
@@ -149,9 +209,57 @@ class LeaseManager:
                 f"refusing to run {job_name}: could not claim its lease: {exc}"
             ) from exc
         self._schema_checked = True
-        if claimed != 1:
+        if epoch is None:
             raise AlreadyRunning(f"{job_name} is already running (another process holds its lease)")
-        return Lease(job_name, holder, acquired=True)
+        return Lease(job_name, holder, acquired=True, epoch=epoch)
+
+    async def _settle_unknown_claim(
+        self, job_name: str, holder: str, failure: StorageError
+    ) -> Lease:
+        """The claim timed out: it may have committed. Read the row back before going on."""
+
+        async def read_back() -> tuple[str, int, bool] | None:
+            async with self.engine.connect() as conn:
+                row = (
+                    await conn.execute(
+                        select(
+                            cron_leases.c.holder,
+                            cron_leases.c.epoch,
+                            (cron_leases.c.expires_at > db_now()).label("live"),
+                        ).where(cron_leases.c.job_name == job_name)
+                    )
+                ).first()
+                return None if row is None else (str(row.holder), int(row.epoch), bool(row.live))
+
+        try:
+            found = await self._bounded(read_back, gated=False)
+        except StorageError as exc:
+            log.error(
+                "could not claim the lease of %s (%s), nor read it back (%s); running without the"
+                " one-at-a-time guard",
+                job_name,
+                failure,
+                exc,
+            )
+            return Lease(job_name, holder, acquired=False, unguarded=str(failure), uncertain=True)
+        if found is not None and found[0] == holder:
+            log.warning(
+                "the claim of the lease of %s timed out but was recorded (epoch %d): running"
+                " guarded",
+                job_name,
+                found[1],
+            )
+            self._schema_checked = True
+            return Lease(job_name, holder, acquired=True, epoch=found[1])
+        if found is not None and found[2]:
+            raise AlreadyRunning(f"{job_name} is already running (another process holds its lease)")
+        log.error(
+            "could not claim the lease of %s (%s; not recorded when read back); running without"
+            " the one-at-a-time guard",
+            job_name,
+            failure,
+        )
+        return Lease(job_name, holder, acquired=False, unguarded=str(failure), uncertain=True)
 
     async def renew(self, lease: Lease) -> bool:
         """Push the expiry to the database's now + ``ttl``.
@@ -170,6 +278,7 @@ class LeaseManager:
                     .where(
                         cron_leases.c.job_name == lease.job_name,
                         cron_leases.c.holder == lease.holder,
+                        cron_leases.c.epoch == lease.epoch,
                     )
                     .values(expires_at=db_now_plus(self.ttl))
                 )
@@ -185,16 +294,21 @@ class LeaseManager:
         return True
 
     async def release(self, lease: Lease) -> None:
-        if not lease.acquired:
+        """Expire the lease if it is still ours. The row stays, with its epoch: the next
+        claim counts on from it (a deleted row would start the count over)."""
+        if not lease.acquired and not lease.uncertain:
             return
 
         async def drop() -> None:
             async with self.engine.begin() as conn:
                 await conn.execute(
-                    delete(cron_leases).where(
+                    update(cron_leases)
+                    .where(
                         cron_leases.c.job_name == lease.job_name,
                         cron_leases.c.holder == lease.holder,
+                        cron_leases.c.expires_at >= db_now(),
                     )
+                    .values(expires_at=db_now_plus(-1.0))
                 )
 
         try:

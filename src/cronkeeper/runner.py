@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from cronkeeper.errors import CronkeeperError, LeaseLost
+from cronkeeper.errors import AlreadyRunning, CronkeeperError, LeaseLost, SlotServed
 from cronkeeper.http import HttpContext, RetryEvent, client_from_settings
 from cronkeeper.http.pacing import Pacer, PacingPolicy
 from cronkeeper.jobs import JobContext, get_job
+from cronkeeper.lease import Lease
 from cronkeeper.ledger import FinalStatus, Ledger, RunRow, RunTracker
 from cronkeeper.ledger.models import ABANDONED
 from cronkeeper.reportday import check_report_date, default_day, parse_report_date
@@ -75,7 +78,12 @@ def _settle(future: asyncio.Future[Any], value: Any) -> None:
 
 
 async def run_job(
-    service: Service, name: str, day: date | None = None, *, progress: RunProgress | None = None
+    service: Service,
+    name: str,
+    day: date | None = None,
+    *,
+    progress: RunProgress | None = None,
+    slot: datetime | None = None,
 ) -> RunResult:
     """Run ``name`` for ``day`` (default: yesterday in the configured zone).
 
@@ -84,6 +92,11 @@ async def run_job(
     yet or is before 2000, and a :class:`~cronkeeper.errors.StorageError` when the lease
     refuses the run (schema behind, permission denied: see :mod:`cronkeeper.lease`); no run
     is recorded then. Every other failure ends up in the result and the ledger as ``error``.
+
+    ``slot`` (the scheduler's fire): once the lease is held, a run of the job for ``day``
+    started at or after it means another replica served the slot meanwhile — raises
+    :class:`~cronkeeper.errors.SlotServed` and runs nothing. Checked under the lease, the slot
+    check and the claim are one step: no replica can start the slot between them.
     """
     job = get_job(name)
     settings = service.settings
@@ -98,7 +111,14 @@ async def run_job(
     try:
         async with service.leases.hold(name) as lease:
             if lease.acquired:
-                abandoned = await service.ledger.close_abandoned(name, reason=ABANDONED)
+                try:
+                    abandoned = await service.ledger.close_abandoned(
+                        name, reason=ABANDONED, fence=lease.fence, stale_after=service.leases.ttl
+                    )
+                except LeaseLost as exc:  # taken over before this run even started
+                    raise AlreadyRunning(str(exc)) from exc
+            if slot is not None and await _served(service.ledger, name, day, slot):
+                raise SlotServed(f"{name}: its {slot.isoformat()} slot was already served")
                 if abandoned:
                     log.warning("closed %d abandoned run(s) of %s", len(abandoned), name)
                     await service.notify(lambda o: o.run_abandoned(name, abandoned))
@@ -131,15 +151,21 @@ async def run_job(
                     clock=service.clock,
                     explicit_day=explicit_day,
                     deadline=now + timedelta(seconds=settings.run_budget_seconds),
+                    fence=lease.fence,
                 )
                 try:
                     async with service.ledger.track(
-                        name, unit_label=job.unit_label, report_date=day
+                        name, unit_label=job.unit_label, report_date=day, lease_epoch=lease.epoch
                     ) as tracker:
                         if progress is not None:
                             _settle(progress.started, tracker.run_id)
                         log.info("running %s for %s", name, day.isoformat())
-                        await job.run(ctx, day, tracker)
+                        if lease.acquired:
+                            await job.run(ctx, day, tracker)
+                        else:
+                            tracker.note(unguarded_note(lease))
+                            async with _heartbeat(service, tracker.run_id):
+                                await job.run(ctx, day, tracker)
                 except CronkeeperError as exc:
                     log.error("%s failed: %s", name, settings.redactor(str(exc)))
                 except Exception as exc:
@@ -169,6 +195,42 @@ async def run_job(
         if finished is not None:
             await service.notify(lambda o: o.run_finished(finished, previous))
     return result
+
+
+def unguarded_note(lease: Lease) -> str:
+    """The run's message says it ran without the one-at-a-time guard, and why."""
+    return (
+        f"ran without the one-at-a-time guard: its lease could not be claimed ({lease.unguarded})"
+    )
+
+
+@asynccontextmanager
+async def _heartbeat(service: Service, run_id: str | None) -> AsyncIterator[None]:
+    """A run without a lease says it is alive every ``ttl / 3`` (``cron_runs.heartbeat_at``),
+    so a guarded run does not close it as abandoned while it works (issue 20.2)."""
+
+    async def beat() -> None:
+        while True:
+            await service.ledger.beat(run_id)
+            await asyncio.sleep(service.leases.ttl / 3)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+
+
+async def _served(ledger: Ledger, name: str, day: date, slot: datetime) -> bool:
+    """A run of ``name`` for ``day`` started at or after ``slot`` (a database that cannot
+    say: not served, the run itself copes with it)."""
+    try:
+        started = await ledger.last_started_for(name, day)
+    except CronkeeperError:
+        return False
+    return started is not None and started >= slot
 
 
 async def _latest(ledger: Ledger, name: str) -> RunRow | None:

@@ -38,7 +38,14 @@ from typing import Any, Protocol
 from cronkeeper.clock import Sleep
 from cronkeeper.config import JobSpec
 from cronkeeper.cron import CronExpression
-from cronkeeper.errors import AlreadyRunning, ConfigError, SchemaBehind, StorageError, first_line
+from cronkeeper.errors import (
+    AlreadyRunning,
+    ConfigError,
+    SchemaBehind,
+    SlotServed,
+    StorageError,
+    first_line,
+)
 from cronkeeper.ledger.presence import Heartbeat, scheduler_id
 from cronkeeper.reportday import slot_day
 from cronkeeper.runner import run_job
@@ -77,8 +84,13 @@ class RunOutcome(Protocol):
     def error_message(self) -> str | None: ...
 
 
-RunJob = Callable[[Service, str, date], Awaitable[RunOutcome]]
-"""``run_job``'s shape: tests pass a fake that needs no HTTP."""
+class RunJob(Protocol):
+    """``run_job``'s shape: tests pass a fake that needs no HTTP. ``slot``: run only if the
+    slot is still unserved once the lease is held (else raise ``SlotServed``)."""
+
+    def __call__(
+        self, service: Service, name: str, day: date, *, slot: datetime | None = None
+    ) -> Awaitable[RunOutcome]: ...
 
 
 # -- the calendar ---------------------------------------------------------------------
@@ -250,7 +262,14 @@ class CronScheduler:
             return None
         redact = self.service.settings.redactor
         try:
-            result = await self._run(self.service, name, day)
+            result = await self._run(self.service, name, day, slot=slot)
+        except SlotServed:
+            log.info(
+                "%s: its %s slot was served by another run while this one claimed the lease",
+                name,
+                slot.isoformat(),
+            )
+            return None
         except AlreadyRunning:
             log.info(
                 "%s is already running elsewhere; its %s fire is skipped", name, slot.isoformat()

@@ -255,6 +255,7 @@ class DatabaseRecorder:
         self.spool = ExecSpool(directory, database_identity(settings.database_url))
         self.service: Service | None = None
         self.reachable = False
+        self.epoch: int | None = None
         try:
             self.service = Service.from_settings(settings)
             install_watchdog(self.service)
@@ -273,10 +274,17 @@ class DatabaseRecorder:
             # No lease claimed: the database did not answer; replaying now would only make
             # the command wait for the timeout again.
             self.reachable = lease.acquired
+            self.epoch = lease.epoch
             if lease.acquired:
                 # Holding the lease, no other exec of this job is alive: a row still running
-                # belongs to one that was killed before it could record its end.
-                await self.service.ledger.close_abandoned(self.name, reason=ABANDONED)
+                # under another epoch belongs to one that was killed before it could record
+                # its end (one without a lease, once silent for the lease's TTL).
+                await self.service.ledger.close_abandoned(
+                    self.name,
+                    reason=ABANDONED,
+                    fence=lease.fence,
+                    stale_after=self.service.leases.ttl,
+                )
             yield
 
     async def start(self, run_id: str) -> str | None:
@@ -285,7 +293,14 @@ class DatabaseRecorder:
         if self.service is None:
             return None
         try:
-            return await start_run(self.service.ledger, self.name, None, run_id=run_id, gated=True)
+            return await start_run(
+                self.service.ledger,
+                self.name,
+                None,
+                run_id=run_id,
+                gated=True,
+                lease_epoch=self.epoch,
+            )
         except StorageError as exc:
             log.error(
                 "could not record the start of %s (the command runs anyway): %s", self.name, exc

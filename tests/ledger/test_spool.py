@@ -142,6 +142,7 @@ async def test_a_run_whose_end_is_spooled_is_recorded_not_abandoned(
     assert finished is not None and dead is not None
     spool.write(SpooledEnd(finished, "collect-daily", "success", 12, None, clock.now))
 
+    clock.advance(minutes=2)  # both started without a lease: abandoned once silent for its TTL
     assert await ledger.close_abandoned("collect-daily", reason=ABANDONED) == [dead]
     row = await ledger.get_run(finished)
     assert row is not None

@@ -118,6 +118,7 @@ async def test_a_spooled_end_corrects_a_row_closed_as_abandoned_meanwhile(
     ledger = Ledger(engine, clock=clock, spool=spool)
     run_id = await ledger.start_cron_run("collect-daily")
     assert run_id is not None
+    clock.advance(minutes=2)  # started without a lease: abandoned once silent for its TTL
     assert await ledger.close_abandoned("collect-daily", reason=ABANDONED) == [run_id]
     spool.write(SpooledEnd(run_id, "collect-daily", "success", 9, None, clock()))
     assert await ledger.replay_spool() == [run_id]

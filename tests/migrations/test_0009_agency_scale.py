@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic import command
@@ -89,7 +89,8 @@ async def test_close_abandoned_closes_only_the_jobs_running_rows(engine: AsyncEn
     ]
     async with engine.begin() as conn:
         await conn.execute(cron_runs.insert(), rows)
-    closed = await Ledger(engine, clock=lambda: NOW).close_abandoned("collect-daily", reason="x")
+    later = NOW + timedelta(minutes=5)  # rows without a lease: abandoned once silent for a TTL
+    closed = await Ledger(engine, clock=lambda: later).close_abandoned("collect-daily", reason="x")
     assert closed == [rows[0]["id"]]
     async with engine.connect() as conn:
         left = await conn.execute(text("SELECT count(*) FROM cron_runs WHERE status = 'running'"))

@@ -41,7 +41,9 @@ class FakeRun:
     inside: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once a run's ledger row is written and ``block`` holds it."""
 
-    async def __call__(self, service: Service, name: str, day: date) -> Outcome:
+    async def __call__(
+        self, service: Service, name: str, day: date, *, slot: datetime | None = None
+    ) -> Outcome:
         self.calls.append((name, day))
         self.called.set()
         if name in self.busy:

@@ -22,6 +22,7 @@ from cronkeeper.errors import (
     ApiVersionRefused,
     ConfigError,
     CronkeeperError,
+    LeaseLost,
     StorageError,
     WaitTooLong,
     first_line,
@@ -42,8 +43,9 @@ __all__ = [
 
 T = TypeVar("T")
 _MAX_REASON = 500
-STOPS_SOURCE = (ApiVersionRefused,)
-"""Failures every unit of the source would share: the first one ends the job, one message."""
+STOPS_SOURCE = (ApiVersionRefused, LeaseLost)
+"""Failures every unit would share: the first one ends the job, one message (the API refuses
+the pinned version; another run took the job's lease over, so no write of this one is kept)."""
 
 
 def _first_line(exc: BaseException) -> str:

@@ -11,15 +11,17 @@ then ``error`` with that message.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cronkeeper.clock import Clock
 from cronkeeper.config import Settings
 from cronkeeper.http import HttpContext
+from cronkeeper.lease import Fence
 from cronkeeper.ledger import RunTracker
 from cronkeeper.reportday import lookback, source_day  # the jobs' day rule lives there
 
@@ -37,6 +39,22 @@ class JobContext:
     yesterday (its own time zone), not the configured zone's."""
     deadline: datetime | None = None
     """The run's start + ``CRONKEEPER_RUN_BUDGET``: until then, units may be set aside."""
+    fence: Fence | None = None
+    """The run's lease (``None``: it runs without one): every data write checks it."""
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction of the job's data writes, fenced (issue 20.2).
+
+        After the block's writes and before the commit, the lease must still be this run's:
+        if another run took it over (this one was paused, or cut off past the lease's TTL),
+        the writes roll back and :class:`~cronkeeper.errors.LeaseLost` ends the run — a
+        holder that lost its lease never overwrites the new holder's rows.
+        """
+        async with self.engine.begin() as conn:
+            yield conn
+            if self.fence is not None:
+                await self.fence.check(conn)
 
 
 JobFunc = Callable[[JobContext, date, RunTracker], Awaitable[None]]

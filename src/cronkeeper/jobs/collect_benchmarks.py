@@ -41,6 +41,7 @@ from decimal import Decimal
 from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cronkeeper.errors import LeaseLost
 from cronkeeper.jobs._common import describe_failure, for_each, storage_error
 from cronkeeper.jobs.base import JobContext
 from cronkeeper.ledger import RunTracker
@@ -307,18 +308,20 @@ async def compute_week(ctx: JobContext, week_start: date, run: RunTracker, label
         return
     by_industry = compute_benchmarks(weeks)
     try:
-        async with ctx.engine.begin() as conn:
+        async with ctx.writing() as conn:
             await conn.execute(
                 delete(table).where(
                     table.c.week_start == week_start, table.c.industry.not_in(list(by_industry))
                 )
             )
+    except LeaseLost:
+        raise
     except Exception as exc:
         raise storage_error("could not clear the week's stale benchmarks", exc) from exc
 
     async def store(industry: str) -> None:
         found = by_industry[industry]
-        async with ctx.engine.begin() as conn:
+        async with ctx.writing() as conn:
             await conn.execute(
                 delete(table).where(
                     table.c.week_start == week_start,

@@ -44,7 +44,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cronkeeper.errors import WaitTooLong
+from cronkeeper.errors import LeaseLost, WaitTooLong
 from cronkeeper.jobs._changes import changed_rows, rewrote_note
 from cronkeeper.jobs._common import (
     STOPS_SOURCE,
@@ -291,7 +291,7 @@ async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
         rows = [insight_row(i, collected_at, details.currency) for i in insights]
         empty = no_delivery_days(since, until, {i.date for i in insights})
         try:
-            async with ctx.engine.begin() as conn:
+            async with ctx.writing() as conn:
                 rewritten = await changed_rows(conn, meta_daily_insights, rows, **_FIGURES)
                 written = await upsert(conn, meta_daily_insights, rows)
                 dropped[account] = await record_no_delivery(
@@ -299,6 +299,8 @@ async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
                 )
                 if fresh is not None:
                     await upsert(conn, meta_account_details, [details_row(fresh, collected_at)])
+        except LeaseLost:
+            raise  # another run holds the job now: this run stops (for_each's STOPS_SOURCE)
         except Exception as exc:
             raise storage_error("fetched, but could not store the rows", exc) from exc
         changed[account] = rewritten
@@ -308,7 +310,7 @@ async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
         """Store fresh details of an account whose insights failed (best effort: the insights
         failure is what the run reports), so that its status is known and not re-read."""
         try:
-            async with ctx.engine.begin() as conn:
+            async with ctx.writing() as conn:
                 await upsert(conn, meta_account_details, [details_row(details, ctx.clock())])
         except Exception:  # noqa: S110 - the account is skipped for its own failure anyway
             pass

@@ -123,7 +123,7 @@ async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
         absent = absent_events(project, list(events), counts, since, until)
         now = ctx.clock()
         try:
-            async with ctx.engine.begin() as conn:
+            async with ctx.writing() as conn:
                 if absent:
                     counts = counts + await _zeros_for(conn, project, absent, since, until)
                 rows = [

@@ -247,7 +247,7 @@ async def run(ctx: JobContext, day: date, run: RunTracker) -> None:
     """
     listing = await NotionClient.from_settings(ctx.http, ctx.settings).query_all()
     try:
-        async with ctx.engine.begin() as conn:
+        async with ctx.writing() as conn:
             plan = await _apply(conn, listing, ctx.clock(), ctx.settings.notion_max_deactivate)
     except CronkeeperError:
         raise

@@ -98,16 +98,18 @@ async def start_run(
     *,
     run_id: str | None = None,
     gated: bool = False,
+    lease_epoch: int | None = None,
 ) -> str:
     """Insert a ``running`` row; its id. Raises :class:`StorageError`.
 
     ``gated``: not even try while the breaker knows the database is down (``exec`` must not
-    delay its command by a timeout the lease claim just spent)."""
+    delay its command by a timeout the lease claim just spent). ``lease_epoch``: the job's
+    lease the run holds (``exec``)."""
     run_id = run_id or str(uuid.uuid4())
     now = ledger.clock()
 
     async def insert(conn: AsyncConnection) -> None:
-        await conn.execute(insert_running(run_id, cron_name, now, report_date))
+        await conn.execute(insert_running(run_id, cron_name, now, report_date, lease_epoch))
 
     await _write(ledger, insert, gated=gated)
     return run_id

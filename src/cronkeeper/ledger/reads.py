@@ -20,6 +20,7 @@ from sqlalchemy import (
     Row,
     Select,
     Update,
+    and_,
     func,
     literal_column,
     or_,
@@ -171,9 +172,19 @@ IS_RUNNING = cron_runs.c.status == literal_column("'running'")
 
 
 def abandoned_statement(
-    cron_name: str, *, finished_at: datetime, reason: str, keep: Sequence[str] = ()
+    cron_name: str,
+    *,
+    finished_at: datetime,
+    reason: str,
+    keep: Sequence[str] = (),
+    epoch: int | None = None,
+    stale_before: datetime | None = None,
 ) -> Update:
-    """Close every ``running`` row of ``cron_name`` (but ``keep``) as ``error``; returns ids.
+    """Close the ``running`` rows of ``cron_name`` (but ``keep``) whose holder is gone as
+    ``error``; returns ids. Gone: started under a lease epoch other than ``epoch`` (the
+    closer's own), or without a lease and silent (heartbeat, else start) since before
+    ``stale_before`` (default ``finished_at``). ``epoch=None`` (no lease of the closer's
+    own): every run with a lease epoch counts as gone.
 
     Reads ``idx_cron_runs_running`` (migration 0009), which holds only the running rows: the
     cost does not grow with the job's history (``bench/ledger_overhead.py``), where the
@@ -182,6 +193,15 @@ def abandoned_statement(
     running = [cron_runs.c.cron_name == cron_name, IS_RUNNING]
     if keep:
         running.append(cron_runs.c.id.not_in(list(keep)))
+    fenced: ColumnElement[bool] = cron_runs.c.lease_epoch.is_not(None)
+    if epoch is not None:
+        fenced = and_(fenced, cron_runs.c.lease_epoch != epoch)
+    silent = and_(
+        cron_runs.c.lease_epoch.is_(None),
+        func.coalesce(cron_runs.c.heartbeat_at, cron_runs.c.started_at)
+        < (finished_at if stale_before is None else stale_before),
+    )
+    running.append(or_(fenced, silent))
     return (
         update(cron_runs)
         .where(*running)

@@ -84,6 +84,10 @@ class SpooledEnd:
         )
 
 
+def _epoch(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 @dataclass(frozen=True)
 class SpooledStart:
     """What ``start_cron_run`` would have inserted (the row, as it began)."""
@@ -92,6 +96,7 @@ class SpooledStart:
     cron_name: str
     started_at: datetime
     report_date: date | None
+    lease_epoch: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -114,6 +119,7 @@ class SpooledStart:
             cron_name=str(data["cron_name"]),
             started_at=started_at,
             report_date=None if day is None else date.fromisoformat(day),
+            lease_epoch=_epoch(data.get("lease_epoch")),  # absent from older spool files
         )
 
     def row(self, recorded_at: datetime) -> dict[str, Any]:
@@ -128,6 +134,7 @@ class SpooledStart:
             "records_count": 0,
             "created_at": recorded_at,
             "report_date": self.report_date,
+            "lease_epoch": self.lease_epoch,
         }
 
 

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Insert, Row, update
@@ -31,7 +31,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cronkeeper.clock import Clock, utcnow
 from cronkeeper.config import JOB_NAMES
-from cronkeeper.errors import LEASE_LOST, DatabaseLocked, DatabaseUnreachable, StorageError
+from cronkeeper.errors import (
+    LEASE_LOST,
+    DatabaseLocked,
+    DatabaseUnreachable,
+    LeaseLost,
+    StorageError,
+)
+from cronkeeper.lease import Fence
 from cronkeeper.ledger.models import FINAL_STATUSES, RunRow, RunSummary, Skipped, summarize
 from cronkeeper.ledger.reads import (
     abandoned_statement,
@@ -125,9 +132,14 @@ def _later(exc: StorageError) -> bool:
 
 
 def insert_running(
-    run_id: str, cron_name: str, started_at: datetime, report_date: date | None
+    run_id: str,
+    cron_name: str,
+    started_at: datetime,
+    report_date: date | None,
+    lease_epoch: int | None = None,
 ) -> Insert:
-    """The one statement that opens a run: a ``running`` row started (and created) now."""
+    """The one statement that opens a run: a ``running`` row started (and created) now, under
+    the job's lease at ``lease_epoch`` (``None``: without one)."""
     return cron_runs.insert().values(
         id=run_id,
         cron_name=cron_name,
@@ -136,6 +148,7 @@ def insert_running(
         records_count=0,
         created_at=started_at,
         report_date=report_date,
+        lease_epoch=lease_epoch,
     )
 
 
@@ -170,7 +183,7 @@ class Ledger:
     # -- writes: never raise ------------------------------------------------------------
 
     async def start_cron_run(
-        self, cron_name: str, *, report_date: date | None = None
+        self, cron_name: str, *, report_date: date | None = None, lease_epoch: int | None = None
     ) -> str | None:
         """Insert a ``running`` row; its id, or ``None`` if the database did not take it and
         the start could not be spooled either."""
@@ -179,14 +192,14 @@ class Ledger:
 
         async def insert() -> None:
             async with self.engine.begin() as conn:
-                await conn.execute(insert_running(run_id, cron_name, now, report_date))
+                await conn.execute(insert_running(run_id, cron_name, now, report_date, lease_epoch))
 
         try:
             await self._bounded(insert, gated=True)
         except StorageError as exc:
             kept, spooled = False, ""
             if self.spool is not None and _later(exc):
-                start = SpooledStart(run_id, cron_name, now, report_date)
+                start = SpooledStart(run_id, cron_name, now, report_date, lease_epoch)
                 kept, spooled = await self._spool(start)
             log.error(
                 "could not record the start of %s (the job runs anyway): %s%s",
@@ -198,6 +211,28 @@ class Ledger:
                 return None
             self._spooled_starts.add(run_id)
         return run_id
+
+    async def beat(self, run_id: str | None) -> bool:
+        """A run without a lease is alive: move its ``heartbeat_at`` to now. Whether the row
+        took it; never raises (a run's work never waits on its bookkeeping)."""
+        if run_id is None:
+            return False
+        now = self.clock()
+
+        async def touch() -> int:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(
+                    update(cron_runs)
+                    .where(cron_runs.c.id == run_id, cron_runs.c.status == "running")
+                    .values(heartbeat_at=now)
+                )
+                return int(result.rowcount)
+
+        try:
+            return await self._bounded(touch, gated=True) == 1
+        except StorageError as exc:
+            log.warning("could not record that run %s is alive: %s", run_id, type(exc).__name__)
+            return False
 
     async def complete_cron_run(
         self,
@@ -287,29 +322,54 @@ class Ledger:
             return []
         return await replay(self.spool, self.engine, self._bounded, self.clock)
 
-    async def close_abandoned(self, cron_name: str, *, reason: str) -> list[str]:
-        """Close every ``running`` row of ``cron_name`` as ``error``; their ids.
+    async def close_abandoned(
+        self,
+        cron_name: str,
+        *,
+        reason: str,
+        fence: Fence | None = None,
+        stale_after: float = 60.0,
+    ) -> list[str]:
+        """Close the ``running`` rows of ``cron_name`` whose holder is gone as ``error``; ids.
 
         Called by the holder of the job's lease before it starts its own run: while it holds
-        the lease no other run of the job is alive, so any row still ``running`` belongs to a
-        process that died (killed, OOM, host lost) and would otherwise look stuck forever.
+        the lease no other *guarded* run of the job is alive, so a row started under another
+        epoch of the lease belongs to a process that died (killed, OOM, host lost) or lost
+        its lease, and would otherwise look stuck forever. A row started without a lease (the
+        database could not be asked) is closed only once its heartbeat (or, lacking one, its
+        start) is ``stale_after`` seconds old: it may still be alive (:meth:`beat`).
+        ``fence`` is checked in the same transaction: a holder that lost its lease meanwhile
+        closes nothing (it would close the new holder's run) and gets
+        :class:`~cronkeeper.errors.LeaseLost`.
         """
 
         # A run whose end waits in the local spool finished: record it, never abandon it.
         await self.replay_spool()
         spooled = sorted(await asyncio.to_thread(self.spool.run_ids)) if self.spool else []
 
+        now = self.clock()
+
         async def close() -> list[str]:
             async with self.engine.begin() as conn:
                 result = await conn.execute(
                     abandoned_statement(
-                        cron_name, finished_at=self.clock(), reason=reason, keep=spooled
+                        cron_name,
+                        finished_at=now,
+                        reason=reason,
+                        keep=spooled,
+                        epoch=None if fence is None else fence.epoch,
+                        stale_before=now - timedelta(seconds=stale_after),
                     )
                 )
-                return [str(r[0]) for r in result]
+                closed = [str(r[0]) for r in result]
+                if fence is not None:
+                    await fence.check(conn)
+                return closed
 
         try:
             return await self._bounded(close, gated=True)
+        except LeaseLost:
+            raise
         except StorageError as exc:
             log.error("could not close abandoned runs of %s: %s", cron_name, exc)
             return []
@@ -321,6 +381,7 @@ class Ledger:
         *,
         unit_label: str = "units",
         report_date: date | None = None,
+        lease_epoch: int | None = None,
     ) -> AsyncIterator[RunTracker]:
         """Record one run of ``cron_name`` around the block.
 
@@ -328,7 +389,9 @@ class Ledger:
         the exception text if it raised (the exception propagates; the ledger adds none of
         its own). ``report_date`` is the date the run collects (backfills skip done dates).
         """
-        run_id = await self.start_cron_run(cron_name, report_date=report_date)
+        run_id = await self.start_cron_run(
+            cron_name, report_date=report_date, lease_epoch=lease_epoch
+        )
         tracker = RunTracker(cron_name=cron_name, run_id=run_id, unit_label=unit_label)
         try:
             yield tracker

@@ -143,6 +143,11 @@ cron_runs = Table(
     Column("created_at", UtcDateTime),
     Column("report_date", Date),
     Column("retry_counts", Text),
+    # The epoch of the job's lease the run was started under (migration 0013); NULL: it held
+    # no lease (the database could not be asked), or it ran before 0013.
+    Column("lease_epoch", BigInteger),
+    # A run without a lease: its last sign of life (closed as abandoned once stale).
+    Column("heartbeat_at", UtcDateTime),
     CheckConstraint(
         "status IN ('running','success','error','partial')", name="cron_runs_status_check"
     ),
@@ -184,6 +189,8 @@ cron_leases = Table(
     Column("run_id", Uuid(as_uuid=False)),
     Column("acquired_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
+    # Grows by one with every claim (migration 0013): the holder's fencing token.
+    Column("epoch", BigInteger, nullable=False, server_default=text("0")),
 )
 
 job_state = Table(

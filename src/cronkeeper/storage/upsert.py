@@ -32,19 +32,22 @@ def insert_on_conflict(
     key: Sequence[str],
     update: Iterable[str],
     where: ColumnElement[bool] | None = None,
+    also: Mapping[str, Any] | None = None,
 ) -> Insert:
     """``INSERT INTO table … ON CONFLICT (key) DO UPDATE SET col = excluded.col [WHERE …]``.
 
     ``update`` names the columns a conflicting row takes from the proposed one; ``where``
     makes the update conditional (the row count — or ``RETURNING`` — then says whether the
-    write happened: the claim pattern of the lease). ``values`` may hold SQL expressions.
+    write happened: the claim pattern of the lease). ``values`` may hold SQL expressions;
+    ``also`` sets columns of a conflicting row from expressions of their own (the lease's
+    ``epoch = cron_leases.epoch + 1``).
     """
     statement = _insert(dialect)(table)
     if values is not None:
         statement = statement.values(**values)
     upserting: Insert = statement.on_conflict_do_update(
         index_elements=list(key),
-        set_={name: statement.excluded[name] for name in update},
+        set_={**{name: statement.excluded[name] for name in update}, **(also or {})},
         where=where,
     )
     return upserting
