@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from cronkeeper.errors import BreakerOpen, StorageError
+from cronkeeper.errors import BreakerOpen, CronkeeperError, StorageError
 from cronkeeper.storage.breaker import Breaker
 from cronkeeper.storage.failures import database_error
 
@@ -56,6 +56,14 @@ class BoundedCall:
             )
         try:
             result = await _within(work, self.seconds)
+        except CronkeeperError as exc:
+            if isinstance(exc, StorageError):
+                self.breaker.record(exc)
+                raise
+            # The work's own verdict, reached with the database's answer (a fenced write
+            # whose lease was taken over: LeaseLost): not a database failure.
+            self.breaker.record(None)
+            raise
         except Exception as exc:
             error = database_error(exc, seconds=self.seconds, redact=self.redact, local=self.local)
             self.breaker.record(error)
