@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -164,7 +162,8 @@ async def run_job(
                             await job.run(ctx, day, tracker)
                         else:
                             tracker.note(unguarded_note(lease))
-                            async with _heartbeat(service, tracker.run_id):
+                            beat = service.leases.ttl / 3
+                            async with service.ledger.beating(tracker.run_id, beat):
                                 await job.run(ctx, day, tracker)
                 except CronkeeperError as exc:
                     log.error("%s failed: %s", name, settings.redactor(str(exc)))
@@ -202,25 +201,6 @@ def unguarded_note(lease: Lease) -> str:
     return (
         f"ran without the one-at-a-time guard: its lease could not be claimed ({lease.unguarded})"
     )
-
-
-@asynccontextmanager
-async def _heartbeat(service: Service, run_id: str | None) -> AsyncIterator[None]:
-    """A run without a lease says it is alive every ``ttl / 3`` (``cron_runs.heartbeat_at``),
-    so a guarded run does not close it as abandoned while it works (issue 20.2)."""
-
-    async def beat() -> None:
-        while True:
-            await service.ledger.beat(run_id)
-            await asyncio.sleep(service.leases.ttl / 3)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
 
 
 async def _served(ledger: Ledger, name: str, day: date, slot: datetime) -> bool:

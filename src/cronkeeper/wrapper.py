@@ -232,6 +232,9 @@ class Recorder(Protocol):
 
     def lease(self) -> contextlib.AbstractAsyncContextManager[None]: ...
 
+    def alive(self, run_id: str | None) -> contextlib.AbstractAsyncContextManager[None]:
+        """Around the command: a run recorded without the lease beats while it works."""
+
     async def start(self, run_id: str) -> str | None:
         """Record the start; the run's id in the ledger (``None``: not recorded)."""
 
@@ -307,6 +310,14 @@ class DatabaseRecorder:
             )
             return None
 
+    @contextlib.asynccontextmanager
+    async def alive(self, run_id: str | None) -> AsyncIterator[None]:
+        if self.service is None or run_id is None or self.epoch is not None:
+            yield  # nothing recorded, or guarded: the lease's renewals say it is alive
+            return
+        async with self.service.ledger.beating(run_id, self.service.leases.ttl / 3):
+            yield
+
     async def finish(self, end: RunEnd) -> None:
         from cronkeeper.ledger.checkins import record_run_end
 
@@ -381,6 +392,10 @@ class HttpRecorder:
             yield
         finally:
             os.close(fd)  # releases the lock
+
+    @contextlib.asynccontextmanager
+    async def alive(self, run_id: str | None) -> AsyncIterator[None]:
+        yield  # check-ins carry no heartbeat; the overlap guard is this host's file lock
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"} if self.key else {}
@@ -495,7 +510,8 @@ async def exec_job(settings: Settings, name: str, argv: Sequence[str]) -> int:
             records.close()
             env = dict(os.environ) | {RECORDS_FILE_ENV: records.name}
             try:
-                returncode, tail = await run_command(argv, env)
+                async with recorder.alive(recorded_id):
+                    returncode, tail = await run_command(argv, env)
                 text = await asyncio.to_thread(_read_records, records.name)
             finally:
                 with contextlib.suppress(OSError):
