@@ -29,7 +29,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -82,6 +82,23 @@ class SpooledEnd:
             error_message=None if data["error_message"] is None else str(data["error_message"]),
             finished_at=finished_at,
         )
+
+
+R = TypeVar("R")
+
+
+def _readable(paths: Iterable[Path], parse: Callable[[str], R]) -> list[R]:
+    """``parse`` of each file that can be read; one gone meanwhile (replayed by another
+    process) is skipped, an unreadable one logged and left alone."""
+    records = []
+    for path in paths:
+        try:
+            records.append(parse(path.read_text()))
+        except FileNotFoundError:  # replayed by another process meanwhile
+            continue
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.error("ignoring unreadable spool file %s: %s", path, exc)
+    return records
 
 
 def _epoch(value: Any) -> int | None:
@@ -184,28 +201,14 @@ class Spool:
 
     def starts(self) -> list[SpooledStart]:
         """Every readable spooled start of this database, oldest first."""
-        starts = []
-        for path in sorted(self.directory.glob(f"{self.database}.*{_START}")):
-            try:
-                starts.append(SpooledStart.from_json(path.read_text()))
-            except FileNotFoundError:  # replayed by another process meanwhile
-                continue
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                log.error("ignoring unreadable spool file %s: %s", path, exc)
+        paths = sorted(self.directory.glob(f"{self.database}.*{_START}"))
+        starts = _readable(paths, SpooledStart.from_json)
         return sorted(starts, key=lambda start: start.started_at)
 
     def pending(self) -> list[SpooledEnd]:
         """Every readable spooled end of this database, oldest end first."""
-        ends = []
-        for path in sorted(self.directory.glob(f"{self.database}.*.json")):
-            if path.name.endswith(_START):
-                continue
-            try:
-                ends.append(SpooledEnd.from_json(path.read_text()))
-            except FileNotFoundError:  # replayed by another process meanwhile
-                continue
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                log.error("ignoring unreadable spool file %s: %s", path, exc)
+        paths = sorted(self.directory.glob(f"{self.database}.*.json"))
+        ends = _readable([p for p in paths if not p.name.endswith(_START)], SpooledEnd.from_json)
         return sorted(ends, key=lambda end: end.finished_at)
 
     def run_ids(self) -> set[str]:

@@ -142,15 +142,10 @@ class MixpanelSimulator(Simulator):
             return _error(404, f"Unknown endpoint {request.path}")
         if request.method != "GET":
             return _error(405, f"Method {request.method} not allowed")
-        if not self._authorised(request.headers.get("authorization", "")):
-            return _error(401, "Unable to authenticate request").with_headers(
-                ("WWW-Authenticate", 'Basic realm="Mixpanel"')
-            )
-        if key is None:
-            return _error(400, "project_id is required when authenticating as a service account")
-        project = self.projects.get(key)
-        if project is None:
-            return _error(403, f"Permission denied: no access to project {key}")
+        found = self._project(request, key)
+        if not isinstance(found, tuple):
+            return found
+        key, project = found
         host = request.headers.get("host", "").rsplit(":", 1)[0].lower()
         if host in CLUSTER_HOSTS.values() and host != CLUSTER_HOSTS[project.region]:
             target = f"{request.path}?{urlencode(request.query_items)}"
@@ -195,15 +190,10 @@ class MixpanelSimulator(Simulator):
         a JSON array of strings, ``limit`` default 255 (Mixpanel's OpenAPI file
         ``openapi/query.openapi.yaml``, ``/events/names``). Auth and project as ``/events``:
         401 without valid service-account credentials, 403 for a project it may not read."""
-        if not self._authorised(request.headers.get("authorization", "")):
-            return _error(401, "Unable to authenticate request").with_headers(
-                ("WWW-Authenticate", 'Basic realm="Mixpanel"')
-            )
-        if key is None:
-            return _error(400, "project_id is required when authenticating as a service account")
-        project = self.projects.get(key)
-        if project is None:
-            return _error(403, f"Permission denied: no access to project {key}")
+        found = self._project(request, key)
+        if not isinstance(found, tuple):
+            return found
+        key, project = found
         raw = request.query.get("limit", "255")
         limit = int(raw) if raw.isdigit() else 255
         names = project.event_names
@@ -222,6 +212,20 @@ class MixpanelSimulator(Simulator):
             return True
         self._queries[project] = [*recent, now]
         return False
+
+    def _project(self, request: SimRequest, key: str | None) -> tuple[str, MixpanelProject] | Reply:
+        """The project a request may read, or its refusal: 401 without valid service-account
+        credentials, 400 without ``project_id``, 403 for a project it may not read."""
+        if not self._authorised(request.headers.get("authorization", "")):
+            return _error(401, "Unable to authenticate request").with_headers(
+                ("WWW-Authenticate", 'Basic realm="Mixpanel"')
+            )
+        if key is None:
+            return _error(400, "project_id is required when authenticating as a service account")
+        project = self.projects.get(key)
+        if project is None:
+            return _error(403, f"Permission denied: no access to project {key}")
+        return key, project
 
     def _authorised(self, header: str) -> bool:
         scheme, _, encoded = header.partition(" ")
