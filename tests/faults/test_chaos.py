@@ -272,7 +272,13 @@ async def check(database_url: str, chaos: Chaos) -> None:
 
         async with service.engine.connect() as conn:
             runs = (await conn.execute(select(cron_runs).order_by(cron_runs.c.started_at))).all()
-            leases = (await conn.execute(select(func.count()).select_from(cron_leases))).scalar()
+            leases = (  # released leases keep their row (and epoch): none may be live
+                await conn.execute(
+                    select(func.count())
+                    .select_from(cron_leases)
+                    .where(cron_leases.c.expires_at > db_now())
+                )
+            ).scalar()
             duplicates = {
                 table.name: (
                     await conn.execute(
