@@ -115,11 +115,11 @@ async def run_job(
                     )
                 except LeaseLost as exc:  # taken over before this run even started
                     raise AlreadyRunning(str(exc)) from exc
-            if slot is not None and await _served(service.ledger, name, day, slot):
-                raise SlotServed(f"{name}: its {slot.isoformat()} slot was already served")
                 if abandoned:
                     log.warning("closed %d abandoned run(s) of %s", len(abandoned), name)
                     await service.notify(lambda o: o.run_abandoned(name, abandoned))
+            if slot is not None and await _served(service.ledger, name, day, slot):
+                raise SlotServed(f"{name}: its {slot.isoformat()} slot was already served")
             previous = await _latest(service.ledger, name)
 
             def on_retry(event: RetryEvent) -> None:
