@@ -63,14 +63,14 @@ REPO = Path(__file__).resolve().parents[2]
 WORKERS = 3
 TARGET_ROWS = 50
 # What happens, by the number of ledger rows written so far: kills, PostgreSQL restarts, and
-# a webhook outage (503) over one kill and one restart.
+# a webhook outage (503) over three kills and one restart.
 EVENTS = (
     (3, "webhook-down"),
     (6, "kill"),
     (14, "restart"),
-    (18, "webhook-up"),
     (20, "kill"),
     (27, "kill"),
+    (30, "webhook-up"),
     (34, "restart"),
     (41, "kill"),
 )
@@ -413,7 +413,6 @@ def check_alerts(messages: list[OutboxMessage], chaos: Chaos) -> None:
     # the run and the time); two messages for one change would be a change claimed twice.
     per_change = Counter((m.cron_name, m.kind, m.text) for m in messages)
     assert [change for change, n in per_change.items() if n > 1] == []
-    assert {m.kind for m in messages} >= {"down"}
     with chaos.webhook.lock:
         taken = list(chaos.webhook.taken)
     # Sent without a key: only an abandoned-run warning whose outbox row could not be written
