@@ -341,7 +341,14 @@ async def check(database_url: str, chaos: Chaos, hook_url: str) -> None:
 
         async with service.engine.connect() as conn:
             runs = (await conn.execute(select(cron_runs).order_by(cron_runs.c.started_at))).all()
-            leases = (await conn.execute(select(func.count()).select_from(cron_leases))).scalar()
+            # A released lease keeps its row (expired) for its epoch (fencing): none live.
+            leases = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(cron_leases)
+                    .where(cron_leases.c.expires_at > db_now())
+                )
+            ).scalar()
             duplicates = {
                 table.name: (
                     await conn.execute(
