@@ -16,9 +16,12 @@ from prometheus_client import generate_latest
 
 from cronkeeper.alerting.delivery import WebhookAlerter
 from cronkeeper.alerting.outbox import BACKOFF_CAP, OutboxSender, backoff, channel_of
-from cronkeeper.alerting.watchdog import Watchdog
+from cronkeeper.alerting.watchdog import Watchdog, install_watchdog
+from cronkeeper.errors import StorageError
 from cronkeeper.ledger.job_state import JobState
+from cronkeeper.ledger.models import ABANDONED
 from cronkeeper.metrics import MetricsObserver
+from cronkeeper.runner import run_job
 from cronkeeper.service import Service
 from cronkeeper.storage.engine import create_engine
 from tests.alerting.test_alerts import FakeSleep, Receiver, _server, receiver  # noqa: F401
@@ -272,3 +275,135 @@ async def test_delivered_messages_are_deleted_after_30_days(
     clock.advance(days=2)
     await watchdog.check()
     assert first.id not in [m.id for m in await service.alert_outbox.all()]
+
+
+# -- runs closed as abandoned (issue 20.3): their warning through the outbox too
+
+
+async def abandoned_runs(service: Service, clock: FakeClock, count: int = 2) -> list[str]:
+    """Runs left ``running`` by a dead process, closed by the next lease holder (as runner.py
+    does: ``close_abandoned``, then every observer's ``run_abandoned``) once silent."""
+    for _ in range(count):
+        await service.ledger.start_cron_run(JOB)
+    clock.advance(seconds=61)  # unguarded runs are closed once silent for a minute
+    closed = await service.ledger.close_abandoned(JOB, reason=ABANDONED)
+    assert len(closed) == count
+    await service.notify(lambda o: o.run_abandoned(JOB, closed))
+    return closed
+
+
+async def test_an_abandoned_run_alert_waits_out_an_outage_and_is_delivered_once(
+    one: tuple[Service, Watchdog],
+    clock: FakeClock,
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    service, watchdog = one
+    receiver.fail_status, receiver.fail_next = 503, 3  # the webhook refuses three tries
+    closed = await abandoned_runs(service, clock)
+    start = clock.now
+    [message] = await service.alert_outbox.all()  # queued, tried at once, refused
+    assert (message.kind, message.delivered_at, receiver.attempts) == ("abandoned", None, 1)
+    for _ in range(10):
+        clock.advance(seconds=60)
+        await watchdog.alerting.deliver(clock.now)  # a tick's delivery (no evaluation)
+    # Tried at 0, 60 (30 s back-off), 120 (1 min), then 240 s (2 min): taken, once.
+    assert receiver.attempts == 4
+    [payload] = receiver.received
+    assert payload["text"].startswith(":warning: collect-daily: 2 abandoned runs were closed")
+    assert all(run_id in payload["text"] for run_id in closed)
+    [message] = await service.alert_outbox.all()
+    assert payload["idempotency_key"] == message.id
+    assert message.delivered_at == start + timedelta(minutes=4)
+    assert await service.alert_outbox.pending() == 0
+
+
+async def test_the_same_abandoned_runs_queued_twice_are_one_message(
+    database_url: str,
+    clock: FakeClock,
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    a, watchdog_a = replica(database_url, clock, receiver.url)
+    b, watchdog_b = replica(database_url, clock, receiver.url)
+    receiver.fail_next = 1
+    try:
+        closed = await abandoned_runs(a, clock)
+        # The same change heard again (here and by another replica): its key is the same.
+        await watchdog_a.run_abandoned(JOB, closed)
+        await watchdog_b.run_abandoned(JOB, list(reversed(closed)))
+        for _ in range(3):
+            clock.advance(seconds=60)
+            await asyncio.gather(
+                watchdog_a.alerting.deliver(clock.now), watchdog_b.alerting.deliver(clock.now)
+            )
+        assert len(await a.alert_outbox.all()) == 1
+    finally:
+        await a.aclose()
+        await b.aclose()
+    assert receiver.attempts == 2
+    assert len(receiver.received) == 1
+
+
+async def test_install_watchdog_sends_abandoned_runs_through_the_outbox_only(
+    database_url: str,
+    clock: FakeClock,
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    # Before: every channel was an observer of its own and posted the warning directly, once,
+    # whatever the webhook answered (three 503s: lost for good).
+    settings = make_settings(database_url, monitored_jobs=(JOB,), alert_webhook_url=receiver.url)
+    service = Service.from_settings(settings, clock=clock, sleep=FakeSleep())
+    watchdog = install_watchdog(service)
+    assert [o for o in service.observers if isinstance(o, WebhookAlerter)] == []
+    receiver.fail_status, receiver.fail_next = 503, 3  # one delivery: 1 try + 2 retries
+    try:
+        await abandoned_runs(service, clock, count=1)
+        assert receiver.received == []
+        assert await service.alert_outbox.pending() == 1
+        clock.advance(seconds=60)
+        await watchdog.alerting.deliver(clock.now)
+        assert await service.alert_outbox.pending() == 0
+    finally:
+        await service.aclose()
+    assert [p["text"][:40] for p in receiver.received] == [
+        ":warning: collect-daily: 1 abandoned run"
+    ]
+
+
+async def test_an_abandoned_run_alert_is_sent_directly_when_the_outbox_cannot_be_written(
+    one: tuple[Service, Watchdog],
+    clock: FakeClock,
+    receiver: Receiver,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service, watchdog = one
+
+    async def refuse(messages: object) -> list[object]:
+        raise StorageError("database unavailable (locked)")
+
+    monkeypatch.setattr(service.alert_outbox, "add_once", refuse)
+    await watchdog.run_abandoned(JOB, ["run-a"])
+    [payload] = receiver.received  # at most once, as before the outbox
+    assert "idempotency_key" not in payload
+    assert payload["text"].startswith(":warning: collect-daily: 1 abandoned run")
+
+
+async def test_a_guarded_run_that_closes_abandoned_runs_queues_their_warning(
+    database_url: str,
+    clock: FakeClock,
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    settings = make_settings(database_url, monitored_jobs=(JOB,), alert_webhook_url=receiver.url)
+    service = Service.from_settings(settings, clock=clock, sleep=FakeSleep())
+    install_watchdog(service)
+    try:
+        dead = await service.ledger.start_cron_run(JOB)  # its process died
+        assert dead is not None
+        clock.advance(seconds=service.leases.ttl + 1)  # silent past the lease's TTL
+        await run_job(service, JOB)  # (the job itself fails: no Meta token; no matter)
+        [message] = [m for m in await service.alert_outbox.all() if m.kind == "abandoned"]
+    finally:
+        await service.aclose()
+    assert dead in message.text
+    assert message.delivered_at is not None
+    [payload] = [p for p in receiver.received if p["idempotency_key"] == message.id]
+    assert payload["text"].startswith(":warning: collect-daily: 1 abandoned run")

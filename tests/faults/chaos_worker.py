@@ -3,6 +3,8 @@
 ``python -m tests.faults.chaos_worker RESULTS STOP SEED`` with cronkeeper's settings in the
 environment. Each finished run (and each refusal) is one JSON line in RESULTS, written
 before the next run starts, so a line means "this run ended and the worker saw how".
+With ``ALERT_WEBHOOK_URL`` set, alerts are wired as ``cronkeeper run`` wires them (the
+watchdog: each run end evaluated, its change's message queued in the outbox and delivered).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 from datetime import date, timedelta
 from pathlib import Path
 
+from cronkeeper.alerting.watchdog import install_watchdog
 from cronkeeper.config import Settings
 from cronkeeper.errors import AlreadyRunning
 from cronkeeper.logs import configure_logging
@@ -29,6 +32,8 @@ async def work(results: Path, stop: Path, seed: int) -> None:
     configure_logging(settings.redactor)
     rng = random.Random(seed)
     service = Service.from_settings(settings)
+    if settings.alert_webhook_url is not None:
+        install_watchdog(service)
     await service.prepare()
     try:
         with results.open("a", buffering=1) as out:

@@ -144,9 +144,15 @@ class WebhookAlerter(RunObserver):
         """Post ``text``; whether the webhook took it. Never raises (except cancellation).
 
         ``key``: the outbox message's id (:mod:`cronkeeper.alerting.outbox`), sent as
-        ``idempotency_key`` beside ``text`` so a receiver can drop a repeated delivery; Slack's
-        incoming webhooks read the fields they know (``text``, ``blocks``…) and ignore others
-        (https://docs.slack.dev/messaging/sending-messages-using-incoming-webhooks).
+        ``idempotency_key`` beside ``text`` so a receiver can drop a repeated delivery. Slack's
+        incoming webhooks read the fields they document (``text``, ``blocks``, ``attachments``…:
+        https://docs.slack.dev/messaging/sending-messages-using-incoming-webhooks); the docs do
+        not say that other top-level fields are ignored, only that ``400 invalid_payload`` is
+        for a body that "cannot be understood as presented", i.e. not structurally valid
+        (https://api.slack.com/changelog/2016-05-17-changes-to-errors-for-incoming-webhooks).
+        A payload with an extra top-level object beside ``text`` was reported posted as usual
+        (https://github.com/hastic-zzz/hastic-server/issues/708). Should Slack ever refuse the
+        key, the webhook's 400 shows in the delivery warnings and the outbox's pending count.
         ``title`` is for channels that have one (:mod:`~cronkeeper.alerting.channels`).
         """
         payload = {"text": text} if key is None else {"text": text, "idempotency_key": key}

@@ -6,7 +6,9 @@ it through the state machine and sends a message for each change it *claims* (on
 conditional UPDATE in :mod:`cronkeeper.ledger.job_state`): however many replicas watch, one
 message per change, and one reminder per ``CRONKEEPER_ALERT_REPEAT`` while a job stays down.
 A ``partial`` run is no state, but sends a warning of its own when it ends
-(:meth:`Dispatcher.run_warning`), unless the job is paused.
+(:meth:`Dispatcher.run_warning`), unless the job is paused. Runs closed as ``abandoned`` (by
+the lease holder, in the ledger) send one warning too (:meth:`Dispatcher.run_abandoned`),
+queued under a key derived from the closed runs.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from cronkeeper.alerting.channels import Channel
 from cronkeeper.alerting.messages import (
+    abandoned_text,
     change_text,
     finished_text,
     reminder_text,
@@ -195,6 +198,39 @@ class Dispatcher:
         title = title_text(run.cron_name, "partial")
         for alerter in self.alerters:
             await alerter.send(text, about=run.cron_name, title=title)
+
+    async def run_abandoned(self, cron_name: str, run_ids: Sequence[str], now: datetime) -> None:
+        """Warn that ``run_ids`` (closed as ``abandoned`` by this process) died unfinished.
+
+        The ledger closed them with one conditional UPDATE that returns only the rows it
+        changed, so one replica gets here per run. The message goes through the outbox, at
+        least once with back-off like a state change's, with an idempotency key derived from
+        the job and the closed runs (:meth:`OutboxSender.keyed_messages`): queued twice, sent
+        once. The close and the message are two transactions (the close is the ledger's):
+        when the outbox cannot be written the message is sent at once (at most once), the
+        seed's behaviour. Never raises.
+        """
+        if not run_ids:
+            return
+        text = abandoned_text(cron_name, list(run_ids), now)
+        log.warning("alert: %s", self.redactor(text))
+        if self.sender is not None:
+            key = ",".join(sorted(run_ids))
+            messages = self.sender.keyed_messages(cron_name, "abandoned", key, text, now)
+            try:
+                queued = await self.sender.outbox.add_once(messages)
+            except StorageError as exc:
+                log.warning(
+                    "%s: abandoned-run alert not queued (%s); sending it once now",
+                    cron_name,
+                    self.redactor(str(exc)),
+                )
+            else:
+                await self.sender.deliver(queued, now)  # what fails waits in the outbox
+                return
+        title = title_text(cron_name, "abandoned")
+        for alerter in self.alerters:
+            await alerter.send(text, about=cron_name, title=title)
 
     async def send(self, text: str, job: str, state: str, *, queued: bool = False) -> None:
         """Log the alert; send it now unless it waits in the outbox (see :meth:`deliver`).

@@ -31,6 +31,7 @@ __all__ = [
     "BACKOFF_BASE",
     "BACKOFF_CAP",
     "KEEP_DELIVERED",
+    "KEY_NAMESPACE",
     "OutboxSender",
     "backoff",
     "channel_of",
@@ -41,6 +42,9 @@ log = logging.getLogger("cronkeeper.alerting")
 BACKOFF_BASE = 30.0
 BACKOFF_CAP = 300.0
 KEEP_DELIVERED = timedelta(days=30)
+KEY_NAMESPACE = uuid.UUID("5b0c7f5e-3f1e-4c55-9a55-6f0e0c2a8d20")
+"""The namespace of :meth:`OutboxSender.keyed_messages`' ids (uuid5): fixed, so every replica
+derives the same id for the same change."""
 """Delivered messages are deleted after this long (at most once an hour per process)."""
 
 
@@ -83,6 +87,25 @@ class OutboxSender:
             for channel in self.alerters
         ]
 
+    def keyed_messages(
+        self, cron_name: str, kind: str, key: str, text: str, now: datetime
+    ) -> list[OutboxMessage]:
+        """Like :meth:`messages`, for a change claimed outside ``job_state`` (runs closed as
+        abandoned): each id derives from ``key`` (what the change is) and the webhook, so the
+        same change queued twice is one message
+        (:meth:`~cronkeeper.ledger.outbox.Outbox.add_once`)."""
+        return [
+            OutboxMessage(
+                str(uuid.uuid5(KEY_NAMESPACE, f"{kind}\n{cron_name}\n{channel}\n{key}")),
+                cron_name,
+                channel,
+                kind,
+                text,
+                now,
+            )
+            for channel in self.alerters
+        ]
+
     async def deliver_due(self, now: datetime) -> int:
         """Deliver every due message this process wins; how many the webhook took.
 
@@ -97,30 +120,43 @@ class OutboxSender:
         only = len(self.alerters) == 1
         delivered = 0
         for message in await self.outbox.due(now, None if only else list(self.alerters)):
-            try:
-                if not await self.outbox.claim(
-                    message.id, self.holder, now, now + timedelta(seconds=self.hold)
-                ):
-                    continue  # another replica has it
-                if await self._send(message):
-                    await self.outbox.delivered(message.id, self.holder, now)
-                    delivered += 1
-                else:
-                    wait = backoff(message.attempts + 1)
-                    retry_at = now + timedelta(seconds=wait)
-                    await self.outbox.failed(
-                        message.id, self.holder, retry_at, "the webhook did not take it"
-                    )
-                    log.warning(
-                        "alert %s about %s not delivered (attempt %d); next try after %s",
-                        message.id,
-                        message.cron_name,
-                        message.attempts + 1,
-                        retry_at.isoformat(timespec="seconds"),
-                    )
-            except StorageError as exc:
-                log.warning("alert %s: outbox not updated: %s", message.id, exc)
+            delivered += await self._deliver(message, now)
         return delivered
+
+    async def deliver(self, messages: Sequence[OutboxMessage], now: datetime) -> int:
+        """Deliver ``messages`` (just queued) now, those this process wins; how many the webhook
+        took. What fails waits in the outbox for :meth:`deliver_due`, as any message."""
+        delivered = 0
+        for message in messages:
+            delivered += await self._deliver(message, now)
+        return delivered
+
+    async def _deliver(self, message: OutboxMessage, now: datetime) -> int:
+        """Claim, send and record one message; 1 if the webhook took it. Never raises for the
+        database (the message is tried again later)."""
+        try:
+            if not await self.outbox.claim(
+                message.id, self.holder, now, now + timedelta(seconds=self.hold)
+            ):
+                return 0  # another replica has it
+            if await self._send(message):
+                await self.outbox.delivered(message.id, self.holder, now)
+                return 1
+            wait = backoff(message.attempts + 1)
+            retry_at = now + timedelta(seconds=wait)
+            await self.outbox.failed(
+                message.id, self.holder, retry_at, "the webhook did not take it"
+            )
+            log.warning(
+                "alert %s about %s not delivered (attempt %d); next try after %s",
+                message.id,
+                message.cron_name,
+                message.attempts + 1,
+                retry_at.isoformat(timespec="seconds"),
+            )
+        except StorageError as exc:
+            log.warning("alert %s: outbox not updated: %s", message.id, exc)
+        return 0
 
     async def _forget(self, now: datetime) -> None:
         if self._forgot_at is not None and now - self._forgot_at < timedelta(hours=1):

@@ -219,6 +219,10 @@ class Watchdog(RunObserver):
                 self.redactor(str(exc)),
             )
 
+    async def run_abandoned(self, cron_name: str, run_ids: list[str]) -> None:
+        """Runs this process closed as ``abandoned``: one warning, through the outbox."""
+        await self.alerting.run_abandoned(cron_name, run_ids, self.service.clock())
+
     async def job_resumed(self, cron_name: str) -> None:
         """Evaluate a resumed job at once (never raises for the database: the next tick will)."""
         try:
@@ -309,14 +313,15 @@ class Watchdog(RunObserver):
 
 
 def install_watchdog(service: Service) -> Watchdog:
-    """The service's watchdog, created once: every configured channel (``ALERT_WEBHOOK_URL``,
-    ``ALERT_URLS``) for abandoned runs, and the watchdog for run ends. Raises
+    """The service's watchdog, created once, with every configured channel
+    (``ALERT_WEBHOOK_URL``, ``ALERT_URLS``): it hears run ends and abandoned runs, and sends
+    both through the outbox (the channels are no observers of their own: an abandoned-run
+    alert sent directly was sent at most once). Raises
     :class:`~cronkeeper.errors.ConfigError` for an unusable alert URL."""
     for observer in service.observers:
         if isinstance(observer, Watchdog):
             return observer
     channels = channels_from_settings(service.settings, clock=service.clock, sleep=service.sleep)
-    service.observers.extend(c for c in channels if isinstance(c, RunObserver))  # abandoned runs
     watchdog = Watchdog(service, alerters=channels)
     service.observers.append(watchdog)
     return watchdog

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cronkeeper.errors import StorageError
@@ -96,6 +97,29 @@ class Outbox:
                 await insert_messages(conn, messages)
 
         await self._bounded(run)
+
+    async def add_once(self, messages: Sequence[OutboxMessage]) -> list[OutboxMessage]:
+        """Insert the ``messages`` whose id (their idempotency key) is not stored yet; those
+        inserted. A message owed by a change written elsewhere (runs closed as abandoned by
+        the ledger) carries a key derived from that change: writing it twice writes it once."""
+
+        async def run() -> list[OutboxMessage]:
+            ids = [m.id for m in messages]
+            try:
+                async with self.engine.begin() as conn:
+                    stored = await conn.execute(
+                        select(alert_outbox.c.id).where(alert_outbox.c.id.in_(ids))
+                    )
+                    known = {str(row[0]) for row in stored}
+                    fresh = [m for m in messages if m.id not in known]
+                    await insert_messages(conn, fresh)
+                    return fresh
+            except IntegrityError:  # another writer inserted them between our read and write
+                return []
+
+        if not messages:
+            return []
+        return await self._bounded(run)
 
     async def due(
         self, now: datetime, channels: Sequence[str] | None, limit: int = 50
