@@ -110,8 +110,13 @@ async def run_job(
         async with service.leases.hold(name) as lease:
             if lease.acquired:
                 try:
+                    warn = service.abandoned_messages
                     abandoned = await service.ledger.close_abandoned(
-                        name, reason=ABANDONED, fence=lease.fence, stale_after=service.leases.ttl
+                        name,
+                        reason=ABANDONED,
+                        fence=lease.fence,
+                        stale_after=service.leases.ttl,
+                        messages=None if warn is None else lambda ids: warn(name, ids, now),
                     )
                 except LeaseLost as exc:  # taken over before this run even started
                     raise AlreadyRunning(str(exc)) from exc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from functools import cached_property
@@ -21,7 +21,7 @@ from cronkeeper.http import RequestLimiter, RetryEvent, RetryPolicy
 from cronkeeper.lease import LeaseManager
 from cronkeeper.ledger import Ledger, RunRow
 from cronkeeper.ledger.job_state import JobStates
-from cronkeeper.ledger.outbox import Outbox
+from cronkeeper.ledger.outbox import Outbox, OutboxMessage
 from cronkeeper.ledger.presence import Heartbeat, Heartbeats, presence
 from cronkeeper.ledger.spool import Spool
 from cronkeeper.records import JobState
@@ -33,6 +33,10 @@ from cronkeeper.versions import settings_warnings
 __all__ = ["HealthAnswer", "RunObserver", "Service"]
 
 log = logging.getLogger("cronkeeper.service")
+
+
+AbandonedMessages = Callable[[str, Sequence[str], datetime], Sequence[OutboxMessage]]
+"""``(job, closed run ids, now)`` → the outbox rows that warn of them."""
 
 
 class RunObserver:
@@ -88,6 +92,9 @@ class Service:
     clock: Clock
     sleep: Sleep = real_sleep
     observers: list[RunObserver] = field(default_factory=list)
+    abandoned_messages: AbandonedMessages | None = None
+    """The outbox rows warning of runs closed as abandoned (the watchdog's, once installed):
+    the ledger writes them in the closing transaction."""
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     """Awaited by :meth:`aclose` before the engine goes: work the service's users started on
     it (an app's triggered runs) must not outlive its connection pool."""

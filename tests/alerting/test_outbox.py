@@ -407,3 +407,35 @@ async def test_a_guarded_run_that_closes_abandoned_runs_queues_their_warning(
     assert message.delivered_at is not None
     [payload] = [p for p in receiver.received if p["idempotency_key"] == message.id]
     assert payload["text"].startswith(":warning: collect-daily: 1 abandoned run")
+
+
+async def test_the_warning_is_queued_in_the_transaction_that_closes_the_runs(
+    database_url: str,
+    clock: FakeClock,
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    """The closer dies right after its close (nothing is notified): the warning is in the
+    outbox all the same, and the next delivery round sends it once. Before, the close and
+    the message were two transactions, and a crash between them lost the warning."""
+    settings = make_settings(database_url, monitored_jobs=(JOB,), alert_webhook_url=receiver.url)
+    service = Service.from_settings(settings, clock=clock, sleep=FakeSleep())
+    dog = install_watchdog(service)
+    try:
+        dead = await service.ledger.start_cron_run(JOB)
+        assert dead is not None
+        clock.advance(seconds=service.leases.ttl + 1)
+        warn = service.abandoned_messages
+        assert warn is not None
+        now = clock()
+        closed = await service.ledger.close_abandoned(
+            JOB, reason="abandoned", messages=lambda ids: warn(JOB, ids, now)
+        )
+        assert closed == [dead]
+        [queued] = [m for m in await service.alert_outbox.all() if m.kind == "abandoned"]
+        assert queued.delivered_at is None and dead in queued.text
+        assert dog.alerting.sender is not None
+        assert await dog.alerting.sender.deliver_due(clock()) == 1
+        assert await dog.alerting.sender.deliver_due(clock()) == 0
+    finally:
+        await service.aclose()
+    assert [p["idempotency_key"] for p in receiver.received] == [queued.id]

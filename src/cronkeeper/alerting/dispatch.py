@@ -199,6 +199,19 @@ class Dispatcher:
         for alerter in self.alerters:
             await alerter.send(text, about=run.cron_name, title=title)
 
+    def abandoned_messages(
+        self, cron_name: str, run_ids: Sequence[str], now: datetime
+    ) -> list[OutboxMessage]:
+        """The outbox rows that warn of ``run_ids`` closed as abandoned, one per webhook, each
+        keyed by the job and the closed runs. The ledger writes them in the transaction that
+        closes the runs (:meth:`~cronkeeper.ledger.Ledger.close_abandoned`), so a process that
+        dies right after the close still leaves the warning to deliver."""
+        if self.sender is None or not run_ids:
+            return []
+        text = abandoned_text(cron_name, list(run_ids), now)
+        key = ",".join(sorted(run_ids))
+        return self.sender.keyed_messages(cron_name, "abandoned", key, text, now)
+
     async def run_abandoned(self, cron_name: str, run_ids: Sequence[str], now: datetime) -> None:
         """Warn that ``run_ids`` (closed as ``abandoned`` by this process) died unfinished.
 
@@ -206,19 +219,19 @@ class Dispatcher:
         changed, so one replica gets here per run. The message goes through the outbox, at
         least once with back-off like a state change's, with an idempotency key derived from
         the job and the closed runs (:meth:`OutboxSender.keyed_messages`): queued twice, sent
-        once. The close and the message are two transactions (the close is the ledger's):
-        when the outbox cannot be written the message is sent at once (at most once), the
-        seed's behaviour. Never raises.
+        once. The ledger queues it in the close's own transaction when the watchdog is
+        installed (:meth:`abandoned_messages`); here it is queued again (a no-op then) and
+        delivered at once. When the outbox cannot be written the message is sent at once (at
+        most once), the seed's behaviour. Never raises.
         """
         if not run_ids:
             return
         text = abandoned_text(cron_name, list(run_ids), now)
         log.warning("alert: %s", self.redactor(text))
         if self.sender is not None:
-            key = ",".join(sorted(run_ids))
-            messages = self.sender.keyed_messages(cron_name, "abandoned", key, text, now)
+            messages = self.abandoned_messages(cron_name, run_ids, now)
             try:
-                queued = await self.sender.outbox.add_once(messages)
+                await self.sender.outbox.add_once(messages)  # queued with the close, usually
             except StorageError as exc:
                 log.warning(
                     "%s: abandoned-run alert not queued (%s); sending it once now",
@@ -226,7 +239,7 @@ class Dispatcher:
                     self.redactor(str(exc)),
                 )
             else:
-                await self.sender.deliver(queued, now)  # what fails waits in the outbox
+                await self.sender.deliver(messages, now)  # what fails waits in the outbox
                 return
         title = title_text(cron_name, "abandoned")
         for alerter in self.alerters:

@@ -324,4 +324,5 @@ def install_watchdog(service: Service) -> Watchdog:
     channels = channels_from_settings(service.settings, clock=service.clock, sleep=service.sleep)
     watchdog = Watchdog(service, alerters=channels)
     service.observers.append(watchdog)
+    service.abandoned_messages = watchdog.alerting.abandoned_messages
     return watchdog

@@ -40,6 +40,7 @@ from cronkeeper.errors import (
 )
 from cronkeeper.lease import Fence
 from cronkeeper.ledger.models import FINAL_STATUSES, RunRow, RunSummary, Skipped, summarize
+from cronkeeper.ledger.outbox import OutboxMessage, insert_messages
 from cronkeeper.ledger.reads import (
     abandoned_statement,
     count_statement,
@@ -348,6 +349,7 @@ class Ledger:
         reason: str,
         fence: Fence | None = None,
         stale_after: float = 60.0,
+        messages: Callable[[list[str]], Sequence[OutboxMessage]] | None = None,
     ) -> list[str]:
         """Close the ``running`` rows of ``cron_name`` whose holder is gone as ``error``; ids.
 
@@ -359,7 +361,9 @@ class Ledger:
         start) is ``stale_after`` seconds old: it may still be alive (:meth:`beat`).
         ``fence`` is checked in the same transaction: a holder that lost its lease meanwhile
         closes nothing (it would close the new holder's run) and gets
-        :class:`~cronkeeper.errors.LeaseLost`.
+        :class:`~cronkeeper.errors.LeaseLost`. ``messages`` (the warning's outbox rows for
+        the closed ids) are written in the same transaction: closed runs always leave their
+        warning to deliver (issue 20.3).
         """
 
         # A run whose end waits in the local spool finished: record it, never abandon it.
@@ -383,6 +387,8 @@ class Ledger:
                 closed = [str(r[0]) for r in result]
                 if fence is not None:
                     await fence.check(conn)
+                if closed and messages is not None:
+                    await insert_messages(conn, messages(closed))
                 return closed
 
         try:
