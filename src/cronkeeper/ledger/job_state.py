@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Row, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cronkeeper.errors import StorageError
 from cronkeeper.ledger.outbox import OutboxMessage, insert_messages
@@ -25,7 +25,7 @@ from cronkeeper.records import JobState
 from cronkeeper.redact import Redactor
 from cronkeeper.storage.bounded import BoundedCall
 from cronkeeper.storage.breaker import Breaker
-from cronkeeper.storage.engine import is_sqlite, read_connection
+from cronkeeper.storage.engine import is_sqlite, run_read
 from cronkeeper.storage.schema import job_state
 from cronkeeper.storage.upsert import insert_missing
 
@@ -62,16 +62,16 @@ class JobStates:
         if not names:
             return found
 
-        async def query() -> None:
-            # Autocommit on PostgreSQL: no BEGIN/ROLLBACK round trips around a health read.
-            async with read_connection(self.engine) as conn:
-                result = await conn.execute(
-                    select(job_state).where(job_state.c.cron_name.in_(list(names)))
-                )
-                for row in result:
-                    found[row.cron_name] = _row(row)
+        async def query(conn: AsyncConnection) -> None:
+            result = await conn.execute(
+                select(job_state).where(job_state.c.cron_name.in_(list(names)))
+            )
+            for row in result:
+                found[row.cron_name] = _row(row)
 
-        await self._bounded(query)
+        # Autocommit on PostgreSQL: no BEGIN/ROLLBACK round trips around a health read, and
+        # read again once on a dropped connection (storage.engine.run_read).
+        await self._bounded(lambda: run_read(self.engine, query))
         return found
 
     async def ensure(self, names: Sequence[str], now: datetime) -> None:

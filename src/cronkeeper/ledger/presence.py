@@ -19,12 +19,13 @@ import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cronkeeper.presence import SILENT_INTERVALS, Heartbeat, Presence, presence
 from cronkeeper.redact import Redactor
 from cronkeeper.storage.bounded import BoundedCall
 from cronkeeper.storage.breaker import Breaker
+from cronkeeper.storage.engine import run_read
 from cronkeeper.storage.schema import scheduler_heartbeats
 from cronkeeper.storage.upsert import upsert
 
@@ -97,19 +98,19 @@ class Heartbeats:
     async def newest(self, limit: int = NEWEST) -> list[Heartbeat]:
         """The newest beats, newest first (one index read)."""
 
-        async def read() -> list[Heartbeat]:
-            async with self.engine.connect() as conn:
-                result = await conn.execute(
-                    select(scheduler_heartbeats)
-                    .order_by(scheduler_heartbeats.c.last_beat_at.desc())
-                    .limit(limit)
-                )
-                return [
-                    Heartbeat(r.id, r.host, r.pid, r.started_at, r.last_beat_at, r.stopped_at)
-                    for r in result
-                ]
+        async def read(conn: AsyncConnection) -> list[Heartbeat]:
+            result = await conn.execute(
+                select(scheduler_heartbeats)
+                .order_by(scheduler_heartbeats.c.last_beat_at.desc())
+                .limit(limit)
+            )
+            return [
+                Heartbeat(r.id, r.host, r.pid, r.started_at, r.last_beat_at, r.stopped_at)
+                for r in result
+            ]
 
-        return await self.call(read)
+        # Part of every health read: no ping, no BEGIN/ROLLBACK (storage.engine.run_read).
+        return await self.call(lambda: run_read(self.engine, read))
 
     async def read(self, now: datetime, interval: timedelta) -> Presence:
         """:func:`presence` at ``now``; raises :class:`~cronkeeper.errors.StorageError` when

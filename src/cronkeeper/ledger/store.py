@@ -60,7 +60,7 @@ from cronkeeper.ledger.spool import Spool, SpooledEnd, SpooledStart, replay
 from cronkeeper.redact import Redactor
 from cronkeeper.storage.bounded import BoundedCall
 from cronkeeper.storage.breaker import Breaker
-from cronkeeper.storage.engine import is_sqlite, read_connection
+from cronkeeper.storage.engine import is_sqlite, run_read
 from cronkeeper.storage.schema import RUN_STATUSES, cron_runs
 
 __all__ = ["Ledger", "RunTracker"]
@@ -479,8 +479,7 @@ class Ledger:
         """
 
         async def query() -> T:
-            async with read_connection(self.engine) as conn:
-                return await work(conn)
+            return await run_read(self.engine, work)  # retried once on a dropped connection
 
         try:
             return await self._bounded(query)

@@ -6,10 +6,11 @@ import asyncio
 import functools
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -17,6 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -31,11 +33,14 @@ __all__ = [
     "is_sqlite",
     "pool_limits",
     "read_connection",
+    "run_read",
     "schema_lag",
     "upgrade",
 ]
 
 log = logging.getLogger("cronkeeper.storage")
+
+T = TypeVar("T")
 
 SQLITE_BUSY_SHARE = 0.8
 """Of the ledger timeout, how long a SQLite write waits for another writer's lock."""
@@ -45,18 +50,86 @@ def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+_reading: ContextVar[bool] = ContextVar("cronkeeper_reading", default=False)
+"""Set while :func:`read_connection` checks a connection out: the checkout skips the ping."""
+
+
 @asynccontextmanager
 async def read_connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A connection for reads only, without a transaction where that saves round trips.
+    """A connection for reads only: not pinged, and without a transaction where that saves
+    round trips. Use it through :func:`run_read`, which retries a read on a stale connection.
 
     On PostgreSQL a read in autocommit needs no BEGIN/ROLLBACK round trips around it. SQLite's
     driver has no such round trips, and switching its mode costs a thread hop, so it is left
     as it is.
     """
-    async with engine.connect() as conn:
+    token = _reading.set(True)  # only for the checkout: whatever the caller does next pings
+    try:
+        conn = await engine.connect().start()
+    finally:
+        _reading.reset(token)
+    try:
         if engine.dialect.name == "postgresql":
             await conn.execution_options(isolation_level="AUTOCOMMIT")
         yield conn
+    finally:
+        await asyncio.shield(asyncio.ensure_future(conn.close()))  # as ``async with`` does
+
+
+async def run_read(engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """``work(conn)`` on a :func:`read_connection`, once more on a fresh connection if the
+    first one turns out to be gone (the server restarted, a pooler or a firewall dropped it).
+
+    Optimistic disconnect handling, as SQLAlchemy documents it ("Disconnect Handling -
+    Optimistic", https://docs.sqlalchemy.org/en/20/core/pooling.html#disconnect-handling-optimistic):
+    reads check no connection out with a ping (one round trip saved on every read, the
+    health request's main cost on PostgreSQL, issue 16); a statement that fails on a dead
+    connection raises a :class:`~sqlalchemy.exc.DBAPIError` whose ``connection_invalidated``
+    is true, and the pool has then invalidated every connection older than the failure, so
+    one retry gets a fresh connection: a restarted server costs no failed read. Only reads
+    are retried (a read twice is the same read); writes keep the ping (:func:`_ping_writes`)
+    and are never retried here. A read that fails again, or for any other reason, raises as
+    it did; the caller's bounded call (:mod:`.bounded`) times both attempts together.
+    """
+    try:
+        async with read_connection(engine) as conn:
+            return await work(conn)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.info(
+            "a pooled connection was gone (%s); reading again on a new one", type(exc).__name__
+        )
+    async with read_connection(engine) as conn:
+        return await work(conn)
+
+
+def _ping_writes(engine: AsyncEngine) -> None:
+    """Every checkout but a read's pings its connection first (pessimistic disconnect
+    handling, "Disconnect Handling - Pessimistic" on the page cited in :func:`run_read`):
+    a write must not fail on a connection the server dropped while it sat in the pool,
+    because a write is not retried (it may have been applied). Raising
+    :class:`~sqlalchemy.exc.InvalidatePoolError` from a ``checkout`` listener makes the pool
+    invalidate every older connection and check out a new one, as ``pool_pre_ping`` does
+    (SQLAlchemy's ``PoolEvents.checkout``); a connection made for this checkout is not pinged.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _fresh(_dbapi_connection: Any, record: Any) -> None:
+        record.info["cronkeeper_fresh"] = True
+
+    @event.listens_for(engine.sync_engine.pool, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        fresh = record.info.pop("cronkeeper_fresh", False)
+        if fresh or _reading.get():
+            return
+        dialect = engine.dialect
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_connection, None):
+                raise InvalidatePoolError() from exc
+            raise
 
 
 def _make_parent(database: Path) -> None:
@@ -127,7 +200,9 @@ def create_engine(
 
     PostgreSQL: psycopg 3 with server-side prepared statements off, so the same URL works
     through PgBouncer/Supavisor in transaction mode (Supabase's port 6543); connections are
-    checked before use so a restarted server costs one failed request, not a restart of ours.
+    checked before a write uses them and a read is retried once on a fresh connection
+    (:func:`run_read`), so a restarted server costs neither a failed request nor a restart
+    of ours.
     SQLite: WAL so readers never wait for the writer, and a busy timeout instead of
     "database is locked" when two processes write at once. The busy timeout is a little
     shorter than ``timeout`` (the bounded call's, :mod:`.bounded`): a write that waited for
@@ -159,11 +234,13 @@ def create_engine(
         "connect_timeout": max(1, round(timeout)),
         "application_name": "cronkeeper",
     }
-    options: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 1800}
+    options: dict[str, Any] = {"pool_recycle": 1800}
     if kwargs.get("poolclass") is not NullPool:  # NullPool refuses the sizing arguments
         options.update(_pool_options(concurrency), pool_timeout=timeout)
     options.update(kwargs)
-    return create_async_engine(url, connect_args=connect_args, **options)
+    engine = create_async_engine(url, connect_args=connect_args, **options)
+    _ping_writes(engine)
+    return engine
 
 
 def _alembic_config(connection: Connection | None = None) -> Config:
