@@ -12,11 +12,12 @@ watchdog logs and tries again at its next tick, the API answers 500, the schedul
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, Select, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cronkeeper.errors import StorageError
@@ -36,6 +37,13 @@ T = TypeVar("T")
 
 def _row(row: Row[Any]) -> JobState:
     return JobState(**{key: getattr(row, key) for key in JobState.__dataclass_fields__})
+
+
+@functools.lru_cache(maxsize=64)
+def _read_statement(names: tuple[str, ...]) -> Select[Any]:
+    """Built once per tuple of names, like the ledger's health statement: a statement built
+    per call costs SQLAlchemy its cache key again, ~0.1 ms of every health read (issue 16)."""
+    return select(job_state).where(job_state.c.cron_name.in_(names))
 
 
 class JobStates:
@@ -62,11 +70,10 @@ class JobStates:
         if not names:
             return found
 
+        statement = _read_statement(tuple(names))
+
         async def query(conn: AsyncConnection) -> None:
-            result = await conn.execute(
-                select(job_state).where(job_state.c.cron_name.in_(list(names)))
-            )
-            for row in result:
+            for row in await conn.execute(statement):
                 found[row.cron_name] = _row(row)
 
         # Autocommit on PostgreSQL: no BEGIN/ROLLBACK round trips around a health read, and
