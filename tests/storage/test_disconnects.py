@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -197,3 +198,14 @@ async def test_a_failed_read_checkout_leaves_later_checkouts_pinged() -> None:
     finally:
         await engine.dispose()
     assert engine_module._reading.get() is False
+
+
+def test_reads_outside_storage_take_their_connection_through_run_read() -> None:
+    """An unpinged connection without the retry would fail the first read after a restart."""
+    src = Path(engine_module.__file__).resolve().parents[1]
+    users = [
+        str(path.relative_to(src))
+        for path in src.rglob("*.py")
+        if path.name != "engine.py" and "read_connection" in path.read_text(encoding="utf-8")
+    ]
+    assert users == []
