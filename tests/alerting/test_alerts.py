@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from cronkeeper.alerting.delivery import WebhookAlerter, alerter_from_settings, install_alerts
+from cronkeeper.alerting.delivery import WebhookAlerter, alerter_from_settings
 from cronkeeper.alerting.messages import MAX_EXCERPT, abandoned_text, finished_text
 from cronkeeper.alerting.watchdog import Watchdog
 from cronkeeper.config import Settings
@@ -193,14 +193,12 @@ async def test_a_success_after_a_success_or_a_first_run_sends_nothing(
     assert receiver.attempts == 0
 
 
-async def test_abandoned_runs_post_a_warning(receiver: Receiver) -> None:
-    await alerter(receiver.url).run_abandoned("collect-mixpanel", ["run-a", "run-b"])
-    [text] = receiver.texts
+def test_abandoned_runs_warn_with_their_ids_and_the_time() -> None:
+    # Delivered through the outbox (tests/alerting/test_outbox.py); here the words.
+    text = abandoned_text("collect-mixpanel", ["run-a", "run-b"], T0)
     assert text.startswith(":warning: collect-mixpanel: 2 abandoned runs were closed as error")
     assert "2026-11-20T01:00:00+00:00" in text
     assert "run-a, run-b" in text
-    await alerter(receiver.url).run_abandoned("collect-mixpanel", [])
-    assert receiver.attempts == 1, "no message when nothing was abandoned"
 
 
 def test_error_text_is_cut_escaped_and_free_of_known_secrets() -> None:
@@ -365,22 +363,6 @@ def test_a_malformed_webhook_url_fails_at_start_up_without_echoing_it(
         alerter_from_settings(settings)
     assert "ALERT_WEBHOOK_URL" in str(caught.value)
     assert "hook-secret-XyZ123" not in str(caught.value)
-
-
-async def test_install_alerts_adds_the_alerter_to_the_service(
-    tmp_path: Any, clock: FakeClock
-) -> None:
-    settings = make_settings(f"sqlite:///{tmp_path}/x.db")  # never connected to
-    plain = Service.from_settings(settings, clock=clock)
-    assert install_alerts(plain) is None and plain.observers == []
-    await plain.aclose()
-    configured = settings.model_copy(
-        update={"alert_webhook_url": SecretStr("https://h.test/x/y/z")}
-    )
-    service = Service.from_settings(configured, clock=clock)
-    alerter = install_alerts(service)
-    assert alerter is not None and service.observers == [alerter]
-    await service.aclose()
 
 
 # -- end to end ------------------------------------------------------------------------------

@@ -25,13 +25,12 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-from cronkeeper.alerting.messages import abandoned_text, test_text
+from cronkeeper.alerting.messages import test_text
 from cronkeeper.clock import Clock, Sleep, utcnow
 from cronkeeper.config import Settings
 from cronkeeper.errors import ConfigError
 from cronkeeper.logs import RedactingFilter
 from cronkeeper.redact import Redactor, truncate
-from cronkeeper.service import RunObserver
 
 __all__ = [
     "AppriseChannel",
@@ -97,9 +96,9 @@ def _protect_apprise_log(secrets: tuple[str, ...]) -> None:
     found.add(secrets)
 
 
-class AppriseChannel(RunObserver):
-    """Sends alerts to one Apprise URL; a :class:`~cronkeeper.service.RunObserver` for
-    abandoned runs, like the webhook."""
+class AppriseChannel:
+    """Sends alerts to one Apprise URL (what to send, and when, is the watchdog's and the
+    outbox's: :mod:`cronkeeper.alerting.dispatch`)."""
 
     def __init__(
         self,
@@ -134,10 +133,6 @@ class AppriseChannel(RunObserver):
     @property
     def budget(self) -> float:
         return self.timeout + 1.0
-
-    async def run_abandoned(self, cron_name: str, run_ids: list[str]) -> None:
-        if run_ids:
-            await self.send(abandoned_text(cron_name, run_ids, self.clock()), about=cron_name)
 
     async def send(
         self,

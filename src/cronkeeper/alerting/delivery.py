@@ -29,7 +29,6 @@ from collections.abc import Callable, Sequence
 
 import httpx
 
-from cronkeeper.alerting.messages import abandoned_text
 from cronkeeper.clock import Clock, Sleep, utcnow
 from cronkeeper.config import Settings, check_webhook_url
 from cronkeeper.errors import ConfigError, FetchError, PermanentFetchError, WaitTooLong
@@ -41,12 +40,10 @@ from cronkeeper.http import (
     protect_httpx_log,
 )
 from cronkeeper.redact import Redactor, truncate
-from cronkeeper.service import RunObserver, Service
 
 __all__ = [
     "WebhookAlerter",
     "alerter_from_settings",
-    "install_alerts",
     "safe_destination",
 ]
 
@@ -69,8 +66,9 @@ def safe_destination(url: str) -> str:
 # -- delivery ----------------------------------------------------------------------------
 
 
-class WebhookAlerter(RunObserver):
-    """Posts run alerts to one webhook; a :class:`~cronkeeper.service.RunObserver`."""
+class WebhookAlerter:
+    """Posts alerts to one webhook (what to send, and when, is the watchdog's and the
+    outbox's: :mod:`cronkeeper.alerting.dispatch`)."""
 
     def __init__(
         self,
@@ -124,12 +122,6 @@ class WebhookAlerter(RunObserver):
 
     def _default_client(self) -> httpx.AsyncClient:
         return build_client(timeout=self.timeout, redactor=self.redactor)
-
-    # -- RunObserver hook (run ends go through the state machine, in the watchdog)
-
-    async def run_abandoned(self, cron_name: str, run_ids: list[str]) -> None:
-        if run_ids:
-            await self.send(abandoned_text(cron_name, run_ids, self.clock()), about=cron_name)
 
     # -- delivery
 
@@ -224,11 +216,3 @@ def alerter_from_settings(
     if not url:
         return None
     return WebhookAlerter(url, clock=clock, sleep=sleep, redactor=settings.redactor)
-
-
-def install_alerts(service: Service) -> WebhookAlerter | None:
-    """Add the configured alerter (if any) to ``service``'s observers."""
-    alerter = alerter_from_settings(service.settings, clock=service.clock, sleep=service.sleep)
-    if alerter is not None:
-        service.observers.append(alerter)
-    return alerter
