@@ -15,7 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cronkeeper.clock import Clock, Sleep, utcnow
 from cronkeeper.clock import sleep as real_sleep
 from cronkeeper.config import JobSpec, Settings
-from cronkeeper.errors import StorageError, first_line
+from cronkeeper.errors import (
+    PermissionDenied,
+    SchemaBehind,
+    StatementFailed,
+    StorageError,
+    first_line,
+)
 from cronkeeper.health import HealthReport, HealthRules, evaluate_health
 from cronkeeper.http import RequestLimiter, RetryEvent, RetryPolicy
 from cronkeeper.lease import LeaseManager
@@ -259,15 +265,26 @@ class Service:
     async def _read_latest(self, specs: tuple[JobSpec, ...]) -> _HealthRead:
         names = [spec.name for spec in specs]
         try:
-            # Both at once: the pause and volume verdicts cost no extra round trip of latency.
-            latest, states, beats = await asyncio.gather(
-                self.ledger.latest_runs(names),
-                self.job_states.read(names),
-                self.heartbeats.newest(),
-                return_exceptions=True,
-            )
+            try:
+                # One statement on one connection (issue 16): runs, states and beats.
+                return await self.ledger.health_read(names)
+            except (SchemaBehind, PermissionDenied, StatementFailed) as exc:
+                # The database answered but refused it (a schema before 0007 or 0012): the
+                # three reads apart answer what they can. Not on an outage: they would only
+                # wait out the timeout again.
+                log.debug("health read apart: %s", first_line(exc, type(exc).__name__))
+            return await self._read_apart(names)
         finally:
             self._latest_in_flight = None
+
+    async def _read_apart(self, names: list[str]) -> _HealthRead:
+        """The health read as three reads at once, each failing alone."""
+        latest, states, beats = await asyncio.gather(
+            self.ledger.latest_runs(names),
+            self.job_states.read(names),
+            self.heartbeats.newest(),
+            return_exceptions=True,
+        )
         if isinstance(latest, BaseException):
             raise latest
         heard: list[Heartbeat] | None = None

@@ -170,16 +170,16 @@ async def test_concurrent_health_checks_share_one_query(
 ) -> None:
     service = Service.from_settings(settings, clock=clock)
     await service.prepare()
-    real = service.ledger.latest_runs
+    real = service.ledger.health_read  # the one statement of a health read (issue 16)
     calls = 0
 
-    async def counted(names: list[str]) -> dict[str, object]:
+    async def counted(names: list[str]) -> object:
         nonlocal calls
         calls += 1
         await asyncio.sleep(0.05)  # a query in flight while the others arrive
-        return await real(names)  # type: ignore[return-value]
+        return await real(names)
 
-    monkeypatch.setattr(service.ledger, "latest_runs", counted)
+    monkeypatch.setattr(service.ledger, "health_read", counted)
     reports = await asyncio.gather(*(service.health() for _ in range(20)))
     assert calls == 1
     assert all(r.missing == reports[0].missing for r in reports)
@@ -197,19 +197,19 @@ async def test_concurrent_callers_share_one_evaluation_and_one_encoded_body(
 
     service = Service.from_settings(settings, clock=clock)
     await service.prepare()
-    real_read, real_evaluate = service.ledger.latest_runs, service_module.evaluate_health
+    real_read, real_evaluate = service.ledger.health_read, service_module.evaluate_health
     evaluations = 0
 
-    async def slow(names: list[str]) -> dict[str, object]:
+    async def slow(names: list[str]) -> object:
         await asyncio.sleep(0.05)  # a query in flight while the others arrive
-        return await real_read(names)  # type: ignore[return-value]
+        return await real_read(names)
 
     def counted(*args: object, **kwargs: object) -> object:
         nonlocal evaluations
         evaluations += 1
         return real_evaluate(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(service.ledger, "latest_runs", slow)
+    monkeypatch.setattr(service.ledger, "health_read", slow)
     monkeypatch.setattr(service_module, "evaluate_health", counted)
     answers = await asyncio.gather(*(service.health_answer() for _ in range(20)))
     assert evaluations == 1

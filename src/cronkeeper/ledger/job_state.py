@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, Select, select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cronkeeper.errors import StorageError
@@ -30,20 +30,32 @@ from cronkeeper.storage.engine import is_sqlite, run_read
 from cronkeeper.storage.schema import job_state
 from cronkeeper.storage.upsert import insert_missing
 
-__all__ = ["JobState", "JobStates"]
+__all__ = ["STATE_COLUMNS", "JobState", "JobStates", "read_statement", "row_to_state"]
 
 T = TypeVar("T")
 
 
-def _row(row: Row[Any]) -> JobState:
-    return JobState(**{key: getattr(row, key) for key in JobState.__dataclass_fields__})
+STATE_COLUMNS = tuple(job_state.c[key] for key in JobState.__dataclass_fields__)
+"""What a :class:`JobState` holds, in the order of its fields (``updated_at`` is not read)."""
+
+
+def row_to_state(row: Sequence[Any]) -> JobState:
+    """A job's state from the values of :data:`STATE_COLUMNS`, in their order: a row of
+    :func:`read_statement`, or the states' share of a row of the health read
+    (:mod:`.health_read`)."""
+    return JobState(*row)
+
+
+def read_statement(names: Sequence[str]) -> Select[Any]:
+    """The rows of ``names`` (jobs without one have none)."""
+    return _read_statement(tuple(names))
 
 
 @functools.lru_cache(maxsize=64)
 def _read_statement(names: tuple[str, ...]) -> Select[Any]:
     """Built once per tuple of names, like the ledger's health statement: a statement built
     per call costs SQLAlchemy its cache key again, ~0.1 ms of every health read (issue 16)."""
-    return select(job_state).where(job_state.c.cron_name.in_(names))
+    return select(*STATE_COLUMNS).where(job_state.c.cron_name.in_(names))
 
 
 class JobStates:
@@ -70,11 +82,12 @@ class JobStates:
         if not names:
             return found
 
-        statement = _read_statement(tuple(names))
+        statement = read_statement(names)
 
         async def query(conn: AsyncConnection) -> None:
             for row in await conn.execute(statement):
-                found[row.cron_name] = _row(row)
+                state = row_to_state(row)
+                found[state.cron_name] = state
 
         # Autocommit on PostgreSQL: no BEGIN/ROLLBACK round trips around a health read, and
         # read again once on a dropped connection (storage.engine.run_read).

@@ -17,6 +17,7 @@ import functools
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,11 +33,15 @@ from cronkeeper.storage.schema import scheduler_heartbeats
 from cronkeeper.storage.upsert import upsert
 
 __all__ = [
+    "HEARTBEAT_COLUMNS",
+    "NEWEST",
     "SILENT_INTERVALS",
     "Heartbeat",
     "Heartbeats",
     "Presence",
+    "newest_statement",
     "presence",
+    "row_to_heartbeat",
     "scheduler_id",
 ]
 
@@ -53,12 +58,27 @@ def scheduler_id() -> tuple[str, str, int]:
     return f"{host}:{pid}:{uuid.uuid4().hex[:8]}", host, pid
 
 
+HEARTBEAT_COLUMNS = tuple(
+    scheduler_heartbeats.c[key] for key in Heartbeat.__dataclass_fields__
+)
+"""What a :class:`Heartbeat` holds, in the order of its fields."""
+
+
+def row_to_heartbeat(row: Sequence[Any]) -> Heartbeat:
+    """A beat from the values of :data:`HEARTBEAT_COLUMNS`, in their order: a row of
+    :func:`newest_statement`, or the beats' share of a row of the health read
+    (:mod:`.health_read`)."""
+    return Heartbeat(*row)
+
+
 @functools.lru_cache(maxsize=8)
-def _newest_statement(limit: int) -> Select[Any]:
-    """Built once: a statement built per call costs SQLAlchemy its cache key again, ~0.1 ms
+def newest_statement(limit: int = NEWEST) -> Select[Any]:
+    """The newest ``limit`` beats, newest first (one index read).
+
+    Built once: a statement built per call costs SQLAlchemy its cache key again, ~0.1 ms
     of every health read (issue 16)."""
     return (
-        select(scheduler_heartbeats)
+        select(*HEARTBEAT_COLUMNS)
         .order_by(scheduler_heartbeats.c.last_beat_at.desc())
         .limit(limit)
     )
@@ -111,14 +131,10 @@ class Heartbeats:
     async def newest(self, limit: int = NEWEST) -> list[Heartbeat]:
         """The newest beats, newest first (one index read)."""
 
-        statement = _newest_statement(limit)
+        statement = newest_statement(limit)
 
         async def read(conn: AsyncConnection) -> list[Heartbeat]:
-            result = await conn.execute(statement)
-            return [
-                Heartbeat(r.id, r.host, r.pid, r.started_at, r.last_beat_at, r.stopped_at)
-                for r in result
-            ]
+            return [row_to_heartbeat(row) for row in await conn.execute(statement)]
 
         # Part of every health read: no ping, no BEGIN/ROLLBACK (storage.engine.run_read).
         return await self.call(lambda: run_read(self.engine, read))

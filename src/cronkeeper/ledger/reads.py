@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     CompoundSelect,
-    Row,
     Select,
     Update,
     and_,
@@ -62,16 +61,19 @@ RUN_COLUMNS = (
 )
 
 
-def row_to_run(row: Row[Any]) -> RunRow:
+def row_to_run(row: Sequence[Any]) -> RunRow:
+    """A run from the values of :data:`RUN_COLUMNS`, in their order: a row of any statement
+    here, or the runs' share of a row of the health read (:mod:`.health_read`)."""
+    run_id, cron_name, started_at, finished_at, status, records, message, report_date = row
     return RunRow(
-        id=str(row.id),
-        cron_name=row.cron_name,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        status=row.status,
-        records_count=row.records_count or 0,
-        error_message=row.error_message,
-        report_date=row.report_date,
+        id=str(run_id),
+        cron_name=cron_name,
+        started_at=started_at,
+        finished_at=finished_at,
+        status=status,
+        records_count=records or 0,
+        error_message=message,
+        report_date=report_date,
     )
 
 

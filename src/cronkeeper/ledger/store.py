@@ -39,6 +39,7 @@ from cronkeeper.errors import (
     StorageError,
 )
 from cronkeeper.lease import Fence
+from cronkeeper.ledger.health_read import HealthRead, health_read_statement, split_health_rows
 from cronkeeper.ledger.models import FINAL_STATUSES, RunRow, RunSummary, Skipped, summarize
 from cronkeeper.ledger.outbox import OutboxMessage, insert_messages
 from cronkeeper.ledger.reads import (
@@ -508,6 +509,19 @@ class Ledger:
         for row in rows:
             latest[row.cron_name] = row
         return latest
+
+    async def health_read(self, cron_names: Sequence[str]) -> HealthRead:
+        """What a health request reads, in one statement on one connection: each job's
+        latest run, each job's state (``job_state``) and the newest scheduler beats (see
+        :mod:`~cronkeeper.ledger.health_read`). Raises
+        :class:`~cronkeeper.errors.SchemaBehind` when a table or column is missing (a schema
+        before 0007 or 0012): the three reads apart then answer what they can."""
+        statement = health_read_statement(cron_names)
+
+        async def fetch(conn: AsyncConnection) -> HealthRead:
+            return split_health_rows(await conn.execute(statement), cron_names)
+
+        return await self._read(fetch)
 
     async def last_runs(self, cron_names: Sequence[str], per_job: int) -> list[RunRow]:
         """The newest ``per_job`` runs of each job (see :func:`last_runs_statement`)."""
