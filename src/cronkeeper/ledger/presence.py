@@ -58,9 +58,7 @@ def scheduler_id() -> tuple[str, str, int]:
     return f"{host}:{pid}:{uuid.uuid4().hex[:8]}", host, pid
 
 
-HEARTBEAT_COLUMNS = tuple(
-    scheduler_heartbeats.c[key] for key in Heartbeat.__dataclass_fields__
-)
+HEARTBEAT_COLUMNS = tuple(scheduler_heartbeats.c[key] for key in Heartbeat.__dataclass_fields__)
 """What a :class:`Heartbeat` holds, in the order of its fields."""
 
 
@@ -78,9 +76,7 @@ def newest_statement(limit: int = NEWEST) -> Select[Any]:
     Built once: a statement built per call costs SQLAlchemy its cache key again, ~0.1 ms
     of every health read (issue 16)."""
     return (
-        select(*HEARTBEAT_COLUMNS)
-        .order_by(scheduler_heartbeats.c.last_beat_at.desc())
-        .limit(limit)
+        select(*HEARTBEAT_COLUMNS).order_by(scheduler_heartbeats.c.last_beat_at.desc()).limit(limit)
     )
 
 
