@@ -141,7 +141,7 @@ def _health_read_statement(cron_names: tuple[str, ...]) -> CompoundSelect[Any]:
     beats = _arm(BEATS, newest_statement(), first=not cron_names, within="beats")
     if not cron_names:  # no jobs: neither runs nor states to read (as the owners' reads)
         return union_all(beats)
-    runs = _arm(RUNS, latest_runs_statement(cron_names), first=True, within="latest")
+    runs = _arm(RUNS, latest_runs_statement(cron_names), first=True, within=None)
     states = _arm(STATES, read_statement(cron_names), first=False, within=None)
     return union_all(runs, states, beats)
 

@@ -131,8 +131,15 @@ def recent_runs_statement(
     return statement.order_by(arms.c.started_at.desc()).limit(limit)
 
 
-def latest_runs_statement(cron_names: Sequence[str]) -> CompoundSelect[Any]:
+def latest_runs_statement(cron_names: Sequence[str]) -> Select[Any]:
     """The health query: the latest run of each job, in one statement.
+
+    ``WHERE id IN ((SELECT id … WHERE cron_name = … ORDER BY started_at DESC LIMIT 1), …)``:
+    one scalar subquery per job, each a single descent of ``idx_cron_runs_name_started``,
+    then one primary-key lookup per job; the cost depends on the number of jobs, not on the
+    size of the history. The same walks as :func:`last_runs_statement` with ``per_job=1``,
+    in a third of the SQL text and with less to plan (issue 16: ~0.2 ms less per health
+    read on PostgreSQL); a job without runs has a ``NULL`` id, which matches nothing.
 
     Built once per set of job names: constructing it anew on every health request cost more
     CPU (SQLAlchemy's cache key and result metadata) than running it.
@@ -141,8 +148,19 @@ def latest_runs_statement(cron_names: Sequence[str]) -> CompoundSelect[Any]:
 
 
 @functools.lru_cache(maxsize=64)
-def _latest_runs_statement(cron_names: tuple[str, ...]) -> CompoundSelect[Any]:
-    return last_runs_statement(cron_names, 1)
+def _latest_runs_statement(cron_names: tuple[str, ...]) -> Select[Any]:
+    if not cron_names:
+        raise ValueError("at least one job name is needed")
+    newest = [
+        select(cron_runs.c.id)
+        .where(cron_runs.c.cron_name == name)
+        .order_by(cron_runs.c.started_at.desc())
+        .limit(1)
+        .correlate(None)  # its own cron_runs, never the outer one
+        .scalar_subquery()
+        for name in cron_names
+    ]
+    return select(*RUN_COLUMNS).where(cron_runs.c.id.in_(newest))
 
 
 def successes_statement(cron_name: str, since: datetime | None, limit: int) -> CompoundSelect[Any]:
