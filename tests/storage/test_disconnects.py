@@ -83,8 +83,9 @@ async def test_health_answers_at_once_after_the_server_dropped_every_pooled_conn
     async with client:
         before = await client.get("/api/cron/health", headers=AUTH)
         assert before.status_code == 200
-        # The health read's connections (runs, job states, heartbeats) are back in the pool.
-        assert drop_every_connection(request, backend, settings.database_url) >= 3
+        # The health read's connection (one statement: runs, job states, heartbeats) is back
+        # in the pool.
+        assert drop_every_connection(request, backend, settings.database_url) >= 1
         caplog.set_level(logging.INFO, logger="cronkeeper.storage")
         after = await client.get("/api/cron/health", headers=AUTH)
     await service.aclose()
