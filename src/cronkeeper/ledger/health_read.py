@@ -103,12 +103,12 @@ def _arm(
     """``source``'s rows as ``part``: its columns in its slots, ``NULL`` in the others.
 
     ``within``: read ``source`` as a subquery of that name (it has an ``ORDER BY`` or a
-    ``LIMIT``, which SQLite allows in no arm of a union but the last); else ``source``'s
-    own ``FROM`` and ``WHERE`` with the slots as its columns. Only the ``first`` arm casts
-    its ``NULL`` padding: PostgreSQL types each column of a union from its arms taken pairwise, an
-    untyped ``NULL`` taking the other arm's type (two of them would make ``text``:
-    https://www.postgresql.org/docs/current/typeconv-union-case.html), and SQLAlchemy
-    reads every row through the first arm's column types.
+    ``LIMIT`` of its own, which SQLite takes for the whole union's in an arm); else
+    ``source``'s own ``FROM`` and ``WHERE`` with the slots as its columns. Only the
+    ``first`` arm casts its ``NULL`` padding: PostgreSQL types each column of a union from
+    its arms taken pairwise, an untyped ``NULL`` taking the other arm's type (two of them
+    would make ``text``: https://www.postgresql.org/docs/current/typeconv-union-case.html),
+    and SQLAlchemy reads every row through the first arm's column types.
     """
     owned = dict(_PARTS)[part]
     if within is not None:

@@ -3,8 +3,9 @@
 Plain functions with no I/O, so the index-plan tests can explain exactly what the ledger runs.
 Each statement that looks at one job's history is an ``ORDER BY started_at DESC`` walk down
 ``idx_cron_runs_name_started`` (or an equality on ``idx_cron_runs_name_report_date``), one arm
-per job glued with ``UNION ALL`` where several jobs are asked for: the cost depends on the
-number of jobs, never on the size of the history.
+per job glued with ``UNION ALL`` where several jobs are asked for (the latest run of each: one
+scalar subquery per job, :func:`latest_runs_statement`): the cost depends on the number of
+jobs, never on the size of the history.
 """
 
 from __future__ import annotations

@@ -498,9 +498,10 @@ class Ledger:
     async def latest_runs(self, cron_names: Sequence[str]) -> dict[str, RunRow | None]:
         """The latest run of each job, in one statement and one round trip.
 
-        One ``ORDER BY started_at DESC LIMIT 1`` per job, glued with ``UNION ALL``: each arm
-        is a single descent of ``idx_cron_runs_name_started``, so the cost depends on the
-        number of jobs, not on the size of the history.
+        One ``ORDER BY started_at DESC LIMIT 1`` per job (:func:`latest_runs_statement`):
+        each a single descent of ``idx_cron_runs_name_started``, so the cost depends on the
+        number of jobs, not on the size of the history. A health request reads it within
+        :meth:`health_read`.
         """
         latest: dict[str, RunRow | None] = dict.fromkeys(cron_names)
         if not cron_names:
