@@ -110,14 +110,7 @@ async def run_job(
         async with service.leases.hold(name) as lease:
             if lease.acquired:
                 try:
-                    warn = service.abandoned_messages
-                    abandoned = await service.ledger.close_abandoned(
-                        name,
-                        reason=ABANDONED,
-                        fence=lease.fence,
-                        stale_after=service.leases.ttl,
-                        messages=None if warn is None else lambda ids: warn(name, ids, now),
-                    )
+                    abandoned = await service.close_abandoned(lease, reason=ABANDONED)
                 except LeaseLost as exc:  # taken over before this run even started
                     raise AlreadyRunning(str(exc)) from exc
                 if abandoned:
@@ -209,13 +202,12 @@ def unguarded_note(lease: Lease) -> str:
 
 
 async def _served(ledger: Ledger, name: str, day: date, slot: datetime) -> bool:
-    """A run of ``name`` for ``day`` started at or after ``slot`` (a database that cannot
-    say: not served, the run itself copes with it)."""
+    """:meth:`Ledger.slot_served`; a database that cannot say: not served (the run itself
+    copes with it)."""
     try:
-        started = await ledger.last_started_for(name, day)
+        return await ledger.slot_served(name, day, slot)
     except CronkeeperError:
         return False
-    return started is not None and started >= slot
 
 
 async def _latest(ledger: Ledger, name: str) -> RunRow | None:

@@ -305,11 +305,10 @@ class CronScheduler:
 
     async def _served(self, name: str, slot: datetime, day: date) -> bool:
         try:
-            started = await self.service.ledger.last_started_for(name, day)
+            return await self.service.ledger.slot_served(name, day, slot)
         except Exception as exc:  # the run itself copes with a database that is down
             log.warning("could not read the ledger before running %s: %s", name, self._why(exc))
             return False
-        return started is not None and started >= slot
 
     async def _paused(self, name: str, now: datetime) -> bool:
         """``cronkeeper pause``: a paused job is not fired (a database that cannot say fires it)."""

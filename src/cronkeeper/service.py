@@ -24,7 +24,7 @@ from cronkeeper.errors import (
 )
 from cronkeeper.health import HealthReport, HealthRules, evaluate_health
 from cronkeeper.http import RequestLimiter, RetryEvent, RetryPolicy
-from cronkeeper.lease import LeaseManager
+from cronkeeper.lease import Lease, LeaseManager
 from cronkeeper.ledger import Ledger, RunRow
 from cronkeeper.ledger.job_state import JobStates
 from cronkeeper.ledger.outbox import Outbox, OutboxMessage
@@ -304,6 +304,20 @@ class Service:
             )
             states = {}
         return latest, states, heard
+
+    async def close_abandoned(self, lease: Lease, *, reason: str) -> list[str]:
+        """As the holder of ``lease``, close the job's runs whose holder is gone (see
+        :meth:`~cronkeeper.ledger.Ledger.close_abandoned`: fenced by the lease, a run without
+        a lease once silent for its TTL), their warning queued in the same transaction when
+        the watchdog is installed. Raises :class:`~cronkeeper.errors.LeaseLost`."""
+        warn, now, name = self.abandoned_messages, self.clock(), lease.job_name
+        return await self.ledger.close_abandoned(
+            name,
+            reason=reason,
+            fence=lease.fence,
+            stale_after=self.leases.ttl,
+            messages=None if warn is None else lambda ids: warn(name, ids, now),
+        )
 
     async def notify(self, hook: Callable[[RunObserver], Awaitable[None]]) -> None:
         """Call a hook on every observer; an observer's failure never reaches the job."""

@@ -282,15 +282,8 @@ class DatabaseRecorder:
                 # Holding the lease, no other exec of this job is alive: a row still running
                 # under another epoch belongs to one that was killed before it could record
                 # its end (one without a lease, once silent for the lease's TTL).
-                warn, now = self.service.abandoned_messages, self.clock()
-                await self.service.ledger.close_abandoned(
-                    self.name,
-                    reason=ABANDONED,
-                    fence=lease.fence,
-                    stale_after=self.service.leases.ttl,
-                    # Their warning waits in the outbox for the next delivery round.
-                    messages=None if warn is None else lambda ids: warn(self.name, ids, now),
-                )
+                # Their warning waits in the outbox for the next delivery round.
+                await self.service.close_abandoned(lease, reason=ABANDONED)
             yield
 
     async def start(self, run_id: str) -> str | None:

@@ -634,6 +634,12 @@ class Ledger:
             for row in await self._read(fetch)
         ]
 
+    async def slot_served(self, cron_name: str, day: date, slot: datetime) -> bool:
+        """Whether a run of ``cron_name`` for ``day`` started at or after the scheduler's
+        ``slot`` (the slot was served, by this replica or another)."""
+        started = await self.last_started_for(cron_name, day)
+        return started is not None and started >= slot
+
     async def last_started_for(self, cron_name: str, day: date) -> datetime | None:
         """When the latest run of ``cron_name`` for report date ``day`` started (runs without
         a report date count too; see :func:`last_started_statement`)."""
