@@ -67,6 +67,11 @@ __all__ = [
 ]
 
 
+DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+"""A throwaway PostgreSQL cluster's settings for benchmarks that measure writes: durable, as
+a real database is (the test suite's cluster turns them off)."""
+
+
 def repo_on_path() -> None:
     """Make ``tests.support.pg`` importable (the throwaway PostgreSQL of the test suite)."""
     if str(REPO_ROOT) not in sys.path:

@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from benchlib import (
+    DURABLE,
     Stats,
     console,
     machine_lines,
@@ -48,7 +49,6 @@ from cronkeeper.storage.engine import create_engine, upgrade  # noqa: E402
 from cronkeeper.storage.schema import meta_daily_insights  # noqa: E402
 from cronkeeper.storage.upsert import upsert  # noqa: E402
 
-DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 JOB = "collect-daily"
 DAY = date(2026, 11, 19)
 

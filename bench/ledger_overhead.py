@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from benchlib import (
+    DURABLE,
     Stats,
     console,
     machine_lines,
@@ -52,7 +53,6 @@ from cronkeeper.storage.engine import create_engine, upgrade  # noqa: E402
 
 TIMEOUT = 5.0
 GUARD = 30.0
-DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 
 
 @dataclass(frozen=True)
